@@ -1,0 +1,55 @@
+#include "dispatch/cpu_features.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace lowbit {
+namespace {
+
+#if defined(__x86_64__) || defined(_M_X64)
+unsigned long long read_xcr0() {
+  unsigned eax = 0, edx = 0;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return f;
+  const bool osxsave = (ecx >> 27) & 1;
+  const bool fma = (ecx >> 12) & 1;
+  if (!osxsave) return f;
+  const unsigned long long xcr0 = read_xcr0();
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE and AVX state saved by the OS
+  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;   // plus opmask and both halves of zmm
+  if (!os_ymm) return f;
+  unsigned max_leaf = __get_cpuid_max(0, nullptr);
+  if (max_leaf < 7) return f;
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  f.fma = fma;
+  f.avx2 = (ebx >> 5) & 1;
+  if (os_zmm) {
+    f.avx512f = (ebx >> 16) & 1;
+    f.avx512dq = (ebx >> 17) & 1;
+    f.avx512bw = (ebx >> 30) & 1;
+    f.avx512vl = (ebx >> 31) & 1;
+    f.avx512vnni = (ecx >> 11) & 1;
+  }
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  f.avxvnni = (eax >> 4) & 1;
+  return f;
+}
+#else
+CpuFeatures detect() { return CpuFeatures{}; }
+#endif
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+}  // namespace lowbit

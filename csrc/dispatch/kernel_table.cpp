@@ -1,0 +1,102 @@
+#include "dispatch/kernel_table.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "dispatch/cpu_features.h"
+
+namespace lowbit {
+namespace {
+
+bool isa_supported(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return f.avx2 && f.fma;
+    case Isa::avx512vnni:
+      return f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq &&
+             f.avx512vnni;
+  }
+  return false;
+}
+
+const KernelTable& table_of(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return ref::kKernels;
+    case Isa::avx2: return avx2::kKernels;
+    case Isa::avx512vnni: return avx512vnni::kKernels;
+  }
+  return ref::kKernels;
+}
+
+Isa best_isa() { return available_isas().back(); }
+
+// LOWBIT_ISA forces a path for the whole process (also for C++ tests and benchmarks).
+Isa initial_isa() {
+  const char* env = std::getenv("LOWBIT_ISA");
+  if (env == nullptr || *env == '\0') return best_isa();
+  Isa isa = parse_isa(env);
+  if (!isa_supported(isa))
+    throw std::runtime_error("LOWBIT_ISA=" + std::string(env) + ": this CPU does not support it");
+  return isa;
+}
+
+std::atomic<int>& active_slot() {
+  static std::atomic<int> slot{static_cast<int>(initial_isa())};
+  return slot;
+}
+
+}  // namespace
+
+std::string isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512vnni: return "avx512vnni";
+  }
+  return "unknown";
+}
+
+Isa parse_isa(const std::string& name) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512vnni})
+    if (isa_name(isa) == name) return isa;
+  throw std::invalid_argument("unknown ISA '" + name + "' (expected scalar, avx2 or avx512vnni)");
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512vnni})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
+
+void set_active_isa(Isa isa) {
+  if (!isa_supported(isa))
+    throw std::runtime_error("ISA '" + isa_name(isa) + "' is not supported by this CPU");
+  active_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+std::vector<std::string> cpu_feature_names() {
+  const CpuFeatures& f = cpu_features();
+  std::vector<std::string> out;
+  const std::pair<bool, const char*> all[] = {
+      {f.avx2, "avx2"},         {f.fma, "fma"},           {f.avx512f, "avx512f"},
+      {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"}, {f.avx512dq, "avx512dq"},
+      {f.avx512vnni, "avx512vnni"}, {f.avxvnni, "avxvnni"}};
+  for (const auto& [present, name] : all)
+    if (present) out.push_back(name);
+  return out;
+}
+
+const KernelTable& kernels() { return table_of(active_isa()); }
+
+const KernelTable& kernels_for(Isa isa) {
+  if (!isa_supported(isa))
+    throw std::runtime_error("ISA '" + isa_name(isa) + "' is not supported by this CPU");
+  return table_of(isa);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,128 @@
+// lowbit public C++ API: ONNX-semantics quantization primitives, packed int8 matrices, exact
+// integer GEMM and the fused dynamic-quantization linear layer. All functions validate their
+// arguments and throw std::invalid_argument (bad input) or std::runtime_error (bad environment).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lowbit {
+
+// ---- CPU and dispatch --------------------------------------------------------------------------
+enum class Isa : int { scalar = 0, avx2 = 1, avx512vnni = 2 };
+
+std::string isa_name(Isa isa);
+Isa parse_isa(const std::string& name);          // throws std::invalid_argument for unknown names
+std::vector<Isa> available_isas();               // best last
+Isa active_isa();
+void set_active_isa(Isa isa);                    // throws std::runtime_error if the CPU lacks it
+std::vector<std::string> cpu_feature_names();    // e.g. {"avx2", "fma", "avx512f", ...}
+
+int get_num_threads();
+void set_num_threads(int n);                     // n >= 1
+int default_num_threads();                       // usable cores (respects CPU affinity)
+
+// ---- Element types -----------------------------------------------------------------------------
+enum class ElemType : int { int8 = 0, uint8 = 1, int32 = 2 };
+
+// Quantized target types; int4/uint4 are stored one value per byte (int8/uint8 storage).
+enum class QType : int { int8 = 0, uint8 = 1, int4 = 2, uint4 = 3 };
+int32_t qtype_min(QType t);
+int32_t qtype_max(QType t);
+
+// A tensor seen as (outer, axis, inner) around the quantization axis.
+struct AxisView {
+  int64_t outer = 1;
+  int64_t axis = 1;
+  int64_t inner = 1;
+};
+
+// per_tensor: one scale. per_axis: scale[axis]. blocked: scale shaped (outer, ceil(axis/block), inner).
+enum class ScaleMode : int { per_tensor = 0, per_axis = 1, blocked = 2 };
+
+// q = saturate(round_half_even(x / scale) + zero_point). zero_point may be null (all zero).
+// Throws std::invalid_argument if x holds NaN or Inf (out is then unspecified).
+void quantize_linear(const float* x, AxisView view, ScaleMode mode, int64_t block_size,
+                     const float* scale, const int32_t* zero_point, QType qtype, void* out);
+
+// x = (q - zero_point) * scale, in float32.
+void dequantize_linear(const void* q, ElemType qtype, AxisView view, ScaleMode mode,
+                       int64_t block_size, const float* scale, const int32_t* zero_point,
+                       float* out);
+
+// ONNX DynamicQuantizeLinear over n values (uint8, per tensor). Zero range gives scale 1, zp 0.
+void dynamic_quantize_linear(const float* x, int64_t n, uint8_t* out, float* scale,
+                             uint8_t* zero_point);
+
+// y = saturate(round_half_even(double(acc) * double(multiplier)) + zero_point).
+// multiplier: one value (per_tensor), one per column (per_axis over the last dim), or rows*cols.
+enum class MultiplierMode : int { per_tensor = 0, per_column = 1, elementwise = 2 };
+void requantize(const int32_t* acc, int64_t rows, int64_t cols, const float* multiplier,
+                MultiplierMode mode, int32_t zero_point, QType qtype, void* out);
+
+// ---- Packed matrices ---------------------------------------------------------------------------
+// The B operand of a GEMM (K x N), packed once into 64-column panels of 4-deep k groups. Stores
+// B - 128 for uint8 input so every kernel sees signed bytes, plus per-column sums that fold the
+// zero points into the epilogue. The layout is the same for every ISA.
+class PackedMatrix {
+ public:
+  static constexpr int64_t kPanelCols = 64;
+  static constexpr int64_t kDepthGroup = 4;
+
+  // b[k * stride_k + n * stride_n]; zero_point has N entries (per column) or 1 (per tensor).
+  static std::shared_ptr<PackedMatrix> pack(const void* b, ElemType type, int64_t K, int64_t N,
+                                            int64_t stride_k, int64_t stride_n,
+                                            const int32_t* zero_point, int64_t zero_point_count);
+  ~PackedMatrix();
+  PackedMatrix(const PackedMatrix&) = delete;
+  PackedMatrix& operator=(const PackedMatrix&) = delete;
+
+  int64_t rows() const { return K_; }     // K
+  int64_t cols() const { return N_; }     // N
+  int64_t padded_depth() const { return KP_; }
+  int64_t padded_cols() const { return NP_; }
+  ElemType source_type() const { return type_; }
+  bool symmetric() const { return symmetric_; }   // every effective zero point is 0
+  size_t nbytes() const;                          // bytes owned (panels + column data)
+
+  const int8_t* panels() const { return panels_; }
+  const int32_t* col_zero() const { return col_zero_; }     // zb' = zb - (uint8 ? 128 : 0)
+  const int32_t* col_corr() const { return col_corr_; }     // colsum(B') - K * zb'
+  const int32_t* col_zero_point() const { return zero_points_; }  // user zero points, N
+
+ private:
+  PackedMatrix() = default;
+  int64_t K_ = 0, N_ = 0, KP_ = 0, NP_ = 0;
+  ElemType type_ = ElemType::int8;
+  bool symmetric_ = true;
+  void* storage_ = nullptr;
+  size_t storage_bytes_ = 0;
+  int8_t* panels_ = nullptr;
+  int32_t* col_zero_ = nullptr;
+  int32_t* col_corr_ = nullptr;
+  int32_t* zero_points_ = nullptr;
+};
+
+// C[M,N] (int32, row stride ldc) = (A - a_zero_point) @ (B - b_zero_point), exact modulo 2^32.
+// A is int8 or uint8 with row stride lda (elements); a_zero_point has M entries or 1.
+void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
+                    const int32_t* a_zero_point, int64_t a_zero_point_count,
+                    const PackedMatrix& b, int32_t* c, int64_t ldc);
+
+// Largest K for which linear() guarantees an exact int32 accumulator (no wrap-around).
+constexpr int64_t kLinearMaxDepth = 65536;
+
+// Fused dynamic-quantization linear: y[M,N] = dequant(quant_rows(x) @ B) * col_scale + bias.
+// Rows of x are quantized to uint8 (DynamicQuantizeLinear per row); B is the packed int8
+// weight (N output channels along its columns) with per-column scales. bias may be null.
+// Throws std::invalid_argument on NaN/Inf in x.
+void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
+            const float* bias, float* y, int64_t ldy);
+
+// Sequential read bandwidth of this machine's memory in GB/s (for benchmarks).
+double memory_read_bandwidth(size_t nbytes, int repeats);
+
+}  // namespace lowbit

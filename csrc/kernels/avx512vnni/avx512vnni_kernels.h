@@ -1,0 +1,13 @@
+// Entry points of the AVX-512 VNNI translation units (only declared here; no SIMD code).
+#pragma once
+
+#include "kernels/kernel_api.h"
+
+namespace lowbit {
+namespace avx512vnni {
+
+void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+
+}  // namespace avx512vnni
+}  // namespace lowbit

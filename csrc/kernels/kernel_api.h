@@ -1,0 +1,72 @@
+// The contract between ISA-free drivers (csrc/ops) and per-ISA kernels (csrc/kernels/<isa>).
+// Plain data and function-pointer types only: this header is included by translation units
+// compiled with different ISA flags, so it must hold no inline code that could be emitted with
+// one ISA's instructions and then linked into another's callers.
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit {
+
+// One GEMM problem in the shape the kernels understand:
+//   A: M rows of uint8, KP bytes each (K padded to 4 with zeros), row stride lda.
+//   B: packed int8 panels of 64 columns x KP (see PackedMatrix), NP = N padded to 64.
+// The kernel forms acc = A @ B exactly (mod 2^32) and applies the epilogue
+//   c = acc - col_zero[n] * row_sum[m] - row_zero[m] * col_corr[n]          (int32, wraps)
+//   y = fma(float(c), row_scale[m] * col_scale[n], bias[n])                 (float output)
+struct GemmProblem {
+  int64_t M = 0, N = 0, K = 0, KP = 0;
+  const uint8_t* a = nullptr;
+  int64_t lda = 0;
+  const int32_t* row_sum = nullptr;   // M
+  const int32_t* row_zero = nullptr;  // M
+  const int8_t* b_panels = nullptr;
+  const int32_t* col_zero = nullptr;  // NP
+  const int32_t* col_corr = nullptr;  // NP
+  bool b_symmetric = false;           // col_zero is all zero: skip that term
+
+  // Output: exactly one of c_i32 / y_f32 is set.
+  int32_t* c_i32 = nullptr;
+  float* y_f32 = nullptr;
+  int64_t ldc = 0;
+  const float* row_scale = nullptr;   // M      (float output)
+  const float* col_scale = nullptr;   // NP     (float output)
+  const float* bias = nullptr;        // N or null
+};
+
+// Which elements share a quantization parameter inside one contiguous run.
+struct QuantRun {
+  const float* scale = nullptr;      // one value, or one per element when per_element
+  const int32_t* zero = nullptr;     // may be null (zero); same indexing as scale
+  bool per_element = false;
+};
+
+using QuantizeRunFn = bool (*)(const float* x, int64_t n, QuantRun params, int32_t qmin,
+                               int32_t qmax, uint8_t* out);  // false if x holds NaN/Inf
+using DequantizeRunFn = void (*)(const void* q, int elem_type, int64_t n, QuantRun params,
+                                 float* out);                // elem_type: lowbit::ElemType
+using MinMaxFn = bool (*)(const float* x, int64_t n, float* min, float* max);  // false on NaN/Inf
+using QuantizeRowU8Fn = bool (*)(const float* x, int64_t k, int64_t kp, uint8_t* out,
+                                 float* scale, int32_t* zero, int32_t* row_sum);
+using RequantizeRunFn = void (*)(const int32_t* acc, int64_t n, const float* multiplier,
+                                 bool per_element, int32_t zero, int32_t qmin, int32_t qmax,
+                                 uint8_t* out);
+using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
+                        int64_t panel_begin, int64_t panel_end);
+
+struct KernelTable {
+  const char* name;
+  QuantizeRunFn quantize_run;
+  DequantizeRunFn dequantize_run;
+  MinMaxFn min_max;
+  QuantizeRowU8Fn quantize_row_u8;
+  RequantizeRunFn requantize_run;
+  GemmFn gemm;
+};
+
+// Each ISA's translation units define exactly one of these.
+namespace ref { extern const KernelTable kKernels; }
+namespace avx2 { extern const KernelTable kKernels; }
+namespace avx512vnni { extern const KernelTable kKernels; }
+
+}  // namespace lowbit

@@ -1,0 +1,178 @@
+// GEMM drivers: prepare the A side (uint8 rows padded to 4, row sums, effective zero points),
+// split the output over threads and call the active ISA's kernel. Every output element is
+// computed whole (full K) by one kernel call, so results never depend on the split.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "dispatch/kernel_table.h"
+#include "lowbit/lowbit.h"
+#include "runtime/aligned_buffer.h"
+#include "runtime/thread_pool.h"
+
+namespace lowbit {
+namespace {
+
+// Below this much work a second thread costs more to wake than it saves.
+constexpr double kMinParallelMacs = 1.5e6;
+constexpr int64_t kRowBlock = 24;  // a multiple of every kernel's MR (6 and 4)
+
+void run_gemm(const GemmProblem& p) {
+  const KernelTable& k = kernels();
+  const int64_t panels = round_up(p.N, PackedMatrix::kPanelCols) / PackedMatrix::kPanelCols;
+  if (p.M == 0 || panels == 0) return;
+  const int threads = get_num_threads();
+  const double macs = static_cast<double>(p.M) * p.N * std::max<int64_t>(p.K, 1);
+  if (threads == 1 || macs < kMinParallelMacs) {
+    k.gemm(p, 0, p.M, 0, panels);
+    return;
+  }
+  // Enough tasks for load balance on a noisy machine, but each still streams a whole panel.
+  const int64_t want = 4LL * threads;
+  int64_t col_tasks = std::min(panels, want);
+  int64_t row_tasks = 1;
+  if (col_tasks < want && p.M > kRowBlock)
+    row_tasks = std::min((p.M + kRowBlock - 1) / kRowBlock, (want + col_tasks - 1) / col_tasks);
+  const int64_t rows_per_task = round_up((p.M + row_tasks - 1) / row_tasks, 6);
+  row_tasks = (p.M + rows_per_task - 1) / rows_per_task;
+  parallel_for(col_tasks * row_tasks, [&](int64_t t) {
+    const int64_t ct = t % col_tasks, rt = t / col_tasks;
+    const int64_t p0 = panels * ct / col_tasks, p1 = panels * (ct + 1) / col_tasks;
+    const int64_t m0 = rt * rows_per_task, m1 = std::min(p.M, m0 + rows_per_task);
+    if (p0 < p1 && m0 < m1) k.gemm(p, m0, m1, p0, p1);
+  });
+}
+
+// Per-thread scratch so concurrent callers never share buffers.
+struct Scratch {
+  ScratchBuffer a_rows, row_data;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+}  // namespace
+
+void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
+                    const int32_t* a_zero_point, int64_t a_zero_point_count,
+                    const PackedMatrix& b, int32_t* c, int64_t ldc) {
+  if (M < 0 || K < 0) throw std::invalid_argument("negative dimension");
+  if (a_type == ElemType::int32) throw std::invalid_argument("A must be int8 or uint8");
+  if (K != b.rows())
+    throw std::invalid_argument("inner dimensions differ: A has K=" + std::to_string(K) +
+                                ", B has K=" + std::to_string(b.rows()));
+  if (a_zero_point_count != 0 && a_zero_point_count != 1 && a_zero_point_count != M)
+    throw std::invalid_argument("a_zero_point must have 1 or M (=" + std::to_string(M) +
+                                ") entries, got " + std::to_string(a_zero_point_count));
+  const int32_t lo = a_type == ElemType::uint8 ? 0 : -128, hi = a_type == ElemType::uint8 ? 255 : 127;
+  for (int64_t i = 0; i < a_zero_point_count; ++i)
+    if (a_zero_point[i] < lo || a_zero_point[i] > hi)
+      throw std::invalid_argument("a_zero_point " + std::to_string(a_zero_point[i]) +
+                                  " is outside the range of A's type");
+  if (M == 0 || b.cols() == 0) return;
+
+  const int64_t KP = b.padded_depth();
+  const int32_t shift = a_type == ElemType::int8 ? 128 : 0;  // int8 A is stored as A + 128
+  Scratch& s = scratch();
+  auto* row_data = static_cast<int32_t*>(s.row_data.reserve(static_cast<size_t>(2 * M) * sizeof(int32_t)));
+  int32_t* row_sum = row_data;
+  int32_t* row_zero = row_data + M;
+  const auto* a8 = static_cast<const uint8_t*>(a);
+  const bool use_a_in_place = a_type == ElemType::uint8 && KP == K;
+  uint8_t* rows = use_a_in_place ? nullptr
+                                 : static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * KP)));
+  for (int64_t m = 0; m < M; ++m) {
+    const uint8_t* src = a8 + m * lda;
+    uint32_t sum = 0;
+    if (use_a_in_place) {
+      for (int64_t k = 0; k < K; ++k) sum += src[k];
+    } else {
+      uint8_t* dst = rows + m * KP;
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t v = static_cast<uint8_t>(src[k] ^ static_cast<uint8_t>(shift));
+        dst[k] = v;
+        sum += v;
+      }
+      std::memset(dst + K, 0, static_cast<size_t>(KP - K));
+    }
+    row_sum[m] = static_cast<int32_t>(sum);
+    const int32_t zp = a_zero_point_count == 0 ? 0 : a_zero_point[a_zero_point_count == 1 ? 0 : m];
+    row_zero[m] = zp + shift;
+  }
+  GemmProblem p;
+  p.M = M;
+  p.N = b.cols();
+  p.K = K;
+  p.KP = KP;
+  p.a = use_a_in_place ? a8 : rows;
+  p.lda = use_a_in_place ? lda : KP;
+  p.row_sum = row_sum;
+  p.row_zero = row_zero;
+  p.b_panels = b.panels();
+  p.col_zero = b.col_zero();
+  p.col_corr = b.col_corr();
+  p.b_symmetric = b.symmetric();
+  p.c_i32 = c;
+  p.ldc = ldc;
+  run_gemm(p);
+}
+
+void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
+            const float* bias, float* y, int64_t ldy) {
+  if (M < 0) throw std::invalid_argument("negative dimension");
+  const int64_t K = b.rows(), KP = b.padded_depth();
+  if (K > kLinearMaxDepth)
+    throw std::invalid_argument("in_features=" + std::to_string(K) + " exceeds " +
+                                std::to_string(kLinearMaxDepth) +
+                                ", the largest depth with an exact int32 accumulator");
+  if (M == 0 || b.cols() == 0) return;
+  const KernelTable& k = kernels();
+  Scratch& s = scratch();
+  auto* rows = static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * std::max<int64_t>(KP, 1))));
+  auto* row_data = static_cast<int32_t*>(s.row_data.reserve(static_cast<size_t>(3 * M) * sizeof(int32_t)));
+  int32_t* row_sum = row_data;
+  int32_t* row_zero = row_data + M;
+  auto* row_scale = reinterpret_cast<float*>(row_data + 2 * M);
+
+  std::atomic<bool> finite{true};
+  auto quantize_rows = [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      if (!k.quantize_row_u8(x + m * ldx, K, KP, rows + m * KP, &row_scale[m], &row_zero[m],
+                             &row_sum[m]))
+        finite.store(false, std::memory_order_relaxed);
+  };
+  const int threads = get_num_threads();
+  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= 65536.0) {
+    const int64_t tasks = std::min<int64_t>(M, 4LL * threads);
+    parallel_for(tasks, [&](int64_t t) { quantize_rows(M * t / tasks, M * (t + 1) / tasks); });
+  } else {
+    quantize_rows(0, M);
+  }
+  if (!finite.load())
+    throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
+
+  GemmProblem p;
+  p.M = M;
+  p.N = b.cols();
+  p.K = K;
+  p.KP = KP;
+  p.a = rows;
+  p.lda = KP;
+  p.row_sum = row_sum;
+  p.row_zero = row_zero;
+  p.b_panels = b.panels();
+  p.col_zero = b.col_zero();
+  p.col_corr = b.col_corr();
+  p.b_symmetric = b.symmetric();
+  p.y_f32 = y;
+  p.ldc = ldy;
+  p.row_scale = row_scale;
+  p.col_scale = col_scale;
+  p.bias = bias;
+  run_gemm(p);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,287 @@
+// pybind11 bindings: check arrays (dtype, contiguity, alignment, sizes), release the GIL around
+// kernels, nothing else. The Python layer (python/lowbit) normalizes user input before calling
+// here; these checks are the last line that keeps a bad call from reaching the kernels.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lowbit/lowbit.h"
+
+namespace py = pybind11;
+using lowbit::ElemType;
+
+namespace {
+
+template <typename T>
+bool has_dtype(const py::array& a) {
+  return a.dtype().is(py::dtype::of<T>());
+}
+
+void require_c_contiguous(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned");
+}
+
+template <typename T>
+const T* checked_data(const py::array& a, const char* name, const char* dtype_name) {
+  if (!has_dtype<T>(a)) throw py::type_error(std::string(name) + " must have dtype " + dtype_name);
+  require_c_contiguous(a, name);
+  return static_cast<const T*>(a.data());
+}
+
+ElemType elem_type_of(const py::array& a, const char* name, bool allow_int32) {
+  if (has_dtype<int8_t>(a)) return ElemType::int8;
+  if (has_dtype<uint8_t>(a)) return ElemType::uint8;
+  if (allow_int32 && has_dtype<int32_t>(a)) return ElemType::int32;
+  throw py::type_error(std::string(name) + (allow_int32 ? " must be int8, uint8 or int32"
+                                                        : " must be int8 or uint8"));
+}
+
+std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+py::array new_quantized(const std::vector<py::ssize_t>& shape, lowbit::QType qtype) {
+  if (qtype == lowbit::QType::uint8 || qtype == lowbit::QType::uint4)
+    return py::array_t<uint8_t>(shape);
+  return py::array_t<int8_t>(shape);
+}
+
+int64_t expected_scale_count(lowbit::AxisView v, lowbit::ScaleMode mode, int64_t block) {
+  switch (mode) {
+    case lowbit::ScaleMode::per_tensor: return 1;
+    case lowbit::ScaleMode::per_axis: return v.axis;
+    case lowbit::ScaleMode::blocked:
+      if (block <= 0) throw py::value_error("block_size must be positive");
+      return v.outer * ((v.axis + block - 1) / block) * v.inner;
+  }
+  return 0;
+}
+
+const int32_t* optional_zero_points(const py::object& zp, int64_t expected) {
+  if (zp.is_none()) return nullptr;
+  py::array arr = zp.cast<py::array>();
+  const int32_t* data = checked_data<int32_t>(arr, "zero_point", "int32");
+  if (arr.size() != expected)
+    throw py::value_error("zero_point has " + std::to_string(arr.size()) + " values, expected " +
+                          std::to_string(expected));
+  return data;
+}
+
+lowbit::AxisView make_view(const py::array& x, int64_t outer, int64_t axis, int64_t inner) {
+  if (outer < 0 || axis < 0 || inner < 0 || outer * axis * inner != x.size())
+    throw py::value_error("layout (outer, axis, inner) does not match the array size");
+  return lowbit::AxisView{outer, axis, inner};
+}
+
+py::array quantize_linear(const py::array& x, int64_t outer, int64_t axis, int64_t inner,
+                          int mode, int64_t block, const py::array& scale, const py::object& zp,
+                          int qtype) {
+  const float* xd = checked_data<float>(x, "x", "float32");
+  const lowbit::AxisView view = make_view(x, outer, axis, inner);
+  const auto m = static_cast<lowbit::ScaleMode>(mode);
+  const int64_t count = expected_scale_count(view, m, block);
+  const float* sd = checked_data<float>(scale, "scale", "float32");
+  if (scale.size() != count)
+    throw py::value_error("scale has " + std::to_string(scale.size()) + " values, expected " +
+                          std::to_string(count));
+  const int32_t* zd = optional_zero_points(zp, count);
+  const auto qt = static_cast<lowbit::QType>(qtype);
+  py::array out = new_quantized(shape_of(x), qt);
+  void* od = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lowbit::quantize_linear(xd, view, m, block, sd, zd, qt, od);
+  }
+  return out;
+}
+
+py::array dequantize_linear(const py::array& q, int64_t outer, int64_t axis, int64_t inner,
+                            int mode, int64_t block, const py::array& scale, const py::object& zp) {
+  const ElemType type = elem_type_of(q, "q", true);
+  require_c_contiguous(q, "q");
+  const lowbit::AxisView view = make_view(q, outer, axis, inner);
+  const auto m = static_cast<lowbit::ScaleMode>(mode);
+  const int64_t count = expected_scale_count(view, m, block);
+  const float* sd = checked_data<float>(scale, "scale", "float32");
+  if (scale.size() != count) throw py::value_error("scale size does not match the layout");
+  const int32_t* zd = optional_zero_points(zp, count);
+  py::array_t<float> out(shape_of(q));
+  float* od = out.mutable_data();
+  const void* qd = q.data();
+  {
+    py::gil_scoped_release release;
+    lowbit::dequantize_linear(qd, type, view, m, block, sd, zd, od);
+  }
+  return out;
+}
+
+py::tuple dynamic_quantize_linear(const py::array& x) {
+  const float* xd = checked_data<float>(x, "x", "float32");
+  py::array_t<uint8_t> out(shape_of(x));
+  uint8_t* od = out.mutable_data();
+  float scale = 0.0f;
+  uint8_t zero = 0;
+  const int64_t n = x.size();
+  {
+    py::gil_scoped_release release;
+    lowbit::dynamic_quantize_linear(xd, n, od, &scale, &zero);
+  }
+  return py::make_tuple(out, scale, zero);
+}
+
+py::array requantize(const py::array& acc, const py::array& multiplier, int mode, int32_t zero,
+                     int qtype) {
+  const int32_t* ad = checked_data<int32_t>(acc, "acc", "int32");
+  if (acc.ndim() < 1) throw py::value_error("acc must have at least one dimension");
+  const int64_t cols = acc.shape(acc.ndim() - 1);
+  const int64_t rows = cols == 0 ? 0 : acc.size() / cols;
+  const auto mm = static_cast<lowbit::MultiplierMode>(mode);
+  const float* md = checked_data<float>(multiplier, "multiplier", "float32");
+  const int64_t expected = mm == lowbit::MultiplierMode::per_tensor   ? 1
+                           : mm == lowbit::MultiplierMode::per_column ? cols
+                                                                      : acc.size();
+  if (multiplier.size() != expected) throw py::value_error("multiplier size does not match acc");
+  const auto qt = static_cast<lowbit::QType>(qtype);
+  py::array out = new_quantized(shape_of(acc), qt);
+  void* od = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lowbit::requantize(ad, rows, cols, md, mm, zero, qt, od);
+  }
+  return out;
+}
+
+std::shared_ptr<lowbit::PackedMatrix> pack_matrix(const py::array& b, bool transposed,
+                                                  const py::object& zp) {
+  const ElemType type = elem_type_of(b, "b", false);
+  require_c_contiguous(b, "b");
+  if (b.ndim() != 2) throw py::value_error("b must be 2-D");
+  // transposed: b is (N, K) (a weight, out_features x in_features); else (K, N).
+  const int64_t K = transposed ? b.shape(1) : b.shape(0);
+  const int64_t N = transposed ? b.shape(0) : b.shape(1);
+  const int64_t stride_k = transposed ? 1 : N, stride_n = transposed ? K : 1;
+  const int32_t* zd = nullptr;
+  int64_t zcount = 0;
+  if (!zp.is_none()) {
+    py::array z = zp.cast<py::array>();
+    zd = checked_data<int32_t>(z, "b_zero_point", "int32");
+    zcount = z.size();
+  }
+  const void* bd = b.data();
+  py::gil_scoped_release release;
+  return lowbit::PackedMatrix::pack(bd, type, K, N, stride_k, stride_n, zd, zcount);
+}
+
+py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
+                                    const lowbit::PackedMatrix& b) {
+  const ElemType type = elem_type_of(a, "a", false);
+  require_c_contiguous(a, "a");
+  if (a.ndim() != 2) throw py::value_error("a must be 2-D");
+  const int64_t M = a.shape(0), K = a.shape(1);
+  const int32_t* zd = nullptr;
+  int64_t zcount = 0;
+  if (!a_zp.is_none()) {
+    py::array z = a_zp.cast<py::array>();
+    zd = checked_data<int32_t>(z, "a_zero_point", "int32");
+    zcount = z.size();
+  }
+  if (K != b.rows())
+    throw py::value_error("inner dimensions differ: a has " + std::to_string(K) +
+                          " columns, b has " + std::to_string(b.rows()) + " rows");
+  py::array_t<int32_t> c({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.cols())});
+  int32_t* cd = c.mutable_data();
+  const void* ad = a.data();
+  {
+    py::gil_scoped_release release;
+    lowbit::matmul_integer(ad, type, M, K, K, zd, zcount, b, cd, b.cols());
+  }
+  return c;
+}
+
+py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
+                          const py::array& col_scale, const py::object& bias) {
+  const float* xd = checked_data<float>(x, "x", "float32");
+  if (x.ndim() != 2) throw py::value_error("x must be 2-D");
+  const int64_t M = x.shape(0), K = x.shape(1), N = b.cols();
+  if (K != b.rows())
+    throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
+                          std::to_string(b.rows()));
+  const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
+  if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
+  const float* bd = nullptr;
+  if (!bias.is_none()) {
+    py::array bias_arr = bias.cast<py::array>();
+    bd = checked_data<float>(bias_arr, "bias", "float32");
+    if (bias_arr.size() != N) throw py::value_error("bias must have out_features values");
+  }
+  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  float* yd = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lowbit::linear(xd, M, K, b, sd, bd, yd, N);
+  }
+  return y;
+}
+
+py::dict cpu_info() {
+  py::dict d;
+  d["isa"] = lowbit::isa_name(lowbit::active_isa());
+  py::list available;
+  for (lowbit::Isa isa : lowbit::available_isas()) available.append(lowbit::isa_name(isa));
+  d["available"] = available;
+  d["features"] = lowbit::cpu_feature_names();
+  d["threads"] = lowbit::get_num_threads();
+  d["default_threads"] = lowbit::default_num_threads();
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "lowbit C++ core (kernels, packing, dispatch, threads)";
+
+  m.def("cpu_info", &cpu_info);
+  m.def("get_isa", [] { return lowbit::isa_name(lowbit::active_isa()); });
+  m.def("set_isa", [](const std::string& name) { lowbit::set_active_isa(lowbit::parse_isa(name)); });
+  m.def("get_num_threads", &lowbit::get_num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("number of threads must be >= 1");
+    py::gil_scoped_release release;
+    lowbit::set_num_threads(n);
+  });
+  m.def("default_num_threads", &lowbit::default_num_threads);
+  m.def("memory_read_bandwidth", [](size_t nbytes, int repeats) {
+    py::gil_scoped_release release;
+    return lowbit::memory_read_bandwidth(nbytes, repeats);
+  }, py::arg("nbytes"), py::arg("repeats") = 5);
+
+  m.def("quantize_linear", &quantize_linear, py::arg("x"), py::arg("outer"), py::arg("axis"),
+        py::arg("inner"), py::arg("mode"), py::arg("block"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("qtype"));
+  m.def("dequantize_linear", &dequantize_linear, py::arg("q"), py::arg("outer"), py::arg("axis"),
+        py::arg("inner"), py::arg("mode"), py::arg("block"), py::arg("scale"),
+        py::arg("zero_point"));
+  m.def("dynamic_quantize_linear", &dynamic_quantize_linear, py::arg("x"));
+  m.def("requantize", &requantize, py::arg("acc"), py::arg("multiplier"), py::arg("mode"),
+        py::arg("zero_point"), py::arg("qtype"));
+
+  py::class_<lowbit::PackedMatrix, std::shared_ptr<lowbit::PackedMatrix>>(m, "PackedMatrix")
+      .def_property_readonly("rows", &lowbit::PackedMatrix::rows)
+      .def_property_readonly("cols", &lowbit::PackedMatrix::cols)
+      .def_property_readonly("nbytes", &lowbit::PackedMatrix::nbytes)
+      .def_property_readonly("symmetric", &lowbit::PackedMatrix::symmetric)
+      .def_property_readonly("source_dtype", [](const lowbit::PackedMatrix& p) {
+        return p.source_type() == ElemType::uint8 ? "uint8" : "int8";
+      });
+  m.def("pack_matrix", &pack_matrix, py::arg("b"), py::arg("transposed"), py::arg("zero_point"));
+  m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
+  m.def("linear", &linear, py::arg("x"), py::arg("b"), py::arg("col_scale"), py::arg("bias"));
+  m.attr("LINEAR_MAX_DEPTH") = lowbit::kLinearMaxDepth;
+}

@@ -1,0 +1,157 @@
+#include "runtime/thread_pool.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace lowbit {
+
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+namespace {
+
+thread_local bool t_inside_parallel_region = false;
+
+class ThreadPool {
+ public:
+  static ThreadPool& instance() {
+    // Leaked on purpose: workers must not be joined during static destruction at exit.
+    static ThreadPool* pool = new ThreadPool(usable_cores());
+    return *pool;
+  }
+
+  int num_threads() const { return num_threads_; }
+
+  void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
+    std::lock_guard<std::mutex> busy(busy_mutex_);
+    stop_workers();
+    num_threads_ = n;
+    start_workers();
+  }
+
+  void run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+    if (n_tasks <= 0) return;
+    std::unique_lock<std::mutex> busy(busy_mutex_, std::try_to_lock);
+    if (n_tasks == 1 || t_inside_parallel_region || !busy.owns_lock() || workers_.empty()) {
+      run_serial(n_tasks, fn);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      job_tasks_ = n_tasks;
+      next_task_.store(0, std::memory_order_relaxed);
+      error_ = nullptr;
+      active_workers_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    t_inside_parallel_region = true;
+    work_on_current_job();
+    t_inside_parallel_region = false;
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return active_workers_ == 0; });
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  explicit ThreadPool(int n) : num_threads_(n) { start_workers(); }
+
+  static void run_serial(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+    bool outer = t_inside_parallel_region;
+    t_inside_parallel_region = true;
+    try {
+      for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+    } catch (...) {
+      t_inside_parallel_region = outer;
+      throw;
+    }
+    t_inside_parallel_region = outer;
+  }
+
+  void work_on_current_job() {
+    for (;;) {
+      int64_t t = next_task_.fetch_add(1, std::memory_order_relaxed);
+      if (t >= job_tasks_) break;
+      try {
+        (*job_)(t);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+
+  void worker_loop() {
+    t_inside_parallel_region = true;
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+      }
+      work_on_current_job();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--active_workers_ == 0) done_.notify_one();
+    }
+  }
+
+  void start_workers() {
+    stopping_ = false;
+    for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  int num_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex busy_mutex_;  // one parallel job at a time; other callers run serially
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  bool stopping_ = false;
+  uint64_t generation_ = 0;
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t job_tasks_ = 0;
+  std::atomic<int64_t> next_task_{0};
+  int active_workers_ = 0;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+  ThreadPool::instance().run(n_tasks, fn);
+}
+
+int pool_num_threads() { return ThreadPool::instance().num_threads(); }
+
+void pool_set_num_threads(int n) { ThreadPool::instance().set_num_threads(n); }
+
+}  // namespace lowbit
