@@ -17,6 +17,19 @@ PackedMatrix::~PackedMatrix() { std::free(storage_); }
 
 size_t PackedMatrix::nbytes() const { return storage_bytes_; }
 
+void PackedMatrix::unpack(void* out, int64_t stride_k, int64_t stride_n) const {
+  const int32_t shift = type_ == ElemType::uint8 ? 128 : 0;
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t n = 0; n < N_; ++n) {
+    const int8_t* panel = panels_ + (n / kPanelCols) * kPanelCols * KP_;
+    const int64_t c = n % kPanelCols;
+    for (int64_t k = 0; k < K_; ++k) {
+      const int32_t v = panel[(k / 4) * kPanelCols * 4 + c * 4 + (k % 4)] + shift;
+      dst[k * stride_k + n * stride_n] = static_cast<uint8_t>(v);
+    }
+  }
+}
+
 std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, int64_t K,
                                                  int64_t N, int64_t stride_k, int64_t stride_n,
                                                  const int32_t* zero_point,

@@ -277,6 +277,16 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("cols", &lowbit::PackedMatrix::cols)
       .def_property_readonly("nbytes", &lowbit::PackedMatrix::nbytes)
       .def_property_readonly("symmetric", &lowbit::PackedMatrix::symmetric)
+      .def("unpack", [](const lowbit::PackedMatrix& p, bool transposed) {
+        // transposed: (N, K) like a weight; else (K, N).
+        const auto K = static_cast<py::ssize_t>(p.rows()), N = static_cast<py::ssize_t>(p.cols());
+        std::vector<py::ssize_t> shape = transposed ? std::vector<py::ssize_t>{N, K}
+                                                    : std::vector<py::ssize_t>{K, N};
+        py::array out = p.source_type() == ElemType::uint8 ? py::array(py::array_t<uint8_t>(shape))
+                                                          : py::array(py::array_t<int8_t>(shape));
+        p.unpack(out.mutable_data(), transposed ? 1 : N, transposed ? K : 1);
+        return out;
+      }, py::arg("transposed"))
       .def_property_readonly("source_dtype", [](const lowbit::PackedMatrix& p) {
         return p.source_type() == ElemType::uint8 ? "uint8" : "int8";
       });

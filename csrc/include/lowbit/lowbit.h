@@ -76,6 +76,10 @@ class PackedMatrix {
   static std::shared_ptr<PackedMatrix> pack(const void* b, ElemType type, int64_t K, int64_t N,
                                             int64_t stride_k, int64_t stride_n,
                                             const int32_t* zero_point, int64_t zero_point_count);
+  // Writes the original values back as B[k, n] at out[k * stride_k + n * stride_n] (bytes of
+  // the source type): the canonical form for saving, so no unpacked copy is kept alongside.
+  void unpack(void* out, int64_t stride_k, int64_t stride_n) const;
+
   ~PackedMatrix();
   PackedMatrix(const PackedMatrix&) = delete;
   PackedMatrix& operator=(const PackedMatrix&) = delete;

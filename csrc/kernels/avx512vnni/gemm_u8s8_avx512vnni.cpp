@@ -15,17 +15,50 @@ namespace {
 constexpr int64_t kPanel = 64;
 constexpr int64_t kGroupBytes = kPanel * 4;  // one k group of a panel
 
-inline __m512i broadcast_a(const uint8_t* a) {
-  int32_t v;
-  std::memcpy(&v, a, sizeof(v));
-  return _mm512_set1_epi32(v);
+#define LOWBIT_INLINE __attribute__((always_inline)) inline
+
+// Accumulators of an MR x 64 tile. Kept in a struct and touched only through always-inlined
+// helpers: GCC then keeps every vector in a register (an array passed by reference would be
+// spilled to the stack inside the k loop).
+template <int MR>
+struct TileAcc {
+  __m512i v[MR][4];
+};
+
+template <int MR>
+LOWBIT_INLINE void zero(TileAcc<MR>& acc) {
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc.v[r][j] = _mm512_setzero_si512();
+}
+
+// One k group (4 deep) of the tile: 4 panel vectors against MR broadcast rows of A.
+template <int MR>
+LOWBIT_INLINE void step(TileAcc<MR>& acc, const uint8_t* a, int64_t lda, const int8_t* bg) {
+  const __m512i b0 = _mm512_load_si512(bg);
+  const __m512i b1 = _mm512_load_si512(bg + 64);
+  const __m512i b2 = _mm512_load_si512(bg + 128);
+  const __m512i b3 = _mm512_load_si512(bg + 192);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    int32_t a4;
+    std::memcpy(&a4, a + r * lda, sizeof(a4));
+    const __m512i av = _mm512_set1_epi32(a4);
+    acc.v[r][0] = _mm512_dpbusd_epi32(acc.v[r][0], av, b0);
+    acc.v[r][1] = _mm512_dpbusd_epi32(acc.v[r][1], av, b1);
+    acc.v[r][2] = _mm512_dpbusd_epi32(acc.v[r][2], av, b2);
+    acc.v[r][3] = _mm512_dpbusd_epi32(acc.v[r][3], av, b3);
+  }
 }
 
 template <int MR>
-inline void store_tile(const GemmProblem& p, int64_t m0, int64_t panel, __m512i (&acc)[MR][4]) {
+LOWBIT_INLINE void store_tile(const GemmProblem& p, int64_t m0, int64_t panel,
+                              const TileAcc<MR>& acc) {
+#pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
     const int64_t n0 = panel * kPanel + j * 16;
-    if (n0 >= p.N) break;
+    if (n0 >= p.N) continue;  // not break: the loop must unroll to keep acc in registers
     const __mmask16 mask =
         p.N - n0 >= 16 ? static_cast<__mmask16>(0xffff)
                        : static_cast<__mmask16>((1u << (p.N - n0)) - 1u);
@@ -36,9 +69,10 @@ inline void store_tile(const GemmProblem& p, int64_t m0, int64_t panel, __m512i 
       col_scale = _mm512_maskz_loadu_ps(mask, p.col_scale + n0);
       if (p.bias) bias = _mm512_maskz_loadu_ps(mask, p.bias + n0);
     }
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const int64_t m = m0 + r;
-      __m512i c = _mm512_sub_epi32(acc[r][j],
+      __m512i c = _mm512_sub_epi32(acc.v[r][j],
                                    _mm512_mullo_epi32(_mm512_set1_epi32(p.row_zero[m]), corr));
       if (!p.b_symmetric)
         c = _mm512_sub_epi32(c, _mm512_mullo_epi32(col_zero, _mm512_set1_epi32(p.row_sum[m])));
@@ -60,55 +94,21 @@ void tile(const GemmProblem& p, int64_t m0, int64_t panel) {
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t lda = p.lda;
   const int64_t groups = p.KP / 4;
-  __m512i acc[KU][MR][4];
-#pragma GCC unroll 32
-  for (int u = 0; u < KU; ++u)
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+  TileAcc<MR> acc[KU];
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) acc[u][r][j] = _mm512_setzero_si512();
-
+  for (int u = 0; u < KU; ++u) zero(acc[u]);
   int64_t g = 0;
-  for (; g + KU <= groups; g += KU) {
+  for (; g + KU <= groups; g += KU)
 #pragma GCC unroll 4
-    for (int u = 0; u < KU; ++u) {
-      const int8_t* bg = b + (g + u) * kGroupBytes;
-      const __m512i b0 = _mm512_load_si512(bg);
-      const __m512i b1 = _mm512_load_si512(bg + 64);
-      const __m512i b2 = _mm512_load_si512(bg + 128);
-      const __m512i b3 = _mm512_load_si512(bg + 192);
-#pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m512i av = broadcast_a(a + r * lda + (g + u) * 4);
-        acc[u][r][0] = _mm512_dpbusd_epi32(acc[u][r][0], av, b0);
-        acc[u][r][1] = _mm512_dpbusd_epi32(acc[u][r][1], av, b1);
-        acc[u][r][2] = _mm512_dpbusd_epi32(acc[u][r][2], av, b2);
-        acc[u][r][3] = _mm512_dpbusd_epi32(acc[u][r][3], av, b3);
-      }
-    }
-  }
-  for (; g < groups; ++g) {
-    const int8_t* bg = b + g * kGroupBytes;
-    const __m512i b0 = _mm512_load_si512(bg);
-    const __m512i b1 = _mm512_load_si512(bg + 64);
-    const __m512i b2 = _mm512_load_si512(bg + 128);
-    const __m512i b3 = _mm512_load_si512(bg + 192);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = broadcast_a(a + r * lda + g * 4);
-      acc[0][r][0] = _mm512_dpbusd_epi32(acc[0][r][0], av, b0);
-      acc[0][r][1] = _mm512_dpbusd_epi32(acc[0][r][1], av, b1);
-      acc[0][r][2] = _mm512_dpbusd_epi32(acc[0][r][2], av, b2);
-      acc[0][r][3] = _mm512_dpbusd_epi32(acc[0][r][3], av, b3);
-    }
-  }
+    for (int u = 0; u < KU; ++u) step(acc[u], a + (g + u) * 4, lda, b + (g + u) * kGroupBytes);
+  for (; g < groups; ++g) step(acc[0], a + g * 4, lda, b + g * kGroupBytes);
 #pragma GCC unroll 4
   for (int u = 1; u < KU; ++u)
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) acc[0][r][j] = _mm512_add_epi32(acc[0][r][j], acc[u][r][j]);
-  store_tile<MR>(p, m0, panel, acc[0]);
+      for (int j = 0; j < 4; ++j) acc[0].v[r][j] = _mm512_add_epi32(acc[0].v[r][j], acc[u].v[r][j]);
+  store_tile(p, m0, panel, acc[0]);
 }
 
 }  // namespace
@@ -123,7 +123,7 @@ void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_be
     switch (m_end - m) {
       case 1: tile<1, 4>(p, m, panel); break;
       case 2: tile<2, 2>(p, m, panel); break;
-      case 3: tile<3, 2>(p, m, panel); break;
+      case 3: tile<3, 1>(p, m, panel); break;
       case 4: tile<4, 1>(p, m, panel); break;
       case 5: tile<5, 1>(p, m, panel); break;
       default: break;

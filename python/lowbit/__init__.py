@@ -1,0 +1,25 @@
+"""lowbit: exact int8 quantized inference kernels for CPUs, with ONNX numeric semantics.
+
+Importing lowbit selects the best kernel path for this CPU (or LOWBIT_ISA if set: an unknown or
+unsupported value raises at import).
+"""
+from __future__ import annotations
+
+from . import _C
+from ._runtime import cpu_info, get_isa, get_num_threads, set_isa, set_num_threads, use_isa
+from .ops import (dequantize_linear, dynamic_quantize_linear, linear, matmul_integer,
+                  qlinear_matmul, quantize_linear, requantize)
+from .packed import PackedWeight, pack_weight
+from .qtensor import QTensor, quantize
+from . import nn
+
+__version__ = "0.1.0"
+
+_C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
+
+__all__ = [
+    "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads",
+    "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
+    "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
+    "quantize", "nn",
+]

@@ -1,0 +1,100 @@
+"""Input normalization shared by the public functions: clear errors, copies only when needed,
+and never a write into the caller's arrays."""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+QTYPES: dict[str, tuple[np.dtype, int, int]] = {
+    "int8": (np.dtype(np.int8), -128, 127),
+    "uint8": (np.dtype(np.uint8), 0, 255),
+    "int4": (np.dtype(np.int8), -8, 7),
+    "uint4": (np.dtype(np.uint8), 0, 15),
+}
+QTYPE_CODES = {"int8": 0, "uint8": 1, "int4": 2, "uint4": 3}
+
+
+def qtype_name(dtype: Any) -> str:
+    """Normalizes 'int8' | np.int8 | np.dtype('int8') | 'int4' ... to a name in QTYPES."""
+    if isinstance(dtype, str):
+        name = dtype.lower()
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"unknown quantized dtype {dtype!r}") from None
+    if name not in QTYPES:
+        raise ValueError(f"unsupported quantized dtype {dtype!r}; expected one of {sorted(QTYPES)}")
+    return name
+
+
+def kernel_array(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous, aligned view of `a`, copying only when `a` is not already one."""
+    if a.flags.c_contiguous and a.flags.aligned:
+        return a
+    return np.require(a, requirements=["C", "A"])
+
+
+def float_array(x: Any, name: str) -> np.ndarray:
+    """float32 input: float32/float16 arrays, or Python numbers/lists. float64 arrays are refused
+    (a silent float64 -> float32 cast would change the quantized values)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.float32:
+            return kernel_array(x)
+        if x.dtype == np.float16:
+            return np.asarray(x, dtype=np.float32, order="C")
+        raise TypeError(f"{name} must be a float32 array, got dtype {x.dtype}"
+                        + (" (cast it with .astype(np.float32))" if x.dtype.kind == "f" else ""))
+    if isinstance(x, (numbers.Real, list, tuple)) and not isinstance(x, bool):
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold numbers")
+        return np.asarray(arr, dtype=np.float32, order="C")
+    raise TypeError(f"{name} must be a NumPy float32 array, got {type(x).__name__}")
+
+
+def int8_array(a: Any, name: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy int8 or uint8 array, got {type(a).__name__}")
+    if a.dtype not in (np.int8, np.uint8):
+        raise TypeError(f"{name} must have dtype int8 or uint8, got {a.dtype}")
+    return a
+
+
+def scales(scale: Any, name: str = "scale") -> np.ndarray:
+    """Scales as float32; each must be finite and > 0."""
+    arr = np.asarray(scale)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be a floating-point number or array, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float32, order="C")
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (got NaN or Inf, or a value beyond float32)")
+    if arr.size and not np.all(arr > 0):
+        raise ValueError(f"{name} must be > 0, got min {arr.min()!r}")
+    return arr
+
+
+def zero_points(zero_point: Any, lo: int, hi: int, name: str = "zero_point") -> np.ndarray:
+    """Zero points as int32, each within [lo, hi]."""
+    arr = np.asarray(zero_point)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got values in "
+                         f"[{arr.min()}, {arr.max()}]")
+    return np.asarray(arr, dtype=np.int32, order="C")
+
+
+def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array with {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def require_finite(x: np.ndarray, name: str) -> None:
+    if x.size and not np.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or Inf values; they cannot be quantized")

@@ -1,0 +1,55 @@
+"""CPU information, ISA selection and the thread count (process-wide settings)."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator
+
+from . import _C
+
+_isa_lock = threading.Lock()
+
+
+def cpu_info() -> dict[str, Any]:
+    """Active ISA path, the usable paths on this CPU, CPU features and the thread count."""
+    return dict(_C.cpu_info())
+
+
+def get_isa() -> str:
+    return str(_C.get_isa())
+
+
+def set_isa(name: str) -> None:
+    """Force a kernel path for the whole process; RuntimeError if the CPU lacks it."""
+    if not isinstance(name, str):
+        raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
+    _C.set_isa(name)
+
+
+@contextlib.contextmanager
+def use_isa(name: str) -> Iterator[str]:
+    """Run the block on one kernel path (scalar, avx2, avx512vnni), then restore the previous.
+
+    The setting is process-wide: other Python threads running at the same time use it too.
+    """
+    with _isa_lock:
+        previous = get_isa()
+        set_isa(name)
+    try:
+        yield name
+    finally:
+        with _isa_lock:
+            set_isa(previous)
+
+
+def get_num_threads() -> int:
+    return int(_C.get_num_threads())
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every kernel (default: the CPUs in this process's affinity mask)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _C.set_num_threads(n)

@@ -1,0 +1,282 @@
+"""ONNX-semantics primitives on NumPy arrays (QuantizeLinear, DequantizeLinear,
+DynamicQuantizeLinear, MatMulInteger, QLinearMatMul) plus requantize and the fused linear.
+See docs/numeric_contract.md for the exact arithmetic."""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _C
+from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, qtype_name,
+                      scales, zero_points)
+from ._layout import scale_layout
+from .packed import PackedWeight
+
+ArrayLike = Any
+
+
+def _output_qtype(dtype: Any, zero_point: Any) -> str:
+    """ONNX: the output type follows the zero point's type; uint8 when neither is given."""
+    if dtype is not None:
+        return qtype_name(dtype)
+    if isinstance(zero_point, (np.ndarray, np.generic)) and zero_point.dtype in (np.int8, np.uint8):
+        return zero_point.dtype.name
+    return "uint8"
+
+
+def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None, axis: int = 1,
+                    block_size: int = 0, dtype: Any = None) -> np.ndarray:
+    """q = saturate(round_half_to_even(x / scale) + zero_point), in float32.
+
+    scale is a scalar (per tensor), 1-D along `axis` (per axis), or, with block_size > 0, the
+    shape of x with ceil(x.shape[axis] / block_size) along `axis` (blocked). zero_point has the
+    scale's shape. dtype: "int8", "uint8", "int4", "uint4" (4-bit values are returned one per
+    byte in int8/uint8 arrays); default: the zero point's dtype, else uint8. NaN/Inf in x raise
+    ValueError.
+    """
+    xa = float_array(x, "x")
+    name = _output_qtype(dtype, zero_point)
+    _, lo, hi = QTYPES[name]
+    s = scales(scale)
+    layout = scale_layout(xa.shape, s.shape, axis, block_size)
+    zp = None
+    if zero_point is not None:
+        zp = zero_points(zero_point, lo, hi)
+        if zp.shape != s.shape:
+            raise ValueError(f"zero_point shape {zp.shape} differs from scale shape {s.shape}")
+    return _C.quantize_linear(xa, layout.outer, layout.axis, layout.inner, layout.mode,
+                              layout.block, s, zp, QTYPE_CODES[name])
+
+
+def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None,
+                      axis: int = 1, block_size: int = 0, dtype: Any = None) -> np.ndarray:
+    """x = (q - zero_point) * scale in float32; q is int8, uint8 or int32 (zero point 0).
+
+    dtype is the output type: float32 (default) or float16 (rounded from the float32 result).
+    """
+    if not isinstance(q, np.ndarray):
+        raise TypeError(f"q must be a NumPy int8, uint8 or int32 array, got {type(q).__name__}")
+    if q.dtype not in (np.int8, np.uint8, np.int32):
+        raise TypeError(f"q must have dtype int8, uint8 or int32, got {q.dtype}")
+    out_dtype = np.dtype(np.float32 if dtype is None else dtype)
+    if out_dtype not in (np.float32, np.float16):
+        raise ValueError(f"dequantize_linear outputs float32 or float16, not {out_dtype}")
+    s = scales(scale)
+    layout = scale_layout(q.shape, s.shape, axis, block_size)
+    zp = None
+    if zero_point is not None:
+        info = np.iinfo(q.dtype)
+        zp = zero_points(zero_point, info.min, info.max)
+        if q.dtype == np.int32 and np.any(zp != 0):
+            raise ValueError("int32 input takes a zero point of 0 (as in ONNX)")
+        if zp.shape != s.shape:
+            raise ValueError(f"zero_point shape {zp.shape} differs from scale shape {s.shape}")
+    out = _C.dequantize_linear(kernel_array(q), layout.outer, layout.axis, layout.inner,
+                               layout.mode, layout.block, s, zp)
+    return out if out_dtype == np.float32 else out.astype(out_dtype)
+
+
+def dynamic_quantize_linear(x: ArrayLike) -> tuple[np.ndarray, np.float32, np.uint8]:
+    """ONNX DynamicQuantizeLinear: uint8, one scale and zero point for the tensor, the range
+    always including 0. A zero range (all zeros) gives scale 1 and zero point 0."""
+    xa = float_array(x, "x")
+    q, scale, zero = _C.dynamic_quantize_linear(xa)
+    return q, np.float32(scale), np.uint8(zero)
+
+
+def requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike = 0,
+               dtype: Any = None) -> np.ndarray:
+    """y = saturate(round_half_to_even(acc * multiplier) + zero_point).
+
+    acc is int32; multiplier (float32, > 0) is a scalar, one value per channel of the last axis,
+    or an array broadcastable to acc. The product is formed in float64, so it is exact enough that
+    ties round as in the float64 ONNX reference. dtype: int8/uint8/int4/uint4; default from the
+    zero point's dtype, else uint8.
+    """
+    if not isinstance(acc, np.ndarray) or acc.dtype != np.int32:
+        raise TypeError("acc must be a NumPy int32 array")
+    name = _output_qtype(dtype, zero_point)
+    _, lo, hi = QTYPES[name]
+    zp = zero_points(zero_point, lo, hi)
+    if zp.size != 1:
+        raise ValueError("requantize takes one zero point")
+    m = scales(multiplier, "multiplier")
+    a = kernel_array(acc)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if m.size == 1:
+        mode, mult = 0, m.reshape(1)
+    elif m.ndim == 1 and a.ndim >= 1 and m.shape[0] == a.shape[-1]:
+        mode, mult = 1, m
+    else:
+        try:
+            mult = np.ascontiguousarray(np.broadcast_to(m, a.shape))
+        except ValueError:
+            raise ValueError(f"multiplier shape {m.shape} does not broadcast to acc shape "
+                             f"{acc.shape}") from None
+        mode = 2
+    out = _C.requantize(a, mult, mode, int(zp.reshape(-1)[0]), QTYPE_CODES[name])
+    return out.reshape(acc.shape)
+
+
+def _row_zero_points(zero_point: ArrayLike, a: np.ndarray, name: str) -> Optional[np.ndarray]:
+    """Per-tensor (scalar), per-row (M values) or per-row-per-batch (..., M, 1) zero points of A,
+    returned flattened to one value per row of a.reshape(-1, K) (or a single value)."""
+    if zero_point is None:
+        return None
+    info = np.iinfo(a.dtype)
+    z = zero_points(zero_point, info.min, info.max, name)
+    if z.size == 1:
+        return z.reshape(1)
+    rows_shape = a.shape[:-1]
+    if z.ndim == 1 and a.ndim >= 2 and z.shape[0] == a.shape[-2]:
+        z = z.reshape(-1, 1)
+    elif z.shape and z.shape[-1] == 1:
+        pass
+    else:
+        raise ValueError(f"{name} must be a scalar, have M={a.shape[-2] if a.ndim > 1 else 1} "
+                         f"values, or shape (..., M, 1); got shape {z.shape}")
+    try:
+        full = np.broadcast_to(z[..., 0], rows_shape)
+    except ValueError:
+        raise ValueError(f"{name} shape {z.shape} does not broadcast to A's rows "
+                         f"{rows_shape}") from None
+    return np.ascontiguousarray(full.reshape(-1), dtype=np.int32)
+
+
+def _col_zero_points(zero_point: ArrayLike, b: np.ndarray) -> Optional[np.ndarray]:
+    if zero_point is None:
+        return None
+    info = np.iinfo(b.dtype)
+    z = zero_points(zero_point, info.min, info.max, "b_zero_point")
+    if z.size == 1:
+        return z.reshape(1)
+    if z.ndim == 1 and z.shape[0] == b.shape[-1]:
+        return z
+    if z.ndim >= 2 and z.shape[-2] == 1 and z.shape[-1] == b.shape[-1]:
+        return z  # per batch: resolved by the caller
+    raise ValueError(f"b_zero_point must be a scalar, have N={b.shape[-1]} values, or shape "
+                     f"(..., 1, N); got shape {z.shape}")
+
+
+def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point: ArrayLike = None,
+                   b_zero_point: ArrayLike = None) -> np.ndarray:
+    """C = (A - a_zero_point) @ (B - b_zero_point) in exact int32 (ONNX MatMulInteger).
+
+    A and B are int8 or uint8, with numpy.matmul shape rules (1-D operands, broadcast batch
+    dimensions). a_zero_point: scalar or one per row of A; b_zero_point: scalar or one per
+    column of B. B may be a PackedWeight (then C = A @ W_q.T with W_q's zero points, and
+    b_zero_point must be None). Results wrap modulo 2**32 only when they cannot fit in int32.
+    """
+    a = int8_array(a, "a")
+    if isinstance(b, PackedWeight):
+        if b_zero_point is not None:
+            raise ValueError("a PackedWeight carries its own zero points; b_zero_point must be None")
+        return _matmul_packed(a, a_zero_point, b._packed, b.in_features)
+    b = int8_array(b, "b")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul_integer operands must have at least one dimension")
+    squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
+    a2 = a.reshape(1, -1) if squeeze_a else a
+    b2 = b.reshape(-1, 1) if squeeze_b else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ValueError(f"matmul_integer: inner dimensions differ: A {a.shape} and B {b.shape}")
+    zb = _col_zero_points(b_zero_point, b2)
+    if b2.ndim == 2 and (zb is None or zb.ndim == 1):
+        packed = _C.pack_matrix(kernel_array(b2), False, zb)
+        out = _matmul_packed(a2, a_zero_point, packed, b2.shape[0])
+    else:
+        out = _matmul_batched(a2, b2, a_zero_point, zb)
+    if squeeze_a:
+        out = out[..., 0, :]
+    if squeeze_b:
+        out = out[..., 0]
+    return out
+
+
+def _matmul_packed(a: np.ndarray, a_zero_point: ArrayLike, packed: Any, k: int) -> np.ndarray:
+    if a.ndim == 0:
+        raise ValueError("matmul_integer operands must have at least one dimension")
+    a2 = a.reshape(1, -1) if a.ndim == 1 else a
+    if a2.shape[-1] != k:
+        raise ValueError(f"matmul_integer: A has {a2.shape[-1]} columns, B has {k} rows")
+    za = _row_zero_points(a_zero_point, a2, "a_zero_point")
+    rows = kernel_array(a2.reshape(-1, k)) if a2.size else np.zeros((0, k), a2.dtype)
+    rows = rows.reshape(-1, k)
+    c = _C.matmul_integer(rows, za, packed)
+    out = c.reshape(a2.shape[:-1] + (packed.cols,))
+    return out[0] if a.ndim == 1 else out
+
+
+def _matmul_batched(a: np.ndarray, b: np.ndarray, a_zero_point: ArrayLike,
+                    zb: Optional[np.ndarray]) -> np.ndarray:
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    a_full = np.broadcast_to(a, batch + (M, K))
+    b_full = np.broadcast_to(b, batch + (K, N))
+    za_rows = _row_zero_points(a_zero_point, a_full, "a_zero_point")
+    if zb is not None and zb.ndim >= 2:
+        zb_full = np.broadcast_to(zb, batch + (1, N)).reshape(-1, N)
+    else:
+        zb_full = None
+    out = np.empty(batch + (M, N), dtype=np.int32)
+    out2 = out.reshape(-1, M, N)
+    a3 = a_full.reshape(-1, M, K)
+    b3 = b_full.reshape(-1, K, N)
+    for i in range(out2.shape[0]):
+        z_b = zb_full[i] if zb_full is not None else zb
+        packed = _C.pack_matrix(np.ascontiguousarray(b3[i]), False, z_b)
+        z_a = za_rows if za_rows is None or za_rows.size == 1 else za_rows[i * M:(i + 1) * M]
+        out2[i] = _C.matmul_integer(np.ascontiguousarray(a3[i]), z_a, packed)
+    return out
+
+
+def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b: ArrayLike,
+                   b_scale: ArrayLike, b_zero_point: ArrayLike, y_scale: ArrayLike,
+                   y_zero_point: ArrayLike) -> np.ndarray:
+    """ONNX QLinearMatMul: MatMulInteger, then
+    y = saturate(round_half_to_even(acc * (a_scale * b_scale / y_scale)) + y_zero_point).
+
+    a_scale: scalar or one per row of A; b_scale: scalar or one per column of B; y_scale and
+    y_zero_point: scalars. The multiplier is formed in float32 (as the ONNX reference does),
+    the product with acc in float64. The output dtype is y_zero_point's (uint8 if untyped).
+    """
+    acc = matmul_integer(a, b, a_zero_point, b_zero_point)
+    sa, sb, sy = scales(a_scale, "a_scale"), scales(b_scale, "b_scale"), scales(y_scale, "y_scale")
+    if sy.size != 1:
+        raise ValueError("y_scale must be a scalar")
+    if sa.size > 1:
+        if acc.ndim < 2 or sa.size != acc.shape[-2]:
+            raise ValueError("a_scale must be a scalar or have one value per row of A")
+        sa = sa.reshape(-1, 1)
+    if sb.size > 1 and (acc.ndim < 1 or sb.size != acc.shape[-1]):
+        raise ValueError("b_scale must be a scalar or have one value per column of B")
+    multiplier = (sa.reshape(sa.shape if sa.size > 1 else ()) *
+                  sb.reshape(-1 if sb.size > 1 else ())) / sy.reshape(())
+    return requantize(acc, np.asarray(multiplier, dtype=np.float32), y_zero_point,
+                      _output_qtype(None, y_zero_point))
+
+
+def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.ndarray:
+    """Fused dynamic-quantization linear: y = x @ W.T + bias with float32 in and out.
+
+    Each row of x is quantized to uint8 inside the call (DynamicQuantizeLinear per row), then an
+    exact int8 GEMM against the packed weight, with dequantization and bias applied in the
+    kernel epilogue. x has shape (..., in_features); y has shape (..., out_features).
+    """
+    if not isinstance(weight, PackedWeight):
+        raise TypeError("weight must be a PackedWeight (see lowbit.pack_weight)")
+    xa = float_array(x, "x")
+    if xa.ndim == 0 or xa.shape[-1] != weight.in_features:
+        raise ValueError(f"x must have shape (..., {weight.in_features}), got {xa.shape}")
+    b = None
+    if bias is not None:
+        b = float_array(bias, "bias")
+        if b.shape != (weight.out_features,):
+            raise ValueError(f"bias must have shape ({weight.out_features},), got {b.shape}")
+        if not np.isfinite(b).all():
+            raise ValueError("bias holds NaN or Inf values")
+    rows = xa.reshape(-1, weight.in_features)
+    y = _C.linear(rows, weight._packed, weight.scale, b)
+    return y.reshape(xa.shape[:-1] + (weight.out_features,))

@@ -1,0 +1,133 @@
+"""QTensor: quantized data with its scale/zero-point bookkeeping, and `quantize` to make one.
+
+Rules (docs/numeric_contract.md):
+- symmetric: zero point 0 (8-bit signed) or the type's midpoint (128 for uint8, 8 for uint4),
+  scale = max|x| / qmax_sym with qmax_sym = 127 (int8/uint8) or 7 (int4/uint4), so values use the
+  restricted range [-127, 127] (or [-7, 7]) around the zero point;
+- asymmetric: the range [min(0, x_min), max(0, x_max)] maps onto the whole type range;
+- a scale that computes to 0 (all-zero or underflowing range) becomes 1.0;
+- NaN or Inf in x raise ValueError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ._checks import QTYPES, float_array, normalize_axis, qtype_name, require_finite
+from .ops import dequantize_linear, quantize_linear
+
+_SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7}
+_SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """Quantized tensor. `data` holds one value per element (4-bit values one per byte);
+    `scale`/`zero_point` are per tensor (0-d), per channel along `axis` (1-D), or per group of
+    `group_size` elements along `axis` (the data's shape with that axis divided into groups)."""
+
+    data: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    dtype: str
+    axis: Optional[int] = None
+    group_size: Optional[int] = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def symmetric(self) -> bool:
+        return bool(np.all(self.zero_point == _SYMMETRIC_ZERO[self.dtype]))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the quantized representation: data (4-bit values packed two per byte),
+        float32 scales, and zero points unless symmetric."""
+        bits = 4 if self.dtype in ("int4", "uint4") else 8
+        data_bytes = (self.data.size * bits + 7) // 8
+        zp_bytes = 0 if self.symmetric else (self.zero_point.size * bits + 7) // 8
+        return data_bytes + self.scale.nbytes + zp_bytes
+
+    def dequantize(self) -> np.ndarray:
+        if self.group_size:
+            return dequantize_linear(self.data, self.scale, self.zero_point, axis=self.axis,
+                                     block_size=self.group_size)
+        return dequantize_linear(self.data, self.scale, self.zero_point,
+                                 axis=self.axis if self.axis is not None else 0)
+
+
+def _range_to_params(lo: np.ndarray, hi: np.ndarray, name: str, symmetric: bool
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    _, qmin, qmax = QTYPES[name]
+    if symmetric:
+        amax = np.maximum(np.abs(lo), np.abs(hi)).astype(np.float32)
+        scale = amax / np.float32(_SYMMETRIC_MAX[name])
+        zero = np.full(scale.shape, _SYMMETRIC_ZERO[name], dtype=np.int32)
+    else:
+        lo = np.minimum(lo, 0).astype(np.float32)
+        hi = np.maximum(hi, 0).astype(np.float32)
+        with np.errstate(over="ignore"):
+            scale = (hi - lo) / np.float32(qmax - qmin)
+        overflow = ~np.isfinite(scale)
+        if overflow.any():
+            scale = np.where(overflow, hi / np.float32(qmax - qmin) - lo / np.float32(qmax - qmin),
+                             scale).astype(np.float32)
+        safe = np.where(scale == 0, np.float32(1), scale)
+        zero = np.clip(np.rint(np.float32(qmin) - lo / safe), qmin, qmax).astype(np.int32)
+    scale = np.where(scale == 0, np.float32(1), scale).astype(np.float32)
+    zero = np.where(scale == 1, zero, zero).astype(np.int32)
+    return scale, zero
+
+
+def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional[int] = None,
+             group_size: Optional[int] = None) -> QTensor:
+    """Quantizes a float32 array.
+
+    axis=None, group_size=None: one scale for the tensor. axis=k: one scale per index along k
+    (per channel; for a weight (out_features, in_features) use axis=0). group_size=g: one scale
+    per g consecutive elements along `axis` (default the last axis); the axis length must be a
+    multiple of g.
+    """
+    xa = float_array(x, "x")
+    require_finite(xa, "x")
+    name = qtype_name(dtype)
+    storage = QTYPES[name][0]
+    if group_size is not None:
+        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) \
+                or group_size <= 0:
+            raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+        if xa.ndim == 0:
+            raise ValueError("group_size needs an array with at least one dimension")
+        ax = normalize_axis(-1 if axis is None else axis, xa.ndim)
+        dim = xa.shape[ax]
+        if dim % group_size:
+            raise ValueError(f"axis {ax} has {dim} elements, not a multiple of "
+                             f"group_size={group_size}")
+        grouped = np.moveaxis(xa, ax, -1).reshape(xa.shape[:ax] + xa.shape[ax + 1:]
+                                                  + (dim // group_size, group_size))
+        lo, hi = grouped.min(axis=-1, initial=0), grouped.max(axis=-1, initial=0)
+        lo, hi = np.moveaxis(lo, -1, ax), np.moveaxis(hi, -1, ax)
+        scale, zero = _range_to_params(lo, hi, name, symmetric)
+        data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, block_size=int(group_size),
+                               dtype=name)
+        return QTensor(data, scale, zero.astype(storage), name, ax, int(group_size))
+    if axis is None:
+        lo = np.float32(xa.min(initial=0)) if xa.size else np.float32(0)
+        hi = np.float32(xa.max(initial=0)) if xa.size else np.float32(0)
+        scale, zero = _range_to_params(np.asarray(lo), np.asarray(hi), name, symmetric)
+        data = quantize_linear(xa, scale, zero.astype(storage), dtype=name)
+        return QTensor(data, scale, zero.astype(storage), name, None, None)
+    if xa.ndim == 0:
+        raise ValueError("per-channel quantization needs an array with at least one dimension")
+    ax = normalize_axis(axis, xa.ndim)
+    reduce_axes = tuple(i for i in range(xa.ndim) if i != ax)
+    lo = xa.min(axis=reduce_axes, initial=0) if xa.size else np.zeros(xa.shape[ax], np.float32)
+    hi = xa.max(axis=reduce_axes, initial=0) if xa.size else np.zeros(xa.shape[ax], np.float32)
+    scale, zero = _range_to_params(np.asarray(lo).reshape(-1), np.asarray(hi).reshape(-1), name,
+                                   symmetric)
+    data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, dtype=name)
+    return QTensor(data, scale, zero.astype(storage), name, ax, None)
