@@ -1,0 +1,131 @@
+// C++ kernel tests: every available ISA path against int64 / scalar references, through the
+// public API. Prints 'N passed, N failed' and exits non-zero on any failure.
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/lowbit.h"
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++g_passed;
+  } else {
+    ++g_failed;
+    std::printf("FAILED: %s\n", what.c_str());
+  }
+}
+
+template <typename T>
+std::vector<T> random_bytes(std::mt19937& gen, size_t n, int lo, int hi) {
+  std::uniform_int_distribution<int> d(lo, hi);
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>(d(gen));
+  return v;
+}
+
+// C = (A - za) @ (B - zb) modulo 2^32, A (M,K) uint8/int8, B (K,N).
+template <typename TA, typename TB>
+void test_matmul(std::mt19937& gen, int64_t M, int64_t K, int64_t N, bool extreme,
+                 const std::string& tag) {
+  const int alo = std::is_signed<TA>::value ? -128 : 0, ahi = alo + 255;
+  const int blo = std::is_signed<TB>::value ? -128 : 0, bhi = blo + 255;
+  auto a = extreme ? std::vector<TA>(M * K, static_cast<TA>(ahi)) : random_bytes<TA>(gen, M * K, alo, ahi);
+  auto b = extreme ? std::vector<TB>(K * N, static_cast<TB>(blo)) : random_bytes<TB>(gen, K * N, blo, bhi);
+  auto za = random_bytes<int32_t>(gen, M, alo, ahi);
+  auto zb = random_bytes<int32_t>(gen, N, blo, bhi);
+  if (extreme) {
+    za.assign(M, 0);
+    zb.assign(N, 0);
+  }
+  const auto at = std::is_signed<TA>::value ? lowbit::ElemType::int8 : lowbit::ElemType::uint8;
+  const auto bt = std::is_signed<TB>::value ? lowbit::ElemType::int8 : lowbit::ElemType::uint8;
+  auto packed = lowbit::PackedMatrix::pack(b.data(), bt, K, N, N, 1, zb.data(), N);
+  std::vector<int32_t> c(M * N, -1);
+  lowbit::matmul_integer(a.data(), at, M, K, K, za.data(), M, *packed, c.data(), N);
+  bool ok = true;
+  for (int64_t m = 0; m < M && ok; ++m)
+    for (int64_t n = 0; n < N && ok; ++n) {
+      int64_t ref = 0;
+      for (int64_t k = 0; k < K; ++k)
+        ref += (static_cast<int64_t>(a[m * K + k]) - za[m]) * (static_cast<int64_t>(b[k * N + n]) - zb[n]);
+      ok = c[m * N + n] == static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(ref)));
+    }
+  check(ok, tag + " matmul M=" + std::to_string(M) + " K=" + std::to_string(K) + " N=" +
+                std::to_string(N) + (extreme ? " extreme" : ""));
+}
+
+void test_quantize(std::mt19937& gen, lowbit::QType qt, const std::string& tag) {
+  std::normal_distribution<float> d(0.0f, 40.0f);
+  const int64_t n = 1037;
+  std::vector<float> x(n);
+  for (auto& v : x) v = std::nearbyint(d(gen)) * 0.5f;  // many exact .5 ties
+  const float scale = 1.0f;
+  const int32_t zp = lowbit::qtype_min(qt) < 0 ? 1 : 7;
+  std::vector<uint8_t> q(n);
+  lowbit::quantize_linear(x.data(), lowbit::AxisView{1, n, 1}, lowbit::ScaleMode::per_tensor, 0,
+                          &scale, &zp, qt, q.data());
+  bool ok = true;
+  for (int64_t i = 0; i < n && ok; ++i) {
+    float v = std::nearbyint(x[i] / scale) + static_cast<float>(zp);
+    v = std::fmin(std::fmax(v, static_cast<float>(lowbit::qtype_min(qt))),
+                  static_cast<float>(lowbit::qtype_max(qt)));
+    ok = q[i] == static_cast<uint8_t>(static_cast<int32_t>(v));
+  }
+  check(ok, tag + " quantize qtype=" + std::to_string(static_cast<int>(qt)));
+}
+
+void test_linear_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  const int64_t M = 7, K = 129, N = 77;
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(M * K), scale(N), bias(N), y(M * N), y_ref(M * N);
+  for (auto& v : x) v = d(gen);
+  for (auto& v : scale) v = 0.01f + std::fabs(d(gen)) * 0.01f;
+  for (auto& v : bias) v = d(gen);
+  auto w = random_bytes<int8_t>(gen, N * K, -127, 127);
+  auto packed = lowbit::PackedMatrix::pack(w.data(), lowbit::ElemType::int8, K, N, 1, K, nullptr, 0);
+  lowbit::set_active_isa(lowbit::Isa::scalar);
+  lowbit::linear(x.data(), M, K, *packed, scale.data(), bias.data(), y_ref.data(), N);
+  lowbit::set_active_isa(isa);
+  lowbit::linear(x.data(), M, K, *packed, scale.data(), bias.data(), y.data(), N);
+  bool ok = true;
+  for (int64_t i = 0; i < M * N; ++i) ok &= std::memcmp(&y[i], &y_ref[i], sizeof(float)) == 0;
+  check(ok, tag + " linear bit-identical to scalar");
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 gen(1234);
+  for (lowbit::Isa isa : lowbit::available_isas()) {
+    lowbit::set_active_isa(isa);
+    const std::string tag = lowbit::isa_name(isa);
+    for (int threads : {1, 2, 3}) {
+      lowbit::set_num_threads(threads);
+      const std::string t = tag + "/t" + std::to_string(threads);
+      for (int64_t M : {1, 2, 3, 5, 6, 7, 13, 50})
+        for (int64_t K : {1, 3, 4, 5, 64, 131})
+          for (int64_t N : {1, 17, 64, 65, 130}) test_matmul<uint8_t, int8_t>(gen, M, K, N, false, t);
+      test_matmul<int8_t, int8_t>(gen, 9, 77, 70, false, t);
+      test_matmul<uint8_t, uint8_t>(gen, 9, 77, 70, false, t);
+      test_matmul<int8_t, uint8_t>(gen, 9, 77, 70, false, t);
+      test_matmul<uint8_t, int8_t>(gen, 8, 4096, 33, true, t);  // 255 * -128 everywhere
+      test_matmul<int8_t, int8_t>(gen, 3, 1000, 20, true, t);
+      test_matmul<uint8_t, int8_t>(gen, 2, 70000, 3, true, t);   // wraps modulo 2^32
+    }
+    for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4, lowbit::QType::uint4})
+      test_quantize(gen, qt, tag);
+    test_linear_matches_scalar(gen, isa, tag);
+  }
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
