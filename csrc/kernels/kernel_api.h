@@ -51,6 +51,7 @@ using QuantizeRowU8Fn = bool (*)(const float* x, int64_t k, int64_t kp, uint8_t*
 using RequantizeRunFn = void (*)(const int32_t* acc, int64_t n, const float* multiplier,
                                  bool per_element, int32_t zero, int32_t qmin, int32_t qmax,
                                  uint8_t* out);
+using SumBytesFn = uint64_t (*)(const uint8_t* data, int64_t n);  // streams n bytes once
 using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
                         int64_t panel_begin, int64_t panel_end);
 
@@ -62,6 +63,7 @@ struct KernelTable {
   QuantizeRowU8Fn quantize_row_u8;
   RequantizeRunFn requantize_run;
   GemmFn gemm;
+  SumBytesFn sum_bytes;
 };
 
 // Each ISA's translation units define exactly one of these.

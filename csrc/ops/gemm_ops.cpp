@@ -3,6 +3,7 @@
 // computed whole (full K) by one kernel call, so results never depend on the split.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -128,6 +129,9 @@ void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const
     throw std::invalid_argument("in_features=" + std::to_string(K) + " exceeds " +
                                 std::to_string(kLinearMaxDepth) +
                                 ", the largest depth with an exact int32 accumulator");
+  if (bias != nullptr)
+    for (int64_t n = 0; n < b.cols(); ++n)
+      if (!std::isfinite(bias[n])) throw std::invalid_argument("bias holds NaN or Inf values");
   if (M == 0 || b.cols() == 0) return;
   const KernelTable& k = kernels();
   Scratch& s = scratch();

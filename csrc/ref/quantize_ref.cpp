@@ -84,5 +84,11 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
   }
 }
 
+uint64_t sum_bytes(const uint8_t* data, int64_t n) {
+  uint64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += data[i];
+  return sum;
+}
+
 }  // namespace ref
 }  // namespace lowbit

@@ -264,19 +264,26 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
     Each row of x is quantized to uint8 inside the call (DynamicQuantizeLinear per row), then an
     exact int8 GEMM against the packed weight, with dequantization and bias applied in the
     kernel epilogue. x has shape (..., in_features); y has shape (..., out_features).
+    NaN/Inf in x or bias raise ValueError.
     """
     if not isinstance(weight, PackedWeight):
         raise TypeError("weight must be a PackedWeight (see lowbit.pack_weight)")
-    xa = float_array(x, "x")
-    if xa.ndim == 0 or xa.shape[-1] != weight.in_features:
-        raise ValueError(f"x must have shape (..., {weight.in_features}), got {xa.shape}")
-    b = None
-    if bias is not None:
-        b = float_array(bias, "bias")
-        if b.shape != (weight.out_features,):
-            raise ValueError(f"bias must have shape ({weight.out_features},), got {b.shape}")
-        if not np.isfinite(b).all():
-            raise ValueError("bias holds NaN or Inf values")
-    rows = xa.reshape(-1, weight.in_features)
-    y = _C.linear(rows, weight._packed, weight.scale, b)
-    return y.reshape(xa.shape[:-1] + (weight.out_features,))
+    # Fast path first: this function is on every layer call and must stay within a few us.
+    if not (type(x) is np.ndarray and x.dtype == _F32 and x.flags.c_contiguous
+            and x.flags.aligned):
+        x = float_array(x, "x")
+    k = weight.in_features
+    if x.ndim == 0 or x.shape[-1] != k:
+        raise ValueError(f"x must have shape (..., {k}), got {x.shape}")
+    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == _F32
+                                 and bias.flags.c_contiguous and bias.flags.aligned):
+        bias = float_array(bias, "bias")
+    if bias is not None and bias.shape != (weight.out_features,):
+        raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
+    if x.ndim == 2:
+        return _C.linear(x, weight._packed, weight.scale, bias)
+    y = _C.linear(x.reshape(-1, k), weight._packed, weight.scale, bias)
+    return y.reshape(x.shape[:-1] + (weight.out_features,))
+
+
+_F32 = np.dtype(np.float32)

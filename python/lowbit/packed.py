@@ -22,14 +22,8 @@ class PackedWeight:
         self.zero_point.setflags(write=False)
         self.dtype = dtype
         self.bits = 8
-
-    @property
-    def in_features(self) -> int:
-        return int(self._packed.rows)
-
-    @property
-    def out_features(self) -> int:
-        return int(self._packed.cols)
+        self.in_features = int(packed.rows)
+        self.out_features = int(packed.cols)
 
     @property
     def shape(self) -> tuple[int, int]:

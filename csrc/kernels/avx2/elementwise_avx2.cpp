@@ -197,10 +197,25 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
   }
 }
 
+uint64_t sum_bytes(const uint8_t* data, int64_t n) {
+  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+  const __m256i zero = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    acc0 = _mm256_add_epi64(acc0, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + i)), zero));
+    acc1 = _mm256_add_epi64(acc1, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + i + 32)), zero));
+  }
+  uint64_t lanes[4];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(acc0, acc1));
+  uint64_t sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  for (; i < n; ++i) sum += data[i];
+  return sum;
+}
+
 }  // namespace
 
 const KernelTable kKernels = {"avx2", quantize_run, dequantize_run, min_max, quantize_row_u8,
-                              requantize_run, gemm};
+                              requantize_run, gemm, sum_bytes};
 
 }  // namespace avx2
 }  // namespace lowbit

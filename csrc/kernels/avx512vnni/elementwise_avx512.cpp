@@ -154,10 +154,23 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
   }
 }
 
+uint64_t sum_bytes(const uint8_t* data, int64_t n) {
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  const __m512i zero = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    acc0 = _mm512_add_epi64(acc0, _mm512_sad_epu8(_mm512_loadu_si512(data + i), zero));
+    acc1 = _mm512_add_epi64(acc1, _mm512_sad_epu8(_mm512_loadu_si512(data + i + 64), zero));
+  }
+  uint64_t sum = static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(acc0, acc1)));
+  for (; i < n; ++i) sum += data[i];
+  return sum;
+}
+
 }  // namespace
 
 const KernelTable kKernels = {"avx512vnni", quantize_run, dequantize_run, min_max,
-                              quantize_row_u8, requantize_run, gemm};
+                              quantize_row_u8, requantize_run, gemm, sum_bytes};
 
 }  // namespace avx512vnni
 }  // namespace lowbit
