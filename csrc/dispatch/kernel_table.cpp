@@ -5,17 +5,44 @@
 #include <stdexcept>
 
 #include "dispatch/cpu_features.h"
+#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/avx512vnni/avx512vnni_kernels.h"
+#include "kernels/avxvnni/avxvnni_kernels.h"
+#include "ref/ref_kernels.h"
 
 namespace lowbit {
 namespace {
+
+// Per ISA, the best kernel for each operation. AVX-VNNI CPUs run the AVX2 elementwise kernels
+// with their own GEMM.
+constexpr KernelTable kScalar = {"scalar", ref::quantize_run, ref::dequantize_run, ref::min_max,
+                                 ref::quantize_row_u8, ref::requantize_run, ref::gemm,
+                                 ref::sum_bytes};
+#if LOWBIT_HAVE_X86_KERNELS
+constexpr KernelTable kAvx2 = {"avx2", avx2::quantize_run, avx2::dequantize_run, avx2::min_max,
+                               avx2::quantize_row_u8, avx2::requantize_run, avx2::gemm,
+                               avx2::sum_bytes};
+constexpr KernelTable kAvxVnni = {"avxvnni", avx2::quantize_run, avx2::dequantize_run,
+                                  avx2::min_max, avx2::quantize_row_u8, avx2::requantize_run,
+                                  avxvnni::gemm, avx2::sum_bytes};
+constexpr KernelTable kAvx512Vnni = {"avx512vnni", avx512vnni::quantize_run,
+                                     avx512vnni::dequantize_run, avx512vnni::min_max,
+                                     avx512vnni::quantize_row_u8, avx512vnni::requantize_run,
+                                     avx512vnni::gemm, avx512vnni::sum_bytes};
+#else
+constexpr KernelTable kAvx2 = kScalar, kAvxVnni = kScalar, kAvx512Vnni = kScalar;
+#endif
+
+constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512vnni};
 
 bool isa_supported(Isa isa) {
   const CpuFeatures& f = cpu_features();
   switch (isa) {
     case Isa::scalar: return true;
-    case Isa::avx2: return f.avx2 && f.fma;
+    case Isa::avx2: return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma;
+    case Isa::avxvnni: return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma && f.avxvnni;
     case Isa::avx512vnni:
-      return f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq &&
+      return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq &&
              f.avx512vnni;
   }
   return false;
@@ -23,11 +50,12 @@ bool isa_supported(Isa isa) {
 
 const KernelTable& table_of(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return ref::kKernels;
-    case Isa::avx2: return avx2::kKernels;
-    case Isa::avx512vnni: return avx512vnni::kKernels;
+    case Isa::scalar: return kScalar;
+    case Isa::avx2: return kAvx2;
+    case Isa::avxvnni: return kAvxVnni;
+    case Isa::avx512vnni: return kAvx512Vnni;
   }
-  return ref::kKernels;
+  return kScalar;
 }
 
 Isa best_isa() { return available_isas().back(); }
@@ -53,20 +81,22 @@ std::string isa_name(Isa isa) {
   switch (isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
+    case Isa::avxvnni: return "avxvnni";
     case Isa::avx512vnni: return "avx512vnni";
   }
   return "unknown";
 }
 
 Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512vnni})
+  for (Isa isa : kAllIsas)
     if (isa_name(isa) == name) return isa;
-  throw std::invalid_argument("unknown ISA '" + name + "' (expected scalar, avx2 or avx512vnni)");
+  throw std::invalid_argument("unknown ISA '" + name +
+                              "' (expected scalar, avx2, avxvnni or avx512vnni)");
 }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512vnni})
+  for (Isa isa : kAllIsas)
     if (isa_supported(isa)) out.push_back(isa);
   return out;
 }

@@ -66,9 +66,4 @@ struct KernelTable {
   SumBytesFn sum_bytes;
 };
 
-// Each ISA's translation units define exactly one of these.
-namespace ref { extern const KernelTable kKernels; }
-namespace avx2 { extern const KernelTable kKernels; }
-namespace avx512vnni { extern const KernelTable kKernels; }
-
 }  // namespace lowbit

@@ -40,8 +40,5 @@ void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_be
   }
 }
 
-const KernelTable kKernels = {"scalar", quantize_run, dequantize_run, min_max, quantize_row_u8,
-                              requantize_run, gemm, sum_bytes};
-
 }  // namespace ref
 }  // namespace lowbit

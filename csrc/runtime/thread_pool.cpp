@@ -1,6 +1,9 @@
 #include "runtime/thread_pool.h"
 
+#include <pthread.h>
 #include <sched.h>
+
+#include <new>
 
 #include <atomic>
 #include <condition_variable>
@@ -29,10 +32,25 @@ thread_local bool t_inside_parallel_region = false;
 
 class ThreadPool {
  public:
+  // Pools are leaked on purpose: workers must not be joined during static destruction at exit,
+  // and a forked child must not touch its parent's (its threads do not exist there).
   static ThreadPool& instance() {
-    // Leaked on purpose: workers must not be joined during static destruction at exit.
-    static ThreadPool* pool = new ThreadPool(usable_cores());
+    ThreadPool* pool = current().load(std::memory_order_acquire);
+    if (pool) return *pool;
+    std::lock_guard<std::mutex> lock(creation_mutex());
+    pool = current().load(std::memory_order_relaxed);
+    if (!pool) {
+      static const int registered = pthread_atfork(nullptr, nullptr, &ThreadPool::after_fork_in_child);
+      (void)registered;
+      pool = new ThreadPool(requested_threads() > 0 ? requested_threads() : usable_cores());
+      current().store(pool, std::memory_order_release);
+    }
     return *pool;
+  }
+
+  static int& requested_threads() {
+    static int n = 0;
+    return n;
   }
 
   int num_threads() const { return num_threads_; }
@@ -42,6 +60,7 @@ class ThreadPool {
     std::lock_guard<std::mutex> busy(busy_mutex_);
     stop_workers();
     num_threads_ = n;
+    requested_threads() = n;
     start_workers();
   }
 
@@ -73,6 +92,22 @@ class ThreadPool {
 
  private:
   explicit ThreadPool(int n) : num_threads_(n) { start_workers(); }
+
+  static std::atomic<ThreadPool*>& current() {
+    static std::atomic<ThreadPool*> pool{nullptr};
+    return pool;
+  }
+  static std::mutex& creation_mutex() {
+    static std::mutex* m = new std::mutex();
+    return *m;
+  }
+  // The child of fork() has only the forking thread: drop the parent's pool (and any lock state
+  // copied mid-operation) so the next parallel call builds a fresh one instead of hanging.
+  static void after_fork_in_child() {
+    current().store(nullptr, std::memory_order_relaxed);
+    new (&creation_mutex()) std::mutex();
+    t_inside_parallel_region = false;
+  }
 
   static void run_serial(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     bool outer = t_inside_parallel_region;

@@ -119,9 +119,9 @@ def format_report(r: dict[str, Any]) -> str:
         ("", "float32 (NumPy)", "int8 (lowbit)", "int8 vs float32"),
         ("weights + biases", f"{r['float_weight_kb']:,.1f} KB", f"{r['int8_weight_kb']:,.1f} KB",
          _times(r["size_ratio"], "smaller", "larger")),
-        ("latency, 1 image", f"{r['float_ms_batch1']:.3f} ms", f"{r['int8_ms_batch1']:.3f} ms",
+        ("latency, 1 image", f"{r['float_ms_batch1']:.4f} ms", f"{r['int8_ms_batch1']:.4f} ms",
          _times(r["speedup_batch1"], "faster", "slower")),
-        (f"latency, {n} images", f"{r['float_ms_full']:.3f} ms", f"{r['int8_ms_full']:.3f} ms",
+        (f"latency, {n} images", f"{r['float_ms_full']:.4f} ms", f"{r['int8_ms_full']:.4f} ms",
          _times(r["speedup_full"], "faster", "slower")),
         ("test accuracy", f"{100 * r['float_accuracy']:.2f} %", f"{100 * r['int8_accuracy']:.2f} %",
          f"{accuracy_delta:+.2f} points"),
@@ -132,7 +132,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"lowbit demo: MLP {arch} classifying scikit-learn's 8x8 digits ({n} test images)",
         f"CPU kernel path: {r['isa']} (available: {', '.join(r['available'])}), "
-        f"threads: {r['threads']}",
+        f"lowbit threads: {r['threads']}",
         "",
     ]
     for i, row in enumerate(rows):
@@ -142,9 +142,9 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append("-" * (sum(widths) + 3 * 3))
     lines += [
         "",
-        f"Latency is the median of {r['repeats']} runs. The int8 model quantizes each weight row "
-        "to int8",
-        "(one scale per output channel) and each input row on the fly; float32 uses NumPy's BLAS.",
+        f"Latency: median of {r['repeats']} runs. float32 runs on NumPy's BLAS (its own threads).",
+        "int8 keeps each weight row as int8 plus one float32 scale, and quantizes each input",
+        "row to int8 on the fly; biases stay float32.",
     ]
     return "\n".join(lines)
 

@@ -12,11 +12,11 @@
 namespace lowbit {
 
 // ---- CPU and dispatch --------------------------------------------------------------------------
-enum class Isa : int { scalar = 0, avx2 = 1, avx512vnni = 2 };
+enum class Isa : int { scalar = 0, avx2 = 1, avx512vnni = 2, avxvnni = 3 };
 
 std::string isa_name(Isa isa);
 Isa parse_isa(const std::string& name);          // throws std::invalid_argument for unknown names
-std::vector<Isa> available_isas();               // best last
+std::vector<Isa> available_isas();               // in order of preference, best last
 Isa active_isa();
 void set_active_isa(Isa isa);                    // throws std::runtime_error if the CPU lacks it
 std::vector<std::string> cpu_feature_names();    // e.g. {"avx2", "fma", "avx512f", ...}

@@ -55,6 +55,8 @@ inline __m256i quantize8(const float* x, int64_t i, const QuantRun& p, __m256 lo
   return _mm256_cvtps_epi32(q);
 }
 
+}  // namespace
+
 bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
                   uint8_t* out) {
   const float flo = static_cast<float>(qmin), fhi = static_cast<float>(qmax);
@@ -70,6 +72,8 @@ bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t q
   }
   return finite;
 }
+
+namespace {
 
 inline __m256i load8_as_i32(const int8_t* q) {
   return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q)));
@@ -104,6 +108,8 @@ void dequantize_typed(const T* q, int64_t n, const QuantRun& p, float* out) {
   }
 }
 
+}  // namespace
+
 void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* out) {
   switch (static_cast<ElemType>(elem_type)) {
     case ElemType::int8: return dequantize_typed(static_cast<const int8_t*>(q), n, p, out);
@@ -111,6 +117,8 @@ void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* 
     case ElemType::int32: return dequantize_typed(static_cast<const int32_t*>(q), n, p, out);
   }
 }
+
+namespace {
 
 inline float hmin(__m256 v) {
   __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -124,6 +132,8 @@ inline float hmax(__m256 v) {
   m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
   return _mm_cvtss_f32(m);
 }
+
+}  // namespace
 
 bool min_max(const float* x, int64_t n, float* mn, float* mx) {
   __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);
@@ -212,10 +222,6 @@ uint64_t sum_bytes(const uint8_t* data, int64_t n) {
   return sum;
 }
 
-}  // namespace
-
-const KernelTable kKernels = {"avx2", quantize_run, dequantize_run, min_max, quantize_row_u8,
-                              requantize_run, gemm, sum_bytes};
 
 }  // namespace avx2
 }  // namespace lowbit

@@ -6,6 +6,14 @@
 namespace lowbit {
 namespace avx512vnni {
 
+bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax, uint8_t* out);
+void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* out);
+bool min_max(const float* x, int64_t n, float* mn, float* mx);
+bool quantize_row_u8(const float* x, int64_t k, int64_t kp, uint8_t* out, float* scale,
+                     int32_t* zero, int32_t* row_sum);
+void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool per_element,
+                    int32_t zero, int32_t qmin, int32_t qmax, uint8_t* out);
+uint64_t sum_bytes(const uint8_t* data, int64_t n);
 void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
 

@@ -44,6 +44,8 @@ inline __m512i quantize16(const float* x, int64_t i, __mmask16 m, const QuantRun
   return _mm512_cvtps_epi32(q);
 }
 
+}  // namespace
+
 bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
                   uint8_t* out) {
   const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin));
@@ -55,6 +57,8 @@ bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t q
   }
   return finite;
 }
+
+namespace {
 
 template <typename T>
 inline __m512i load_as_i32(const T* q, __mmask16 m);
@@ -87,6 +91,8 @@ void dequantize_typed(const T* q, int64_t n, const QuantRun& p, float* out) {
     _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_cvtepi32_ps(v), s));
   }
 }
+
+}  // namespace
 
 void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* out) {
   switch (static_cast<ElemType>(elem_type)) {
@@ -167,10 +173,6 @@ uint64_t sum_bytes(const uint8_t* data, int64_t n) {
   return sum;
 }
 
-}  // namespace
-
-const KernelTable kKernels = {"avx512vnni", quantize_run, dequantize_run, min_max,
-                              quantize_row_u8, requantize_run, gemm, sum_bytes};
 
 }  // namespace avx512vnni
 }  // namespace lowbit
