@@ -17,7 +17,7 @@ namespace lowbit {
 namespace {
 
 // Below this much work a second thread costs more to wake than it saves.
-constexpr double kMinParallelMacs = 1.5e6;
+constexpr double kMinParallelMacs = 6e6;
 constexpr int64_t kRowBlock = 24;  // a multiple of every kernel's MR (6 and 4)
 
 void run_gemm(const GemmProblem& p) {

@@ -6,6 +6,7 @@
 #include <new>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -71,26 +72,52 @@ class ThreadPool {
       run_serial(n_tasks, fn);
       return;
     }
-    {
+    job_ = &fn;
+    job_tasks_ = n_tasks;
+    next_task_.store(0, std::memory_order_relaxed);
+    error_ = nullptr;
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check in worker_loop
+    if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &fn;
-      job_tasks_ = n_tasks;
-      next_task_.store(0, std::memory_order_relaxed);
-      error_ = nullptr;
-      active_workers_ = static_cast<int>(workers_.size());
-      ++generation_;
+      wake_.notify_all();
     }
-    wake_.notify_all();
     t_inside_parallel_region = true;
     work_on_current_job();
     t_inside_parallel_region = false;
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return active_workers_ == 0; });
+    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  // Spinning a little after each job lets back-to-back kernel calls (a model's layers) skip
+  // the futex wake-up, which costs more than small GEMMs take.
+  static constexpr double kSpinSeconds = 50e-6;
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+  }
+
+  template <typename Pred>
+  static bool spin_until(const Pred& done) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0;; ++i) {
+      if (done()) return true;
+      cpu_relax();
+      if ((i & 63) == 63 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > kSpinSeconds)
+        return done();
+    }
+  }
+
   explicit ThreadPool(int n) : num_threads_(n) { start_workers(); }
 
   static std::atomic<ThreadPool*>& current() {
@@ -134,25 +161,35 @@ class ThreadPool {
     }
   }
 
-  void worker_loop() {
+  // `seen` is the generation when the worker was created (under busy_mutex_, so no job can be
+  // published in between): a worker that starts late still picks up the first job.
+  void worker_loop(uint64_t seen) {
     t_inside_parallel_region = true;
-    uint64_t seen = 0;
     for (;;) {
-      {
+      if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
+        sleepers_.fetch_add(1);
+        wake_.wait(lock, [&] { return stopping_ || generation_.load() != seen; });
+        sleepers_.fetch_sub(1);
       }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) return;
+      }
+      seen = generation_.load();
       work_on_current_job();
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--active_workers_ == 0) done_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_one();
+      }
     }
   }
 
   void start_workers() {
     stopping_ = false;
-    for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+    const uint64_t start = generation_.load();
+    for (int i = 1; i < num_threads_; ++i)
+      workers_.emplace_back([this, start] { worker_loop(start); });
   }
 
   void stop_workers() {
@@ -160,6 +197,7 @@ class ThreadPool {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
     }
+    generation_.fetch_add(1);
     wake_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
@@ -171,11 +209,12 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   bool stopping_ = false;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int> pending_{0};  // workers still on the current job
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t job_tasks_ = 0;
   std::atomic<int64_t> next_task_{0};
-  int active_workers_ = 0;
   std::exception_ptr error_;
 };
 
