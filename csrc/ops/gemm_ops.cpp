@@ -125,10 +125,12 @@ void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const
             const float* bias, float* y, int64_t ldy) {
   if (M < 0) throw std::invalid_argument("negative dimension");
   const int64_t K = b.rows(), KP = b.padded_depth();
-  if (K > kLinearMaxDepth)
+  const int64_t max_depth = b.symmetric() ? kLinearMaxDepth : kLinearMaxDepthAsymmetric;
+  if (K > max_depth)
     throw std::invalid_argument("in_features=" + std::to_string(K) + " exceeds " +
-                                std::to_string(kLinearMaxDepth) +
-                                ", the largest depth with an exact int32 accumulator");
+                                std::to_string(max_depth) + ", the largest depth with an exact " +
+                                "int32 accumulator for " +
+                                (b.symmetric() ? "symmetric" : "asymmetric") + " weights");
   if (bias != nullptr)
     for (int64_t n = 0; n < b.cols(); ++n)
       if (!std::isfinite(bias[n])) throw std::invalid_argument("bias holds NaN or Inf values");

@@ -294,4 +294,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
   m.def("linear", &linear, py::arg("x"), py::arg("b"), py::arg("col_scale"), py::arg("bias"));
   m.attr("LINEAR_MAX_DEPTH") = lowbit::kLinearMaxDepth;
+  m.attr("LINEAR_MAX_DEPTH_ASYMMETRIC") = lowbit::kLinearMaxDepthAsymmetric;
 }

@@ -5,6 +5,7 @@ import numpy as np
 import numpy.typing as npt
 
 LINEAR_MAX_DEPTH: int
+LINEAR_MAX_DEPTH_ASYMMETRIC: int
 
 def cpu_info() -> dict[str, Any]: ...
 def get_isa() -> str: ...

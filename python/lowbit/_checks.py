@@ -68,7 +68,7 @@ def scales(scale: Any, name: str = "scale") -> np.ndarray:
     arr = np.asarray(scale)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a floating-point number or array, got dtype {arr.dtype}")
-    arr = np.asarray(arr, dtype=np.float32, order="C")
+    arr = kernel_array(np.asarray(arr, dtype=np.float32))
     if arr.size and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (got NaN or Inf, or a value beyond float32)")
     if arr.size and not np.all(arr > 0):
@@ -84,7 +84,7 @@ def zero_points(zero_point: Any, lo: int, hi: int, name: str = "zero_point") -> 
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got values in "
                          f"[{arr.min()}, {arr.max()}]")
-    return np.asarray(arr, dtype=np.int32, order="C")
+    return kernel_array(np.asarray(arr, dtype=np.int32))
 
 
 def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:

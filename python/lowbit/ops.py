@@ -3,6 +3,7 @@ DynamicQuantizeLinear, MatMulInteger, QLinearMatMul) plus requantize and the fus
 See docs/numeric_contract.md for the exact arithmetic."""
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -202,8 +203,7 @@ def _matmul_packed(a: np.ndarray, a_zero_point: ArrayLike, packed: Any, k: int) 
     if a2.shape[-1] != k:
         raise ValueError(f"matmul_integer: A has {a2.shape[-1]} columns, B has {k} rows")
     za = _row_zero_points(a_zero_point, a2, "a_zero_point")
-    rows = kernel_array(a2.reshape(-1, k)) if a2.size else np.zeros((0, k), a2.dtype)
-    rows = rows.reshape(-1, k)
+    rows = kernel_array(a2.reshape(math.prod(a2.shape[:-1]), k))
     c = _C.matmul_integer(rows, za, packed)
     out = c.reshape(a2.shape[:-1] + (packed.cols,))
     return out[0] if a.ndim == 1 else out
@@ -282,7 +282,7 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
         raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
     if x.ndim == 2:
         return _C.linear(x, weight._packed, weight.scale, bias)
-    y = _C.linear(x.reshape(-1, k), weight._packed, weight.scale, bias)
+    y = _C.linear(x.reshape(math.prod(x.shape[:-1]), k), weight._packed, weight.scale, bias)
     return y.reshape(x.shape[:-1] + (weight.out_features,))
 
 

@@ -116,8 +116,11 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
                     const int32_t* a_zero_point, int64_t a_zero_point_count,
                     const PackedMatrix& b, int32_t* c, int64_t ldc);
 
-// Largest K for which linear() guarantees an exact int32 accumulator (no wrap-around).
+// Largest K for which linear() guarantees an exact int32 result: |x_q - za| <= 255 and
+// |w_q - zw| <= 128 (symmetric weights) or 255 (asymmetric), so |acc| <= 255 * 128 * K or
+// 255 * 255 * K must stay below 2^31.
 constexpr int64_t kLinearMaxDepth = 65536;
+constexpr int64_t kLinearMaxDepthAsymmetric = 33025;
 
 // Fused dynamic-quantization linear: y[M,N] = dequant(quant_rows(x) @ B) * col_scale + bias.
 // Rows of x are quantized to uint8 (DynamicQuantizeLinear per row); B is the packed int8

@@ -1,0 +1,221 @@
+"""Shared fixtures and NumPy oracles for the lowbit test suite.
+
+Every oracle here is written from the numeric contract (docs / DESIGN section 1), independently of
+lowbit's own code: integer GEMMs are computed exactly in 64-bit (then reduced modulo 2**32), float
+math reproduces the documented float32 operations one by one.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+import lowbit
+
+ISAS: list[str] = list(lowbit.cpu_info()["available"])
+ALL_ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni")  # every path lowbit knows
+
+QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15)}
+STORAGE = {"int8": np.int8, "uint8": np.uint8, "int4": np.int8, "uint4": np.uint8}
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(params=ISAS, ids=ISAS)
+def isa(request):
+    """Runs the test on one kernel path (every path this CPU offers)."""
+    with lowbit.use_isa(request.param):
+        assert lowbit.get_isa() == request.param
+        yield request.param
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test id: reproducible, and different for every test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state():
+    """Tests that change the thread count or the ISA must not leak it into later tests."""
+    isa0, threads0 = lowbit.get_isa(), lowbit.get_num_threads()
+    yield
+    if lowbit.get_isa() != isa0:
+        lowbit.set_isa(isa0)
+    if lowbit.get_num_threads() != threads0:
+        lowbit.set_num_threads(threads0)
+
+
+# ---------------------------------------------------------------------------------------------
+# integer references
+# ---------------------------------------------------------------------------------------------
+def wrap_int32(v) -> np.ndarray:
+    """Reduces int64 values modulo 2**32 into int32 (two's complement), explicitly."""
+    v = np.asarray(v, dtype=np.int64)
+    return (((v + 2**31) % 2**32) - 2**31).astype(np.int32)
+
+
+def centered(x, zero_point=None, axis_of_zp: str = "none") -> np.ndarray:
+    """x - zero_point in int64. axis_of_zp: 'row' (one per row, i.e. along axis -2) or 'col'
+    (one per column, along axis -1) or anything for scalars/None."""
+    v = np.asarray(x).astype(np.int64)
+    if zero_point is None:
+        return v
+    z = np.asarray(zero_point).astype(np.int64)
+    if z.ndim == 1 and axis_of_zp == "row":
+        z = z.reshape(-1, 1)
+    return v - z
+
+
+def matmul_i64(a_c: np.ndarray, b_c: np.ndarray) -> np.ndarray:
+    """Exact int64 matmul of already-centred int64 operands (numpy.matmul rules).
+
+    Large problems go through float64 BLAS, which is exact here: every product and partial sum
+    is an integer of magnitude <= K * 255 * 255 < 2**53, so no rounding happens in any order.
+    """
+    a_c = np.asarray(a_c, dtype=np.int64)
+    b_c = np.asarray(b_c, dtype=np.int64)
+    k = a_c.shape[-1]
+    amax = int(np.abs(a_c).max(initial=0))
+    bmax = int(np.abs(b_c).max(initial=0))
+    if a_c.size * (b_c.shape[-1] if b_c.ndim > 1 else 1) <= 200_000:
+        return np.matmul(a_c, b_c)
+    assert k * amax * bmax < 2**53
+    return np.rint(np.matmul(a_c.astype(np.float64), b_c.astype(np.float64))).astype(np.int64)
+
+
+def ref_matmul_integer(a, b, a_zero_point=None, b_zero_point=None) -> np.ndarray:
+    """ONNX MatMulInteger oracle: (a - za) @ (b - zb) in int64, reduced mod 2**32 to int32.
+    za: scalar or per row of A (M,); zb: scalar or per column of B (N,)."""
+    a_c = centered(a, a_zero_point, "row")
+    b_c = centered(b, b_zero_point, "col")
+    return wrap_int32(matmul_i64(a_c, b_c))
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 references
+# ---------------------------------------------------------------------------------------------
+F32 = np.float32
+
+
+def ref_quantize_linear(x, scale, zero_point, qtype: str) -> np.ndarray:
+    """saturate(rint(x / scale) + zp), float32 division, half to even; scale/zp already
+    broadcast to x's shape (or scalars)."""
+    lo, hi = QRANGE[qtype]
+    x = np.asarray(x, dtype=F32)
+    s = np.asarray(scale, dtype=F32)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        q = np.rint(x / s)  # float32 / float32 -> correctly rounded float32
+    assert q.dtype == F32
+    z = np.zeros((), F32) if zero_point is None else np.asarray(zero_point).astype(F32)
+    q = q + z
+    return np.clip(q, lo, hi).astype(np.int64).astype(STORAGE[qtype])
+
+
+def ref_dynamic_params(x) -> tuple[np.float32, int]:
+    """ONNX DynamicQuantizeLinear scale/zero point in float32, plus lowbit's documented rules
+    beyond ONNX (overflowing range: max/255 - min/255; zero scale -> 1)."""
+    x = np.asarray(x, dtype=F32)
+    mn = F32(min(F32(0), x.min())) if x.size else F32(0)
+    mx = F32(max(F32(0), x.max())) if x.size else F32(0)
+    with np.errstate(over="ignore"):
+        scale = F32((mx - mn) / F32(255))
+    if not np.isfinite(scale):
+        scale = F32(mx / F32(255) - mn / F32(255))
+    if scale == 0:
+        scale = F32(1)
+    zp = int(np.clip(np.rint(F32(F32(0) - mn) / scale), 0, 255))
+    return scale, zp
+
+
+def ref_dynamic_quantize_linear(x):
+    x = np.asarray(x, dtype=F32)
+    scale, zp = ref_dynamic_params(x)
+    return ref_quantize_linear(x, scale, zp, "uint8"), scale, zp
+
+
+def fma_f32(a, b, c) -> np.ndarray:
+    """Correctly rounded float32 fma(a, b, c) for float32 inputs, emulated in float64.
+
+    a*b is exact in float64 (24 + 24 significant bits). s = p + c is rounded once in float64,
+    with the exact error recovered by TwoSum; rounding s to float32 can only differ from rounding
+    the exact sum when s lies exactly halfway between two float32 values, and then the error's
+    sign decides."""
+    a64 = np.asarray(a, dtype=F32).astype(np.float64)
+    b64 = np.asarray(b, dtype=F32).astype(np.float64)
+    c64 = np.asarray(c, dtype=F32).astype(np.float64)
+    p = a64 * b64
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)
+    r = s.astype(F32)
+    r64 = r.astype(np.float64)
+    toward = np.where(s > r64, np.inf, -np.inf).astype(F32)
+    other = np.nextafter(r, toward)
+    other64 = other.astype(np.float64)
+    tie = (r64 != s) & (np.abs(s - r64) == np.abs(other64 - s)) & (err != 0)
+    # on a tie the exact value lies on err's side of s
+    pick_other = tie & (np.sign(err) == np.sign(other64 - s))
+    return np.where(pick_other, other, r).astype(F32)
+
+
+def ref_linear(x, pw: "lowbit.PackedWeight", bias=None) -> np.ndarray:
+    """The fused linear, operation by operation: per-row DynamicQuantizeLinear of x, exact
+    integer GEMM against the packed int8 weight (with its zero points), then
+    fma(float32(acc), float32(row_scale * col_scale), bias) in float32."""
+    x = np.asarray(x, dtype=F32)
+    n, k = pw.out_features, pw.in_features
+    rows = x.reshape(-1, k)
+    m = rows.shape[0]
+    q = np.zeros((m, k), np.int64)
+    row_scale = np.zeros(m, F32)
+    row_zero = np.zeros(m, np.int64)
+    for i in range(m):
+        qi, si, zi = ref_dynamic_quantize_linear(rows[i])
+        q[i], row_scale[i], row_zero[i] = qi, si, zi
+    qt = pw.qtensor()
+    w_c = qt.data.astype(np.int64) - np.asarray(qt.zero_point).astype(np.int64).reshape(-1, 1)
+    acc = matmul_i64(q - row_zero[:, None], w_c.T)
+    # the contract: an exact int32 accumulator (no wrap-around) for in_features <= 65536
+    assert acc.size == 0 or np.abs(acc).max() < 2**31
+    s = (row_scale[:, None] * np.asarray(pw.scale, F32)[None, :]).astype(F32)
+    b = np.zeros(n, F32) if bias is None else np.asarray(bias, F32)
+    y = fma_f32(acc.astype(F32), s, np.broadcast_to(b, (m, n)))
+    return y.reshape(x.shape[:-1] + (n,))
+
+
+def bits(a) -> np.ndarray:
+    """float32 bit patterns (for bit-exact comparisons that also see -0.0 and NaN payloads)."""
+    return np.ascontiguousarray(a, dtype=F32).view(np.uint32)
+
+
+def assert_bits_equal(got, expected, msg: str = "") -> None:
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    assert got.dtype == np.float32, f"dtype {got.dtype} {msg}"
+    assert got.shape == expected.shape, f"shape {got.shape} != {expected.shape} {msg}"
+    gb, eb = bits(got), bits(expected)
+    if not np.array_equal(gb, eb):
+        bad = np.argwhere(gb != eb)
+        i = tuple(bad[0])
+        raise AssertionError(f"{len(bad)} of {got.size} values differ {msg}; first at {i}: "
+                             f"got {got[i]!r} expected {expected[i]!r}")
+
+
+def assert_int_equal(got, expected, msg: str = "") -> None:
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    assert got.dtype == expected.dtype, f"dtype {got.dtype} != {expected.dtype} {msg}"
+    assert got.shape == expected.shape, f"shape {got.shape} != {expected.shape} {msg}"
+    if not np.array_equal(got, expected):
+        bad = np.argwhere(got != expected)
+        i = tuple(bad[0])
+        raise AssertionError(f"{len(bad)} of {got.size} values differ {msg}; first at {i}: "
+                             f"got {got[i]} expected {expected[i]}")
+
+
+def random_int8(rng, shape, dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape, dtype=np.int64).astype(dtype)
