@@ -1,11 +1,14 @@
 """PackedWeight: a weight quantized and packed once for the GEMM kernels."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from . import _C
+
+if TYPE_CHECKING:
+    from .qtensor import QTensor
 
 
 class PackedWeight:

@@ -54,6 +54,7 @@ class QTensor:
 
     def dequantize(self) -> np.ndarray:
         if self.group_size:
+            assert self.axis is not None  # quantize() always records the grouped axis
             return dequantize_linear(self.data, self.scale, self.zero_point, axis=self.axis,
                                      block_size=self.group_size)
         return dequantize_linear(self.data, self.scale, self.zero_point,
@@ -79,8 +80,7 @@ def _range_to_params(lo: np.ndarray, hi: np.ndarray, name: str, symmetric: bool
         safe = np.where(scale == 0, np.float32(1), scale)
         zero = np.clip(np.rint(np.float32(qmin) - lo / safe), qmin, qmax).astype(np.int32)
     scale = np.where(scale == 0, np.float32(1), scale).astype(np.float32)
-    zero = np.where(scale == 1, zero, zero).astype(np.int32)
-    return scale, zero
+    return scale, zero.astype(np.int32)
 
 
 def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional[int] = None,
