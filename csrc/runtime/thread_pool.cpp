@@ -74,7 +74,6 @@ class ThreadPool {
     }
     job_ = &fn;
     job_tasks_ = n_tasks;
-    next_task_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
     pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check in worker_loop
@@ -83,7 +82,7 @@ class ThreadPool {
       wake_.notify_all();
     }
     t_inside_parallel_region = true;
-    work_on_current_job();
+    work_on_current_job(0);
     t_inside_parallel_region = false;
     if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -148,10 +147,14 @@ class ThreadPool {
     t_inside_parallel_region = outer;
   }
 
-  void work_on_current_job() {
-    for (;;) {
-      int64_t t = next_task_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= job_tasks_) break;
+  // Participant p (0 = the caller, 1.. = workers) always runs the same contiguous slice of
+  // tasks, so repeated calls on the same weights find each slice in the same core's caches
+  // (each vCPU may have its own L3 slice); results never depend on who runs a task.
+  void work_on_current_job(int participant) {
+    const int64_t participants = num_threads_;
+    const int64_t begin = job_tasks_ * participant / participants;
+    const int64_t end = job_tasks_ * (participant + 1) / participants;
+    for (int64_t t = begin; t < end; ++t) {
       try {
         (*job_)(t);
       } catch (...) {
@@ -163,7 +166,7 @@ class ThreadPool {
 
   // `seen` is the generation when the worker was created (under busy_mutex_, so no job can be
   // published in between): a worker that starts late still picks up the first job.
-  void worker_loop(uint64_t seen) {
+  void worker_loop(int participant, uint64_t seen) {
     t_inside_parallel_region = true;
     for (;;) {
       if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
@@ -177,7 +180,7 @@ class ThreadPool {
         if (stopping_) return;
       }
       seen = generation_.load();
-      work_on_current_job();
+      work_on_current_job(participant);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_one();
@@ -188,8 +191,9 @@ class ThreadPool {
   void start_workers() {
     stopping_ = false;
     const uint64_t start = generation_.load();
+    workers_.reserve(static_cast<size_t>(num_threads_ - 1));
     for (int i = 1; i < num_threads_; ++i)
-      workers_.emplace_back([this, start] { worker_loop(start); });
+      workers_.emplace_back([this, i, start] { worker_loop(i, start); });
   }
 
   void stop_workers() {
@@ -214,7 +218,6 @@ class ThreadPool {
   std::atomic<int> pending_{0};  // workers still on the current job
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t job_tasks_ = 0;
-  std::atomic<int64_t> next_task_{0};
   std::exception_ptr error_;
 };
 
