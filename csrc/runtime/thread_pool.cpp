@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
@@ -74,6 +75,11 @@ class ThreadPool {
     }
     job_ = &fn;
     job_tasks_ = n_tasks;
+    for (int p = 0; p < num_threads_; ++p) {
+      slices_[p].next.store(n_tasks * p / num_threads_, std::memory_order_relaxed);
+      slices_[p].end = n_tasks * (p + 1) / num_threads_;
+      slices_[p].owner_started.store(false, std::memory_order_relaxed);
+    }
     error_ = nullptr;
     pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check in worker_loop
@@ -147,25 +153,30 @@ class ThreadPool {
     t_inside_parallel_region = outer;
   }
 
-  // Participant p (0 = the caller, 1.. = workers) always runs the same contiguous slice of
-  // tasks, so repeated calls on the same weights find each slice in the same core's caches
-  // (each vCPU may have its own L3 slice); results never depend on who runs a task.
+  // Participant p (0 = the caller, 1.. = workers) runs the same contiguous slice of tasks every
+  // call, so repeated calls on the same weights find each slice in the same core's caches (each
+  // vCPU may have its own L3 slice). A participant that finishes early takes over only slices
+  // whose owner has not started (a worker still waking up), so a sleeping worker never stalls
+  // the call while busy ones keep their slices. Who runs a task never changes its result.
   void work_on_current_job(int participant) {
-    const int64_t participants = num_threads_;
-    const int64_t begin = job_tasks_ * participant / participants;
-    const int64_t end = job_tasks_ * (participant + 1) / participants;
-    for (int64_t t = begin; t < end; ++t) {
-      try {
-        (*job_)(t);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
+    const int participants = num_threads_;
+    slices_[participant].owner_started.store(true, std::memory_order_relaxed);
+    for (int k = 0; k < participants; ++k) {
+      Slice& slice = slices_[(participant + k) % participants];
+      if (k > 0 && slice.owner_started.load(std::memory_order_relaxed)) continue;
+      for (;;) {
+        const int64_t t = slice.next.fetch_add(1, std::memory_order_relaxed);
+        if (t >= slice.end) break;
+        try {
+          (*job_)(t);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (!error_) error_ = std::current_exception();
+        }
       }
     }
   }
 
-  // `seen` is the generation when the worker was created (under busy_mutex_, so no job can be
-  // published in between): a worker that starts late still picks up the first job.
   void worker_loop(int participant, uint64_t seen) {
     t_inside_parallel_region = true;
     for (;;) {
@@ -191,6 +202,7 @@ class ThreadPool {
   void start_workers() {
     stopping_ = false;
     const uint64_t start = generation_.load();
+    slices_.reset(new Slice[num_threads_]);
     workers_.reserve(static_cast<size_t>(num_threads_ - 1));
     for (int i = 1; i < num_threads_; ++i)
       workers_.emplace_back([this, i, start] { worker_loop(i, start); });
@@ -216,6 +228,12 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<int> pending_{0};  // workers still on the current job
+  struct alignas(64) Slice {
+    std::atomic<int64_t> next{0};
+    int64_t end = 0;
+    std::atomic<bool> owner_started{false};
+  };
+  std::unique_ptr<Slice[]> slices_;  // one per participant
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t job_tasks_ = 0;
   std::exception_ptr error_;
