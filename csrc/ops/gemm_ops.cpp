@@ -85,23 +85,30 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
   const bool use_a_in_place = a_type == ElemType::uint8 && KP == K;
   uint8_t* rows = use_a_in_place ? nullptr
                                  : static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * KP)));
-  for (int64_t m = 0; m < M; ++m) {
-    const uint8_t* src = a8 + m * lda;
-    uint32_t sum = 0;
-    if (use_a_in_place) {
-      for (int64_t k = 0; k < K; ++k) sum += src[k];
-    } else {
-      uint8_t* dst = rows + m * KP;
-      for (int64_t k = 0; k < K; ++k) {
-        const uint8_t v = static_cast<uint8_t>(src[k] ^ static_cast<uint8_t>(shift));
-        dst[k] = v;
-        sum += v;
+  // Row sums only enter the epilogue through B's zero points (col_zero * row_sum).
+  const bool need_row_sums = !b.symmetric();
+  const KernelTable& k = kernels();
+  auto prepare_rows = [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const uint8_t* src = a8 + m * lda;
+      const uint8_t* row = src;
+      if (!use_a_in_place) {
+        uint8_t* dst = rows + m * KP;
+        for (int64_t i = 0; i < K; ++i) dst[i] = static_cast<uint8_t>(src[i] ^ static_cast<uint8_t>(shift));
+        std::memset(dst + K, 0, static_cast<size_t>(KP - K));
+        row = dst;
       }
-      std::memset(dst + K, 0, static_cast<size_t>(KP - K));
+      row_sum[m] = need_row_sums ? static_cast<int32_t>(static_cast<uint32_t>(k.sum_bytes(row, K))) : 0;
+      const int32_t zp = a_zero_point_count == 0 ? 0 : a_zero_point[a_zero_point_count == 1 ? 0 : m];
+      row_zero[m] = zp + shift;
     }
-    row_sum[m] = static_cast<int32_t>(sum);
-    const int32_t zp = a_zero_point_count == 0 ? 0 : a_zero_point[a_zero_point_count == 1 ? 0 : m];
-    row_zero[m] = zp + shift;
+  };
+  const int threads = get_num_threads();
+  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= 262144.0) {
+    const int64_t tasks = std::min<int64_t>(M, 4LL * threads);
+    parallel_for(tasks, [&](int64_t t) { prepare_rows(M * t / tasks, M * (t + 1) / tasks); });
+  } else {
+    prepare_rows(0, M);
   }
   GemmProblem p;
   p.M = M;
