@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""lowbit against NumPy float32, PyTorch and ONNX Runtime dynamic int8, on the full grid.
+
+Writes docs/bench.md (machine info and tables), docs/bench.png (GOPS vs M) and docs/bench.json
+(machine info and every raw row). Each measurement runs in its own subprocess (see
+python/lowbit/benchmark/). Peers that are not installed are skipped with a note.
+
+    pip install . && pip install onnx onnxruntime matplotlib torch
+    python bench/compare.py                    # full grid: takes a while
+    python bench/compare.py --quick            # fewer M and shapes, for a first look
+    python bench/compare.py --threads 1 --methods lowbit_linear,ort_dynamic --out-dir /tmp/b
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+HARNESS = REPO / "python" / "lowbit" / "benchmark"
+
+FULL_MS = (1, 4, 16, 64, 256)
+FULL_SHAPES = ((384, 1536), (1536, 384), (4096, 4096), (4096, 11008))
+FULL_COLD_SHAPES = ((4096, 4096), (4096, 11008))
+QUICK_MS = (1, 16, 256)
+QUICK_SHAPES = ((1536, 384), (4096, 4096))
+QUICK_COLD_SHAPES = ((4096, 4096),)
+FULL_REPEATS, QUICK_REPEATS = 10, 3
+VERSIONED = ("numpy", "torch", "onnxruntime", "onnx", "matplotlib", "lowbit")
+
+METHOD_NOTES = {
+    "numpy_f32": "`x @ w.T` in float32 (NumPy's BLAS; threads set through "
+                 "OPENBLAS/OMP/MKL_NUM_THREADS before NumPy loads)",
+    "lowbit_linear": "`lb.linear(x, lb.pack_weight(w), bias)`: per-row dynamic uint8 "
+                     "activations, per-channel int8 weights, float32 out",
+    "lowbit_matmul_integer": "`lb.matmul_integer(a, lb.pack_weight(w))`: uint8 x int8 -> exact int32",
+    "torch_dynamic": "`torch.ao.quantization.quantize_dynamic` of `nn.Linear` (qint8), "
+                     "under `torch.inference_mode()`",
+    "ort_dynamic": "ONNX Runtime, float MatMul + Add quantized by `quantize_dynamic` (QInt8, per "
+                   "tensor), fused to DynamicQuantizeMatMul at session load",
+    "ort_matmul_integer": "ONNX Runtime MatMulInteger: uint8 input, int8 initializer -> int32",
+}
+
+
+def load_harness() -> ModuleType:
+    """This checkout's python/lowbit/benchmark/, loaded by path as the standalone package
+    "lowbit_benchmark", as its workers load it (see its __main__.py): it runs whether or not the
+    lowbit it measures (the installed one) is built, and can't be a stale installed copy."""
+    spec = importlib.util.spec_from_file_location(
+        "lowbit_benchmark", HARNESS / "__init__.py", submodule_search_locations=[str(HARNESS)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its relative imports and dataclasses look it up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """'4096x4096,384x1536' -> [(4096, 4096), (384, 1536)] as (K, N); 'none' -> []."""
+    if text.strip().lower() == "none":
+        return []
+    shapes = []
+    for item in text.split(","):
+        k, sep, n = item.strip().lower().partition("x")
+        if not sep or not k.isdigit() or not n.isdigit() or int(k) < 1 or int(n) < 1:
+            raise argparse.ArgumentTypeError(f"expected KxN[,KxN...] or 'none', got {text!r}")
+        shapes.append((int(k), int(n)))
+    return shapes
+
+
+def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Benchmark lowbit against NumPy, PyTorch and ONNX Runtime; writes "
+                    "bench.md, bench.png and bench.json.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"M in {QUICK_MS}, (K,N) in {QUICK_SHAPES}, cold {QUICK_COLD_SHAPES}, "
+                             f"{QUICK_REPEATS} repeats")
+    parser.add_argument("--threads", type=parse_ints, default=[1, 2],
+                        help="comma-separated thread counts (default: 1,2)")
+    parser.add_argument("--methods", default=",".join(method_names),
+                        help=f"comma-separated subset of: {', '.join(method_names)} (default: all)")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "docs",
+                        help="where bench.md, bench.png and bench.json go (default: docs/)")
+    parser.add_argument("--Ms", type=parse_ints, default=None, help="override the M values")
+    parser.add_argument("--shapes", type=parse_shapes, default=None,
+                        help="override the (K,N) shapes, as KxN,KxN")
+    parser.add_argument("--cold-shapes", type=parse_shapes, default=None,
+                        help="override the cold M=1 shapes, as KxN,KxN, or 'none'")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"minimum timed calls per point (default: {FULL_REPEATS}, "
+                             f"--quick: {QUICK_REPEATS}); sampling also lasts >= 0.2 s")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the grid this many times (method order rotated) and keep each "
+                             "point's median round: use 3 on a shared, noisy machine")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace, method_names: Sequence[str]) -> dict[str, Any]:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in method_names]
+    if unknown or not methods:
+        raise SystemExit(f"unknown or no methods {unknown}; choose from {', '.join(method_names)}")
+    return {
+        "Ms": args.Ms or list(QUICK_MS if args.quick else FULL_MS),
+        "shapes": args.shapes or list(QUICK_SHAPES if args.quick else FULL_SHAPES),
+        "cold_shapes": (args.cold_shapes if args.cold_shapes is not None
+                        else list(QUICK_COLD_SHAPES if args.quick else FULL_COLD_SHAPES)),
+        "threads": args.threads,
+        "methods": methods,
+        "repeats": args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS),
+    }
+
+
+# ----------------------------------------------------------------------------- machine info
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def lowbit_info() -> dict[str, Any]:
+    # In this process only for reporting; the measurements run in their own subprocesses.
+    try:
+        import lowbit
+        return {"version": lowbit.__version__, "path": os.path.dirname(lowbit.__file__),
+                **lowbit.cpu_info()}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def machine_info(harness: ModuleType, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "l3_bytes": harness.l3_cache_bytes(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {name: package_version(name) for name in VERSIONED},
+        "lowbit": lowbit_info(),
+        "dram_read": [r for r in rows if r["method"] == "dram_read"],
+        "command": " ".join([os.path.relpath(__file__, os.getcwd())] + sys.argv[1:]),
+    }
+
+
+def machine_markdown(info: dict[str, Any]) -> list[str]:
+    lb = info["lowbit"]
+    if "error" in lb:
+        lowbit_line = f"not importable ({lb['error']})"
+    else:
+        extras = {k: v for k, v in lb.items() if k not in ("version", "path")}
+        lowbit_line = f"{lb['version']}: " + ", ".join(f"{k}={v}" for k, v in extras.items())
+    dram = "; ".join(f"{r['threads']} thread(s): {r['gbps']:.1f} GB/s ({r.get('source', '?')})"
+                     if r.get("status") == "ok" else f"{r['threads']} thread(s): {r.get('error')}"
+                     for r in info["dram_read"]) or "not measured (no cold shapes)"
+    items = [
+        ("CPU", info["cpu"]),
+        ("CPUs (usable / logical)", f"{info['usable_cpus']} / {info['logical_cpus']}"),
+        ("L3 cache (cpu0)", f"{info['l3_bytes'] / 2**20:.3g} MiB"),
+        ("lowbit.cpu_info()", lowbit_line),
+        ("DRAM read bandwidth", dram),
+        ("Platform", f"{info['platform']}, Python {info['python']}"),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items())),
+        ("Date", info["date"]),
+    ]
+    return ["| | |", "|:---|:---|"] + [f"| {k} | {str(v).replace('|', '/')} |" for k, v in items]
+
+
+def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
+           rows: Sequence[dict[str, Any]], plotted: bool) -> str:
+    lines = ["# lowbit benchmark", "",
+             f"Generated by `{info['command']}`. Median time per call, each method in its own "
+             f"subprocess; at least {config['repeats']} timed calls and 0.2 s per point, after "
+             "warm-up. GOPS = 2·M·K·N / time / 1e9 (x is M×K, the weight N×K)."
+             + (f" The grid ran {config['rounds']} times (method order rotated); each point is "
+                "its median round, as the shared machine drifts over minutes."
+                if config.get("rounds", 1) > 1 else ""), "",
+             "## Machine", ""] + machine_markdown(info) + ["", "## Methods", ""]
+    lines += [f"- **{m}**: {METHOD_NOTES.get(m, '')}" for m in config["methods"]]
+    lines += ["", "## Results", "", harness.to_markdown(rows)]
+    if plotted:
+        lines += ["![GOPS vs M; solid: 1 thread, dashed: 2 threads](bench.png)", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    harness = load_harness()
+    method_names = list(harness.METHODS)
+    args = build_parser(method_names).parse_args(argv)
+    config = resolve_config(args, method_names)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    rows = harness.run_grid(config["Ms"], config["shapes"], config["threads"], config["methods"],
+                            config["repeats"], cold_shapes=config["cold_shapes"],
+                            rounds=args.rounds)
+    config["rounds"] = args.rounds
+    info = machine_info(harness, rows)
+    info["seconds"] = round(time.perf_counter() - start, 1)
+
+    plotted = harness.plot(rows, str(args.out_dir / "bench.png"))
+    (args.out_dir / "bench.md").write_text(report(harness, config, info, rows, plotted))
+    with open(args.out_dir / "bench.json", "w") as f:
+        json.dump({"machine": info, "config": config, "rows": rows}, f, indent=1)
+    print(harness.to_markdown(rows))
+    print(f"wrote {args.out_dir}/bench.md, bench.json{', bench.png' if plotted else ''} "
+          f"({info['seconds']:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

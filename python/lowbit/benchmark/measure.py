@@ -1,0 +1,87 @@
+"""Measuring a method in this process: set it up, check its result, time its calls.
+
+This is what a worker subprocess runs. In-process timings of NumPy use whatever BLAS thread count
+NumPy loaded with: runner.run_method_subprocess is the way to a controlled thread count.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Sequence
+
+from .methods import METHODS, Bench, missing_requirements
+from .timing import MIN_SECONDS, cold_copies, time_calls
+
+
+def describe_error(e: BaseException) -> str:
+    """One short line for a result row."""
+    return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+
+
+def measure_many(method: str, Ms: Sequence[int], K: int, N: int, threads: int, cold: bool,
+                 repeats: int, min_seconds: float = MIN_SECONDS) -> list[dict[str, Any]]:
+    """Sets the method up once for (K, N, threads) and times it at each M, in this process."""
+    spec = METHODS[method]
+    missing = missing_requirements(method)
+    if missing:
+        raise ModuleNotFoundError(f"{', '.join(missing)} not installed")
+    weight_bytes = spec.weight_itemsize * K * N
+    copies = cold_copies(weight_bytes) if cold else 1
+    bench = spec.setup(K, N, threads, copies)
+    results = []
+    for M in Ms:
+        try:
+            check, samples = _check_and_time(bench, M, repeats, min_seconds)
+            results.append({"M": M, "status": "ok", "seconds": statistics.median(samples),
+                            "n_samples": len(samples), "min_seconds": min(samples),
+                            "check": check, "copies": copies, "weight_bytes": weight_bytes,
+                            **bench.info})
+        except Exception as e:   # one bad M must not lose the others
+            results.append({"M": M, "status": "error", "error": describe_error(e)})
+    return results
+
+
+def _check_and_time(bench: Bench, M: int, repeats: int,
+                    min_seconds: float) -> tuple[str, list[float]]:
+    calls = bench.calls(M)
+    with bench.context():
+        check = bench.check(M, calls[0]())   # a wrong result is an error row, not a timing
+        return check, time_calls(calls, repeats, min_seconds)
+
+
+def _timed(method: str, M: int, K: int, N: int, threads: int, cold: bool,
+           repeats: int) -> tuple[float, list[float]]:
+    """In this process: median seconds per call and the samples."""
+    spec = METHODS[method]
+    copies = cold_copies(spec.weight_itemsize * K * N) if cold else 1
+    samples = _check_and_time(spec.setup(K, N, threads, copies), M, repeats, MIN_SECONDS)[1]
+    return statistics.median(samples), samples
+
+
+def numpy_f32(M: int, K: int, N: int, threads: int, cold: bool,
+              repeats: int = 10) -> tuple[float, list[float]]:
+    return _timed("numpy_f32", M, K, N, threads, cold, repeats)
+
+
+def lowbit_linear(M: int, K: int, N: int, threads: int, cold: bool,
+                  repeats: int = 10) -> tuple[float, list[float]]:
+    return _timed("lowbit_linear", M, K, N, threads, cold, repeats)
+
+
+def lowbit_matmul_integer(M: int, K: int, N: int, threads: int, cold: bool,
+                          repeats: int = 10) -> tuple[float, list[float]]:
+    return _timed("lowbit_matmul_integer", M, K, N, threads, cold, repeats)
+
+
+def torch_dynamic(M: int, K: int, N: int, threads: int, cold: bool,
+                  repeats: int = 10) -> tuple[float, list[float]]:
+    return _timed("torch_dynamic", M, K, N, threads, cold, repeats)
+
+
+def ort_dynamic(M: int, K: int, N: int, threads: int, cold: bool,
+                repeats: int = 10) -> tuple[float, list[float]]:
+    return _timed("ort_dynamic", M, K, N, threads, cold, repeats)
+
+
+def ort_matmul_integer(M: int, K: int, N: int, threads: int, cold: bool,
+                       repeats: int = 10) -> tuple[float, list[float]]:
+    return _timed("ort_matmul_integer", M, K, N, threads, cold, repeats)

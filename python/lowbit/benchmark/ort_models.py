@@ -1,0 +1,105 @@
+"""ONNX models and ONNX Runtime sessions for the two ONNX Runtime methods.
+
+onnx and onnxruntime are imported inside the functions: the harness must import without them.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+ORT_INTEGER_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat"}
+ORT_FLOAT_MATMUL_OPS = {"MatMul", "Gemm", "FusedMatMul", "FusedGemm"}
+
+
+def _onnx_model(nodes: list[Any], inputs: list[Any], outputs: list[Any],
+                initializers: list[Any]) -> Any:
+    from onnx import helper
+    graph = helper.make_graph(nodes, "lowbit_bench", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8   # old enough for any onnxruntime that runs opset 17
+    return model
+
+
+def float_linear_model(wt: np.ndarray, b: np.ndarray) -> Any:
+    """Y = X @ W + B, W (K, N) and B as initializers, M left symbolic."""
+    from onnx import TensorProto, helper, numpy_helper
+    K, N = wt.shape
+    return _onnx_model(
+        [helper.make_node("MatMul", ["X", "W"], ["XW"]), helper.make_node("Add", ["XW", "B"], ["Y"])],
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", N])],
+        [numpy_helper.from_array(np.ascontiguousarray(wt), "W"), numpy_helper.from_array(b, "B")])
+
+
+def matmul_integer_model(bt: np.ndarray) -> Any:
+    """Y = MatMulInteger(A, B, 0, 0): A uint8 (M, K) input, B int8 (K, N) initializer."""
+    from onnx import TensorProto, helper, numpy_helper
+    K, N = bt.shape
+    return _onnx_model(
+        [helper.make_node("MatMulInteger", ["A", "B", "a_zero_point", "b_zero_point"], ["Y"])],
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["M", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["M", N])],
+        [numpy_helper.from_array(np.ascontiguousarray(bt), "B"),
+         numpy_helper.from_array(np.array(0, np.uint8), "a_zero_point"),
+         numpy_helper.from_array(np.array(0, np.int8), "b_zero_point")])
+
+
+def _op_types(model: Any) -> list[str]:
+    return [node.op_type for node in model.graph.node]
+
+
+def _require_integer_ops(ops: Sequence[str], what: str) -> None:
+    if not ORT_INTEGER_OPS & set(ops) or ORT_FLOAT_MATMUL_OPS & set(ops):
+        raise RuntimeError(f"{what} is not an int8 GEMM model: nodes {ops}")
+
+
+def _ort_session(model_path: str, threads: int, shared_pool: bool,
+                 optimized_path: Optional[str]) -> Any:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Cold mode holds one session per weight copy: each with its own pool, the idle pools' spinning
+    # threads would steal the cores from the running one, so they share the global pool instead.
+    options.use_per_session_threads = not shared_pool
+    if optimized_path:
+        options.optimized_model_filepath = optimized_path
+    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+
+
+def ort_sessions(models: Callable[[int], Any], copies: int, threads: int,
+                 quantize: bool) -> tuple[list[Any], dict[str, Any]]:
+    """Sessions for models(0..copies-1) (quantized first if asked), after checking that the
+    saved and the optimized graphs really compute with integer GEMM ops."""
+    import onnx
+    import onnxruntime as ort
+    ort.set_default_logger_severity(3)
+    if copies > 1:
+        from onnxruntime.capi import _pybind_state
+        _pybind_state.set_global_thread_pool_sizes(threads, 1)  # before the first session
+    sessions, info = [], {}
+    with tempfile.TemporaryDirectory(prefix="lowbit_bench_") as tmp:
+        float_path, model_path = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "model.onnx")
+        optimized_path = os.path.join(tmp, "optimized.onnx")
+        for i in range(copies):
+            if quantize:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+                onnx.save(models(i), float_path)
+                quantize_dynamic(float_path, model_path, per_channel=False,
+                                 weight_type=QuantType.QInt8)
+            else:
+                onnx.save(models(i), model_path)
+            sessions.append(_ort_session(model_path, threads, copies > 1,
+                                         optimized_path if i == 0 else None))
+            if i == 0:
+                saved, optimized = _op_types(onnx.load(model_path)), _op_types(onnx.load(optimized_path))
+                _require_integer_ops(saved, "the saved model")
+                _require_integer_ops(optimized, "the optimized model")
+                info = {"ort_nodes": saved, "ort_optimized_nodes": optimized}
+    return sessions, info

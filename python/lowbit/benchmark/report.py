@@ -1,0 +1,170 @@
+"""Reports of result rows: markdown tables (to_markdown) and a GOPS-vs-M plot (plot).
+
+matplotlib is imported inside plot() only, and is optional.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Optional, Sequence
+
+from .methods import METHODS, PEERS
+from .timing import COLD_FACTOR, l3_cache_bytes
+
+
+def fmt(value: Optional[float], spec: str, missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _ok(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def _ordered_methods(rows: Sequence[dict[str, Any]]) -> list[str]:
+    present = {r["method"] for r in rows}
+    return [m for m in METHODS if m in present]
+
+
+def _cell(row: Optional[dict[str, Any]]) -> str:
+    if row is None:
+        return ""
+    if row.get("status") == "skipped":
+        return "skipped"
+    if row.get("status") != "ok":
+        return "error"
+    return f"{row['gops']:.1f}"
+
+
+def _ratio(numerator: Optional[dict[str, Any]], denominators: Sequence[Optional[dict[str, Any]]]) -> str:
+    good = [d["gops"] for d in denominators if d is not None and d.get("status") == "ok"]
+    if numerator is None or numerator.get("status") != "ok" or not good:
+        return "–"
+    return f"{numerator['gops'] / max(good):.2f}x"
+
+
+def _hot_table(rows: Sequence[dict[str, Any]], threads: int) -> list[str]:
+    mine = [r for r in rows if r["threads"] == threads]
+    methods = _ordered_methods(mine)
+    by_key = {(r["method"], r["K"], r["N"], r["M"]): r for r in mine}
+    ratios = "lowbit_linear" in methods
+    peers = [p for p in PEERS if p in methods]
+    header = ["K", "N", "M"] + methods
+    if ratios and peers:
+        header.append(f"lowbit_linear / best of ({', '.join(peers)})")
+    if ratios and "numpy_f32" in methods:
+        header.append("lowbit_linear / numpy_f32")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for K, N, M in sorted({(r["K"], r["N"], r["M"]) for r in mine}):
+        cells = [str(K), str(N), str(M)] + [_cell(by_key.get((m, K, N, M))) for m in methods]
+        lowbit = by_key.get(("lowbit_linear", K, N, M))
+        if ratios and peers:
+            cells.append(_ratio(lowbit, [by_key.get((p, K, N, M)) for p in peers]))
+        if ratios and "numpy_f32" in methods:
+            cells.append(_ratio(lowbit, [by_key.get(("numpy_f32", K, N, M))]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cold_table(rows: Sequence[dict[str, Any]], dram: dict[int, dict[str, Any]]) -> list[str]:
+    lines = ["| K | N | threads | method | weights (MB) | copies | µs/call | GB/s | % of DRAM |",
+             "|---:|---:|---:|:---|---:|---:|---:|---:|---:|"]
+    order = {m: i for i, m in enumerate(METHODS)}
+    for r in sorted(rows, key=lambda r: (r["K"], r["N"], r["threads"], order[r["method"]])):
+        ok = r.get("status") == "ok"
+        bandwidth = dram.get(r["threads"], {}).get("gbps")
+        percent = 100 * r["gbps"] / bandwidth if ok and bandwidth else None
+        cells = [str(r["K"]), str(r["N"]), str(r["threads"]), r["method"],
+                 f"{METHODS[r['method']].weight_itemsize * r['K'] * r['N'] / 1e6:.1f}",
+                 str(r.get("copies", "–")),
+                 fmt(r["seconds"] * 1e6, ".0f") if ok else _cell(r),
+                 fmt(r.get("gbps"), ".1f"), fmt(percent, ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    seen: dict[tuple[str, str], None] = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            seen[(r["method"], f"{r.get('status')}: {r.get('error', '')}")] = None
+    return [f"- {method}: {message}" for method, message in seen]
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """GOPS tables (one per thread count), the cold M=1 table and notes on skips and errors."""
+    hot = [r for r in rows if r["method"] in METHODS and not r.get("cold")]
+    cold = [r for r in rows if r["method"] in METHODS and r.get("cold")]
+    dram = {r["threads"]: r for r in rows if r["method"] == "dram_read" and r.get("status") == "ok"}
+    lines: list[str] = []
+    for t in sorted({r["threads"] for r in hot}):
+        lines += [f"### {t} thread{'s' if t > 1 else ''}: GOPS (2·M·K·N / median time per call)",
+                  ""] + _hot_table(hot, t) + [""]
+    if cold:
+        lines += ["### Cold weights, M=1: weights streamed from DRAM", "",
+                  f"Weight copies totalling more than {COLD_FACTOR}x the L3 cache "
+                  f"({l3_cache_bytes() / 2**20:.3g} MiB), used in turn call by call; GB/s counts "
+                  "weight bytes in each method's own format (int8, or float32 for NumPy)."]
+        for t, r in sorted(dram.items()):
+            lines.append(f"Measured DRAM read bandwidth, {t} thread(s): {r['gbps']:.1f} GB/s "
+                         f"({r.get('source', '?')}).")
+        lines += [""] + _cold_table(cold, dram) + [""]
+    notes = _notes([r for r in rows if r["method"] in METHODS or r["method"] == "dram_read"])
+    if notes:
+        lines += ["Notes:", ""] + notes + [""]
+    return "\n".join(lines)
+
+
+PLOT_COLORS = {"numpy_f32": "tab:gray", "lowbit_linear": "tab:red",
+               "lowbit_matmul_integer": "tab:orange", "torch_dynamic": "tab:blue",
+               "ort_dynamic": "tab:green", "ort_matmul_integer": "tab:olive"}
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str) -> bool:
+    """GOPS vs M, one subplot per (K, N), a line per method and thread count (1 thread solid,
+    2 dashed) as a PNG; returns False (with a message) when matplotlib isn't installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: skipping the plot", file=sys.stderr)
+        return False
+    hot = [r for r in _ok(rows) if r["method"] in METHODS and not r.get("cold")]
+    shapes = sorted({(r["K"], r["N"]) for r in hot})
+    if not shapes:
+        print("no successful measurements: skipping the plot", file=sys.stderr)
+        return False
+    cols = min(2, len(shapes))
+    fig, axes = plt.subplots(math.ceil(len(shapes) / cols), cols, squeeze=False,
+                             figsize=(6.5 * cols, 4.5 * math.ceil(len(shapes) / cols)))
+    styles: dict[int, Any] = {1: "-", 2: "--"}
+    for ax, (K, N) in zip(axes.flat, shapes):
+        for method in _ordered_methods(hot):
+            for t in sorted({r["threads"] for r in hot}):
+                points = sorted((r["M"], r["gops"]) for r in hot
+                                if (r["method"], r["K"], r["N"], r["threads"]) == (method, K, N, t))
+                if points:
+                    ax.plot(*zip(*points), styles.get(t, ":"), marker="o", markersize=3,
+                            color=PLOT_COLORS.get(method))
+        Ms = sorted({r["M"] for r in hot if (r["K"], r["N"]) == (K, N)})
+        ax.set_xscale("log")
+        ax.set_xticks(Ms, [str(m) for m in Ms])
+        ax.minorticks_off()
+        ax.set(title=f"K={K}, N={N}", xlabel="M (rows)", ylabel="GOPS")
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(shapes):]:
+        ax.set_visible(False)
+    # One legend entry per colour (method) and per line style (threads), not per line.
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=PLOT_COLORS.get(m), marker="o", markersize=3, label=m)
+               for m in _ordered_methods(hot)]
+    handles += [Line2D([], [], color="black", linestyle=styles.get(t, ":"),
+                       label=f"{t} thread{'s' if t > 1 else ''}")
+                for t in sorted({r["threads"] for r in hot})]
+    ncol = 4 if cols > 1 else 2
+    legend_rows = math.ceil(len(handles) / ncol)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize="small")
+    fig.tight_layout(rect=(0, (0.1 + 0.2 * legend_rows) / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
