@@ -34,6 +34,36 @@ struct GemmProblem {
   const float* bias = nullptr;        // N or null
 };
 
+// One 4-bit weight GEMM (see PackedInt4Matrix). The packed weight is `panels` panels of 64
+// columns, `panel_stride` bytes each; a panel is `groups` blocks of `group_stride` bytes:
+//   weights: group_pad / 8 octets of 256 bytes. Octet o, column c (block j = c / 16, lane
+//            l = c % 16) is the 4 bytes at o * 256 + j * 64 + l * 4; byte t holds k = 8o + t in
+//            its low nibble and k = 8o + 4 + t in its high nibble.
+//   scales:  64 float32, one per column                      (at group_pad * 32)
+//   zeros:   64 uint8, one per column, only if !symmetric    (at group_pad * 32 + 256)
+// A rows hold `groups` runs of group_pad values (zero padded past each group's length):
+// int8 (w4a8) or float32 (weight_only). Per output element, in this exact order:
+//   w4a8:        acc = 0; for g: acc = fma(float(dot_g - zero * a_group_sum[m, g]), scale, acc)
+//                y = fma(acc, a_scale[m], bias[n] or 0)
+//   weight_only: acc = 0; for g: { s = 0; for k in group order: s = fma(a[k], float(u - zero), s);
+//                                  acc = fma(s, scale, acc) }
+//                y = acc + bias[n] (or acc)
+struct Int4GemmProblem {
+  int64_t M = 0, N = 0;
+  int64_t groups = 0, group_pad = 0;
+  int64_t group_stride = 0, panel_stride = 0;
+  const uint8_t* w = nullptr;
+  bool symmetric = true;
+  const int8_t* a_s8 = nullptr;        // w4a8
+  const int32_t* a_group_sum = nullptr;  // w4a8: M x groups
+  const float* a_scale = nullptr;      // w4a8: M
+  const float* a_f32 = nullptr;        // weight_only
+  int64_t lda = 0;                     // elements between A rows
+  const float* bias = nullptr;         // N or null
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
 // Which elements share a quantization parameter inside one contiguous run.
 struct QuantRun {
   const float* scale = nullptr;      // one value, or one per element when per_element
@@ -54,6 +84,8 @@ using RequantizeRunFn = void (*)(const int32_t* acc, int64_t n, const float* mul
 using SumBytesFn = uint64_t (*)(const uint8_t* data, int64_t n);  // streams n bytes once
 using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
                         int64_t panel_begin, int64_t panel_end);
+using GemmInt4Fn = void (*)(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end,
+                            int64_t panel_begin, int64_t panel_end);
 
 struct KernelTable {
   const char* name;
@@ -64,6 +96,8 @@ struct KernelTable {
   RequantizeRunFn requantize_run;
   GemmFn gemm;
   SumBytesFn sum_bytes;
+  GemmInt4Fn gemm_w4a8;
+  GemmInt4Fn gemm_w4f32;
 };
 
 }  // namespace lowbit

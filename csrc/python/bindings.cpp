@@ -230,6 +230,51 @@ py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
   return y;
 }
 
+std::shared_ptr<lowbit::PackedInt4Matrix> pack_int4(const py::array& u, int64_t group_size,
+                                                     const py::array& scale,
+                                                     const py::object& zp) {
+  const uint8_t* ud = checked_data<uint8_t>(u, "u", "uint8");
+  if (u.ndim() != 2) throw py::value_error("4-bit weight values must be 2-D (N, K)");
+  const int64_t N = u.shape(0), K = u.shape(1);
+  if (group_size <= 0) throw py::value_error("group_size must be positive");
+  const int64_t G = K == 0 ? 0 : (K + group_size - 1) / group_size;
+  const float* sd = checked_data<float>(scale, "scale", "float32");
+  if (scale.size() != N * G)
+    throw py::value_error("scale must have N * ceil(K / group_size) values");
+  const uint8_t* zd = nullptr;
+  if (!zp.is_none()) {
+    py::array z = zp.cast<py::array>();
+    zd = checked_data<uint8_t>(z, "zero_point", "uint8");
+    if (z.size() != N * G) throw py::value_error("zero_point must have N * ceil(K / group_size) values");
+  }
+  py::gil_scoped_release release;
+  return lowbit::PackedInt4Matrix::pack(ud, N, K, group_size, sd, zd);
+}
+
+py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matrix& w, int mode,
+                               const py::object& bias) {
+  const float* xd = checked_data<float>(x, "x", "float32");
+  if (x.ndim() != 2) throw py::value_error("x must be 2-D");
+  const int64_t M = x.shape(0), K = x.shape(1), N = w.rows();
+  if (K != w.cols())
+    throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
+                          std::to_string(w.cols()));
+  if (mode != 0 && mode != 1) throw py::value_error("unknown 4-bit compute mode");
+  const float* bd = nullptr;
+  if (!bias.is_none()) {
+    py::array bias_arr = bias.cast<py::array>();
+    bd = checked_data<float>(bias_arr, "bias", "float32");
+    if (bias_arr.size() != N) throw py::value_error("bias must have out_features values");
+  }
+  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  float* yd = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lowbit::linear_int4(xd, M, K, w, static_cast<lowbit::Int4Compute>(mode), bd, yd, N);
+  }
+  return y;
+}
+
 py::dict cpu_info() {
   py::dict d;
   d["isa"] = lowbit::isa_name(lowbit::active_isa());
@@ -293,6 +338,22 @@ PYBIND11_MODULE(_C, m) {
   m.def("pack_matrix", &pack_matrix, py::arg("b"), py::arg("transposed"), py::arg("zero_point"));
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
   m.def("linear", &linear, py::arg("x"), py::arg("b"), py::arg("col_scale"), py::arg("bias"));
+  py::class_<lowbit::PackedInt4Matrix, std::shared_ptr<lowbit::PackedInt4Matrix>>(m, "PackedInt4Matrix")
+      .def_property_readonly("rows", &lowbit::PackedInt4Matrix::rows)
+      .def_property_readonly("cols", &lowbit::PackedInt4Matrix::cols)
+      .def_property_readonly("group_size", &lowbit::PackedInt4Matrix::group_size)
+      .def_property_readonly("groups", &lowbit::PackedInt4Matrix::groups)
+      .def_property_readonly("nbytes", &lowbit::PackedInt4Matrix::nbytes)
+      .def_property_readonly("symmetric", &lowbit::PackedInt4Matrix::symmetric)
+      .def("unpack", [](const lowbit::PackedInt4Matrix& p) {
+        py::array_t<uint8_t> out({static_cast<py::ssize_t>(p.rows()), static_cast<py::ssize_t>(p.cols())});
+        p.unpack(out.mutable_data());
+        return out;
+      });
+  m.def("pack_int4", &pack_int4, py::arg("u"), py::arg("group_size"), py::arg("scale"),
+        py::arg("zero_point"));
+  m.def("linear_int4", &linear_int4, py::arg("x"), py::arg("w"), py::arg("mode"), py::arg("bias"));
+  m.attr("INT4_MAX_GROUP_SIZE") = lowbit::PackedInt4Matrix::kMaxGroupSize;
   m.attr("LINEAR_MAX_DEPTH") = lowbit::kLinearMaxDepth;
   m.attr("LINEAR_MAX_DEPTH_ASYMMETRIC") = lowbit::kLinearMaxDepthAsymmetric;
 }

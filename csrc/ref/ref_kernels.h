@@ -16,6 +16,10 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
 uint64_t sum_bytes(const uint8_t* data, int64_t n);
 void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
+void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+               int64_t panel_end);
+void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+                int64_t panel_end);
 
 }  // namespace ref
 }  // namespace lowbit

@@ -12,7 +12,7 @@ from . import _C
 from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, qtype_name,
                       scales, zero_points)
 from ._layout import scale_layout
-from .packed import PackedWeight
+from .packed import INT4_MODE_CODES, PackedWeight
 
 ArrayLike = Any
 
@@ -172,6 +172,9 @@ def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point
     """
     a = int8_array(a, "a")
     if isinstance(b, PackedWeight):
+        if b.bits != 8:
+            raise ValueError(f"matmul_integer takes an 8-bit PackedWeight, got a {b.bits}-bit one "
+                             "(use lowbit.linear for 4-bit weights)")
         if b_zero_point is not None:
             raise ValueError("a PackedWeight carries its own zero points; b_zero_point must be None")
         return _matmul_packed(a, a_zero_point, b._packed, b.in_features)
@@ -261,9 +264,12 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
 def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.ndarray:
     """Fused dynamic-quantization linear: y = x @ W.T + bias with float32 in and out.
 
-    Each row of x is quantized to uint8 inside the call (DynamicQuantizeLinear per row), then an
-    exact int8 GEMM against the packed weight, with dequantization and bias applied in the
-    kernel epilogue. x has shape (..., in_features); y has shape (..., out_features).
+    8-bit weights: each row of x is quantized to uint8 inside the call (DynamicQuantizeLinear per
+    row), then an exact int8 GEMM against the packed weight, with dequantization and bias applied
+    in the kernel epilogue. 4-bit weights: as the weight's `mode` says, "w4a8" (rows of x
+    quantized to int8, symmetric per row; exact int32 sums per group, scaled and summed in
+    float32) or "weight_only" (float32 x against weights dequantized in registers).
+    x has shape (..., in_features); y has shape (..., out_features).
     NaN/Inf in x or bias raise ValueError.
     """
     if not isinstance(weight, PackedWeight):
@@ -280,10 +286,12 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
         bias = float_array(bias, "bias")
     if bias is not None and bias.shape != (weight.out_features,):
         raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
-    if x.ndim == 2:
-        return _C.linear(x, weight._packed, weight.scale, bias)
-    y = _C.linear(x.reshape(math.prod(x.shape[:-1]), k), weight._packed, weight.scale, bias)
-    return y.reshape(x.shape[:-1] + (weight.out_features,))
+    x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), k)
+    if weight.bits == 4:
+        y = _C.linear_int4(x2, weight._packed, INT4_MODE_CODES[weight.mode], bias)
+    else:
+        y = _C.linear(x2, weight._packed, weight.scale, bias)
+    return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (weight.out_features,))
 
 
 _F32 = np.dtype(np.float32)

@@ -1,7 +1,7 @@
-"""PackedWeight: a weight quantized and packed once for the GEMM kernels."""
+"""PackedWeight: a weight quantized and packed once for the GEMM kernels (8-bit or 4-bit)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
@@ -10,23 +10,42 @@ from . import _C
 if TYPE_CHECKING:
     from .qtensor import QTensor
 
+INT4_MODES = ("w4a8", "weight_only")
+INT4_MODE_CODES = {"w4a8": 0, "weight_only": 1}
+DEFAULT_INT4_GROUP_SIZE = 128
+
 
 class PackedWeight:
-    """An (out_features, in_features) weight as int8 per output channel, packed once into the
-    kernels' panel layout (the same layout on every ISA path, so a PackedWeight works under any
-    `use_isa`). Holds only the packed bytes, the column sums that fold zero points into the
-    epilogue, and the per-channel scales; `qtensor()` rebuilds the canonical int8 weight."""
+    """An (out_features, in_features) weight, quantized and packed once into the kernels' panel
+    layout (the same layout on every ISA path, so a PackedWeight works under any `use_isa`).
 
-    def __init__(self, packed: Any, scale: np.ndarray, zero_point: np.ndarray, dtype: str) -> None:
+    bits=8: int8/uint8 per output channel; `scale` and `zero_point` have out_features values.
+    bits=4: int4/uint4 per group of `group_size` consecutive input features (the last group of a
+    row may be shorter); `scale` and `zero_point` have shape (out_features, groups). `mode`
+    says how `lowbit.linear` computes with it: "w4a8" (activations quantized to int8 per row,
+    exact integer group sums) or "weight_only" (float32 activations).
+
+    Holds only the packed bytes and the quantization parameters; `qtensor()` rebuilds the
+    canonical quantized weight (for saving or inspection)."""
+
+    def __init__(self, packed: Any, scale: np.ndarray, zero_point: np.ndarray, dtype: str,
+                 bits: int = 8, group_size: Optional[int] = None,
+                 mode: Optional[str] = None) -> None:
         self._packed = packed
         self.scale = scale
         self.scale.setflags(write=False)
         self.zero_point = zero_point
         self.zero_point.setflags(write=False)
         self.dtype = dtype
-        self.bits = 8
-        self.in_features = int(packed.rows)
-        self.out_features = int(packed.cols)
+        self.bits = bits
+        self.group_size = group_size
+        self.mode = mode
+        if bits == 4:
+            self.in_features = int(packed.cols)
+            self.out_features = int(packed.rows)
+        else:
+            self.in_features = int(packed.rows)
+            self.out_features = int(packed.cols)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -38,11 +57,19 @@ class PackedWeight:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: packed panels (padded to the kernel tile) + column data + scales."""
+        """Bytes held: packed data (padded to the kernel tile, 4-bit scales and zero points
+        included) + the per-channel scales of an 8-bit weight."""
+        if self.bits == 4:
+            return int(self._packed.nbytes)
         return int(self._packed.nbytes) + self.scale.nbytes
 
     def qtensor(self) -> "QTensor":
         from .qtensor import QTensor
+        if self.bits == 4:
+            u = self._packed.unpack()
+            data = (u.astype(np.int8) - np.int8(8)) if self.dtype == "int4" else u
+            return QTensor(data, self.scale.copy(), self.zero_point.copy(), self.dtype, 1,
+                           self.group_size)
         data = self._packed.unpack(True)
         return QTensor(data, self.scale.copy(), self.zero_point.copy(), self.dtype, 0, None)
 
@@ -50,34 +77,53 @@ class PackedWeight:
         return self.qtensor().dequantize()
 
     def __repr__(self) -> str:
+        extra = f", group_size={self.group_size}, mode={self.mode!r}" if self.bits == 4 else ""
         return (f"PackedWeight(out_features={self.out_features}, in_features={self.in_features}, "
-                f"bits=8, dtype={self.dtype}, symmetric={self.symmetric})")
+                f"bits={self.bits}, dtype={self.dtype}, symmetric={self.symmetric}{extra})")
 
 
-def pack_weight(w: Any, bits: int = 8, group_size: Optional[int] = None,
-                symmetric: bool = True) -> PackedWeight:
+def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Optional[int] = None,
+                symmetric: bool = True, mode: Optional[str] = None) -> PackedWeight:
     """Quantizes (if float) and packs an (out_features, in_features) weight.
 
-    A float32 weight is quantized per output channel to int8 (symmetric by default: zero point 0,
-    values in [-127, 127]; symmetric=False gives a zero point per channel). A QTensor must be
-    int8/uint8, per tensor or per channel along axis 0.
+    bits=8: a float32 weight is quantized per output channel to int8 (symmetric by default: zero
+    point 0, values in [-127, 127]; symmetric=False gives a zero point per channel). A QTensor
+    must be int8/uint8, per tensor or per channel along axis 0.
+
+    bits=4: a float32 weight is quantized per group of `group_size` input features (default
+    128, or in_features if smaller; any even size; the last group may be shorter), to int4 with
+    scale = max|w| / 7 (symmetric) or to uint4 over [min(0, w), max(0, w)] with a zero point per
+    group (symmetric=False). A QTensor must be int4/uint4, grouped along axis 1 (or per channel
+    along axis 0: one group per row). in_features must be even. `mode` picks the computation of
+    `lowbit.linear`: "w4a8" (default) or "weight_only".
     """
-    from .qtensor import QTensor, quantize
-    if bits != 8:
-        raise ValueError(f"bits={bits} is not supported yet; pack_weight packs 8-bit weights")
-    if group_size is not None:
-        raise ValueError("group_size applies to 4-bit weights; 8-bit weights are per channel")
-    if isinstance(w, QTensor):
-        qt = w
-        if qt.dtype not in ("int8", "uint8"):
-            raise ValueError(f"pack_weight takes an int8/uint8 QTensor, got {qt.dtype}")
-        if qt.group_size is not None or qt.axis not in (None, 0):
-            raise ValueError("pack_weight takes a per-tensor or per-output-channel (axis=0) QTensor")
-    else:
+    from .qtensor import QTensor
+    if isinstance(bits, bool) or bits not in (4, 8):
+        raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+    if not isinstance(w, QTensor):
         if not isinstance(w, np.ndarray):
             raise TypeError(f"weight must be a NumPy float32 array or a QTensor, got {type(w).__name__}")
         if w.ndim != 2:
             raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    if bits == 4:
+        return _pack_int4(w, group_size, symmetric, mode)
+    if mode is not None:
+        raise ValueError("mode applies to 4-bit weights; 8-bit weights always use int8 activations")
+    if group_size is not None:
+        raise ValueError("group_size applies to 4-bit weights; 8-bit weights are per channel")
+    return _pack_int8(w, symmetric)
+
+
+def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool) -> PackedWeight:
+    from .qtensor import QTensor, quantize
+    if isinstance(w, QTensor):
+        qt = w
+        if qt.dtype not in ("int8", "uint8"):
+            raise ValueError(f"an 8-bit pack takes an int8/uint8 QTensor, got {qt.dtype} "
+                             "(use bits=4 for int4/uint4)")
+        if qt.group_size is not None or qt.axis not in (None, 0):
+            raise ValueError("pack_weight takes a per-tensor or per-output-channel (axis=0) QTensor")
+    else:
         qt = quantize(w, "int8", symmetric=symmetric, axis=0)
     if qt.data.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {qt.data.shape}")
@@ -87,3 +133,69 @@ def pack_weight(w: Any, bits: int = 8, group_size: Optional[int] = None,
     data = np.ascontiguousarray(qt.data)
     packed = _C.pack_matrix(data, True, zero.astype(np.int32))
     return PackedWeight(packed, scale, zero.copy(), qt.dtype)
+
+
+def _check_group_size(group_size: Any, k: int) -> int:
+    if group_size is None:
+        return min(DEFAULT_INT4_GROUP_SIZE, k) if k else DEFAULT_INT4_GROUP_SIZE
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):
+        raise TypeError(f"group_size must be an int, got {type(group_size).__name__}")
+    g = int(group_size)
+    if g <= 0 or g % 2:
+        raise ValueError(f"group_size must be a positive even number, got {g}")
+    if g > _C.INT4_MAX_GROUP_SIZE:
+        raise ValueError(f"group_size must be at most {_C.INT4_MAX_GROUP_SIZE}, got {g}")
+    if k and g > k:
+        raise ValueError(f"group_size={g} exceeds in_features={k}")
+    return g
+
+
+def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symmetric: bool,
+               mode: Optional[str]) -> PackedWeight:
+    from .qtensor import QTensor, quantize
+    mode = "w4a8" if mode is None else mode
+    if mode not in INT4_MODES:
+        raise ValueError(f"mode must be one of {INT4_MODES}, got {mode!r}")
+    if isinstance(w, QTensor):
+        qt = w
+        if qt.dtype not in ("int4", "uint4"):
+            raise ValueError(f"a 4-bit pack takes an int4/uint4 QTensor, got {qt.dtype}")
+        if qt.data.ndim != 2:
+            raise ValueError(f"weight must be 2-D (out_features, in_features), got {qt.data.shape}")
+        n, k = qt.data.shape
+        if k % 2:
+            raise ValueError(f"4-bit weights need an even in_features, got {k}")
+        if qt.group_size is not None:
+            if qt.axis != 1:
+                raise ValueError("a grouped 4-bit QTensor must be grouped along axis 1 "
+                                 "(in_features)")
+            g = _check_group_size(qt.group_size, k)
+            scale, zero = np.asarray(qt.scale), np.asarray(qt.zero_point)
+        elif qt.axis == 0:
+            g = max(k, 2)  # one group per output channel
+            scale = np.asarray(qt.scale).reshape(n, 1)
+            zero = np.asarray(qt.zero_point).reshape(n, 1)
+        else:
+            raise ValueError("a 4-bit QTensor must be grouped along axis 1 or per channel (axis 0)")
+        if group_size is not None and int(group_size) != g:
+            raise ValueError(f"group_size={group_size} differs from the QTensor's ({g})")
+    else:
+        if w.shape[1] % 2:
+            raise ValueError(f"4-bit weights need an even in_features, got {w.shape[1]}")
+        g = _check_group_size(group_size, w.shape[1])
+        qt = quantize(w, "int4" if symmetric else "uint4", symmetric=symmetric, axis=1,
+                      group_size=g)
+        scale, zero = qt.scale, qt.zero_point
+    n, k = qt.data.shape
+    groups = -(-k // g) if k else 0
+    if scale.shape != (n, groups) or zero.shape != (n, groups):
+        raise ValueError(f"scale and zero_point must have shape ({n}, {groups}), got "
+                         f"{scale.shape} and {zero.shape}")
+    offset = 8 if qt.dtype == "int4" else 0   # unsigned storage: u = q + 8 for int4
+    u = np.ascontiguousarray(qt.data.astype(np.int16) + offset).astype(np.uint8)
+    zu = (zero.astype(np.int16) + offset).astype(np.uint8)
+    zu = None if np.all(zu == 8) else np.ascontiguousarray(zu)
+    scale32 = np.ascontiguousarray(scale, dtype=np.float32)
+    packed = _C.pack_int4(u, g, scale32, zu)
+    return PackedWeight(packed, scale32.copy(), np.array(zero, copy=True), qt.dtype, bits=4,
+                        group_size=g, mode=mode)

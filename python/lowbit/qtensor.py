@@ -83,14 +83,30 @@ def _range_to_params(lo: np.ndarray, hi: np.ndarray, name: str, symmetric: bool
     return scale, zero.astype(np.int32)
 
 
+def _group_ranges(x: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of `group_size` consecutive elements along `axis` (the last group may be
+    shorter, as in ONNX blocked quantization): min(0, group min) and max(0, group max)."""
+    moved = np.moveaxis(x, axis, -1)
+    dim = moved.shape[-1]
+    groups = -(-dim // group_size)
+    if dim == 0 or moved.size == 0:
+        empty = np.zeros(moved.shape[:-1] + (groups,), np.float32)
+        return np.moveaxis(empty, -1, axis), np.moveaxis(empty.copy(), -1, axis)
+    starts = np.arange(0, dim, group_size)
+    lo = np.minimum(np.minimum.reduceat(moved, starts, axis=-1), 0)
+    hi = np.maximum(np.maximum.reduceat(moved, starts, axis=-1), 0)
+    return np.moveaxis(lo, -1, axis), np.moveaxis(hi, -1, axis)
+
+
 def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional[int] = None,
              group_size: Optional[int] = None) -> QTensor:
     """Quantizes a float32 array.
 
     axis=None, group_size=None: one scale for the tensor. axis=k: one scale per index along k
     (per channel; for a weight (out_features, in_features) use axis=0). group_size=g: one scale
-    per g consecutive elements along `axis` (default the last axis); the axis length must be a
-    multiple of g.
+    per g consecutive elements along `axis` (default the last axis); when the axis length is not
+    a multiple of g the last group is shorter (ONNX blocked quantization), so `scale` has
+    ceil(length / g) entries along that axis.
     """
     xa = float_array(x, "x")
     require_finite(xa, "x")
@@ -103,14 +119,7 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
         if xa.ndim == 0:
             raise ValueError("group_size needs an array with at least one dimension")
         ax = normalize_axis(-1 if axis is None else axis, xa.ndim)
-        dim = xa.shape[ax]
-        if dim % group_size:
-            raise ValueError(f"axis {ax} has {dim} elements, not a multiple of "
-                             f"group_size={group_size}")
-        grouped = np.moveaxis(xa, ax, -1).reshape(xa.shape[:ax] + xa.shape[ax + 1:]
-                                                  + (dim // group_size, group_size))
-        lo, hi = grouped.min(axis=-1, initial=0), grouped.max(axis=-1, initial=0)
-        lo, hi = np.moveaxis(lo, -1, ax), np.moveaxis(hi, -1, ax)
+        lo, hi = _group_ranges(xa, ax, int(group_size))
         scale, zero = _range_to_params(lo, hi, name, symmetric)
         data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, block_size=int(group_size),
                                dtype=name)

@@ -129,6 +129,62 @@ constexpr int64_t kLinearMaxDepthAsymmetric = 33025;
 void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
             const float* bias, float* y, int64_t ldy);
 
+// ---- 4-bit weights ---------------------------------------------------------------------------
+// An (N x K) weight of unsigned 4-bit values u in [0, 15] with one float32 scale and one zero
+// point per group of `group_size` consecutive k (the last group of a row may be shorter):
+//   w[n, k] = (u[n, k] - zero_point[n, g]) * scale[n, g],  g = k / group_size.
+// Symmetric weights (zero point 8 everywhere) store no zero points. Packed once into 64-column
+// panels, group by group, each group's scales (and zero points) right after its weights, so a
+// GEMV streams the whole weight sequentially. The layout is the same for every ISA.
+class PackedInt4Matrix {
+ public:
+  static constexpr int64_t kPanelCols = 64;
+  static constexpr int64_t kMaxGroupSize = 1 << 20;  // keeps 15 * 127 * group in int32
+
+  // u: N x K values in [0, 15], one per byte, row stride K. scale: N x G (G = ceil(K / group)),
+  // finite and > 0. zero_point: N x G values in [0, 15], or null for symmetric (all 8).
+  // K and group_size must be even.
+  static std::shared_ptr<PackedInt4Matrix> pack(const uint8_t* u, int64_t N, int64_t K,
+                                                int64_t group_size, const float* scale,
+                                                const uint8_t* zero_point);
+  void unpack(uint8_t* out) const;  // N x K values in [0, 15], one per byte
+
+  ~PackedInt4Matrix();
+  PackedInt4Matrix(const PackedInt4Matrix&) = delete;
+  PackedInt4Matrix& operator=(const PackedInt4Matrix&) = delete;
+
+  int64_t rows() const { return N_; }            // out_features
+  int64_t cols() const { return K_; }            // in_features
+  int64_t group_size() const { return group_; }
+  int64_t groups() const { return groups_; }     // G
+  int64_t group_pad() const { return group_pad_; }  // group length padded to 8 in the panels
+  bool symmetric() const { return symmetric_; }
+  size_t nbytes() const { return storage_bytes_; }
+  int64_t panels() const { return panels_count_; }
+  int64_t group_stride() const { return group_stride_; }   // bytes per group block of a panel
+  int64_t panel_stride() const { return group_stride_ * groups_; }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  PackedInt4Matrix() = default;
+  int64_t N_ = 0, K_ = 0, group_ = 0, groups_ = 0, group_pad_ = 0, panels_count_ = 0;
+  int64_t group_stride_ = 0;
+  bool symmetric_ = true;
+  void* storage_ = nullptr;
+  size_t storage_bytes_ = 0;
+  uint8_t* data_ = nullptr;
+};
+
+// How a 4-bit linear computes. w4a8: each row of x is quantized to int8 (symmetric, per row),
+// exact int32 dot products per group, scaled and summed in float32. weight_only: float32
+// activations times the 4-bit weights, dequantized in registers.
+enum class Int4Compute : int { w4a8 = 0, weight_only = 1 };
+
+// y[M, N] = x[M, K] @ W.T + bias, W the packed 4-bit weight. bias may be null.
+// Throws std::invalid_argument on NaN/Inf in x or bias.
+void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix& w,
+                 Int4Compute mode, const float* bias, float* y, int64_t ldy);
+
 // Sequential read bandwidth of this machine's memory in GB/s (for benchmarks).
 double memory_read_bandwidth(size_t nbytes, int repeats);
 
