@@ -9,6 +9,7 @@ python/lowbit/benchmark/). Peers that are not installed are skipped with a note.
     python bench/compare.py                    # full grid: takes a while
     python bench/compare.py --quick            # fewer M and shapes, for a first look
     python bench/compare.py --threads 1 --methods lowbit_linear,ort_dynamic --out-dir /tmp/b
+    python bench/compare.py --suite int4       # 4-bit weights: docs/bench_int4.md
 """
 from __future__ import annotations
 
@@ -28,12 +29,15 @@ from typing import Any, Optional, Sequence
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "python" / "lowbit" / "benchmark"
 
+SUITES = ("int8", "int4")
 FULL_MS = (1, 4, 16, 64, 256)
 FULL_SHAPES = ((384, 1536), (1536, 384), (4096, 4096), (4096, 11008))
 FULL_COLD_SHAPES = ((4096, 4096), (4096, 11008))
 QUICK_MS = (1, 16, 256)
 QUICK_SHAPES = ((1536, 384), (4096, 4096))
 QUICK_COLD_SHAPES = ((4096, 4096),)
+INT4_SHAPES = ((4096, 4096), (4096, 11008))   # LLM layers: what 4-bit weights are for
+INT4_QUICK_SHAPES = ((4096, 4096),)
 FULL_REPEATS, QUICK_REPEATS = 10, 3
 VERSIONED = ("numpy", "torch", "onnxruntime", "onnx", "matplotlib", "lowbit")
 
@@ -48,6 +52,14 @@ METHOD_NOTES = {
     "ort_dynamic": "ONNX Runtime, float MatMul + Add quantized by `quantize_dynamic` (QInt8, per "
                    "tensor), fused to DynamicQuantizeMatMul at session load",
     "ort_matmul_integer": "ONNX Runtime MatMulInteger: uint8 input, int8 initializer -> int32",
+    "lowbit_w4a8": "`lb.linear(x, lb.pack_weight(qt, bits=4, mode=\"w4a8\"))`: per-row int8 "
+                   "activations, exact int32 dot products per group (vpdpbusd), float32 out",
+    "lowbit_w4_weight_only": "`lb.linear` with `mode=\"weight_only\"`: float32 activations, "
+                             "nibbles dequantized to float32 in registers",
+    "torch_int4": "`torch.ops.aten._weight_int4pack_mm_for_cpu` (PyTorch's int4 CPU kernel) on "
+                  "bfloat16 activations and scales (its fast path), float32 casts included",
+    "ort_nbits_f32": "ONNX Runtime `MatMulNBits` (com.microsoft), accuracy_level 0: float32 compute",
+    "ort_nbits_int8": "ONNX Runtime `MatMulNBits`, accuracy_level 4: int8-quantized activations",
 }
 
 
@@ -91,13 +103,17 @@ def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark lowbit against NumPy, PyTorch and ONNX Runtime; writes "
                     "bench.md, bench.png and bench.json.")
+    parser.add_argument("--suite", choices=SUITES, default="int8",
+                        help="int8: 8-bit weights (docs/bench.md); int4: 4-bit weights, group "
+                             "sizes 32 and 128 (docs/bench_int4.md)")
     parser.add_argument("--quick", action="store_true",
                         help=f"M in {QUICK_MS}, (K,N) in {QUICK_SHAPES}, cold {QUICK_COLD_SHAPES}, "
                              f"{QUICK_REPEATS} repeats")
     parser.add_argument("--threads", type=parse_ints, default=[1, 2],
                         help="comma-separated thread counts (default: 1,2)")
-    parser.add_argument("--methods", default=",".join(method_names),
-                        help=f"comma-separated subset of: {', '.join(method_names)} (default: all)")
+    parser.add_argument("--methods", default=None,
+                        help=f"comma-separated subset of: {', '.join(method_names)} (default: "
+                             "all of the suite's)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "docs",
                         help="where bench.md, bench.png and bench.json go (default: docs/)")
     parser.add_argument("--Ms", type=parse_ints, default=None, help="override the M values")
@@ -114,16 +130,28 @@ def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def suite_methods(suite: str, method_names: Sequence[str]) -> list[str]:
+    if suite == "int8":
+        return [m for m in method_names if "_g" not in m]   # the 4-bit methods end in _g<size>
+    return ["numpy_f32"] + [m for m in method_names if "_g" in m]
+
+
 def resolve_config(args: argparse.Namespace, method_names: Sequence[str]) -> dict[str, Any]:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    default = suite_methods(args.suite, method_names)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default
     unknown = [m for m in methods if m not in method_names]
     if unknown or not methods:
         raise SystemExit(f"unknown or no methods {unknown}; choose from {', '.join(method_names)}")
+    int4 = args.suite == "int4"
+    shapes = (INT4_QUICK_SHAPES if args.quick else INT4_SHAPES) if int4 else \
+        (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    cold = (INT4_QUICK_SHAPES if args.quick else INT4_SHAPES) if int4 else \
+        (QUICK_COLD_SHAPES if args.quick else FULL_COLD_SHAPES)
     return {
+        "suite": args.suite,
         "Ms": args.Ms or list(QUICK_MS if args.quick else FULL_MS),
-        "shapes": args.shapes or list(QUICK_SHAPES if args.quick else FULL_SHAPES),
-        "cold_shapes": (args.cold_shapes if args.cold_shapes is not None
-                        else list(QUICK_COLD_SHAPES if args.quick else FULL_COLD_SHAPES)),
+        "shapes": args.shapes or list(shapes),
+        "cold_shapes": args.cold_shapes if args.cold_shapes is not None else list(cold),
         "threads": args.threads,
         "methods": methods,
         "repeats": args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS),
@@ -201,8 +229,8 @@ def machine_markdown(info: dict[str, Any]) -> list[str]:
 
 
 def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
-           rows: Sequence[dict[str, Any]], plotted: bool) -> str:
-    lines = ["# lowbit benchmark", "",
+           rows: Sequence[dict[str, Any]], plotted: set[str]) -> str:
+    lines = ["# lowbit benchmark" + (": 4-bit weights" if config["suite"] == "int4" else ""), "",
              f"Generated by `{info['command']}`. Median time per call, each method in its own "
              f"subprocess; at least {config['repeats']} timed calls and 0.2 s per point, after "
              "warm-up. GOPS = 2·M·K·N / time / 1e9 (x is M×K, the weight N×K)."
@@ -210,11 +238,32 @@ def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
                 "its median round, as the shared machine drifts over minutes."
                 if config.get("rounds", 1) > 1 else ""), "",
              "## Machine", ""] + machine_markdown(info) + ["", "## Methods", ""]
-    lines += [f"- **{m}**: {METHOD_NOTES.get(m, '')}" for m in config["methods"]]
-    lines += ["", "## Results", "", harness.to_markdown(rows)]
-    if plotted:
-        lines += ["![GOPS vs M; solid: 1 thread, dashed: 2 threads](bench.png)", ""]
+    lines += [f"- **{m}**: {method_note(m)}" for m in config["methods"]]
+    lines += ["", "## Results", ""]
+    for title, part, png in result_parts(config, rows):
+        lines += ([f"### {title}", ""] if title else []) + [harness.to_markdown(part)]
+        if png in plotted:
+            lines += [f"![GOPS vs M; solid: 1 thread, dashed: 2 threads]({png})", ""]
     return "\n".join(lines)
+
+
+def method_note(method: str) -> str:
+    base, _, group = method.rpartition("_g")
+    if base and group.isdigit():
+        return METHOD_NOTES.get(base, "") + f"; group size {group}"
+    return METHOD_NOTES.get(method, "")
+
+
+def result_parts(config: dict[str, Any], rows: Sequence[dict[str, Any]]
+                 ) -> list[tuple[str, list[dict[str, Any]], str]]:
+    """(title, rows, png name) per report section: one for int8, one per group size for int4."""
+    if config["suite"] == "int8":
+        return [("", list(rows), "bench.png")]
+    parts = []
+    for g in sorted({int(m.rpartition("_g")[2]) for m in config["methods"] if "_g" in m}):
+        part = [r for r in rows if r["method"].endswith(f"_g{g}") or r["method"] in ("numpy_f32", "dram_read")]
+        parts.append((f"Group size {g}", part, f"bench_int4_g{g}.png"))
+    return parts
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -232,13 +281,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     info = machine_info(harness, rows)
     info["seconds"] = round(time.perf_counter() - start, 1)
 
-    plotted = harness.plot(rows, str(args.out_dir / "bench.png"))
-    (args.out_dir / "bench.md").write_text(report(harness, config, info, rows, plotted))
-    with open(args.out_dir / "bench.json", "w") as f:
+    stem = "bench" if config["suite"] == "int8" else "bench_int4"
+    plotted = {png for _, part, png in result_parts(config, rows)
+               if harness.plot(part, str(args.out_dir / png))}
+    (args.out_dir / f"{stem}.md").write_text(report(harness, config, info, rows, plotted))
+    with open(args.out_dir / f"{stem}.json", "w") as f:
         json.dump({"machine": info, "config": config, "rows": rows}, f, indent=1)
     print(harness.to_markdown(rows))
-    print(f"wrote {args.out_dir}/bench.md, bench.json{', bench.png' if plotted else ''} "
-          f"({info['seconds']:.0f} s)", file=sys.stderr)
+    print(f"wrote {args.out_dir}/{stem}.md, {stem}.json{', ' if plotted else ''}"
+          f"{', '.join(sorted(plotted))} ({info['seconds']:.0f} s)", file=sys.stderr)
     return 0
 
 

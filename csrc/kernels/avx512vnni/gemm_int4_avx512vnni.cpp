@@ -92,15 +92,15 @@ void w4a8_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
     for (int64_t o = 0; o < octets; ++o) {
       const uint8_t* wo = b.weights + o * kOctetBytes;
       prefetch_octet(wo);
-      Quad lo, hi;
+      // Low nibbles (k = 8o..8o+3), then high ones: only 4 weight registers live at a time.
+      Quad w;
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        const __m512i v = _mm512_load_si512(wo + 64 * j);
-        lo.v[j] = _mm512_and_si512(v, low4);
-        hi.v[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-      }
-      dot_quad(acc, lo, ag + o * 8, p.lda);
-      dot_quad(acc, hi, ag + o * 8 + 4, p.lda);
+      for (int j = 0; j < 4; ++j) w.v[j] = _mm512_and_si512(_mm512_load_si512(wo + 64 * j), low4);
+      dot_quad(acc, w, ag + o * 8, p.lda);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j)
+        w.v[j] = _mm512_and_si512(_mm512_srli_epi16(_mm512_load_si512(wo + 64 * j), 4), low4);
+      dot_quad(acc, w, ag + o * 8 + 4, p.lda);
     }
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
@@ -108,8 +108,10 @@ void w4a8_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
       const __m512i zero = zero_points(b, j);
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
-        const __m512i sum = _mm512_set1_epi32(p.a_group_sum[(m0 + r) * p.groups + g]);
-        const __m512i d = _mm512_sub_epi32(acc.v[r][j], _mm512_mullo_epi32(zero, sum));
+        const int32_t sum = p.a_group_sum[(m0 + r) * p.groups + g];
+        const __m512i corr = p.symmetric ? _mm512_set1_epi32(8 * sum)
+                                         : _mm512_mullo_epi32(zero, _mm512_set1_epi32(sum));
+        const __m512i d = _mm512_sub_epi32(acc.v[r][j], corr);
         float* f = &facc[r][16 * j];
         _mm512_store_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, _mm512_load_ps(f)));
       }
@@ -131,9 +133,18 @@ void w4a8_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
   }
 }
 
+struct FloatQuad {
+  __m512 v[4];
+};
+
+// Nibble to float32 through a 16-entry table (vpermps reads only the low 4 bits of each index
+// lane, so a shifted weight lane needs no mask): u - 8 for symmetric weights, u otherwise, the
+// zero point then subtracted in float (exact for these small integers, same bits as u - zero).
 template <int MR>
 void w4f32_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
-  const __m512i low4 = _mm512_set1_epi32(0x0F);
+  const __m512 table = p.symmetric
+      ? _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7)
+      : _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   alignas(64) float facc[MR][kPanel];
   std::memset(facc, 0, sizeof(facc));
   const float* a = p.a_f32 + m0 * p.lda;
@@ -141,9 +152,9 @@ void w4f32_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
   for (int64_t g = 0; g < p.groups; ++g) {
     const GroupBlock b = group_block(p, panel, g);
     const float* ag = a + g * p.group_pad;
-    Quad zero;
+    FloatQuad zero;
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) zero.v[j] = zero_points(b, j);
+    for (int j = 0; j < 4; ++j) zero.v[j] = _mm512_cvtepi32_ps(zero_points(b, j));
     FloatTile<MR> s;
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
@@ -160,8 +171,8 @@ void w4f32_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
         const int shift = 8 * (kk % 4) + 4 * (kk / 4);
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) {
-          const __m512i u = _mm512_and_si512(_mm512_srli_epi32(v.v[j], shift), low4);
-          const __m512 w = _mm512_cvtepi32_ps(_mm512_sub_epi32(u, zero.v[j]));
+          __m512 w = _mm512_permutexvar_ps(_mm512_srli_epi32(v.v[j], shift), table);
+          if (!p.symmetric) w = _mm512_sub_ps(w, zero.v[j]);
 #pragma GCC unroll 8
           for (int r = 0; r < MR; ++r)
             s.v[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(ag[r * p.lda + o * 8 + kk]), w, s.v[r][j]);
@@ -193,37 +204,34 @@ void w4f32_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel) {
   }
 }
 
+using TileFn = void (*)(const Int4GemmProblem&, int64_t, int64_t);
+
 // Rows are walked inside each panel, so the panel stays in L2 while the A rows stream past it.
-template <int MR_MAX, void (*Tile1)(const Int4GemmProblem&, int64_t, int64_t),
-          void (*Tile2)(const Int4GemmProblem&, int64_t, int64_t),
-          void (*Tile3)(const Int4GemmProblem&, int64_t, int64_t),
-          void (*TileMax)(const Int4GemmProblem&, int64_t, int64_t)>
-void walk(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-          int64_t panel_end) {
+// tiles[r - 1] computes r rows; the last entry is the tile used for full row blocks.
+template <int MR_MAX>
+void walk(const TileFn (&tiles)[MR_MAX], const Int4GemmProblem& p, int64_t m_begin,
+          int64_t m_end, int64_t panel_begin, int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     int64_t m = m_begin;
-    for (; m + MR_MAX <= m_end; m += MR_MAX) TileMax(p, m, panel);
-    switch (m_end - m) {
-      case 1: Tile1(p, m, panel); break;
-      case 2: Tile2(p, m, panel); break;
-      case 3: Tile3(p, m, panel); break;
-      default: break;
-    }
+    for (; m + MR_MAX <= m_end; m += MR_MAX) tiles[MR_MAX - 1](p, m, panel);
+    if (m < m_end) tiles[m_end - m - 1](p, m, panel);
   }
 }
+
+constexpr TileFn kW4a8Tiles[] = {w4a8_tile<1>, w4a8_tile<2>, w4a8_tile<3>,
+                                 w4a8_tile<4>};
+constexpr TileFn kW4f32Tiles[] = {w4f32_tile<1>, w4f32_tile<2>, w4f32_tile<3>, w4f32_tile<4>};
 
 }  // namespace
 
 void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
                int64_t panel_end) {
-  walk<4, w4a8_tile<1>, w4a8_tile<2>, w4a8_tile<3>, w4a8_tile<4>>(p, m_begin, m_end, panel_begin,
-                                                                  panel_end);
+  walk(kW4a8Tiles, p, m_begin, m_end, panel_begin, panel_end);
 }
 
 void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
                 int64_t panel_end) {
-  walk<4, w4f32_tile<1>, w4f32_tile<2>, w4f32_tile<3>, w4f32_tile<4>>(p, m_begin, m_end,
-                                                                      panel_begin, panel_end);
+  walk(kW4f32Tiles, p, m_begin, m_end, panel_begin, panel_end);
 }
 
 }  // namespace avx512vnni

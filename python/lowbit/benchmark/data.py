@@ -12,6 +12,7 @@ import numpy as np
 
 SEED = 20240611
 FLOAT_CHECK_TOLERANCE = 0.05  # relative RMS error of an int8 linear vs the float64 reference
+INT4_CHECK_TOLERANCE = 0.2    # the same for 4-bit weights (about 0.1 for these Gaussian weights)
 
 
 def make_weight(K: int, N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +50,19 @@ def check_columns(N: int, count: int = 256) -> np.ndarray:
     return np.unique(np.append(np.linspace(0, N - 1, min(N, count)).astype(np.int64), N - 1))
 
 
-def check_float(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], y: np.ndarray) -> str:
+def quantize_int4_groups(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int4 per group of `group` input features (K a multiple of it): the weight
+    format every 4-bit method is given. q in [-7, 7] (int8), scale (N, K / group)."""
+    N, K = w.shape
+    grouped = w.reshape(N, K // group, group)
+    scale = np.abs(grouped).max(axis=2) / np.float32(7)
+    scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(grouped / scale[:, :, None]), -8, 7).astype(np.int8).reshape(N, K)
+    return q, scale
+
+
+def check_float(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], y: np.ndarray,
+                tolerance: float = FLOAT_CHECK_TOLERANCE) -> str:
     """Relative RMS error of y against the float64 x @ w.T + b, on a row/column subset."""
     rows, cols = slice(0, min(x.shape[0], 8)), check_columns(w.shape[0])
     ref = x[rows].astype(np.float64) @ w[cols].astype(np.float64).T
@@ -57,8 +70,8 @@ def check_float(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], y: np.nda
         ref += b[cols]
     got = np.asarray(y, dtype=np.float64)[rows][:, cols]
     err = float(np.sqrt(np.mean((got - ref) ** 2) / max(np.mean(ref ** 2), 1e-30)))
-    if not err <= FLOAT_CHECK_TOLERANCE:
-        raise RuntimeError(f"wrong result: relative RMS error {err:.3g} > {FLOAT_CHECK_TOLERANCE}")
+    if not err <= tolerance:
+        raise RuntimeError(f"wrong result: relative RMS error {err:.3g} > {tolerance}")
     return f"rel_rms_err={err:.2g}"
 
 

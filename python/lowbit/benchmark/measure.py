@@ -24,7 +24,7 @@ def measure_many(method: str, Ms: Sequence[int], K: int, N: int, threads: int, c
     missing = missing_requirements(method)
     if missing:
         raise ModuleNotFoundError(f"{', '.join(missing)} not installed")
-    weight_bytes = spec.weight_itemsize * K * N
+    weight_bytes = int(spec.weight_itemsize * K * N)
     copies = cold_copies(weight_bytes) if cold else 1
     bench = spec.setup(K, N, threads, copies)
     results = []
@@ -52,7 +52,7 @@ def _timed(method: str, M: int, K: int, N: int, threads: int, cold: bool,
            repeats: int) -> tuple[float, list[float]]:
     """In this process: median seconds per call and the samples."""
     spec = METHODS[method]
-    copies = cold_copies(spec.weight_itemsize * K * N) if cold else 1
+    copies = cold_copies(int(spec.weight_itemsize * K * N)) if cold else 1
     samples = _check_and_time(spec.setup(K, N, threads, copies), M, repeats, MIN_SECONDS)[1]
     return statistics.median(samples), samples
 

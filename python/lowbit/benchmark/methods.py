@@ -1,41 +1,22 @@
 """The benchmarked methods: one setup per peer, and the METHODS registry.
 
 A setup builds a method's weights once for (K, N, threads) and returns a Bench that makes the
-calls for any M. Peers (torch, onnxruntime + onnx) are imported inside their setups only.
+calls for any M. Peers (torch, onnxruntime + onnx) are imported inside their setups only. The
+4-bit methods live in methods_int4 and join the same registry.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import importlib.util
-from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
 
 import numpy as np
 
 from .data import (check_float, check_int, make_a, make_weight, make_x, quantize_per_channel,
                    weight_copy)
+from .methods_int4 import INT4_METHODS, INT4_COMPARISONS
 from .ort_models import float_linear_model, matmul_integer_model, ort_sessions
-
-Call = Callable[[], Any]
-
-
-@dataclass
-class Bench:
-    """One method set up for one (K, N, threads): weights built, ready for any M."""
-    calls: Callable[[int], list[Call]]          # M -> one call per weight copy
-    check: Callable[[int, Any], str]            # M, output of copy 0 -> check note; raises if wrong
-    context: Callable[[], ContextManager[Any]] = contextlib.nullcontext
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    requires: tuple[str, ...]       # modules that must be installed
-    weight_itemsize: int            # bytes per weight element in the method's own format
-    setup: Callable[[int, int, int, int], Bench]   # (K, N, threads, copies)
-
+from .spec import Bench, Call, Method
 
 def _setup_numpy_f32(K: int, N: int, threads: int, copies: int) -> Bench:
     # Threads were fixed by the environment before NumPy loaded (see runner.worker_env).
@@ -142,7 +123,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ort_dynamic", ("onnxruntime", "onnx"), 1, _setup_ort_dynamic),
     Method("ort_matmul_integer", ("onnxruntime", "onnx"), 1, _setup_ort_matmul_integer),
 )}
+METHODS.update(INT4_METHODS)
 PEERS = ("torch_dynamic", "ort_dynamic")        # what lowbit_linear is compared against
+# Ratio columns of the report: (lowbit method, the peers it is compared against).
+COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (("lowbit_linear", PEERS),) + INT4_COMPARISONS
 
 
 def missing_requirements(method: str) -> list[str]:

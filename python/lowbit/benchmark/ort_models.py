@@ -1,4 +1,4 @@
-"""ONNX models and ONNX Runtime sessions for the two ONNX Runtime methods.
+"""ONNX models and ONNX Runtime sessions for the ONNX Runtime methods (int8 and 4-bit).
 
 onnx and onnxruntime are imported inside the functions: the harness must import without them.
 """
@@ -103,3 +103,43 @@ def ort_sessions(models: Callable[[int], Any], copies: int, threads: int,
                 _require_integer_ops(optimized, "the optimized model")
                 info = {"ort_nodes": saved, "ort_optimized_nodes": optimized}
     return sessions, info
+
+
+def matmul_nbits_model(q: np.ndarray, scale: np.ndarray, group: int, accuracy_level: int) -> Any:
+    """Y = MatMulNBits(X, W) (com.microsoft), 4-bit symmetric: q (N, K) int4 values in [-8, 7]
+    stored as q + 8 (the op's default zero point), two per byte, the even k in the low nibble;
+    scale (N, K / group). accuracy_level 0 computes in float32, 4 with int8 activations."""
+    from onnx import TensorProto, helper, numpy_helper
+    N, K = q.shape
+    blocks = K // group
+    u = (q.astype(np.int16) + 8).astype(np.uint8).reshape(N, blocks, group)
+    packed = (u[:, :, 0::2] | (u[:, :, 1::2] << 4)).astype(np.uint8)  # (N, blocks, group / 2)
+    node = helper.make_node("MatMulNBits", ["X", "W", "scales"], ["Y"], domain="com.microsoft",
+                            K=K, N=N, bits=4, block_size=group, accuracy_level=accuracy_level)
+    graph = helper.make_graph(
+        [node], "lowbit_bench_nbits",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", N])],
+        [numpy_helper.from_array(np.ascontiguousarray(packed), "W"),
+         numpy_helper.from_array(np.ascontiguousarray(scale.reshape(-1)), "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model
+
+
+def nbits_sessions(models: Callable[[int], Any], copies: int, threads: int) -> list[Any]:
+    """Sessions for MatMulNBits models(0..copies-1) (no graph check: the op is 4-bit itself)."""
+    import onnx
+    import onnxruntime as ort
+    ort.set_default_logger_severity(3)
+    if copies > 1:
+        from onnxruntime.capi import _pybind_state
+        _pybind_state.set_global_thread_pool_sizes(threads, 1)
+    sessions = []
+    with tempfile.TemporaryDirectory(prefix="lowbit_bench_") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        for i in range(copies):
+            onnx.save(models(i), path)
+            sessions.append(_ort_session(path, threads, copies > 1, None))
+    return sessions

@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any, Optional, Sequence
 
-from .methods import METHODS, PEERS
+from .methods import COMPARISONS, METHODS
 from .timing import COLD_FACTOR, l3_cache_bytes
 
 
@@ -46,21 +46,22 @@ def _hot_table(rows: Sequence[dict[str, Any]], threads: int) -> list[str]:
     mine = [r for r in rows if r["threads"] == threads]
     methods = _ordered_methods(mine)
     by_key = {(r["method"], r["K"], r["N"], r["M"]): r for r in mine}
-    ratios = "lowbit_linear" in methods
-    peers = [p for p in PEERS if p in methods]
-    header = ["K", "N", "M"] + methods
-    if ratios and peers:
-        header.append(f"lowbit_linear / best of ({', '.join(peers)})")
-    if ratios and "numpy_f32" in methods:
-        header.append("lowbit_linear / numpy_f32")
+    # Ratio columns: each lowbit method against the best of its peers, and against NumPy.
+    ratios: list[tuple[str, list[str]]] = []
+    for primary, peers in COMPARISONS:
+        present = [p for p in peers if p in methods]
+        if primary in methods and present:
+            ratios.append((primary, present))
+        if primary in methods and "numpy_f32" in methods:
+            ratios.append((primary, ["numpy_f32"]))
+    header = ["K", "N", "M"] + methods + [
+        f"{primary} / {'best of (' + ', '.join(d) + ')' if len(d) > 1 else d[0]}"
+        for primary, d in ratios]
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for K, N, M in sorted({(r["K"], r["N"], r["M"]) for r in mine}):
         cells = [str(K), str(N), str(M)] + [_cell(by_key.get((m, K, N, M))) for m in methods]
-        lowbit = by_key.get(("lowbit_linear", K, N, M))
-        if ratios and peers:
-            cells.append(_ratio(lowbit, [by_key.get((p, K, N, M)) for p in peers]))
-        if ratios and "numpy_f32" in methods:
-            cells.append(_ratio(lowbit, [by_key.get(("numpy_f32", K, N, M))]))
+        cells += [_ratio(by_key.get((primary, K, N, M)), [by_key.get((d, K, N, M)) for d in ds])
+                  for primary, ds in ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -103,7 +104,8 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines += ["### Cold weights, M=1: weights streamed from DRAM", "",
                   f"Weight copies totalling more than {COLD_FACTOR}x the L3 cache "
                   f"({l3_cache_bytes() / 2**20:.3g} MiB), used in turn call by call; GB/s counts "
-                  "weight bytes in each method's own format (int8, or float32 for NumPy)."]
+                  "weight bytes in each method's own format (int8 or 4-bit with its scales, or "
+                  "float32 for NumPy)."]
         for t, r in sorted(dram.items()):
             lines.append(f"Measured DRAM read bandwidth, {t} thread(s): {r['gbps']:.1f} GB/s "
                          f"({r.get('source', '?')}).")
@@ -117,6 +119,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 PLOT_COLORS = {"numpy_f32": "tab:gray", "lowbit_linear": "tab:red",
                "lowbit_matmul_integer": "tab:orange", "torch_dynamic": "tab:blue",
                "ort_dynamic": "tab:green", "ort_matmul_integer": "tab:olive"}
+for _g in (32, 128):
+    PLOT_COLORS.update({f"lowbit_w4a8_g{_g}": "tab:red", f"lowbit_w4_weight_only_g{_g}": "tab:orange",
+                        f"torch_int4_g{_g}": "tab:blue", f"ort_nbits_f32_g{_g}": "tab:green",
+                        f"ort_nbits_int8_g{_g}": "tab:olive"})
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str) -> bool:
