@@ -381,3 +381,25 @@ def test_int4_demo_model_keeps_its_accuracy(symmetric, group):
         out = model(x)
         assert _rel_err(out, ref) < 0.07
         assert (out.argmax(axis=1) == y).mean() >= (ref.argmax(axis=1) == y).mean() - 0.01
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_clip_search_never_worse_per_group(rng, symmetric):
+    """clip_search keeps the full range (ratio 1) as a candidate, so no group's squared error
+    can grow; with outliers the total shrinks."""
+    w = _w(rng, 64, 256)
+    name = "int4" if symmetric else "uint4"
+    plain = lowbit.quantize(w, name, symmetric=symmetric, axis=1, group_size=32)
+    clipped = lowbit.quantize(w, name, symmetric=symmetric, axis=1, group_size=32, clip_search=True)
+    e_plain = ((plain.dequantize() - w) ** 2).reshape(64, 8, 32).sum(axis=2)
+    e_clip = ((clipped.dequantize() - w) ** 2).reshape(64, 8, 32).sum(axis=2)
+    assert np.all(e_clip <= e_plain * (1 + 1e-6) + 1e-12)
+    assert e_clip.sum() < (0.9 if symmetric else 0.99) * e_plain.sum()
+    pw = lowbit.pack_weight(w, bits=4, group_size=32, symmetric=symmetric, clip_search=True)
+    np.testing.assert_array_equal(pw.qtensor().data, clipped.data)
+    x = _x(rng, 3, 256)
+    assert_bits_equal(lowbit.linear(x, pw), ref_linear_int4(x, pw))
+    with pytest.raises(ValueError, match="clip_search"):
+        lowbit.pack_weight(clipped, bits=4, clip_search=True)
+    with pytest.raises(ValueError, match="clip_search"):
+        lowbit.quantize(w, "int8", clip_search=True)   # per tensor: not supported

@@ -83,7 +83,8 @@ class PackedWeight:
 
 
 def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Optional[int] = None,
-                symmetric: bool = True, mode: Optional[str] = None) -> PackedWeight:
+                symmetric: bool = True, mode: Optional[str] = None,
+                clip_search: bool = False) -> PackedWeight:
     """Quantizes (if float) and packs an (out_features, in_features) weight.
 
     bits=8: a float32 weight is quantized per output channel to int8 (symmetric by default: zero
@@ -96,6 +97,9 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
     group (symmetric=False). A QTensor must be int4/uint4, grouped along axis 1 (or per channel
     along axis 0: one group per row). in_features must be even. `mode` picks the computation of
     `lowbit.linear`: "w4a8" (default) or "weight_only".
+
+    clip_search=True picks each channel's (8-bit) or group's (4-bit) range by least squared
+    quantization error over a grid of clipping ratios (see `lowbit.quantize`); off by default.
     """
     from .qtensor import QTensor
     if isinstance(bits, bool) or bits not in (4, 8):
@@ -105,16 +109,18 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
             raise TypeError(f"weight must be a NumPy float32 array or a QTensor, got {type(w).__name__}")
         if w.ndim != 2:
             raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    if clip_search and isinstance(w, QTensor):
+        raise ValueError("clip_search applies when quantizing a float weight, not to a QTensor")
     if bits == 4:
-        return _pack_int4(w, group_size, symmetric, mode)
+        return _pack_int4(w, group_size, symmetric, mode, clip_search)
     if mode is not None:
         raise ValueError("mode applies to 4-bit weights; 8-bit weights always use int8 activations")
     if group_size is not None:
         raise ValueError("group_size applies to 4-bit weights; 8-bit weights are per channel")
-    return _pack_int8(w, symmetric)
+    return _pack_int8(w, symmetric, clip_search)
 
 
-def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool) -> PackedWeight:
+def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bool) -> PackedWeight:
     from .qtensor import QTensor, quantize
     if isinstance(w, QTensor):
         qt = w
@@ -124,7 +130,7 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool) -> PackedWeight
         if qt.group_size is not None or qt.axis not in (None, 0):
             raise ValueError("pack_weight takes a per-tensor or per-output-channel (axis=0) QTensor")
     else:
-        qt = quantize(w, "int8", symmetric=symmetric, axis=0)
+        qt = quantize(w, "int8", symmetric=symmetric, axis=0, clip_search=clip_search)
     if qt.data.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {qt.data.shape}")
     n = qt.data.shape[0]
@@ -151,7 +157,7 @@ def _check_group_size(group_size: Any, k: int) -> int:
 
 
 def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symmetric: bool,
-               mode: Optional[str]) -> PackedWeight:
+               mode: Optional[str], clip_search: bool) -> PackedWeight:
     from .qtensor import QTensor, quantize
     mode = "w4a8" if mode is None else mode
     if mode not in INT4_MODES:
@@ -184,7 +190,7 @@ def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symme
             raise ValueError(f"4-bit weights need an even in_features, got {w.shape[1]}")
         g = _check_group_size(group_size, w.shape[1])
         qt = quantize(w, "int4" if symmetric else "uint4", symmetric=symmetric, axis=1,
-                      group_size=g)
+                      group_size=g, clip_search=clip_search)
         scale, zero = qt.scale, qt.zero_point
     n, k = qt.data.shape
     groups = -(-k // g) if k else 0
