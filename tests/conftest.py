@@ -14,7 +14,7 @@ import pytest
 import lowbit
 
 ISAS: list[str] = list(lowbit.cpu_info()["available"])
-ALL_ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni")  # every path lowbit knows
+ALL_ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neondot")  # every path lowbit knows
 
 QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15)}
 STORAGE = {"int8": np.int8, "uint8": np.uint8, "int4": np.int8, "uint4": np.uint8}

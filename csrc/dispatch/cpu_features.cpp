@@ -2,6 +2,9 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
 #endif
 
 namespace lowbit {
@@ -39,6 +42,14 @@ CpuFeatures detect() {
   }
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   f.avxvnni = (eax >> 4) & 1;
+  return f;
+}
+#elif defined(__aarch64__) && defined(__linux__)
+CpuFeatures detect() {
+  CpuFeatures f;
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  f.neon = (hwcap & HWCAP_ASIMD) != 0;
+  f.neon_dotprod = f.neon && (hwcap & HWCAP_ASIMDDP) != 0;
   return f;
 }
 #else

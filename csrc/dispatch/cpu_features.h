@@ -1,4 +1,4 @@
-// CPU features, read once (cpuid + xgetbv on x86-64).
+// CPU features, read once (cpuid + xgetbv on x86-64, HWCAP on Linux/AArch64).
 #pragma once
 
 namespace lowbit {
@@ -12,6 +12,8 @@ struct CpuFeatures {
   bool avx512dq = false;
   bool avx512vnni = false;
   bool avxvnni = false;
+  bool neon = false;         // AArch64 Advanced SIMD
+  bool neon_dotprod = false;  // ARMv8.2 sdot/udot
 };
 
 const CpuFeatures& cpu_features();

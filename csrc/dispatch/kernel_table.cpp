@@ -8,6 +8,7 @@
 #include "kernels/avx2/avx2_kernels.h"
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avxvnni/avxvnni_kernels.h"
+#include "kernels/neon/neon_kernels.h"
 #include "ref/ref_kernels.h"
 
 namespace lowbit {
@@ -34,8 +35,21 @@ constexpr KernelTable kAvx512Vnni = {"avx512vnni", avx512vnni::quantize_run,
 #else
 constexpr KernelTable kAvx2 = kScalar, kAvxVnni = kScalar, kAvx512Vnni = kScalar;
 #endif
+#if LOWBIT_HAVE_NEON_KERNELS
+constexpr KernelTable kNeon = {"neon", neon::quantize_run, neon::dequantize_run, neon::min_max,
+                               neon::quantize_row_u8, neon::requantize_run, neon::gemm,
+                               neon::sum_bytes, neon::gemm_w4a8, neon::gemm_w4f32};
+// The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
+constexpr KernelTable kNeonDot = {"neondot", neon::quantize_run, neon::dequantize_run,
+                                  neon::min_max, neon::quantize_row_u8, neon::requantize_run,
+                                  neondot::gemm, neon::sum_bytes, neondot::gemm_w4a8,
+                                  neon::gemm_w4f32};
+#else
+constexpr KernelTable kNeon = kScalar, kNeonDot = kScalar;
+#endif
 
-constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512vnni};
+constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2,    Isa::avxvnni,
+                            Isa::avx512vnni, Isa::neon, Isa::neondot};
 
 bool isa_supported(Isa isa) {
   const CpuFeatures& f = cpu_features();
@@ -46,6 +60,8 @@ bool isa_supported(Isa isa) {
     case Isa::avx512vnni:
       return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq &&
              f.avx512vnni;
+    case Isa::neon: return LOWBIT_HAVE_NEON_KERNELS && f.neon;
+    case Isa::neondot: return LOWBIT_HAVE_NEON_KERNELS && f.neon && f.neon_dotprod;
   }
   return false;
 }
@@ -56,6 +72,8 @@ const KernelTable& table_of(Isa isa) {
     case Isa::avx2: return kAvx2;
     case Isa::avxvnni: return kAvxVnni;
     case Isa::avx512vnni: return kAvx512Vnni;
+    case Isa::neon: return kNeon;
+    case Isa::neondot: return kNeonDot;
   }
   return kScalar;
 }
@@ -85,6 +103,8 @@ std::string isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avxvnni: return "avxvnni";
     case Isa::avx512vnni: return "avx512vnni";
+    case Isa::neon: return "neon";
+    case Isa::neondot: return "neondot";
   }
   return "unknown";
 }
@@ -93,7 +113,7 @@ Isa parse_isa(const std::string& name) {
   for (Isa isa : kAllIsas)
     if (isa_name(isa) == name) return isa;
   throw std::invalid_argument("unknown ISA '" + name +
-                              "' (expected scalar, avx2, avxvnni or avx512vnni)");
+                              "' (expected scalar, avx2, avxvnni, avx512vnni, neon or neondot)");
 }
 
 std::vector<Isa> available_isas() {
@@ -117,7 +137,8 @@ std::vector<std::string> cpu_feature_names() {
   const std::pair<bool, const char*> all[] = {
       {f.avx2, "avx2"},         {f.fma, "fma"},           {f.avx512f, "avx512f"},
       {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"}, {f.avx512dq, "avx512dq"},
-      {f.avx512vnni, "avx512vnni"}, {f.avxvnni, "avxvnni"}};
+      {f.avx512vnni, "avx512vnni"}, {f.avxvnni, "avxvnni"}, {f.neon, "neon"},
+      {f.neon_dotprod, "dotprod"}};
   for (const auto& [present, name] : all)
     if (present) out.push_back(name);
   return out;

@@ -12,7 +12,7 @@
 namespace lowbit {
 
 // ---- CPU and dispatch --------------------------------------------------------------------------
-enum class Isa : int { scalar = 0, avx2 = 1, avx512vnni = 2, avxvnni = 3 };
+enum class Isa : int { scalar = 0, avx2 = 1, avx512vnni = 2, avxvnni = 3, neon = 4, neondot = 5 };
 
 std::string isa_name(Isa isa);
 Isa parse_isa(const std::string& name);          // throws std::invalid_argument for unknown names

@@ -1,0 +1,36 @@
+// Entry points of the ARM NEON translation units (only declared here; no SIMD code).
+// neon: any AArch64 CPU (Advanced SIMD is mandatory there). neondot: the ARMv8.2 dot product
+// extension (sdot), used for the integer GEMMs; it shares neon's elementwise kernels.
+#pragma once
+
+#include "kernels/kernel_api.h"
+
+namespace lowbit {
+namespace neon {
+
+bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax, uint8_t* out);
+void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* out);
+bool min_max(const float* x, int64_t n, float* mn, float* mx);
+bool quantize_row_u8(const float* x, int64_t k, int64_t kp, uint8_t* out, float* scale,
+                     int32_t* zero, int32_t* row_sum);
+void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool per_element,
+                    int32_t zero, int32_t qmin, int32_t qmax, uint8_t* out);
+uint64_t sum_bytes(const uint8_t* data, int64_t n);
+void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+               int64_t panel_end);
+void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+                int64_t panel_end);
+
+}  // namespace neon
+
+namespace neondot {
+
+void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+               int64_t panel_end);
+
+}  // namespace neondot
+}  // namespace lowbit
