@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,85 @@ void test_linear_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::s
   bool ok = true;
   for (int64_t i = 0; i < M * N; ++i) ok &= std::memcmp(&y[i], &y_ref[i], sizeof(float)) == 0;
   check(ok, tag + " linear bit-identical to scalar");
+}
+
+// Every elementwise kernel of an ISA against the scalar path, byte for byte (odd lengths so
+// the vector tails run too), and NaN/Inf detection.
+void test_elementwise_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  const int64_t rows = 3, cols = 1029, n = rows * cols;
+  std::normal_distribution<float> d(0.0f, 30.0f);
+  std::vector<float> x(n), scale(cols);
+  for (auto& v : x) v = std::nearbyint(d(gen) * 4.0f) / 8.0f;  // many exact ties
+  for (auto& v : scale) v = 0.25f + std::fabs(d(gen)) / 64.0f;
+  auto zp = random_bytes<int32_t>(gen, cols, -20, 20);
+  auto run = [&](lowbit::Isa which, auto&& fn) {
+    lowbit::set_active_isa(which);
+    return fn();
+  };
+  auto both = [&](auto&& fn) { return std::make_pair(run(lowbit::Isa::scalar, fn), run(isa, fn)); };
+  bool ok = true;
+  for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4}) {
+    auto r = both([&] {
+      std::vector<uint8_t> q(n);
+      lowbit::quantize_linear(x.data(), lowbit::AxisView{rows, cols, 1}, lowbit::ScaleMode::per_axis,
+                              0, scale.data(), qt == lowbit::QType::uint8 ? nullptr : zp.data(), qt,
+                              q.data());
+      return q;
+    });
+    ok &= r.first == r.second;
+  }
+  auto q8 = random_bytes<int8_t>(gen, n, -128, 127);
+  auto acc = random_bytes<int32_t>(gen, n, -3000000, 3000000);
+  for (auto type : {lowbit::ElemType::int8, lowbit::ElemType::uint8, lowbit::ElemType::int32}) {
+    const void* src = type == lowbit::ElemType::int32 ? static_cast<const void*>(acc.data())
+                                                      : static_cast<const void*>(q8.data());
+    auto r = both([&] {
+      std::vector<float> out(n);
+      lowbit::dequantize_linear(src, type, lowbit::AxisView{rows, cols, 1}, lowbit::ScaleMode::per_axis,
+                                0, scale.data(), type == lowbit::ElemType::int32 ? nullptr : zp.data(),
+                                out.data());
+      return out;
+    });
+    ok &= std::memcmp(r.first.data(), r.second.data(), n * sizeof(float)) == 0;
+  }
+  std::vector<float> mult(cols);
+  for (auto& v : mult) v = std::fabs(d(gen)) / 4096.0f;
+  for (auto mode : {lowbit::MultiplierMode::per_tensor, lowbit::MultiplierMode::per_column}) {
+    auto r = both([&] {
+      std::vector<uint8_t> out(n);
+      lowbit::requantize(acc.data(), rows, cols, mult.data(), mode, 3, lowbit::QType::int8, out.data());
+      return out;
+    });
+    ok &= r.first == r.second;
+  }
+  auto r = both([&] {
+    std::vector<uint8_t> out(n);
+    float s = 0.0f;
+    uint8_t z = 0;
+    lowbit::dynamic_quantize_linear(x.data(), n, out.data(), &s, &z);
+    out.push_back(z);
+    uint32_t bits;
+    std::memcpy(&bits, &s, sizeof(bits));
+    for (int t = 0; t < 4; ++t) out.push_back(static_cast<uint8_t>(bits >> (8 * t)));
+    return out;
+  });
+  ok &= r.first == r.second;
+  check(ok, tag + " elementwise kernels bit-identical to scalar");
+  for (int64_t bad : {int64_t{0}, int64_t{5}, n - 1}) {
+    std::vector<float> y = x;
+    y[bad] = bad == 5 ? INFINITY : NAN;
+    lowbit::set_active_isa(isa);
+    bool threw = false;
+    std::vector<uint8_t> out(n);
+    float s;
+    uint8_t z;
+    try {
+      lowbit::dynamic_quantize_linear(y.data(), n, out.data(), &s, &z);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    check(threw, tag + " NaN/Inf at " + std::to_string(bad) + " rejected");
+  }
 }
 
 // 4-bit linear: the scalar path against an independent float64 reference built from the
@@ -197,6 +277,7 @@ int main() {
     for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4, lowbit::QType::uint4})
       test_quantize(gen, qt, tag);
     test_linear_matches_scalar(gen, isa, tag);
+    test_elementwise_matches_scalar(gen, isa, tag);
     for (int threads : {1, 2, 3}) {
       lowbit::set_num_threads(threads);
       const std::string t = tag + "/t" + std::to_string(threads);
