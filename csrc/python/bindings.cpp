@@ -80,6 +80,15 @@ lowbit::AxisView make_view(const py::array& x, int64_t outer, int64_t axis, int6
   return lowbit::AxisView{outer, axis, inner};
 }
 
+// A float32 bias of n values, or null for None.
+const float* optional_bias(const py::object& bias, int64_t n) {
+  if (bias.is_none()) return nullptr;
+  py::array arr = bias.cast<py::array>();
+  const float* data = checked_data<float>(arr, "bias", "float32");
+  if (arr.size() != n) throw py::value_error("bias must have out_features values");
+  return data;
+}
+
 py::array quantize_linear(const py::array& x, int64_t outer, int64_t axis, int64_t inner,
                           int mode, int64_t block, const py::array& scale, const py::object& zp,
                           int qtype) {
@@ -215,12 +224,7 @@ py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
                           std::to_string(b.rows()));
   const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
   if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
-  const float* bd = nullptr;
-  if (!bias.is_none()) {
-    py::array bias_arr = bias.cast<py::array>();
-    bd = checked_data<float>(bias_arr, "bias", "float32");
-    if (bias_arr.size() != N) throw py::value_error("bias must have out_features values");
-  }
+  const float* bd = optional_bias(bias, N);
   py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
   float* yd = y.mutable_data();
   {
@@ -260,12 +264,7 @@ py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matri
     throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
                           std::to_string(w.cols()));
   if (mode != 0 && mode != 1) throw py::value_error("unknown 4-bit compute mode");
-  const float* bd = nullptr;
-  if (!bias.is_none()) {
-    py::array bias_arr = bias.cast<py::array>();
-    bd = checked_data<float>(bias_arr, "bias", "float32");
-    if (bias_arr.size() != N) throw py::value_error("bias must have out_features values");
-  }
+  const float* bd = optional_bias(bias, N);
   py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
   float* yd = y.mutable_data();
   {

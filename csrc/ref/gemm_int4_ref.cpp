@@ -2,26 +2,14 @@
 // exactly the order of operations the SIMD kernels use, so every ISA gives the same bits.
 #include <cmath>
 
+#include "kernels/int4_layout.h"
 #include "ref/ref_kernels.h"
 
 namespace lowbit {
 namespace ref {
 namespace {
 
-constexpr int64_t kPanel = 64;
-
-struct GroupBlock {
-  const uint8_t* weights;
-  const float* scales;
-  const uint8_t* zeros;  // null when symmetric
-};
-
-GroupBlock group_block(const Int4GemmProblem& p, int64_t panel, int64_t g) {
-  const uint8_t* block = p.w + panel * p.panel_stride + g * p.group_stride;
-  const int64_t weight_bytes = p.group_pad * kPanel / 2;
-  return {block, reinterpret_cast<const float*>(block + weight_bytes),
-          p.symmetric ? nullptr : block + weight_bytes + kPanel * 4};
-}
+constexpr int64_t kPanel = kInt4PanelCols;
 
 // The 4-bit value of column c at position k (< group_pad) of a group.
 inline int32_t nibble(const uint8_t* weights, int64_t k, int64_t c) {
@@ -41,7 +29,7 @@ void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t
         if (n >= p.N) break;
         float acc = 0.0f;
         for (int64_t g = 0; g < p.groups; ++g) {
-          const GroupBlock b = group_block(p, panel, g);
+          const Int4Group b = int4_group(p, panel, g);
           int32_t dot = 0;
           for (int64_t k = 0; k < p.group_pad; ++k)
             dot += nibble(b.weights, k, c) * static_cast<int32_t>(a[g * p.group_pad + k]);
@@ -64,7 +52,7 @@ void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_
         if (n >= p.N) break;
         float acc = 0.0f;
         for (int64_t g = 0; g < p.groups; ++g) {
-          const GroupBlock b = group_block(p, panel, g);
+          const Int4Group b = int4_group(p, panel, g);
           const int32_t zero = b.zeros ? b.zeros[c] : 8;
           float s = 0.0f;
           for (int64_t k = 0; k < p.group_pad; ++k)

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/avx2/avx2_kernels.h"
+#include "kernels/int4_layout.h"
 
 namespace lowbit {
 namespace avx2 {
@@ -20,21 +21,8 @@ constexpr int64_t kPrefetchBytes = 16 * kOctetBytes;
 
 #define LOWBIT_INLINE __attribute__((always_inline)) inline
 
-struct GroupBlock {
-  const uint8_t* weights;
-  const float* scales;
-  const uint8_t* zeros;  // null when symmetric
-};
-
-LOWBIT_INLINE GroupBlock group_block(const Int4GemmProblem& p, int64_t panel, int64_t g) {
-  const uint8_t* block = p.w + panel * p.panel_stride + g * p.group_stride;
-  const int64_t weight_bytes = p.group_pad * kPanel / 2;
-  return {block, reinterpret_cast<const float*>(block + weight_bytes),
-          p.symmetric ? nullptr : block + weight_bytes + kPanel * 4};
-}
-
 // Zero points of the 8 columns starting at column c of the panel.
-LOWBIT_INLINE __m256i zero_points(const GroupBlock& b, int64_t c) {
+LOWBIT_INLINE __m256i zero_points(const Int4Group& b, int64_t c) {
   if (b.zeros == nullptr) return _mm256_set1_epi32(8);
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.zeros + c)));
 }
@@ -74,7 +62,7 @@ void w4a8_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel, int64_t half
   const int8_t* a = p.a_s8 + m0 * p.lda;
   const int64_t octets = p.group_pad / 8;
   for (int64_t g = 0; g < p.groups; ++g) {
-    const GroupBlock b = group_block(p, panel, g);
+    const Int4Group b = int4_group(p, panel, g);
     const int8_t* ag = a + g * p.group_pad;
     IntTile<MR> acc;
 #pragma GCC unroll 4
@@ -135,7 +123,7 @@ void w4f32_tile(const Int4GemmProblem& p, int64_t m0, int64_t panel, int64_t hal
   const float* a = p.a_f32 + m0 * p.lda;
   const int64_t octets = p.group_pad / 8;
   for (int64_t g = 0; g < p.groups; ++g) {
-    const GroupBlock b = group_block(p, panel, g);
+    const Int4Group b = int4_group(p, panel, g);
     const float* ag = a + g * p.group_pad;
     __m256 s[MR][4];
 #pragma GCC unroll 4

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/int4_layout.h"
 #include "kernels/kernel_api.h"
 
 namespace lowbit {
@@ -52,20 +53,6 @@ inline int8x16_t broadcast4_u8_shifted(const uint8_t* a) {
   uint32_t word;
   __builtin_memcpy(&word, a, sizeof(word));
   return vreinterpretq_s8_u32(veorq_u32(vdupq_n_u32(word), vdupq_n_u32(0x80808080u)));
-}
-
-// 4-bit group blocks (see Int4GemmProblem).
-struct Int4Group {
-  const uint8_t* weights;
-  const float* scales;
-  const uint8_t* zeros;  // null when symmetric
-};
-
-inline Int4Group int4_group(const Int4GemmProblem& p, int64_t panel, int64_t g) {
-  const uint8_t* block = p.w + panel * p.panel_stride + g * p.group_stride;
-  const int64_t weight_bytes = p.group_pad * 64 / 2;
-  return {block, reinterpret_cast<const float*>(block + weight_bytes),
-          p.symmetric ? nullptr : block + weight_bytes + 64 * 4};
 }
 
 // Zero points of the 4 columns starting at panel column c, as int32 lanes.

@@ -1,0 +1,31 @@
+// Addressing of the packed 4-bit weight layout (see Int4GemmProblem in kernel_api.h), shared by
+// every ISA's 4-bit kernels. Plain integer code in an anonymous namespace: each translation unit
+// keeps its own copy, compiled with its own flags (no ODR mixing across ISA flags).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernel_api.h"
+
+namespace lowbit {
+namespace {
+
+constexpr int64_t kInt4PanelCols = 64;
+constexpr int64_t kInt4OctetBytes = kInt4PanelCols * 4;  // 8 k of 64 columns, 2 nibbles a byte
+
+// One group's block inside a panel: weights (octets), then scales, then zero points.
+struct Int4Group {
+  const uint8_t* weights;
+  const float* scales;   // 64, one per panel column
+  const uint8_t* zeros;  // 64, or null when symmetric (every zero point is 8)
+};
+
+inline Int4Group int4_group(const Int4GemmProblem& p, int64_t panel, int64_t g) {
+  const uint8_t* block = p.w + panel * p.panel_stride + g * p.group_stride;
+  const int64_t weight_bytes = p.group_pad * kInt4PanelCols / 2;
+  return {block, reinterpret_cast<const float*>(block + weight_bytes),
+          p.symmetric ? nullptr : block + weight_bytes + kInt4PanelCols * 4};
+}
+
+}  // namespace
+}  // namespace lowbit
