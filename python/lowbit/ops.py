@@ -288,7 +288,7 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
         raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
     x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), k)
     if weight.bits == 4:
-        y = _C.linear_int4(x2, weight._packed, INT4_MODE_CODES[weight.mode], bias)
+        y = _C.linear_int4(x2, weight._packed, INT4_MODE_CODES[weight.mode or "w4a8"], bias)
     else:
         y = _C.linear(x2, weight._packed, weight.scale, bias)
     return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (weight.out_features,))

@@ -200,8 +200,7 @@ def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symme
     offset = 8 if qt.dtype == "int4" else 0   # unsigned storage: u = q + 8 for int4
     u = np.ascontiguousarray(qt.data.astype(np.int16) + offset).astype(np.uint8)
     zu = (zero.astype(np.int16) + offset).astype(np.uint8)
-    zu = None if np.all(zu == 8) else np.ascontiguousarray(zu)
     scale32 = np.ascontiguousarray(scale, dtype=np.float32)
-    packed = _C.pack_int4(u, g, scale32, zu)
+    packed = _C.pack_int4(u, g, scale32, None if np.all(zu == 8) else np.ascontiguousarray(zu))
     return PackedWeight(packed, scale32.copy(), np.array(zero, copy=True), qt.dtype, bits=4,
                         group_size=g, mode=mode)

@@ -175,12 +175,13 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
         raise ValueError("per-channel quantization needs an array with at least one dimension")
     ax = normalize_axis(axis, xa.ndim)
     reduce_axes = tuple(i for i in range(xa.ndim) if i != ax)
-    lo = xa.min(axis=reduce_axes, initial=0) if xa.size else np.zeros(xa.shape[ax], np.float32)
-    hi = xa.max(axis=reduce_axes, initial=0) if xa.size else np.zeros(xa.shape[ax], np.float32)
-    lo, hi = np.asarray(lo).reshape(-1), np.asarray(hi).reshape(-1)
+    lo_c: np.ndarray = np.asarray(xa.min(axis=reduce_axes, initial=0) if xa.size
+                                  else np.zeros(xa.shape[ax], np.float32)).reshape(-1)
+    hi_c: np.ndarray = np.asarray(xa.max(axis=reduce_axes, initial=0) if xa.size
+                                  else np.zeros(xa.shape[ax], np.float32)).reshape(-1)
     if clip_search and xa.size:
-        lo, hi = _search_clip(np.moveaxis(xa, ax, 0).reshape(xa.shape[ax], -1), lo, hi, name,
-                              symmetric)
-    scale, zero = _range_to_params(lo, hi, name, symmetric)
+        lo_c, hi_c = _search_clip(np.moveaxis(xa, ax, 0).reshape(xa.shape[ax], -1), lo_c, hi_c,
+                                  name, symmetric)
+    scale, zero = _range_to_params(lo_c, hi_c, name, symmetric)
     data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, dtype=name)
     return QTensor(data, scale, zero.astype(storage), name, ax, None)
