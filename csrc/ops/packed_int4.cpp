@@ -38,7 +38,7 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
     throw std::invalid_argument("group_size must be even and in [2, " +
                                 std::to_string(kMaxGroupSize) + "], got " +
                                 std::to_string(group_size));
-  const int64_t G = K == 0 ? 0 : (K + group_size - 1) / group_size;
+  const int64_t G = ceil_div(K, group_size);
   for (int64_t i = 0; i < N * K; ++i)
     if (u[i] > 15) throw std::invalid_argument("4-bit values must lie in [0, 15]");
   for (int64_t i = 0; i < N * G; ++i) {
@@ -59,15 +59,17 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
     for (int64_t i = 0; i < N * G; ++i) pm->symmetric_ &= zero_point[i] == 8;
   const bool store_zeros = !pm->symmetric_;
   pm->group_stride_ = pm->group_pad_ * kPanel / 2 + kPanel * 4 + (store_zeros ? kPanel : 0);
-  pm->panels_count_ = (N + kPanel - 1) / kPanel;
-  pm->storage_bytes_ = static_cast<size_t>(pm->panels_count_ * pm->group_stride_ * G);
+  pm->panels_count_ = ceil_div(N, kPanel);
+  // No groups (K = 0) means no bytes, however many columns: N is then not bounded by a buffer.
+  pm->storage_bytes_ =
+      G == 0 ? 0 : static_cast<size_t>(checked_size_mul(checked_size_mul(pm->panels_count_, pm->group_stride_), G));
   pm->storage_ = aligned_alloc_bytes(pm->storage_bytes_);
   std::memset(pm->storage_, 0, pm->storage_bytes_);
   pm->data_ = static_cast<uint8_t*>(pm->storage_);
 
   PackedInt4Matrix* raw = pm.get();
   const int64_t weight_bytes = pm->group_pad_ * kPanel / 2;
-  parallel_for(pm->panels_count_, [&](int64_t panel) {
+  parallel_for(G == 0 ? 0 : pm->panels_count_, [&](int64_t panel) {
     uint8_t* base = raw->data_ + panel * raw->panel_stride();
     for (int64_t g = 0; g < G; ++g) {
       uint8_t* block = base + g * raw->group_stride_;

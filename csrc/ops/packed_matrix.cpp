@@ -48,13 +48,14 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
   std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
   pm->K_ = K;
   pm->N_ = N;
-  pm->KP_ = round_up(K, kDepthGroup);
-  pm->NP_ = round_up(N, kPanelCols);
+  pm->KP_ = checked_round_up(K, kDepthGroup);
+  pm->NP_ = checked_round_up(N, kPanelCols);
   pm->type_ = type;
-  const size_t panel_bytes = static_cast<size_t>(pm->KP_ * pm->NP_);
-  const size_t col_bytes = static_cast<size_t>(pm->NP_) * sizeof(int32_t);
-  const size_t zp_bytes = static_cast<size_t>(round_up(N, 16)) * sizeof(int32_t);
-  pm->storage_bytes_ = panel_bytes + 2 * col_bytes + zp_bytes;
+  const int64_t panel_bytes = checked_size_mul(pm->KP_, pm->NP_);
+  const int64_t col_bytes = checked_size_mul(pm->NP_, sizeof(int32_t));
+  const int64_t zp_bytes = checked_size_mul(checked_round_up(N, 16), sizeof(int32_t));
+  pm->storage_bytes_ = static_cast<size_t>(
+      checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
   pm->storage_ = aligned_alloc_bytes(pm->storage_bytes_);
   std::memset(pm->storage_, 0, pm->storage_bytes_);
   auto* base = static_cast<uint8_t*>(pm->storage_);

@@ -11,6 +11,7 @@
 #include "dispatch/kernel_table.h"
 #include "kernels/qparams.h"
 #include "lowbit/lowbit.h"
+#include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit {
@@ -69,7 +70,7 @@ void for_each_run(AxisView v, ScaleMode mode, int64_t block, const Fn& fn) {
         if (v.inner == 1) return {r * v.axis, v.axis, 0, true};
         return {r * v.inner, v.inner, r % v.axis, false};
       case ScaleMode::blocked: {
-        const int64_t blocks = (v.axis + block - 1) / block;
+        const int64_t blocks = ceil_div(v.axis, block);  // block may be as large as INT64_MAX
         if (v.inner == 1) {
           const int64_t o = r / blocks, b = r % blocks;
           return {o * v.axis + b * block, std::min(block, v.axis - b * block), r, false};
@@ -90,7 +91,7 @@ void for_each_run(AxisView v, ScaleMode mode, int64_t block, const Fn& fn) {
       run_length = v.inner == 1 ? v.axis : v.inner;
       break;
     case ScaleMode::blocked:
-      n_runs = v.inner == 1 ? v.outer * ((v.axis + block - 1) / block) : v.outer * v.axis;
+      n_runs = v.inner == 1 ? v.outer * ceil_div(v.axis, block) : v.outer * v.axis;
       run_length = v.inner == 1 ? std::min(block, v.axis) : v.inner;
       break;
   }

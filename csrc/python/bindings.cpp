@@ -59,7 +59,7 @@ int64_t expected_scale_count(lowbit::AxisView v, lowbit::ScaleMode mode, int64_t
     case lowbit::ScaleMode::per_axis: return v.axis;
     case lowbit::ScaleMode::blocked:
       if (block <= 0) throw py::value_error("block_size must be positive");
-      return v.outer * ((v.axis + block - 1) / block) * v.inner;
+      return v.outer * (v.axis == 0 ? 0 : (v.axis - 1) / block + 1) * v.inner;  // no overflow for any block
   }
   return 0;
 }
@@ -241,7 +241,7 @@ std::shared_ptr<lowbit::PackedInt4Matrix> pack_int4(const py::array& u, int64_t 
   if (u.ndim() != 2) throw py::value_error("4-bit weight values must be 2-D (N, K)");
   const int64_t N = u.shape(0), K = u.shape(1);
   if (group_size <= 0) throw py::value_error("group_size must be positive");
-  const int64_t G = K == 0 ? 0 : (K + group_size - 1) / group_size;
+  const int64_t G = K == 0 ? 0 : (K - 1) / group_size + 1;  // no overflow for any group_size
   const float* sd = checked_data<float>(scale, "scale", "float32");
   if (scale.size() != N * G)
     throw py::value_error("scale must have N * ceil(K / group_size) values");

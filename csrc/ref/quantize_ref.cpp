@@ -11,7 +11,9 @@
 namespace lowbit {
 namespace ref {
 
-static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+// NaN clamps to lo: converting NaN to an integer is undefined behaviour, and the callers report
+// NaN input as an error after the run, so the value stored for it does not matter.
+static inline float clampf(float v, float lo, float hi) { return v >= lo ? (v > hi ? hi : v) : lo; }
 
 static inline uint8_t quantize_one(float x, float scale, int32_t zero, float qmin, float qmax) {
   float v = std::nearbyint(x / scale) + static_cast<float>(zero);
@@ -79,7 +81,7 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
   for (int64_t i = 0; i < n; ++i) {
     const double m = multiplier[per_element ? i : 0];
     double v = std::nearbyint(static_cast<double>(acc[i]) * m) + zero;
-    v = v < qmin ? qmin : (v > qmax ? qmax : v);
+    v = v >= qmin ? (v > qmax ? qmax : v) : qmin;  // NaN (a NaN multiplier) -> qmin, never cast
     out[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
   }
 }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <stdexcept>
 
 namespace lowbit {
 
@@ -38,5 +39,25 @@ class ScratchBuffer {
 
 // Rounds n up to a multiple of m (m > 0).
 constexpr long long round_up(long long n, long long m) { return (n + m - 1) / m * m; }
+
+// ceil(n / m) for n >= 0, m > 0, without the overflow of (n + m - 1) / m near INT64_MAX.
+constexpr long long ceil_div(long long n, long long m) { return n == 0 ? 0 : (n - 1) / m + 1; }
+
+// Size arithmetic for packed data. A caller can describe a matrix with zero strides (a broadcast
+// source of one byte), so dimensions are not bounded by any real buffer: a size that does not
+// fit in 64 bits must be an error, not a wrapped, short allocation that is then overrun.
+inline long long checked_size_mul(long long a, long long b) {
+  long long r = 0;
+  if (__builtin_mul_overflow(a, b, &r))
+    throw std::invalid_argument("matrix too large: its packed size does not fit in 64 bits");
+  return r;
+}
+inline long long checked_size_add(long long a, long long b) {
+  long long r = 0;
+  if (__builtin_add_overflow(a, b, &r))
+    throw std::invalid_argument("matrix too large: its packed size does not fit in 64 bits");
+  return r;
+}
+inline long long checked_round_up(long long n, long long m) { return checked_size_mul(ceil_div(n, m), m); }
 
 }  // namespace lowbit

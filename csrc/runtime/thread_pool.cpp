@@ -55,7 +55,7 @@ class ThreadPool {
     return n;
   }
 
-  int num_threads() const { return num_threads_; }
+  int num_threads() const { return num_threads_.load(std::memory_order_relaxed); }
 
   void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
@@ -219,7 +219,7 @@ class ThreadPool {
     workers_.clear();
   }
 
-  int num_threads_;
+  std::atomic<int> num_threads_;  // written under busy_mutex_, read by get_num_threads() anywhere
   std::vector<std::thread> workers_;
   std::mutex busy_mutex_;  // one parallel job at a time; other callers run serially
   std::mutex mutex_;

@@ -40,4 +40,6 @@ def scale_layout(shape: tuple[int, ...], scale_shape: tuple[int, ...], axis: int
     if tuple(scale_shape) != expected:
         raise ValueError(f"blocked scale must have shape {expected} (ceil({dim}/{block_size}) "
                          f"blocks along axis {ax}), got {scale_shape}")
-    return Layout(outer, dim, inner, BLOCKED, block_size)
+    # A block longer than the axis is one block: pass the axis length, so any Python int works
+    # (a block_size beyond int64 would not even reach the kernels).
+    return Layout(outer, dim, inner, BLOCKED, min(block_size, max(dim, 1)))

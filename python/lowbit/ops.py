@@ -255,8 +255,11 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
         sa = sa.reshape(-1, 1)
     if sb.size > 1 and (acc.ndim < 1 or sb.size != acc.shape[-1]):
         raise ValueError("b_scale must be a scalar or have one value per column of B")
-    multiplier = (sa.reshape(sa.shape if sa.size > 1 else ()) *
-                  sb.reshape(-1 if sb.size > 1 else ())) / sy.reshape(())
+    with np.errstate(over="ignore"):
+        multiplier = (sa.reshape(sa.shape if sa.size > 1 else ()) *
+                      sb.reshape(-1 if sb.size > 1 else ())) / sy.reshape(())
+    if not np.all(np.isfinite(multiplier)):
+        raise ValueError("a_scale * b_scale / y_scale overflows float32 (y_scale too small)")
     return requantize(acc, np.asarray(multiplier, dtype=np.float32), y_zero_point,
                       _output_qtype(None, y_zero_point))
 

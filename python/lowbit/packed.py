@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _C
+from ._checks import scales
 
 if TYPE_CHECKING:
     from .qtensor import QTensor
@@ -134,7 +135,10 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
     if qt.data.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {qt.data.shape}")
     n = qt.data.shape[0]
-    scale = np.ascontiguousarray(np.broadcast_to(qt.scale, (n,)), dtype=np.float32)
+    # A QTensor can be built by hand: its scales get the same checks as any other (a NaN or 0
+    # scale here would otherwise turn every output of linear() into NaN or 0, silently).
+    # np.array copies: a view would tie the packed weight to the caller's QTensor.
+    scale = np.array(np.broadcast_to(scales(qt.scale, "QTensor scale"), (n,)), dtype=np.float32)
     zero = np.ascontiguousarray(np.broadcast_to(qt.zero_point, (n,)))
     data = np.ascontiguousarray(qt.data)
     packed = _C.pack_matrix(data, True, zero.astype(np.int32))

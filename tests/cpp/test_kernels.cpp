@@ -1,11 +1,14 @@
 // C++ kernel tests: every available ISA path against int64 / scalar references, through the
 // public API. Prints 'N passed, N failed' and exits non-zero on any failure.
+// LOWBIT_ISA=<name> tests only that path (so CI can run each path in its own sanitized process);
+// --list-isas prints the paths this CPU offers, one per line, and exits.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <stdexcept>
@@ -254,11 +257,28 @@ void test_linear_int4(std::mt19937& gen, lowbit::Isa isa, const Int4Case& c, con
   }
 }
 
+std::vector<lowbit::Isa> isas_under_test() {
+  const char* env = std::getenv("LOWBIT_ISA");
+  if (env != nullptr && *env != '\0') return {lowbit::active_isa()};  // throws if unsupported
+  return lowbit::available_isas();
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--list-isas") {
+    for (lowbit::Isa isa : lowbit::available_isas()) std::printf("%s\n", lowbit::isa_name(isa).c_str());
+    return 0;
+  }
+  std::vector<lowbit::Isa> isas;
+  try {
+    isas = isas_under_test();
+  } catch (const std::exception& e) {
+    std::printf("%s\n0 passed, 1 failed\n", e.what());
+    return 1;
+  }
   std::mt19937 gen(1234);
-  for (lowbit::Isa isa : lowbit::available_isas()) {
+  for (lowbit::Isa isa : isas) {
     lowbit::set_active_isa(isa);
     const std::string tag = lowbit::isa_name(isa);
     for (int threads : {1, 2, 3}) {

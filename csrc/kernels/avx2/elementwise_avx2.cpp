@@ -32,7 +32,7 @@ inline __m128i low_bytes(__m256i v) {
 
 inline uint8_t quantize_scalar(float x, float scale, int32_t zero, float lo, float hi) {
   float v = std::nearbyint(x / scale) + static_cast<float>(zero);
-  v = v < lo ? lo : (v > hi ? hi : v);
+  v = v >= lo ? (v > hi ? hi : v) : lo;  // NaN -> lo: a NaN must never reach the int cast
   return static_cast<uint8_t>(static_cast<int32_t>(v));
 }
 
@@ -202,7 +202,7 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
   for (; i < n; ++i) {
     const double m = multiplier[per_element ? i : 0];
     double v = std::nearbyint(static_cast<double>(acc[i]) * m) + zero;
-    v = v < qmin ? qmin : (v > qmax ? qmax : v);
+    v = v >= qmin ? (v > qmax ? qmax : v) : qmin;  // NaN -> qmin, as in the scalar kernel
     out[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
   }
 }
