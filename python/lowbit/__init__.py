@@ -11,7 +11,7 @@ from .ops import (dequantize_linear, dynamic_quantize_linear, linear, matmul_int
                   qlinear_matmul, quantize_linear, requantize)
 from .packed import PackedWeight, pack_weight
 from .qtensor import QTensor, quantize
-from . import nn
+from . import nn, observers
 
 __version__ = "0.1.0"
 
@@ -21,5 +21,5 @@ __all__ = [
     "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
     "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
-    "quantize", "nn",
+    "quantize", "nn", "observers",
 ]
