@@ -12,6 +12,9 @@ from .ops import (dequantize_linear, dynamic_quantize_linear, linear, matmul_int
 from .packed import PackedWeight, pack_weight
 from .qtensor import QTensor, quantize
 from . import nn, observers
+from .config import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
+                     Int8StaticConfig, Int8WeightOnlyConfig)
+from .conversion import quantize_weights
 
 __version__ = "0.1.0"
 
@@ -21,5 +24,6 @@ __all__ = [
     "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
     "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
-    "quantize", "nn", "observers",
+    "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",
+    "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "quantize_weights",
 ]
