@@ -1,9 +1,12 @@
 """lowbit: exact int8 quantized inference kernels for CPUs, with ONNX numeric semantics.
 
 Importing lowbit selects the best kernel path for this CPU (or LOWBIT_ISA if set: an unknown or
-unsupported value raises at import).
+unsupported value raises at import). lowbit never imports PyTorch itself: `lowbit.torch` (model
+conversion) is a separate, optional module.
 """
 from __future__ import annotations
+
+__version__ = "0.1.0"
 
 from . import _C
 from ._runtime import cpu_info, get_isa, get_num_threads, set_isa, set_num_threads, use_isa
@@ -15,8 +18,7 @@ from . import nn, observers
 from .config import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
                      Int8StaticConfig, Int8WeightOnlyConfig)
 from .conversion import quantize_weights
-
-__version__ = "0.1.0"
+from .io import load, save
 
 _C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
 
@@ -26,4 +28,5 @@ __all__ = [
     "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
     "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",
     "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "quantize_weights",
+    "save", "load",
 ]
