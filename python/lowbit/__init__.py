@@ -19,6 +19,7 @@ from .config import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
                      Int8StaticConfig, Int8WeightOnlyConfig)
 from .conversion import quantize_weights
 from .io import load, save
+from .report import report
 
 _C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
 
@@ -28,5 +29,5 @@ __all__ = [
     "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
     "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",
     "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "quantize_weights",
-    "save", "load",
+    "save", "load", "report",
 ]
