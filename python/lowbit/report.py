@@ -102,16 +102,15 @@ class Report:
     def plot(self, path: str) -> None:
         """Bars per layer: bytes, latency, SQNR. Needs matplotlib."""
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            # The Figure API, not pyplot: no global backend switch in the caller's session.
+            from matplotlib.figure import Figure
         except ImportError as e:
             raise ImportError("Report.plot needs matplotlib: pip install matplotlib") from e
         rows = [r for r in self.layers if r.ms_float is not None]
         names = [r.name for r in rows]
         y = np.arange(len(rows))
-        fig, axes = plt.subplots(1, 3, figsize=(15, 1.2 + 0.28 * max(len(rows), 4)),
-                                 sharey=True)
+        fig = Figure(figsize=(15, 1.2 + 0.28 * max(len(rows), 4)))
+        axes = fig.subplots(1, 3, sharey=True)
         h = 0.4
         axes[0].barh(y - h / 2, [r.bytes_float / 1024 for r in rows], h, label="float32")
         axes[0].barh(y + h / 2, [r.bytes_quantized / 1024 for r in rows], h, label="lowbit")
@@ -124,11 +123,10 @@ class Report:
         axes[2].set_xlabel("SQNR dB (layer alone)")
         axes[0].set_yticks(y, names, fontsize=7)
         axes[0].invert_yaxis()
-        axes[0].legend(loc="lower right")
+        axes[0].legend(loc="best", fontsize=7)
         fig.suptitle(self.title(), fontsize=10)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
-        plt.close(fig)
 
 
 def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
