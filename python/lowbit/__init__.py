@@ -1,9 +1,12 @@
 """lowbit: exact int8 quantized inference kernels for CPUs, with ONNX numeric semantics.
 
 Importing lowbit selects the best kernel path for this CPU (or LOWBIT_ISA if set: an unknown or
-unsupported value raises at import).
+unsupported value raises at import). lowbit never imports PyTorch itself: `lowbit.torch` (model
+conversion) is a separate, optional module.
 """
 from __future__ import annotations
+
+__version__ = "0.1.0"
 
 from . import _C
 from ._runtime import cpu_info, get_isa, get_num_threads, set_isa, set_num_threads, use_isa
@@ -11,9 +14,12 @@ from .ops import (dequantize_linear, dynamic_quantize_linear, linear, matmul_int
                   qlinear_matmul, quantize_linear, requantize)
 from .packed import PackedWeight, pack_weight
 from .qtensor import QTensor, quantize
-from . import nn
-
-__version__ = "0.1.0"
+from . import nn, observers
+from .config import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
+                     Int8StaticConfig, Int8WeightOnlyConfig)
+from .conversion import quantize_weights
+from .io import load, save
+from .report import report
 
 _C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
 
@@ -21,5 +27,7 @@ __all__ = [
     "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
     "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
-    "quantize", "nn",
+    "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",
+    "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "quantize_weights",
+    "save", "load", "report",
 ]

@@ -1,25 +1,67 @@
 """NumPy drop-in layers."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._checks import float_array
+from ._checks import float_array, require_finite, scales, zero_points
+from ._plan import plan_linear
+from .config import Int8StaticConfig, QuantConfig, check_config
+from .embedding import QuantizedEmbedding
 from .ops import linear
 from .packed import PackedWeight, pack_weight
+from .qtensor import QTensor, quantize
+from .schemes import linear_static, linear_weight_only_int8
+
+SCHEMES = ("dynamic", "static", "weight_only")
 
 
 class QuantizedLinear:
-    """y = x @ W.T + b in one kernel call (float32 in, float32 out), with an int8 per-channel
-    weight and int8 dynamic per-row activations, or a 4-bit per-group weight (bits=4) computed
-    as "w4a8" (int8 dynamic activations) or "weight_only" (float32 activations)."""
+    """y = x @ W.T + b, float32 in and out. What the layer stores decides how it computes
+    (`scheme`):
 
-    def __init__(self, weight: PackedWeight, bias: Optional[np.ndarray] = None) -> None:
+    - an 8-bit PackedWeight: "dynamic" (int8 activations per row, the fused `lowbit.linear`
+      kernel) or, with input_scale/input_zero_point, "static" (activations quantized per tensor
+      with those frozen parameters: `lowbit.schemes.linear_static`);
+    - a 4-bit PackedWeight: "dynamic" (mode "w4a8") or "weight_only" (mode "weight_only");
+    - an int8 QTensor (per output channel): "weight_only" (dequantized per call, float32 GEMM).
+    """
+
+    def __init__(self, weight: Union[PackedWeight, QTensor], bias: Optional[np.ndarray] = None,
+                 *, input_scale: Any = None, input_zero_point: Any = None) -> None:
+        self.input_scale: Optional[np.ndarray] = None
+        self.input_zero_point: Optional[np.ndarray] = None
+        if isinstance(weight, QTensor):
+            if weight.dtype not in ("int8", "uint8") or weight.data.ndim != 2 \
+                    or weight.group_size is not None or weight.axis not in (0, None):
+                raise ValueError("a weight-only QuantizedLinear takes a 2-D int8/uint8 QTensor, "
+                                 "per tensor or per output channel (axis=0)")
+            self.scheme = "weight_only"
+        elif isinstance(weight, PackedWeight):
+            if weight.bits == 4:
+                self.scheme = "dynamic" if weight.mode == "w4a8" else "weight_only"
+            else:
+                self.scheme = "dynamic" if input_scale is None else "static"
+        else:
+            raise TypeError(f"weight must be a PackedWeight or a QTensor, got "
+                            f"{type(weight).__name__}")
+        if (input_scale is None) != (input_zero_point is None):
+            raise ValueError("give both input_scale and input_zero_point, or neither")
+        if input_scale is not None:
+            if self.scheme != "static":
+                raise ValueError("input_scale/input_zero_point apply to 8-bit packed weights "
+                                 "(static activation quantization) only")
+            self.input_scale, self.input_zero_point = _input_qparams(input_scale,
+                                                                     input_zero_point)
         self.weight = weight
-        self.bias = None if bias is None else np.array(bias, dtype=np.float32, copy=True)
-        if self.bias is not None and self.bias.shape != (weight.out_features,):
-            raise ValueError(f"bias must have shape ({weight.out_features},), got {self.bias.shape}")
+        self.bias: Optional[np.ndarray] = None
+        if bias is not None:
+            b = np.array(float_array(bias, "bias"), dtype=np.float32, copy=True)
+            require_finite(b, "bias")
+            if b.shape != (self.out_features,):
+                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
+            self.bias = b
 
     @classmethod
     def from_float(cls, weight: Any, bias: Any = None, *, symmetric: bool = True, bits: int = 8,
@@ -31,31 +73,111 @@ class QuantizedLinear:
         return cls(pack_weight(weight, bits=bits, group_size=group_size, symmetric=symmetric,
                                mode=mode), b)
 
+    @classmethod
+    def from_config(cls, weight: Any, bias: Any = None, config: Optional[QuantConfig] = None,
+                    *, input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
+        """Quantizes a float32 (out_features, in_features) weight as `config` says (default
+        Int8DynamicConfig). A 4-bit group size larger than in_features becomes in_features;
+        shapes the kernels cannot take raise ValueError (lowbit._plan.UnsupportedLayer).
+
+        Int8StaticConfig needs the activation parameters: `input_qparams=(scale, zero_point)`,
+        or a config whose `observer` has already observed calibration data."""
+        from .config import Int8DynamicConfig
+        cfg = check_config(Int8DynamicConfig() if config is None else config)
+        if not isinstance(weight, np.ndarray) or weight.ndim != 2:
+            raise ValueError("weight must be a 2-D NumPy array (out_features, in_features)")
+        w = float_array(weight, "weight")
+        plan = plan_linear(cfg, w.shape[0], w.shape[1])
+        b = None if bias is None else float_array(bias, "bias")
+        if cfg.bits == 4:
+            return cls(pack_weight(w, bits=4, group_size=plan.group_size,
+                                   symmetric=cfg.symmetric, mode=cfg.mode), b)
+        if cfg.scheme == "weight_only":
+            return cls(quantize(w, "int8", symmetric=cfg.symmetric, axis=0), b)
+        if isinstance(cfg, Int8StaticConfig):
+            if input_qparams is None:
+                if not cfg.observer.observed:
+                    raise ValueError("Int8StaticConfig needs calibrated activation parameters: "
+                                     "pass input_qparams=(scale, zero_point) or a config whose "
+                                     "observer has observed data")
+                input_qparams = cfg.observer.calculate_qparams()
+            return cls(static_weight(w, cfg), b, input_scale=input_qparams[0],
+                       input_zero_point=input_qparams[1])
+        if input_qparams is not None:
+            raise ValueError("input_qparams apply to Int8StaticConfig only")
+        return cls(pack_weight(w, bits=8, symmetric=cfg.symmetric), b)
+
     @property
     def bits(self) -> int:
-        return self.weight.bits
+        return self.weight.bits if isinstance(self.weight, PackedWeight) else 8
 
     @property
     def in_features(self) -> int:
-        return self.weight.in_features
+        return int(self.weight.shape[1])
 
     @property
     def out_features(self) -> int:
-        return self.weight.out_features
+        return int(self.weight.shape[0])
 
     @property
     def weight_nbytes(self) -> int:
         """Bytes the layer holds for its weight (packed data + scales and zero points)."""
-        return self.weight.nbytes
+        return int(self.weight.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight_nbytes + (0 if self.bias is None else int(self.bias.nbytes))
 
     def dequantized_weight(self) -> np.ndarray:
         return self.weight.dequantize()
 
+    def compute(self, x: Any, bias: Optional[np.ndarray]) -> np.ndarray:
+        """The layer's computation with an explicit bias (the PyTorch wrapper passes its own
+        buffer, which a user may have replaced)."""
+        if self.scheme == "weight_only" and isinstance(self.weight, QTensor):
+            return linear_weight_only_int8(x, self.weight, bias)
+        assert isinstance(self.weight, PackedWeight)
+        if self.scheme == "static":
+            assert self.input_scale is not None and self.input_zero_point is not None
+            return linear_static(x, self.weight, self.input_scale, self.input_zero_point, bias)
+        return linear(x, self.weight, bias)
+
     def __call__(self, x: Any) -> np.ndarray:
-        return linear(x, self.weight, self.bias)
+        return self.compute(x, self.bias)
 
     def __repr__(self) -> str:
-        extra = (f", bits=4, group_size={self.weight.group_size}, mode={self.weight.mode!r}"
-                 if self.weight.bits == 4 else "")
+        w = self.weight
+        extra = (f", bits=4, group_size={w.group_size}, mode={w.mode!r}"
+                 if isinstance(w, PackedWeight) and w.bits == 4 else f", scheme={self.scheme!r}")
         return (f"QuantizedLinear(in_features={self.in_features}, "
                 f"out_features={self.out_features}, bias={self.bias is not None}{extra})")
+
+
+def _input_qparams(scale: Any, zero_point: Any) -> tuple[np.ndarray, np.ndarray]:
+    s = scales(scale, "input_scale")
+    if s.size != 1:
+        raise ValueError("input_scale must be a single value (static activations are per tensor)")
+    zp = np.asarray(zero_point)
+    dtype = zp.dtype if zp.dtype in (np.int8, np.uint8) else np.dtype(np.uint8)
+    info = np.iinfo(dtype)
+    z = zero_points(zp, info.min, info.max, "input_zero_point")
+    if z.size != 1:
+        raise ValueError("input_zero_point must be a single value")
+    return s.reshape(()).copy(), z.reshape(()).astype(dtype)
+
+
+def static_weight(w: np.ndarray, config: Int8StaticConfig) -> PackedWeight:
+    """The 8-bit weight of a static layer: pack_weight's per-channel rule, or the ranges of the
+    config's weight observer."""
+    if config.weight_observer is None:
+        return pack_weight(w, bits=8, symmetric=config.symmetric)
+    from .ops import quantize_linear
+    obs = config.weight_observer.clone()
+    obs.observe(w)
+    scale, zero = obs.calculate_qparams()
+    axis = obs.axis
+    data = quantize_linear(w, scale, zero, axis=0 if axis is not None else 1)
+    return pack_weight(QTensor(data, scale, zero, obs.dtype, axis, None), bits=8)
+
+
+__all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES"]

@@ -278,13 +278,14 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
     if not isinstance(weight, PackedWeight):
         raise TypeError("weight must be a PackedWeight (see lowbit.pack_weight)")
     # Fast path first: this function is on every layer call and must stay within a few us.
-    if not (type(x) is np.ndarray and x.dtype == _F32 and x.flags.c_contiguous
+    # `is`, not ==: the extension accepts only the canonical dtype object (see kernel_array).
+    if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous
             and x.flags.aligned):
         x = float_array(x, "x")
     k = weight.in_features
     if x.ndim == 0 or x.shape[-1] != k:
         raise ValueError(f"x must have shape (..., {k}), got {x.shape}")
-    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == _F32
+    if bias is not None and not (type(bias) is np.ndarray and bias.dtype is _F32
                                  and bias.flags.c_contiguous and bias.flags.aligned):
         bias = float_array(bias, "bias")
     if bias is not None and bias.shape != (weight.out_features,):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import scales
+from ._checks import kernel_array, scales
 
 if TYPE_CHECKING:
     from .qtensor import QTensor
@@ -33,9 +33,9 @@ class PackedWeight:
                  bits: int = 8, group_size: Optional[int] = None,
                  mode: Optional[str] = None) -> None:
         self._packed = packed
-        self.scale = scale
+        self.scale = kernel_array(scale)   # handed to the kernels on every call
         self.scale.setflags(write=False)
-        self.zero_point = zero_point
+        self.zero_point = kernel_array(zero_point)
         self.zero_point.setflags(write=False)
         self.dtype = dtype
         self.bits = bits
@@ -77,10 +77,19 @@ class PackedWeight:
     def dequantize(self) -> np.ndarray:
         return self.qtensor().dequantize()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The packed bytes live in C++ memory; pickling (and copy.deepcopy) goes through the
+        # canonical QTensor and re-packs, which also suits a different CPU on the other side.
+        return (_repack, (self.qtensor(), self.bits, self.mode))
+
     def __repr__(self) -> str:
         extra = f", group_size={self.group_size}, mode={self.mode!r}" if self.bits == 4 else ""
         return (f"PackedWeight(out_features={self.out_features}, in_features={self.in_features}, "
                 f"bits={self.bits}, dtype={self.dtype}, symmetric={self.symmetric}{extra})")
+
+
+def _repack(qt: "QTensor", bits: int, mode: Optional[str]) -> PackedWeight:
+    return pack_weight(qt, bits=bits, mode=mode)
 
 
 def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Optional[int] = None,
@@ -140,7 +149,7 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
     # np.array copies: a view would tie the packed weight to the caller's QTensor.
     scale = np.array(np.broadcast_to(scales(qt.scale, "QTensor scale"), (n,)), dtype=np.float32)
     zero = np.ascontiguousarray(np.broadcast_to(qt.zero_point, (n,)))
-    data = np.ascontiguousarray(qt.data)
+    data = kernel_array(np.ascontiguousarray(qt.data))
     packed = _C.pack_matrix(data, True, zero.astype(np.int32))
     return PackedWeight(packed, scale, zero.copy(), qt.dtype)
 
@@ -204,7 +213,7 @@ def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symme
     offset = 8 if qt.dtype == "int4" else 0   # unsigned storage: u = q + 8 for int4
     u = np.ascontiguousarray(qt.data.astype(np.int16) + offset).astype(np.uint8)
     zu = (zero.astype(np.int16) + offset).astype(np.uint8)
-    scale32 = np.ascontiguousarray(scale, dtype=np.float32)
+    scale32 = kernel_array(np.ascontiguousarray(scale, dtype=np.float32))
     packed = _C.pack_int4(u, g, scale32, None if np.all(zu == 8) else np.ascontiguousarray(zu))
     return PackedWeight(packed, scale32.copy(), np.array(zero, copy=True), qt.dtype, bits=4,
                         group_size=g, mode=mode)

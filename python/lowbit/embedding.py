@@ -1,0 +1,101 @@
+"""QuantizedEmbedding (NumPy): an embedding table stored as int8 or int4 rows with float32
+scales per row (or per group of a row), gathered and dequantized on lookup."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ._checks import float_array
+from ._nibbles import pack_nibbles, unpack_nibbles
+from .qtensor import quantize
+
+
+class QuantizedEmbedding:
+    """A (num_embeddings, embedding_dim) table. bits=8: int8 values, symmetric
+    (scale = max|row| / 127); bits=4: int4 values two per byte (scale = max|row| / 7).
+    `scale` has shape (num_embeddings, groups): one group per row unless group_size is set.
+    Lookup: rows = float32(q[idx]) * scale[idx] (dequantize_linear's arithmetic, zero point 0)."""
+
+    def __init__(self, data: np.ndarray, scale: np.ndarray, bits: int, embedding_dim: int,
+                 group_size: Optional[int] = None) -> None:
+        if bits not in (4, 8):
+            raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        storage_dim = embedding_dim // 2 if bits == 4 else embedding_dim
+        expected = np.int8 if bits == 8 else np.uint8
+        if data.ndim != 2 or data.dtype != expected or data.shape[1] != storage_dim:
+            raise ValueError(f"a {bits}-bit table must be {np.dtype(expected).name} with shape "
+                             f"(rows, {storage_dim}), got {data.dtype} {data.shape}")
+        g = embedding_dim if group_size is None else int(group_size)
+        groups = -(-embedding_dim // g) if embedding_dim else 1
+        if scale.shape != (data.shape[0], groups) or scale.dtype != np.float32:
+            raise ValueError(f"scale must be float32 with shape ({data.shape[0]}, {groups}), "
+                             f"got {scale.dtype} {scale.shape}")
+        if scale.size and not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError("embedding scales must be finite and > 0")
+        self.data = data
+        self.scale = scale
+        self.bits = bits
+        self.embedding_dim = embedding_dim
+        self.group_size = group_size
+
+    @classmethod
+    def from_float(cls, weight: Any, bits: int = 8, group_size: Optional[int] = None
+                   ) -> "QuantizedEmbedding":
+        w = float_array(weight, "weight")
+        if w.ndim != 2:
+            raise ValueError(f"an embedding table is 2-D (rows, dim), got shape {w.shape}")
+        if bits not in (4, 8):
+            raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        dim = w.shape[1]
+        if dim == 0:
+            raise ValueError("embedding_dim must be > 0")
+        if bits == 4 and dim % 2:
+            raise ValueError(f"4-bit rows need an even embedding_dim, got {dim}")
+        g = dim if group_size is None else int(group_size)
+        if g <= 0 or g > max(dim, 1):
+            raise ValueError(f"group_size must be in [1, {dim}], got {group_size}")
+        qt = quantize(w, "int8" if bits == 8 else "int4", symmetric=True, axis=1,
+                      group_size=max(g, 1))
+        data = qt.data if bits == 8 else pack_nibbles((qt.data.astype(np.int16) + 8)
+                                                      .astype(np.uint8))
+        return cls(np.ascontiguousarray(data), np.ascontiguousarray(qt.scale, np.float32), bits,
+                   dim, group_size)
+
+    @property
+    def num_embeddings(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes + self.scale.nbytes)
+
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        """The signed integer values of the given table rows (int8, one per element)."""
+        if self.bits == 8:
+            return self.data[rows]
+        return (unpack_nibbles(self.data[rows]).astype(np.int8) - np.int8(8)).astype(np.int8)
+
+    def __call__(self, indices: Any) -> np.ndarray:
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise IndexError(f"embedding index out of range [0, {self.num_embeddings}): "
+                             f"got values in [{idx.min()}, {idx.max()}]")
+        q = self.values(idx).astype(np.float32)
+        s = self.scale[idx]
+        if s.shape[-1] == 1:
+            q *= s
+        else:
+            g = self.group_size or self.embedding_dim
+            q *= np.repeat(s, g, axis=-1)[..., :self.embedding_dim]
+        return q
+
+    def dequantize(self) -> np.ndarray:
+        return self(np.arange(self.num_embeddings))
+
+    def __repr__(self) -> str:
+        g = f", group_size={self.group_size}" if self.group_size else ""
+        return (f"QuantizedEmbedding({self.num_embeddings}, {self.embedding_dim}, "
+                f"bits={self.bits}{g})")

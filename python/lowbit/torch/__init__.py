@@ -1,0 +1,26 @@
+"""lowbit.torch: PyTorch drop-in layers and model conversion (needs PyTorch; the rest of lowbit
+never imports it).
+
+- QuantizedLinear.from_float(linear, config), QuantizedEmbedding.from_float(embedding, bits)
+- quantize_(model, config, ...): replace nn.Linear (and nn.Embedding) layers in place
+- prepare(model, Int8StaticConfig(...)) -> run data -> convert(model): static PTQ
+- prepare_qat(model, config) -> train -> convert(model): QAT with fake quantization
+- model_nbytes(model): parameter + buffer bytes plus lowbit's packed weights
+"""
+from __future__ import annotations
+
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised only without torch
+    raise ImportError("lowbit.torch needs PyTorch: pip install 'lowbit[torch]'") from e
+
+from .calibrate import ObservedLinear, prepare
+from .embedding import QuantizedEmbedding
+from .finalize import convert
+from .layers import QuantizedLinear
+from .qat import FakeQuantLinear, prepare_qat
+from .quantize import model_nbytes, quantize_
+from .summary import ConversionSummary
+
+__all__ = ["QuantizedLinear", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
+           "convert", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]

@@ -1,0 +1,42 @@
+"""The speed guard of quantize_(skip_slower=True): time a layer's float and quantized forward
+at the shape it will really see, on this CPU, with the current thread settings."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+WARMUP = 3
+MIN_SAMPLES = 7
+BUDGET_SECONDS = 0.05   # per layer and per variant; enough for a stable median at these sizes
+MAX_SAMPLES = 500
+
+
+def median_seconds(fn: Callable[[], object]) -> float:
+    for _ in range(WARMUP):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < MIN_SAMPLES or (time.perf_counter() - start < BUDGET_SECONDS
+                                       and len(times) < MAX_SAMPLES):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def compare(float_layer: nn.Module, quantized: nn.Module, rows: int, in_features: int
+            ) -> tuple[float, float]:
+    """(float seconds, quantized seconds) per call on a (rows, in_features) input. The two
+    variants alternate in three rounds and each keeps its best median, so a burst of load from
+    other processes penalizes neither side alone."""
+    x = torch.randn(rows, in_features, generator=torch.Generator().manual_seed(0))
+    best_f, best_q = float("inf"), float("inf")
+    with torch.inference_mode():
+        for _ in range(3):
+            best_f = min(best_f, median_seconds(lambda: float_layer(x)))
+            best_q = min(best_q, median_seconds(lambda: quantized(x)))
+    return best_f, best_q

@@ -1,0 +1,134 @@
+"""Fake quantization for QAT: lowbit's quantizers mirrored in PyTorch, value for value, with a
+straight-through estimator (and an LSQ gradient for learnable scales).
+
+Every parameter rule here is the NumPy one of lowbit.qtensor / the kernels' activation
+quantizers, written with the same float32 operations in the same order, so the values a
+fake-quantized layer trains with are the values the converted kernel computes with.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._checks import QTYPES
+
+SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7}
+SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
+
+
+class FakeQuantize(torch.autograd.Function):
+    """y = (clamp(round_half_even(x / s) + z, qmin, qmax) - z) * s.
+
+    Backward (straight-through): dy/dx = 1 where round(x / s) + z lies inside [qmin, qmax],
+    0 where it was clamped. dy/ds (LSQ, only when s requires grad) = round(x/s) - x/s inside,
+    (q - z) outside, times `grad_scale`, summed over the elements sharing a scale. The zero
+    point gets no gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                qmin: int, qmax: int, grad_scale: float) -> torch.Tensor:
+        v = x / scale
+        r = torch.round(v)
+        unclamped = r + zero_point
+        inside = (unclamped >= qmin) & (unclamped <= qmax)
+        q = unclamped.clamp(qmin, qmax)
+        ctx.save_for_backward(inside, v, r, q, zero_point)
+        ctx.scale_shape = scale.shape
+        ctx.grad_scale = grad_scale
+        return (q - zero_point) * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        inside, v, r, q, zero_point = ctx.saved_tensors
+        grad_x = grad * inside.to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_s = None
+        if ctx.needs_input_grad[1]:
+            d = torch.where(inside, r - v, q - zero_point)
+            grad_s = (grad * d).sum_to_size(ctx.scale_shape) * ctx.grad_scale
+        return grad_x, grad_s, None, None, None, None
+
+
+def clamp_range(dtype: str, symmetric: bool) -> tuple[int, int]:
+    """Symmetric weights use the restricted range around the zero point (as pack_weight's
+    max|w| / 127 and / 7 scales do, so -128 / -8 never occur); otherwise the type's range."""
+    _, lo, hi = QTYPES[dtype]
+    if symmetric:
+        z, m = SYMMETRIC_ZERO[dtype], SYMMETRIC_MAX[dtype]
+        return z - m, z + m
+    return lo, hi
+
+
+def range_to_params(lo: torch.Tensor, hi: torch.Tensor, dtype: str, symmetric: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """lowbit.qtensor._range_to_params in float32 torch ops (zero point as a float tensor)."""
+    _, qmin, qmax = QTYPES[dtype]
+    if symmetric:
+        scale = torch.maximum(lo.abs(), hi.abs()) / SYMMETRIC_MAX[dtype]
+        zero = torch.full_like(scale, float(SYMMETRIC_ZERO[dtype]))
+    else:
+        lo = torch.clamp(lo, max=0.0)
+        hi = torch.clamp(hi, min=0.0)
+        scale = (hi - lo) / (qmax - qmin)
+        safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+        zero = torch.clamp(torch.round(qmin - lo / safe), qmin, qmax)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    return scale, zero
+
+
+def group_view(w: torch.Tensor, group: int) -> torch.Tensor:
+    """(N, K) -> (N, G, group), zero-padding a short last group (zeros change no range)."""
+    n, k = w.shape
+    groups = -(-k // group)
+    pad = groups * group - k
+    if pad:
+        w = torch.nn.functional.pad(w, (0, pad))
+    return w.reshape(n, groups, group)
+
+
+def weight_params(w: torch.Tensor, group: int, dtype: str, symmetric: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group (N, G) scale and zero point of a weight, exactly as lowbit.quantize computes
+    them (per channel: group = in_features)."""
+    g = group_view(w.detach(), group)
+    lo = torch.clamp(g.amin(dim=2), max=0.0)
+    hi = torch.clamp(g.amax(dim=2), min=0.0)
+    return range_to_params(lo, hi, dtype, symmetric)
+
+
+def fake_quantize_weight(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group: int,
+                         dtype: str, symmetric: bool, grad_scale: float = 1.0) -> torch.Tensor:
+    qmin, qmax = clamp_range(dtype, symmetric)
+    g = group_view(w, group)
+    y = FakeQuantize.apply(g, scale.unsqueeze(-1), zero.unsqueeze(-1), qmin, qmax, grad_scale)
+    return y.reshape(w.shape[0], -1)[:, :w.shape[1]]
+
+
+def quantize_weight_values(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group: int,
+                           dtype: str, symmetric: bool) -> torch.Tensor:
+    """The integer values fake_quantize_weight rounds to (for conversion), as float32."""
+    qmin, qmax = clamp_range(dtype, symmetric)
+    g = group_view(w.detach(), group)
+    q = torch.clamp(torch.round(g / scale.unsqueeze(-1)) + zero.unsqueeze(-1), qmin, qmax)
+    return q.reshape(w.shape[0], -1)[:, :w.shape[1]]
+
+
+def fake_quantize_rows_dynamic(x: torch.Tensor) -> torch.Tensor:
+    """The 8-bit kernel's activations: DynamicQuantizeLinear (uint8) per row; the row's scale and
+    zero point are constants for the gradient."""
+    rows = x.reshape(-1, x.shape[-1])
+    d = rows.detach()
+    lo = torch.clamp(d.amin(dim=1, keepdim=True), max=0.0) if d.shape[1] else d.new_zeros(d.shape[0], 1)
+    hi = torch.clamp(d.amax(dim=1, keepdim=True), min=0.0) if d.shape[1] else d.new_zeros(d.shape[0], 1)
+    scale, zero = range_to_params(lo, hi, "uint8", False)
+    return FakeQuantize.apply(rows, scale, zero, 0, 255, 1.0).reshape(x.shape)
+
+
+def fake_quantize_rows_symmetric(x: torch.Tensor) -> torch.Tensor:
+    """The W4A8 kernel's activations: int8 per row, scale max|x| / 127 (1 for a zero row),
+    values in [-127, 127]."""
+    rows = x.reshape(-1, x.shape[-1])
+    amax = rows.detach().abs().amax(dim=1, keepdim=True)
+    scale = amax / 127
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    return FakeQuantize.apply(rows, scale, torch.zeros_like(scale), -127, 127, 1.0).reshape(x.shape)

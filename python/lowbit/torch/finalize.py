@@ -1,0 +1,40 @@
+"""convert: turn the layers prepare() and prepare_qat() inserted into lowbit layers."""
+from __future__ import annotations
+
+from torch import nn
+
+from ._modules import named_modules_all, set_submodule
+from .calibrate import ObservedLinear
+from .qat import FakeQuantLinear
+from .summary import ConversionSummary, Replaced
+
+
+def convert(model: nn.Module) -> ConversionSummary:
+    """Replaces every ObservedLinear (static PTQ: activation scale and zero point frozen from
+    its observer) and FakeQuantLinear (QAT: the weights it rounds to, its activation
+    parameters) by a lowbit QuantizedLinear, in place. Raises ValueError naming the layers if
+    any observer saw no data, before changing anything."""
+    found = [(n, m) for n, m in named_modules_all(model)
+             if isinstance(m, (ObservedLinear, FakeQuantLinear))]
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no layers prepared by prepare() or "
+                         "prepare_qat(): nothing to convert")
+    unobserved = sorted({n for n, m in found if isinstance(m, ObservedLinear)
+                         and not m.observer.observed})
+    if unobserved:
+        raise ValueError(f"calibration never reached {len(unobserved)} layer(s): "
+                         f"{', '.join(repr(n) for n in unobserved)}; run representative inputs "
+                         "through the prepared model before convert()")
+    summary = ConversionSummary("convert")
+    done: dict[int, nn.Module] = {}
+    for name, module in found:
+        if id(module) not in done:
+            done[id(module)] = module.to_quantized(name)
+            new = done[id(module)]
+            size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+            summary.replaced.append(Replaced(name, "linear", (module.out_features,
+                                                              module.in_features),
+                                             module.config.describe(), size,
+                                             new.nbytes))  # type: ignore[arg-type]
+        set_submodule(model, name, done[id(module)])
+    return summary

@@ -1,0 +1,206 @@
+"""Quantization-aware training: `prepare_qat` swaps nn.Linear layers for FakeQuantLinear, which
+trains in float with the rounding the converted layer will apply; `convert` then builds the
+same lowbit layers post-training quantization builds, from the fake-quantized values."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import nn as lnn
+from .._checks import QTYPES
+from .._plan import LayerPlan, UnsupportedLayer, plan_linear
+from ..config import Int8StaticConfig, QuantConfig, check_config
+from ..conversion import ConfigSpec, config_for
+from ..packed import pack_weight
+from ..qtensor import QTensor
+from . import fake_quant as fq
+from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from .layers import QuantizedLinear, float_weight
+from .summary import ConversionSummary, Replaced, Skipped
+
+TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
+
+
+class FakeQuantLinear(nn.Module):
+    """nn.Linear with fake-quantized weights (per channel for 8-bit configs, per group for
+    4-bit ones) and activations (per row for dynamic configs, per tensor for Int8StaticConfig,
+    none for weight-only). Shares the original layer's weight and bias Parameters.
+
+    learnable_scales=True (symmetric weights only) makes the weight scales Parameters trained
+    with LSQ gradients (grad scale 1 / sqrt(elements per scale * qmax)), initialized to the
+    max|w| rule; for Int8StaticConfig the activation scale is learnable too, initialized from
+    the observer after the first training batch (its zero point then stays fixed)."""
+
+    input_zero_point: torch.Tensor
+    input_initialized: torch.Tensor
+
+    def __init__(self, linear: nn.Linear, config: QuantConfig, plan: LayerPlan,
+                 learnable_scales: bool = False) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.config = config
+        self.learnable_scales = learnable_scales
+        if config.bits == 4:
+            assert plan.group_size is not None
+            self.group = plan.group_size
+            self.weight_dtype = "int4" if config.symmetric else "uint4"
+        else:
+            self.group = self.in_features
+            self.weight_dtype = "int8"
+        self.symmetric = config.symmetric
+        self.weight_scale: Optional[nn.Parameter] = None
+        if learnable_scales:
+            if not config.symmetric:
+                raise ValueError("learnable_scales needs symmetric weights (the zero point is not "
+                                 "learned)")
+            scale, _ = fq.weight_params(self.weight, self.group, self.weight_dtype, True)
+            self.weight_scale = nn.Parameter(scale.clone())
+        self.observer = config.observer.clone() if isinstance(config, Int8StaticConfig) else None
+        self.input_scale: Optional[nn.Parameter] = None
+        if self.observer is not None and learnable_scales:
+            self.input_scale = nn.Parameter(torch.ones(()))
+            self.register_buffer("input_zero_point", torch.zeros(()))
+            self.register_buffer("input_initialized", torch.zeros((), dtype=torch.bool))
+
+    # -- weights ---------------------------------------------------------------------------
+    def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.weight_scale is not None:
+            scale = self.weight_scale.clamp_min(TINY_SCALE)
+            zero = torch.full_like(scale, float(fq.SYMMETRIC_ZERO[self.weight_dtype])).detach()
+            return scale, zero
+        return fq.weight_params(self.weight, self.group, self.weight_dtype, self.symmetric)
+
+    def fake_weight(self) -> torch.Tensor:
+        scale, zero = self.weight_qparams()
+        qmax = fq.SYMMETRIC_MAX[self.weight_dtype]
+        grad_scale = 1.0 / math.sqrt(self.group * qmax)
+        return fq.fake_quantize_weight(self.weight, scale, zero, self.group, self.weight_dtype,
+                                       self.symmetric, grad_scale)
+
+    def quantized_weight(self) -> QTensor:
+        """The integer weight the fake-quantized one rounds to, as a lowbit QTensor."""
+        with torch.no_grad():
+            scale, zero = self.weight_qparams()
+            q = fq.quantize_weight_values(self.weight, scale, zero, self.group, self.weight_dtype,
+                                          self.symmetric)
+        storage = QTYPES[self.weight_dtype][0]
+        data = q.numpy().astype(storage)
+        s = np.ascontiguousarray(scale.detach().numpy(), np.float32)
+        z = zero.numpy().astype(storage)
+        if self.config.bits == 8:
+            return QTensor(data, s.reshape(-1), z.reshape(-1), self.weight_dtype, 0, None)
+        return QTensor(data, s, z, self.weight_dtype, 1, self.group)
+
+    # -- activations -----------------------------------------------------------------------
+    def input_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.observer is not None
+        if self.input_scale is not None:
+            if not bool(self.input_initialized):
+                raise ValueError("the learnable activation scale is not initialized: run a "
+                                 "training batch first")
+            return self.input_scale.clamp_min(TINY_SCALE), self.input_zero_point
+        if not self.observer.observed:
+            raise ValueError("the activation observer has seen no data: run training batches "
+                             "(module.train()) first")
+        scale, zero = self.observer.calculate_qparams()
+        return torch.tensor(float(scale)), torch.tensor(float(zero))
+
+    def fake_input(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.scheme == "weight_only":
+            return x
+        if cfg.scheme == "dynamic":
+            return (fq.fake_quantize_rows_dynamic(x) if cfg.bits == 8
+                    else fq.fake_quantize_rows_symmetric(x))
+        assert self.observer is not None
+        if self.training and (self.input_scale is None or not bool(self.input_initialized)):
+            self.observer.observe(x.detach().contiguous().numpy())
+            if self.input_scale is not None:
+                s0, z0 = self.observer.calculate_qparams()
+                with torch.no_grad():
+                    self.input_scale.fill_(float(s0))
+                    self.input_zero_point.fill_(float(z0))
+                    self.input_initialized.fill_(True)
+        scale, zero = self.input_qparams()
+        qmin, qmax = fq.clamp_range(self.observer.dtype, False)
+        grad_scale = 1.0 / math.sqrt(max(x.numel(), 1) * qmax)
+        return fq.FakeQuantize.apply(x, scale, zero, qmin, qmax, grad_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise TypeError(f"FakeQuantLinear takes float32 inputs, got {x.dtype}")
+        return F.linear(self.fake_input(x), self.fake_weight(), self.bias)
+
+    # -- conversion ------------------------------------------------------------------------
+    def to_quantized(self, name: str) -> QuantizedLinear:
+        """The lowbit layer that computes what this layer simulates."""
+        cfg = self.config
+        _, bias = float_weight(self, name)
+        qt = self.quantized_weight()
+        if cfg.bits == 4:
+            layer = lnn.QuantizedLinear(pack_weight(qt, bits=4, mode=cfg.mode), bias)
+        elif cfg.scheme == "weight_only":
+            layer = lnn.QuantizedLinear(qt, bias)
+        elif isinstance(cfg, Int8StaticConfig):
+            try:
+                scale, zero = self.input_qparams()
+            except ValueError as e:
+                raise ValueError(f"layer {name!r}: {e}") from None
+            zdtype = np.dtype(QTYPES[cfg.observer.dtype][0])
+            layer = lnn.QuantizedLinear(pack_weight(qt, bits=8), bias,
+                                        input_scale=np.float32(scale.item()),
+                                        input_zero_point=np.asarray(int(zero.item()), zdtype))
+        else:
+            layer = lnn.QuantizedLinear(pack_weight(qt, bits=8), bias)
+        return QuantizedLinear(layer, cfg.describe())
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"config={self.config.describe()}, learnable_scales={self.learnable_scales}")
+
+
+def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] = None, *,
+                learnable_scales: bool = False) -> ConversionSummary:
+    """Swaps the model's nn.Linear layers for FakeQuantLinear (in place); config as in
+    quantize_ (one config or a dict of fnmatch patterns). Train as usual (the layers keep the
+    original weight/bias Parameters, so an existing optimizer still holds them; with
+    learnable_scales=True add the new scale Parameters to it), then `convert(model)`."""
+    linears = find(model, (nn.Linear,), filter_fn)
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layers to prepare for QAT")
+    parents = dict(named_modules_all(model))
+    summary = ConversionSummary("prepare_qat")
+    done: dict[int, nn.Module] = {}
+    for name, module in linears:
+        if id(module) in done:
+            set_submodule(model, name, done[id(module)])
+            continue
+        assert isinstance(module, nn.Linear)
+        reason = linear_skip_reason(name, module, parents)
+        cfg, why = (None, reason) if reason else config_for(name, config)
+        if cfg is None:
+            summary.skipped.append(Skipped(name, why or "no config"))
+            continue
+        cfg = check_config(cfg)
+        float_weight(module, name)
+        try:
+            plan = plan_linear(cfg, module.out_features, module.in_features)
+        except UnsupportedLayer as e:
+            summary.skipped.append(Skipped(name, str(e)))
+            continue
+        new = FakeQuantLinear(module, cfg, plan, learnable_scales)
+        set_submodule(model, name, new)
+        done[id(module)] = new
+        size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+        summary.replaced.append(Replaced(name, "fake_quant", (module.out_features,
+                                                              module.in_features),
+                                         cfg.describe(), size, size, plan.note))
+    return summary

@@ -1,0 +1,193 @@
+"""quantize_: replace a model's nn.Linear (and optionally nn.Embedding) layers in place."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import nn
+
+from .. import nn as lnn
+from .._plan import UnsupportedLayer, plan_linear
+from ..config import Int8StaticConfig
+from ..conversion import ConfigSpec, config_for
+from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from ._speed import compare
+from .embedding import QuantizedEmbedding, unsupported_embedding_reason
+from .layers import QuantizedLinear, float_weight
+from .summary import ConversionSummary, Replaced, Skipped
+
+PROGRESS_MIN_LAYERS = 16
+
+
+def module_nbytes(module: nn.Module) -> int:
+    """Bytes of a module's own tensors (parameters and buffers, each storage once) plus what a
+    lowbit layer keeps outside torch tensors."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for t in list(module.parameters()) + [b for b in module.buffers() if b is not None]:
+        key = (t.data_ptr(), t.nbytes)
+        if key not in seen:
+            seen.add(key)
+            total += t.nbytes
+    for m in module.modules():
+        total += int(getattr(m, "hidden_nbytes", 0))
+    return total
+
+
+def model_nbytes(model: nn.Module) -> int:
+    """The model's size: parameter + buffer bytes (shared tensors counted once) plus the packed
+    weights lowbit layers hold outside torch tensors."""
+    return module_nbytes(model)
+
+
+def _progress(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[Any]:
+    if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_LAYERS):
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, unit="layer", leave=False)
+
+
+def _call(model: nn.Module, example_inputs: Any) -> None:
+    if isinstance(example_inputs, (tuple, list)):
+        model(*example_inputs)
+    else:
+        model(example_inputs)
+
+
+def _observed_rows(model: nn.Module, names: list[tuple[str, nn.Module]], example_inputs: Any
+                   ) -> dict[str, int]:
+    """Rows (product of the leading dims) each Linear gets when the model runs example_inputs."""
+    rows: dict[str, int] = {}
+    hooks = []
+    for name, module in names:
+        def hook(mod: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0:
+                rows.setdefault(name, math.prod(args[0].shape[:-1]))
+        hooks.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.inference_mode():
+            _call(model, example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+def _no_layers_error(model: nn.Module, filtered: bool, embeddings: bool) -> ValueError:
+    what = "nn.Linear" + (" or nn.Embedding" if embeddings else "")
+    if filtered:
+        return ValueError(f"filter_fn rejected every {what} layer of {type(model).__name__}: "
+                          "nothing to quantize")
+    kinds = sorted({type(m).__name__ for _, m in model.named_modules()} - {type(model).__name__})
+    return ValueError(f"{type(model).__name__} has no {what} layers to quantize (it holds: "
+                      f"{', '.join(kinds) or 'no submodules'})")
+
+
+def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] = None, *,
+              embeddings: bool = False, embedding_bits: int = 8,
+              embedding_group_size: Optional[int] = None, skip_slower: bool = False,
+              example_batch_size: int = 1, example_inputs: Any = None,
+              progress: Optional[bool] = None) -> ConversionSummary:
+    """Replaces the model's nn.Linear layers in place with lowbit QuantizedLinear layers.
+
+    config: one config for every layer, or a dict {fnmatch pattern: config or None} (the first
+    matching pattern wins; None or no match keeps the layer float). filter_fn(module, name)
+    -> bool narrows the layers considered. Layers a config cannot take (odd in_features for
+    4-bit, in_features past the int8 depth limit, empty) are skipped with the reason; a 4-bit
+    group size larger than in_features becomes in_features (noted).
+
+    embeddings=True also replaces nn.Embedding layers by QuantizedEmbedding (embedding_bits 8
+    or 4, one scale per row or per embedding_group_size values).
+
+    skip_slower=True times each layer, float and quantized, on this CPU at the rows it will see
+    (from one run of `example_inputs` if given, else `example_batch_size` rows) and keeps float
+    where the quantized layer is slower. progress: a tqdm bar (if tqdm is installed) for models
+    with at least 16 layers; True/False forces it on/off.
+
+    Returns a ConversionSummary (print it for a table)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"quantize_ takes an nn.Module, got {type(model).__name__}")
+    if not isinstance(config, dict) and isinstance(config, Int8StaticConfig):
+        raise ValueError("Int8StaticConfig needs calibration: prepare(model, config), run "
+                         "representative data through the model, then convert(model)")
+    linears = find(model, (nn.Linear,), filter_fn)
+    embs = find(model, (nn.Embedding,), filter_fn) if embeddings else []
+    if not linears and not embs:
+        unfiltered = find(model, (nn.Linear,), None) + (
+            find(model, (nn.Embedding,), None) if embeddings else [])
+        raise _no_layers_error(model, filter_fn is not None and bool(unfiltered), embeddings)
+    rows: dict[str, int] = {}
+    if skip_slower and example_inputs is not None:
+        rows = _observed_rows(model, linears, example_inputs)
+    parents = dict(named_modules_all(model))
+    summary = ConversionSummary("quantize_")
+    done: dict[int, nn.Module] = {}
+    for name, module in _progress(linears + embs, progress, "lowbit quantize_"):
+        if id(module) in done:   # the same module under a second name: reuse its replacement
+            set_submodule(model, name, done[id(module)])
+            continue
+        new: Optional[nn.Module]
+        if isinstance(module, nn.Linear):
+            new = _convert_linear(name, module, config, parents, summary, skip_slower,
+                                  rows.get(name, example_batch_size))
+        else:
+            new = _convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
+        if new is not None:
+            set_submodule(model, name, new)
+            done[id(module)] = new
+    return summary
+
+
+def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
+                    parents: dict[str, nn.Module], summary: ConversionSummary,
+                    skip_slower: bool, rows: int) -> Optional[QuantizedLinear]:
+    reason = linear_skip_reason(name, module, parents)
+    cfg, why = (None, reason) if reason else config_for(name, config)
+    if cfg is None:
+        summary.skipped.append(Skipped(name, why or "no config"))
+        return None
+    if isinstance(cfg, Int8StaticConfig):
+        raise ValueError(f"layer {name!r}: Int8StaticConfig needs calibration; use prepare() and "
+                         "convert()")
+    w, b = float_weight(module, name)
+    try:
+        plan = plan_linear(cfg, module.out_features, module.in_features)
+    except UnsupportedLayer as e:
+        summary.skipped.append(Skipped(name, str(e)))
+        return None
+    new = QuantizedLinear(lnn.QuantizedLinear.from_config(w, b, cfg), cfg.describe())
+    note = plan.note
+    if skip_slower:
+        t_float, t_quant = compare(module, new, rows, module.in_features)
+        timing = f"{t_quant * 1e6:.1f} us vs float {t_float * 1e6:.1f} us at {rows} rows"
+        if t_quant > t_float:
+            summary.skipped.append(Skipped(name, f"slower quantized: {timing}"))
+            return None
+        note = "; ".join(filter(None, [note, timing]))
+    before = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+    if new.nbytes >= before:
+        note = "; ".join(filter(None, [note, "not smaller: the packed layout pads "
+                                             "out_features to a multiple of 64"]))
+    summary.replaced.append(Replaced(name, "linear", (module.out_features, module.in_features),
+                                     cfg.describe(), before, new.nbytes, note))
+    return new
+
+
+def _convert_embedding(name: str, module: nn.Embedding, bits: int, group_size: Optional[int],
+                       summary: ConversionSummary) -> Optional[QuantizedEmbedding]:
+    reason = unsupported_embedding_reason(module)
+    if reason is None and bits == 4 and module.embedding_dim % 2:
+        reason = f"embedding_dim={module.embedding_dim} is odd; 4-bit rows need an even one"
+    if reason:
+        summary.skipped.append(Skipped(name, reason))
+        return None
+    new = QuantizedEmbedding.from_float(module, bits, group_size)
+    desc = f"int{bits} rows" + (f", groups of {group_size}" if group_size else ", per-row scales")
+    summary.replaced.append(Replaced(name, "embedding",
+                                     (module.num_embeddings, module.embedding_dim), desc,
+                                     module.weight.nbytes, new.nbytes))
+    return new

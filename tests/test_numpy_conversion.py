@@ -1,0 +1,204 @@
+"""Configs and conversion without PyTorch: QuantizedLinear.from_config for every config (bit-exact
+against the primitives it is built from), quantize_weights, and the NumPy QuantizedEmbedding."""
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import lowbit
+from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
+                    Int8StaticConfig, Int8WeightOnlyConfig)
+from lowbit.nn import QuantizedEmbedding, QuantizedLinear
+from lowbit.observers import MinMaxObserver, PercentileObserver
+from conftest import F32, assert_bits_equal, ref_quantize_linear
+
+
+def _layer(rng, n=40, k=96):
+    w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(F32)
+    b = rng.standard_normal(n).astype(F32)
+    return w, b
+
+
+def _x(rng, shape):
+    return rng.standard_normal(shape).astype(F32)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_from_config_int8_dynamic_is_pack_weight(rng, symmetric):
+    w, b = _layer(rng)
+    layer = QuantizedLinear.from_config(w, b, Int8DynamicConfig(symmetric=symmetric))
+    assert layer.scheme == "dynamic" and layer.bits == 8
+    x = _x(rng, (2, 3, 96))
+    assert_bits_equal(layer(x), lowbit.linear(x, lowbit.pack_weight(w, symmetric=symmetric), b))
+
+
+@pytest.mark.parametrize("cfg_cls,mode", [(Int4DynamicConfig, "w4a8"),
+                                          (Int4WeightOnlyConfig, "weight_only")])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_from_config_int4_is_pack_weight(rng, cfg_cls, mode, symmetric):
+    w, b = _layer(rng, k=100)   # a short last group of 4
+    layer = QuantizedLinear.from_config(w, b, cfg_cls(group_size=32, symmetric=symmetric))
+    assert layer.weight.mode == mode and layer.weight.group_size == 32
+    x = _x(rng, (5, 100))
+    ref = lowbit.pack_weight(w, bits=4, group_size=32, symmetric=symmetric, mode=mode)
+    assert_bits_equal(layer(x), lowbit.linear(x, ref, b))
+
+
+def test_int4_group_larger_than_in_features_uses_one_group(rng):
+    w, b = _layer(rng, k=64)
+    layer = QuantizedLinear.from_config(w, b, Int4DynamicConfig(group_size=128))
+    assert layer.weight.group_size == 64
+    with pytest.raises(ValueError, match="odd"):
+        QuantizedLinear.from_config(_layer(rng, k=63)[0], None, Int4DynamicConfig())
+
+
+def test_int8_weight_only_is_the_dequantized_float_product(rng):
+    w, b = _layer(rng)
+    layer = QuantizedLinear.from_config(w, b, Int8WeightOnlyConfig())
+    assert layer.scheme == "weight_only" and isinstance(layer.weight, lowbit.QTensor)
+    assert layer.weight_nbytes < w.nbytes / 3.5
+    x = _x(rng, (7, 96))
+    wd = lowbit.dequantize_linear(layer.weight.data, layer.weight.scale, layer.weight.zero_point,
+                                  axis=0)
+    assert_bits_equal(layer(x), (x @ wd.T + b).astype(F32))
+    np.testing.assert_allclose(layer(x), x @ w.T + b, atol=0.06)
+
+
+def ref_linear_static(x, pw, s_x, z_x, bias):
+    """The documented static arithmetic, operation by operation."""
+    q = ref_quantize_linear(x, s_x, z_x, "uint8").astype(np.int64) - int(z_x)
+    qt = pw.qtensor()
+    wc = qt.data.astype(np.int64) - np.asarray(qt.zero_point, np.int64).reshape(-1, 1)
+    acc = q @ wc.T
+    y = acc.astype(F32) * (F32(s_x) * pw.scale).astype(F32)
+    return (y + bias).astype(F32)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_static_linear_bit_exact(isa, rng, symmetric):
+    w, b = _layer(rng)
+    calib = _x(rng, (50, 96))
+    obs = MinMaxObserver()
+    obs.observe(calib)
+    layer = QuantizedLinear.from_config(w, b, Int8StaticConfig(observer=obs, symmetric=symmetric))
+    assert layer.scheme == "static"
+    s_x, z_x = obs.calculate_qparams()
+    assert layer.input_scale == s_x and layer.input_zero_point == z_x
+    x = np.concatenate([_x(rng, (6, 96)), 10 * _x(rng, (2, 96))])   # saturating rows too
+    assert_bits_equal(layer(x), ref_linear_static(x, layer.weight, s_x, z_x, b))
+    y3 = layer(x.reshape(2, 4, 96))
+    assert y3.shape == (2, 4, 40)
+    assert_bits_equal(y3.reshape(8, 40), layer(x))
+
+
+def test_static_needs_calibration(rng):
+    w, b = _layer(rng)
+    with pytest.raises(ValueError, match="calibrated"):
+        QuantizedLinear.from_config(w, b, Int8StaticConfig())
+    layer = QuantizedLinear.from_config(w, b, Int8StaticConfig(),
+                                        input_qparams=(np.float32(0.05), np.uint8(120)))
+    assert layer.input_zero_point.dtype == np.uint8
+    with pytest.raises(ValueError):
+        QuantizedLinear.from_config(w, b, Int8DynamicConfig(), input_qparams=(0.1, 0))
+
+
+def test_static_weight_observer(rng):
+    w, b = _layer(rng)
+    cfg = Int8StaticConfig(weight_observer=PercentileObserver(99.0, dtype="int8", symmetric=True,
+                                                              axis=0))
+    layer = QuantizedLinear.from_config(w, b, cfg, input_qparams=(np.float32(0.02), np.uint8(128)))
+    obs = PercentileObserver(99.0, dtype="int8", symmetric=True, axis=0)
+    obs.observe(w)
+    np.testing.assert_array_equal(layer.weight.scale, obs.calculate_qparams()[0])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        Int4DynamicConfig(group_size=33)
+    with pytest.raises(ValueError):
+        Int4WeightOnlyConfig(group_size=0)
+    with pytest.raises(TypeError):
+        Int4WeightOnlyConfig(group_size=32.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="per tensor"):
+        Int8StaticConfig(observer=MinMaxObserver(axis=0))
+    with pytest.raises(ValueError):
+        Int8StaticConfig(observer=MinMaxObserver(dtype="int4"))
+    with pytest.raises(TypeError):
+        Int8StaticConfig(observer=MinMaxObserver)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        QuantizedLinear.from_config(np.ones((2, 2), F32), None, "int8")  # type: ignore[arg-type]
+    for cfg in (Int8DynamicConfig(), Int8WeightOnlyConfig(), Int4DynamicConfig(),
+                Int4WeightOnlyConfig(), Int8StaticConfig()):
+        assert cfg.describe()
+
+
+def test_depth_limit_is_a_clear_error():
+    w = np.zeros((2, 65538), F32)
+    with pytest.raises(ValueError, match="depth limit"):
+        QuantizedLinear.from_config(w, None, Int8DynamicConfig())
+    assert QuantizedLinear.from_config(w, None, Int8WeightOnlyConfig()).in_features == 65538
+
+
+def test_quantize_weights(rng):
+    w1, b1 = _layer(rng)
+    w2, _ = _layer(rng, 16, 63)
+    weights = {"enc.fc1": w1, "enc.fc2": w2, "head": w1.copy(), "norm": np.ones(96, F32),
+               "ids": np.arange(6).reshape(2, 3), "step": 3}
+    out = lowbit.quantize_weights(weights, {"enc.fc2": None, "enc.*": Int4DynamicConfig(32),
+                                            "head": Int8DynamicConfig()}, biases={"enc.fc1": b1})
+    assert isinstance(out["enc.fc1"], QuantizedLinear) and out["enc.fc1"].bits == 4
+    assert out["enc.fc2"] is w2 and out["norm"] is weights["norm"] and out["step"] == 3
+    assert out["ids"] is weights["ids"] and out["head"].bits == 8
+    x = _x(rng, (3, 96))
+    ref = lowbit.pack_weight(w1, bits=4, group_size=32)
+    assert_bits_equal(out["enc.fc1"](x), lowbit.linear(x, ref, b1))
+    with pytest.raises(ValueError, match="'enc.fc2'.*odd"):
+        lowbit.quantize_weights(weights, Int4DynamicConfig())
+    with pytest.raises(ValueError, match="calibration"):
+        lowbit.quantize_weights(weights, Int8StaticConfig())
+    with pytest.raises(ValueError, match="biases"):
+        lowbit.quantize_weights(weights, Int8DynamicConfig(), biases={"nope": b1})
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("group_size", [None, 16, 20])
+def test_numpy_embedding(rng, bits, group_size):
+    table = rng.standard_normal((50, 40)).astype(F32)
+    emb = QuantizedEmbedding.from_float(table, bits=bits, group_size=group_size)
+    g = group_size or 40
+    qt = lowbit.quantize(table, "int8" if bits == 8 else "int4", axis=1, group_size=g)
+    idx = rng.integers(0, 50, (3, 7))
+    got = emb(idx)
+    assert got.shape == (3, 7, 40) and got.dtype == np.float32
+    assert_bits_equal(got, qt.dequantize()[idx])
+    assert emb.nbytes == (50 * 40 * bits // 8) + qt.scale.nbytes
+    with pytest.raises(IndexError):
+        emb(np.array([50]))
+    with pytest.raises(TypeError):
+        emb(np.array([1.0]))
+
+
+def test_numpy_embedding_bad_input():
+    with pytest.raises(ValueError, match="even"):
+        QuantizedEmbedding.from_float(np.ones((4, 5), F32), bits=4)
+    with pytest.raises(ValueError):
+        QuantizedEmbedding.from_float(np.ones((4, 5), F32), bits=2)
+    with pytest.raises(ValueError, match="NaN"):
+        QuantizedEmbedding.from_float(np.array([[np.nan, 1]], F32))
+
+
+def test_layers_survive_pickle_and_deepcopy(rng):
+    """An unpickled array carries an equal but distinct dtype object; lowbit must accept it."""
+    w, b = _layer(rng)
+    x = _x(rng, (4, 96))
+    for cfg in (Int8DynamicConfig(), Int4DynamicConfig(32), Int4WeightOnlyConfig(32, False),
+                Int8WeightOnlyConfig()):
+        layer = QuantizedLinear.from_config(w, b, cfg)
+        for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+            assert_bits_equal(clone(x), layer(x))
+    x2 = pickle.loads(pickle.dumps(x))
+    pw = lowbit.pack_weight(w)
+    assert_bits_equal(lowbit.linear(x2, pw, pickle.loads(pickle.dumps(b))), lowbit.linear(x, pw, b))

@@ -1,0 +1,243 @@
+"""QAT: fake quantization equals lowbit's quantizers value for value, straight-through and LSQ
+gradients match a reference, convert builds the PTQ layers, and QAT on scikit-learn's digits
+recovers the accuracy 4-bit post-training quantization loses."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import lowbit  # noqa: E402
+from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,  # noqa: E402
+                    Int8StaticConfig, Int8WeightOnlyConfig)
+from lowbit.observers import MovingAverageMinMaxObserver  # noqa: E402
+from lowbit.torch import FakeQuantLinear, QuantizedLinear, convert, prepare_qat, quantize_  # noqa: E402
+from lowbit.torch.fake_quant import (FakeQuantize, fake_quantize_rows_dynamic,  # noqa: E402
+                                     fake_quantize_rows_symmetric)
+from conftest import F32, assert_bits_equal, ref_dynamic_quantize_linear  # noqa: E402
+
+CONFIGS = {
+    "int8": Int8DynamicConfig(), "int8_asym": Int8DynamicConfig(symmetric=False),
+    "int8_wo": Int8WeightOnlyConfig(), "w4a8": Int4DynamicConfig(group_size=32),
+    "w4a8_asym": Int4DynamicConfig(group_size=32, symmetric=False),
+    "int4_wo": Int4WeightOnlyConfig(group_size=64),
+}
+
+
+# ---- the fake quantizer's gradients against a reference ---------------------------------------
+def test_straight_through_gradient_reference():
+    """dy/dx = 1 where round(x/s) + z lies in [qmin, qmax], 0 where it is clamped; dy/ds (LSQ) =
+    round(x/s) - x/s inside, q - z outside, summed per scale and times the grad scale."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(6, 50, generator=g) * 3).requires_grad_()
+    scale = torch.tensor([[0.02], [0.05], [0.1], [0.2], [0.5], [1.0]]).requires_grad_()
+    zero = torch.full((6, 1), 3.0)
+    qmin, qmax, gs = -8, 7, 0.25
+    y = FakeQuantize.apply(x, scale, zero, qmin, qmax, gs)
+    upstream = torch.randn(6, 50, generator=g)
+    y.backward(upstream)
+    xn, sn, zn, un = (t.detach().numpy().astype(np.float64) for t in (x, scale, zero, upstream))
+    v = xn.astype(F32) / sn.astype(F32)
+    r = np.rint(v)
+    inside = (r + zn >= qmin) & (r + zn <= qmax)
+    q = np.clip(r + zn, qmin, qmax)
+    np.testing.assert_array_equal(y.detach().numpy(), ((q - zn) * sn).astype(F32))
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(inside, un, 0).astype(F32))
+    ds = np.where(inside, r - v, q - zn)
+    np.testing.assert_allclose(scale.grad.numpy(), (un * ds).sum(axis=1, keepdims=True) * gs,
+                               rtol=1e-5, atol=1e-6)
+    assert 0 < inside.mean() < 1   # both regions were exercised
+
+
+def test_gradcheck_inside_the_range():
+    """Away from rounding steps and clamp edges, the STE gradient w.r.t. x is the identity."""
+    x = torch.linspace(-1, 1, 21, dtype=torch.float64).requires_grad_()
+    s = torch.tensor(0.1, dtype=torch.float64)
+    y = FakeQuantize.apply(x, s, torch.tensor(0.0, dtype=torch.float64), -127, 127, 1.0)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(gx, torch.ones_like(x))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fake_weight_equals_packed_weight(name):
+    cfg = CONFIGS[name]
+    torch.manual_seed(1)
+    lin = nn.Linear(100, 24)
+    model = nn.Sequential(copy.deepcopy(lin))
+    prepare_qat(model, cfg)
+    fq = model[0]
+    assert isinstance(fq, FakeQuantLinear)
+    ref = lowbit.nn.QuantizedLinear.from_config(lin.weight.detach().numpy(),
+                                                lin.bias.detach().numpy(), cfg)
+    with torch.no_grad():
+        assert_bits_equal(fq.fake_weight().numpy(), ref.dequantized_weight())
+
+
+def test_fake_activations_equal_the_kernels_quantizers():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(7, 33, generator=g) * torch.linspace(0.1, 5, 7).reshape(7, 1)
+    x[3] = 0
+    x[4] = x[4].abs() + 1   # an all-positive row: the range still includes 0
+    got = fake_quantize_rows_dynamic(x).numpy()
+    for i, row in enumerate(x.numpy()):
+        q, s, z = ref_dynamic_quantize_linear(row)
+        assert_bits_equal(got[i], ((q.astype(F32) - F32(z)) * s).astype(F32), f"row {i}")
+    got = fake_quantize_rows_symmetric(x).numpy()
+    for i, row in enumerate(x.numpy()):
+        s = F32(np.abs(row).max() / F32(127)) or F32(1)
+        q = np.clip(np.rint(row / s), -127, 127)
+        assert_bits_equal(got[i], (q.astype(F32) * s).astype(F32), f"row {i}")
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_convert_after_prepare_qat_is_ptq(name):
+    """Without training, QAT's convert builds exactly the layers quantize_ builds."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
+    ptq, qat = copy.deepcopy(model), copy.deepcopy(model)
+    quantize_(ptq, CONFIGS[name])
+    prepare_qat(qat, CONFIGS[name])
+    x = torch.randn(9, 64)
+    with torch.no_grad():
+        simulated = qat(x)
+    s = convert(qat)
+    assert s.replaced_names == ["0", "2"]
+    assert all(isinstance(m, QuantizedLinear) for m in (qat[0], qat[2]))
+    with torch.no_grad():
+        assert torch.equal(qat(x), ptq(x))
+        assert torch.allclose(simulated, qat(x), atol=1e-4)
+
+
+def test_static_qat_and_learnable_scales():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    cfg = Int8StaticConfig(observer=MovingAverageMinMaxObserver(0.1))
+    prepare_qat(model, cfg, learnable_scales=True)
+    params = [p for n, p in model.named_parameters() if "scale" in n]
+    assert len(params) == 4   # a weight scale and an activation scale per layer
+    before = [p.detach().clone() for p in params]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, target = torch.randn(64, 32), torch.randn(64, 4)
+    model.train()
+    for _ in range(20):
+        loss = ((model(x) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, params))
+    model.eval()
+    with torch.no_grad():
+        simulated = model(x)
+    convert(model)
+    assert model[0].scheme == "static"
+    assert model[0].layer.input_scale == np.float32(params[1].item())   # the learned scale
+    with torch.no_grad():
+        assert torch.allclose(model(x), simulated, atol=1e-4)
+    with pytest.raises(ValueError, match="symmetric"):
+        prepare_qat(nn.Sequential(nn.Linear(8, 8)), Int8DynamicConfig(symmetric=False),
+                    learnable_scales=True)
+
+
+def test_static_qat_needs_a_training_batch():
+    model = nn.Sequential(nn.Linear(8, 8))
+    prepare_qat(model, Int8StaticConfig())
+    model.eval()
+    with pytest.raises(ValueError, match="no data"):
+        model(torch.randn(2, 8))
+    with pytest.raises(ValueError, match="layer '0'"):
+        convert(model)
+
+
+def test_prepare_qat_skips_and_errors():
+    model = nn.Sequential(nn.Linear(64, 63), nn.Linear(63, 4))
+    s = prepare_qat(model, Int4DynamicConfig(group_size=128))
+    assert s.skipped_names == ["1"] and "odd" in s.reason("1")
+    assert "group_size 128 > in_features 64" in s.replaced[0].note
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        prepare_qat(nn.Sequential(nn.ReLU()), Int8DynamicConfig())
+    with pytest.raises(TypeError, match="'0'.*float64"):
+        prepare_qat(nn.Sequential(nn.Linear(4, 4).double()), Int8DynamicConfig())
+
+
+# ---- the digits experiment -------------------------------------------------------------------
+SIZES = (64, 24, 24, 10)
+SEEDS = (0, 1, 2)
+INT4 = Int4DynamicConfig(group_size=1024)   # one group per row (64 and 24 inputs)
+
+
+def _digits():
+    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    parts = train_test_split(x, d.target.astype(np.int64), test_size=500, stratify=d.target,
+                             random_state=0)
+    return [torch.from_numpy(p) for p in parts]
+
+
+def _mlp(seed):
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in zip(SIZES[:-1], SIZES[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _train(model, x, y, epochs, lr, seed):
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+def _predict(model, x):
+    with torch.no_grad():
+        return model(x).argmax(dim=1)
+
+
+def test_qat_recovers_int4_accuracy_on_digits():
+    xtr, xte, ytr, yte = _digits()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # reproducible float training
+    rows = []
+    try:
+        for seed in SEEDS:
+            model = _mlp(seed)
+            _train(model, xtr, ytr, 40, 1e-2, seed)
+            ptq = copy.deepcopy(model)
+            quantize_(ptq, INT4)
+            qat = copy.deepcopy(model)
+            prepare_qat(qat, INT4)
+            _train(qat, xtr, ytr, 5, 1e-3, seed)
+            fake_pred = _predict(qat, xte)
+            convert(qat)
+            conv_pred = _predict(qat, xte)
+            rows.append({name: float((p == yte).float().mean()) for name, p in
+                         [("float", _predict(model, xte)), ("ptq", _predict(ptq, xte)),
+                          ("qat_fake", fake_pred), ("qat_converted", conv_pred)]}
+                        | {"agreement": float((fake_pred == conv_pred).float().mean())})
+    finally:
+        torch.set_num_threads(threads)
+    print("\nseed  float   int4 PTQ  QAT (fake quant)  QAT (converted)  fake/converted agree")
+    for seed, r in zip(SEEDS, rows):
+        print(f"{seed:4d}  {r['float']:.3f}   {r['ptq']:.3f}     {r['qat_fake']:.3f}"
+              f"             {r['qat_converted']:.3f}            {r['agreement']:.3f}")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    loss = mean["float"] - mean["ptq"]
+    assert loss >= 0.004, f"int4 PTQ should lose accuracy here: {mean}"
+    assert mean["qat_converted"] >= mean["ptq"] + 0.5 * loss, f"QAT should recover most: {mean}"
+    for r in rows:
+        assert abs(r["qat_converted"] - r["qat_fake"]) <= 0.004 and r["agreement"] >= 0.99, r
