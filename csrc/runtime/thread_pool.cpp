@@ -69,32 +69,29 @@ class ThreadPool {
   void run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     if (n_tasks <= 0) return;
     std::unique_lock<std::mutex> busy(busy_mutex_, std::try_to_lock);
-    if (n_tasks == 1 || t_inside_parallel_region || !busy.owns_lock() || workers_.empty()) {
+    if (n_tasks == 1 || n_tasks > Slice::kMaxTasks || t_inside_parallel_region ||
+        !busy.owns_lock() || workers_.empty()) {
       run_serial(n_tasks, fn);
       return;
     }
-    job_ = &fn;
-    job_tasks_ = n_tasks;
-    for (int p = 0; p < num_threads_; ++p) {
-      slices_[p].next.store(n_tasks * p / num_threads_, std::memory_order_relaxed);
-      slices_[p].end = n_tasks * (p + 1) / num_threads_;
-      slices_[p].owner_started.store(false, std::memory_order_relaxed);
-    }
-    error_ = nullptr;
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check in worker_loop
-    if (sleepers_.load() > 0) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      wake_.notify_all();
+    {
+      // Publish under mutex_, with no worker active: a worker joins a job only under mutex_,
+      // so it sees either the previous job (whose slices are empty) or this one whole.
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+      job_ = &fn;
+      for (int p = 0; p < num_threads_; ++p)
+        slices_[p].reset(n_tasks * p / num_threads_, n_tasks * (p + 1) / num_threads_);
+      error_ = nullptr;
+      generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check in worker_loop
+      if (sleepers_.load() > 0) wake_.notify_all();
     }
     t_inside_parallel_region = true;
-    work_on_current_job(0);
+    work_on_current_job(0);  // returns when every slice is empty (the caller steals the rest)
     t_inside_parallel_region = false;
-    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
-    }
-    job_ = nullptr;
+    // Wait only for the workers still running a task: one that has not woken up yet (asleep, or
+    // its core taken by another library's threads) finds empty slices whenever it runs.
+    wait_for_idle_workers();
     if (error_) std::rethrow_exception(error_);
   }
 
@@ -125,6 +122,13 @@ class ThreadPool {
 
   explicit ThreadPool(int n) : num_threads_(n) { start_workers(); }
 
+  void wait_for_idle_workers() {
+    if (!spin_until([&] { return active_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+    }
+  }
+
   static std::atomic<ThreadPool*>& current() {
     static std::atomic<ThreadPool*> pool{nullptr};
     return pool;
@@ -154,19 +158,18 @@ class ThreadPool {
   }
 
   // Participant p (0 = the caller, 1.. = workers) runs the same contiguous slice of tasks every
-  // call, so repeated calls on the same weights find each slice in the same core's caches (each
-  // vCPU may have its own L3 slice). A participant that finishes early takes over only slices
-  // whose owner has not started (a worker still waking up), so a sleeping worker never stalls
-  // the call while busy ones keep their slices. Who runs a task never changes its result.
+  // call, front to back, so repeated calls on the same weights find each slice in the same
+  // core's caches (each vCPU may have its own L3 slice). A participant that finishes early then
+  // takes the other slices' tasks from their back ends, one at a time: a worker that is slow to
+  // wake, or that shares its core with another library's spinning threads (PyTorch's OpenMP
+  // pool), delays the call by at most the task it is running, and the owners keep the fronts of
+  // their slices. Who runs a task never changes its result.
   void work_on_current_job(int participant) {
     const int participants = num_threads_;
-    slices_[participant].owner_started.store(true, std::memory_order_relaxed);
     for (int k = 0; k < participants; ++k) {
       Slice& slice = slices_[(participant + k) % participants];
-      if (k > 0 && slice.owner_started.load(std::memory_order_relaxed)) continue;
-      for (;;) {
-        const int64_t t = slice.next.fetch_add(1, std::memory_order_relaxed);
-        if (t >= slice.end) break;
+      int64_t t;
+      while (k == 0 ? slice.take_front(&t) : slice.take_back(&t)) {
         try {
           (*job_)(t);
         } catch (...) {
@@ -187,14 +190,17 @@ class ThreadPool {
         sleepers_.fetch_sub(1);
       }
       {
+        // Joining under mutex_ orders this worker after the job's publication (see run); while
+        // it is active no new job can be published, so the slices it reads stay this job's.
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
+        active_.fetch_add(1, std::memory_order_relaxed);
+        seen = generation_.load(std::memory_order_relaxed);
       }
-      seen = generation_.load();
       work_on_current_job(participant);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_one();
+        done_.notify_all();
       }
     }
   }
@@ -227,15 +233,37 @@ class ThreadPool {
   bool stopping_ = false;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> sleepers_{0};
-  std::atomic<int> pending_{0};  // workers still on the current job
+  std::atomic<int> active_{0};  // workers inside work_on_current_job
+  // The tasks [front, back) of a participant not yet taken, both ends in one atomic word so
+  // the owner (front) and thieves (back) never take the same task.
   struct alignas(64) Slice {
-    std::atomic<int64_t> next{0};
-    int64_t end = 0;
-    std::atomic<bool> owner_started{false};
+    static constexpr int64_t kMaxTasks = 0xffffffffLL;
+    std::atomic<uint64_t> range{0};
+
+    static uint64_t pack(uint64_t front, uint64_t back) { return front | (back << 32); }
+    void reset(int64_t front, int64_t back) {
+      range.store(pack(static_cast<uint64_t>(front), static_cast<uint64_t>(back)),
+                  std::memory_order_relaxed);
+    }
+    bool take_front(int64_t* task) { return take(task, true); }
+    bool take_back(int64_t* task) { return take(task, false); }
+
+   private:
+    bool take(int64_t* task, bool front_end) {
+      uint64_t r = range.load(std::memory_order_relaxed);
+      for (;;) {
+        const uint64_t front = r & 0xffffffffu, back = r >> 32;
+        if (front >= back) return false;
+        const uint64_t next = front_end ? pack(front + 1, back) : pack(front, back - 1);
+        if (range.compare_exchange_weak(r, next, std::memory_order_relaxed)) {
+          *task = static_cast<int64_t>(front_end ? front : back - 1);
+          return true;
+        }
+      }
+    }
   };
   std::unique_ptr<Slice[]> slices_;  // one per participant
   const std::function<void(int64_t)>* job_ = nullptr;
-  int64_t job_tasks_ = 0;
   std::exception_ptr error_;
 };
 
