@@ -63,7 +63,7 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
   // No groups (K = 0) means no bytes, however many columns: N is then not bounded by a buffer.
   pm->storage_bytes_ =
       G == 0 ? 0 : static_cast<size_t>(checked_size_mul(checked_size_mul(pm->panels_count_, pm->group_stride_), G));
-  pm->storage_ = aligned_alloc_bytes(pm->storage_bytes_);
+  pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
   std::memset(pm->storage_, 0, pm->storage_bytes_);
   pm->data_ = static_cast<uint8_t*>(pm->storage_);
 

@@ -56,7 +56,7 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
   const int64_t zp_bytes = checked_size_mul(checked_round_up(N, 16), sizeof(int32_t));
   pm->storage_bytes_ = static_cast<size_t>(
       checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
-  pm->storage_ = aligned_alloc_bytes(pm->storage_bytes_);
+  pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
   std::memset(pm->storage_, 0, pm->storage_bytes_);
   auto* base = static_cast<uint8_t*>(pm->storage_);
   pm->panels_ = reinterpret_cast<int8_t*>(base);

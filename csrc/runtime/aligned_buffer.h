@@ -6,12 +6,31 @@
 #include <new>
 #include <stdexcept>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace lowbit {
 
 inline void* aligned_alloc_bytes(size_t bytes, size_t alignment = 64) {
   void* p = nullptr;
   if (posix_memalign(&p, alignment, bytes == 0 ? alignment : bytes) != 0) throw std::bad_alloc();
   return p;
+}
+
+// Memory for a packed weight: large ones on transparent huge pages where the kernel offers them
+// (madvise mode), so a GEMV streaming tens of MB from DRAM is not cut into 4 KB pages, where
+// the hardware prefetchers stop and every page costs a TLB miss. Freed with std::free.
+inline void* alloc_weight_bytes(size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (bytes >= 2 * kHugePage) {
+    void* p = aligned_alloc_bytes(bytes, kHugePage);
+    madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure leaves ordinary pages
+    return p;
+  }
+#endif
+  return aligned_alloc_bytes(bytes);
 }
 
 class ScratchBuffer {
