@@ -1,6 +1,6 @@
 """Eight Python threads share one PackedWeight (8-bit, and 4-bit in both modes) through
 lowbit.linear and lowbit.matmul_integer, with mixed shapes, while another thread keeps changing
-the thread count between 1, 2 and 3. The kernels release the GIL, so these calls really run at
+the thread count between 1, 2 and 3, on lowbit's own threads and on PyTorch's OpenMP threads. The kernels release the GIL, so these calls really run at
 the same time; every result must equal the serial run bit for bit."""
 from __future__ import annotations
 
@@ -38,8 +38,29 @@ def _calls(pw, rng):
     return calls
 
 
+@pytest.fixture(params=["lowbit", "openmp"])
+def runtime(request):
+    """Whose threads run the kernels: lowbit's pool, or PyTorch's OpenMP team (as inside
+    lowbit.torch models; needs PyTorch)."""
+    if request.param == "lowbit":
+        before = lowbit.parallel_runtime()
+        lowbit._C._use_own_threads()
+        yield "lowbit"
+    else:
+        pytest.importorskip("torch")
+        from lowbit.torch import use_torch_threads
+        before = lowbit.parallel_runtime()
+        if not use_torch_threads(True):
+            pytest.skip("this PyTorch build does not use OpenMP")
+        yield "openmp"
+    if before == "lowbit":
+        lowbit._C._use_own_threads()
+    else:
+        lowbit._C._use_openmp_runtime(before.split(":", 1)[1])
+
+
 @pytest.mark.parametrize("kind", list(WEIGHTS))
-def test_shared_packed_weight_under_changing_thread_count(isa, rng, kind):
+def test_shared_packed_weight_under_changing_thread_count(isa, rng, kind, runtime):
     w = rng.standard_normal((N, K)).astype(np.float32)
     pw = lowbit.pack_weight(w, **WEIGHTS[kind])
     calls = _calls(pw, rng)

@@ -301,6 +301,12 @@ PYBIND11_MODULE(_C, m) {
     lowbit::set_num_threads(n);
   });
   m.def("default_num_threads", &lowbit::default_num_threads);
+  m.def("_use_openmp_runtime", [](const std::string& path) {
+    py::gil_scoped_release release;
+    lowbit::use_openmp_runtime(path);
+  }, py::arg("library_path"));
+  m.def("_use_own_threads", [] { lowbit::use_own_threads(); });
+  m.def("parallel_runtime", &lowbit::parallel_runtime_name);
   m.def("memory_read_bandwidth", [](size_t nbytes, int repeats) {
     py::gil_scoped_release release;
     return lowbit::memory_read_bandwidth(nbytes, repeats);

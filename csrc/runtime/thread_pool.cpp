@@ -1,5 +1,8 @@
 #include "runtime/thread_pool.h"
 
+#include "runtime/openmp_runtime.h"
+#include "runtime/task_slices.h"
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -69,30 +72,30 @@ class ThreadPool {
   void run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     if (n_tasks <= 0) return;
     std::unique_lock<std::mutex> busy(busy_mutex_, std::try_to_lock);
-    if (n_tasks == 1 || n_tasks > Slice::kMaxTasks || t_inside_parallel_region ||
-        !busy.owns_lock() || workers_.empty()) {
-      run_serial(n_tasks, fn);
+    if (n_tasks == 1 || n_tasks > TaskSlice::kMaxTasks || t_inside_parallel_region ||
+        !busy.owns_lock() || num_threads_ == 1) {
+      run_serially(n_tasks, fn);
       return;
     }
+    if (openmp_parallel_for(n_tasks, num_threads_, fn)) return;
     {
       // Publish under mutex_, with no worker active: a worker joins a job only under mutex_,
       // so it sees either the previous job (whose slices are empty) or this one whole.
       std::unique_lock<std::mutex> lock(mutex_);
       done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
       job_ = &fn;
-      for (int p = 0; p < num_threads_; ++p)
-        slices_[p].reset(n_tasks * p / num_threads_, n_tasks * (p + 1) / num_threads_);
-      error_ = nullptr;
+      split_tasks(slices_.get(), num_threads_, n_tasks);
+      error_.first = nullptr;
       generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ check in worker_loop
       if (sleepers_.load() > 0) wake_.notify_all();
     }
     t_inside_parallel_region = true;
-    work_on_current_job(0);  // returns when every slice is empty (the caller steals the rest)
+    run_task_slices(slices_.get(), num_threads_, 0, fn, &error_);  // the caller steals the rest
     t_inside_parallel_region = false;
     // Wait only for the workers still running a task: one that has not woken up yet (asleep, or
     // its core taken by another library's threads) finds empty slices whenever it runs.
     wait_for_idle_workers();
-    if (error_) std::rethrow_exception(error_);
+    if (error_.first) std::rethrow_exception(error_.first);
   }
 
  private:
@@ -145,41 +148,6 @@ class ThreadPool {
     t_inside_parallel_region = false;
   }
 
-  static void run_serial(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
-    bool outer = t_inside_parallel_region;
-    t_inside_parallel_region = true;
-    try {
-      for (int64_t t = 0; t < n_tasks; ++t) fn(t);
-    } catch (...) {
-      t_inside_parallel_region = outer;
-      throw;
-    }
-    t_inside_parallel_region = outer;
-  }
-
-  // Participant p (0 = the caller, 1.. = workers) runs the same contiguous slice of tasks every
-  // call, front to back, so repeated calls on the same weights find each slice in the same
-  // core's caches (each vCPU may have its own L3 slice). A participant that finishes early then
-  // takes the other slices' tasks from their back ends, one at a time: a worker that is slow to
-  // wake, or that shares its core with another library's spinning threads (PyTorch's OpenMP
-  // pool), delays the call by at most the task it is running, and the owners keep the fronts of
-  // their slices. Who runs a task never changes its result.
-  void work_on_current_job(int participant) {
-    const int participants = num_threads_;
-    for (int k = 0; k < participants; ++k) {
-      Slice& slice = slices_[(participant + k) % participants];
-      int64_t t;
-      while (k == 0 ? slice.take_front(&t) : slice.take_back(&t)) {
-        try {
-          (*job_)(t);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(mutex_);
-          if (!error_) error_ = std::current_exception();
-        }
-      }
-    }
-  }
-
   void worker_loop(int participant, uint64_t seen) {
     t_inside_parallel_region = true;
     for (;;) {
@@ -197,7 +165,7 @@ class ThreadPool {
         active_.fetch_add(1, std::memory_order_relaxed);
         seen = generation_.load(std::memory_order_relaxed);
       }
-      work_on_current_job(participant);
+      run_task_slices(slices_.get(), num_threads_, participant, *job_, &error_);
       if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();
@@ -208,7 +176,7 @@ class ThreadPool {
   void start_workers() {
     stopping_ = false;
     const uint64_t start = generation_.load();
-    slices_.reset(new Slice[num_threads_]);
+    slices_.reset(new TaskSlice[num_threads_]);
     workers_.reserve(static_cast<size_t>(num_threads_ - 1));
     for (int i = 1; i < num_threads_; ++i)
       workers_.emplace_back([this, i, start] { worker_loop(i, start); });
@@ -234,40 +202,27 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<int> active_{0};  // workers inside work_on_current_job
-  // The tasks [front, back) of a participant not yet taken, both ends in one atomic word so
-  // the owner (front) and thieves (back) never take the same task.
-  struct alignas(64) Slice {
-    static constexpr int64_t kMaxTasks = 0xffffffffLL;
-    std::atomic<uint64_t> range{0};
-
-    static uint64_t pack(uint64_t front, uint64_t back) { return front | (back << 32); }
-    void reset(int64_t front, int64_t back) {
-      range.store(pack(static_cast<uint64_t>(front), static_cast<uint64_t>(back)),
-                  std::memory_order_relaxed);
-    }
-    bool take_front(int64_t* task) { return take(task, true); }
-    bool take_back(int64_t* task) { return take(task, false); }
-
-   private:
-    bool take(int64_t* task, bool front_end) {
-      uint64_t r = range.load(std::memory_order_relaxed);
-      for (;;) {
-        const uint64_t front = r & 0xffffffffu, back = r >> 32;
-        if (front >= back) return false;
-        const uint64_t next = front_end ? pack(front + 1, back) : pack(front, back - 1);
-        if (range.compare_exchange_weak(r, next, std::memory_order_relaxed)) {
-          *task = static_cast<int64_t>(front_end ? front : back - 1);
-          return true;
-        }
-      }
-    }
-  };
-  std::unique_ptr<Slice[]> slices_;  // one per participant
+  std::unique_ptr<TaskSlice[]> slices_;  // one per participant
   const std::function<void(int64_t)>* job_ = nullptr;
-  std::exception_ptr error_;
+  TaskError error_;
 };
 
 }  // namespace
+
+bool inside_parallel_region() { return t_inside_parallel_region; }
+void mark_parallel_region(bool inside) { t_inside_parallel_region = inside; }
+
+void run_serially(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+  const bool outer = t_inside_parallel_region;
+  t_inside_parallel_region = true;
+  try {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+  } catch (...) {
+    t_inside_parallel_region = outer;
+    throw;
+  }
+  t_inside_parallel_region = outer;
+}
 
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
   ThreadPool::instance().run(n_tasks, fn);

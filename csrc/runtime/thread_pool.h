@@ -1,4 +1,4 @@
-// A persistent pool of worker threads (no OpenMP, so it never fights PyTorch's pool).
+// A persistent pool of worker threads, or (runtime/openmp_runtime.h) PyTorch's OpenMP threads.
 // parallel_for hands out task indices; which thread runs a task never changes its result,
 // so kernels that write disjoint outputs per task are deterministic for any thread count.
 #pragma once
@@ -14,6 +14,12 @@ int usable_cores();  // CPUs in this process's affinity mask
 // Nested calls, and calls made while another thread is using the pool, run serially in the
 // calling thread, so concurrent callers are always safe.
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn);
+
+// Runs every task in the calling thread, marked as inside a parallel region.
+void run_serially(int64_t n_tasks, const std::function<void(int64_t)>& fn);
+// Whether the calling thread is running a task (its own parallel_for calls then run serially).
+bool inside_parallel_region();
+void mark_parallel_region(bool inside);
 
 int pool_num_threads();
 void pool_set_num_threads(int n);

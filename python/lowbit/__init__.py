@@ -9,7 +9,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _C
-from ._runtime import cpu_info, get_isa, get_num_threads, set_isa, set_num_threads, use_isa
+from ._runtime import (cpu_info, get_isa, get_num_threads, parallel_runtime, set_isa, set_num_threads,
+                       use_isa)
 from .ops import (dequantize_linear, dynamic_quantize_linear, linear, matmul_integer,
                   qlinear_matmul, quantize_linear, requantize)
 from .packed import PackedWeight, pack_weight
@@ -24,7 +25,7 @@ from .report import report
 _C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
 
 __all__ = [
-    "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads",
+    "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads", "parallel_runtime",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
     "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
     "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",

@@ -53,3 +53,9 @@ def set_num_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
     _C.set_num_threads(n)
+
+
+def parallel_runtime() -> str:
+    """Whose threads run lowbit's parallel kernels: "lowbit" (its own pool) or
+    "openmp:<library>" (PyTorch's OpenMP threads; see lowbit.torch.use_torch_threads)."""
+    return str(_C.parallel_runtime())

@@ -2,12 +2,15 @@
 // PackedInt4Matrix while another thread keeps changing set_num_threads. Every result must equal
 // the serial (1-thread) result bit for bit, and every parallel_for task must run exactly once.
 // Built under ThreadSanitizer in CI. Prints 'N passed, N failed'.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -16,6 +19,12 @@
 
 #include "lowbit/lowbit.h"
 #include "runtime/thread_pool.h"
+
+#if defined(__has_feature)
+#define LOWBIT_HAS_FEATURE(x) __has_feature(x)
+#else
+#define LOWBIT_HAS_FEATURE(x) 0
+#endif
 
 namespace {
 
@@ -173,6 +182,46 @@ void test_task_exception() {
   check(sum.load() == 4950, "the pool works after a task threw");
 }
 
+// The same checks with jobs running on an OpenMP runtime's threads (how lowbit runs inside
+// PyTorch), plus: the team really is used, and a library without OpenMP entry points is refused.
+bool test_openmp_runtime() {
+  bool refused = false;
+  try {
+    lowbit::use_openmp_runtime("libc.so.6");
+  } catch (const std::runtime_error&) {
+    refused = true;
+  }
+  check(refused && lowbit::parallel_runtime_name() == "lowbit",
+        "a library that is not an OpenMP runtime is refused and changes nothing");
+  try {
+    lowbit::use_openmp_runtime("libgomp.so.1");
+  } catch (const std::runtime_error& e) {
+    std::printf("skipped the OpenMP runtime tests: %s\n", e.what());
+    return false;
+  }
+  check(lowbit::parallel_runtime_name() == "openmp:libgomp.so.1", "OpenMP runtime in use");
+  lowbit::set_num_threads(2);
+  std::mutex mutex;
+  std::vector<std::thread::id> seen;
+  for (int call = 0; call < 50 && seen.size() < 2; ++call)
+    lowbit::parallel_for(64, [&](int64_t) {
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      std::lock_guard<std::mutex> lock(mutex);
+      if (std::find(seen.begin(), seen.end(), std::this_thread::get_id()) == seen.end())
+        seen.push_back(std::this_thread::get_id());
+    });
+  check(seen.size() == 2, "jobs run on two OpenMP threads");
+  for (lowbit::Isa isa : lowbit::available_isas()) {
+    lowbit::set_active_isa(isa);
+    test_shared_weights(isa, 2, 24);
+  }
+  test_parallel_for_exactly_once(4, 200);
+  test_task_exception();
+  lowbit::use_own_threads();
+  check(lowbit::parallel_runtime_name() == "lowbit", "back on lowbit's own threads");
+  return true;
+}
+
 }  // namespace
 
 int main() {
@@ -182,6 +231,12 @@ int main() {
   }
   test_parallel_for_exactly_once(4, 200);
   test_task_exception();
+#if defined(__SANITIZE_THREAD__) || LOWBIT_HAS_FEATURE(thread_sanitizer)
+  // libgomp is not built with ThreadSanitizer, which then cannot see its synchronization.
+  std::printf("skipped the OpenMP runtime tests under ThreadSanitizer\n");
+#else
+  test_openmp_runtime();
+#endif
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

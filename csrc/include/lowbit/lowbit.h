@@ -24,6 +24,12 @@ std::vector<std::string> cpu_feature_names();    // e.g. {"avx2", "fma", "avx512
 int get_num_threads();
 void set_num_threads(int n);                     // n >= 1
 int default_num_threads();                       // usable cores (respects CPU affinity)
+// Run parallel work on the threads of an OpenMP runtime already in the process (PyTorch's
+// libgomp) instead of lowbit's own: inside a PyTorch model the two pools would fight for the
+// cores. Threads per call: the smaller of get_num_threads() and that runtime's setting.
+void use_openmp_runtime(const std::string& library_path);  // throws std::runtime_error
+void use_own_threads();
+std::string parallel_runtime_name();             // "lowbit" or "openmp:<library path>"
 
 // ---- Element types -----------------------------------------------------------------------------
 enum class ElemType : int { int8 = 0, uint8 = 1, int32 = 2 };

@@ -6,6 +6,7 @@ never imports it).
 - prepare(model, Int8StaticConfig(...)) -> run data -> convert(model): static PTQ
 - prepare_qat(model, config) -> train -> convert(model): QAT with fake quantization
 - model_nbytes(model): parameter + buffer bytes plus lowbit's packed weights
+- use_torch_threads(enabled): lowbit's kernels run on PyTorch's OpenMP threads (on by default)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without torch
     raise ImportError("lowbit.torch needs PyTorch: pip install 'lowbit[torch]'") from e
 
+from ._threads import _enable_by_default, use_torch_threads
 from .calibrate import ObservedLinear, prepare
 from .embedding import QuantizedEmbedding
 from .finalize import convert
@@ -22,5 +24,7 @@ from .qat import FakeQuantLinear, prepare_qat
 from .quantize import model_nbytes, quantize_
 from .summary import ConversionSummary
 
-__all__ = ["QuantizedLinear", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
+_enable_by_default()
+
+__all__ = ["use_torch_threads", "QuantizedLinear", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
            "convert", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]
