@@ -49,3 +49,16 @@ def test_packed_weight_pickles_and_deepcopies(rng, kw):
     for clone in (pickle.loads(pickle.dumps(pw)), copy.deepcopy(pw)):
         assert repr(clone) == repr(pw)
         assert_bits_equal(lowbit.linear(x, clone), lowbit.linear(x, pw))
+
+
+def test_extension_compares_dtypes_by_value(rng):
+    """The C++ bindings themselves (not only the Python layer) take an equal but distinct dtype
+    object, and refuse a byte-swapped one with a TypeError."""
+    from lowbit import _C
+    x = _round_trip(rng.standard_normal((3, 32)).astype(F32))
+    q = _C.dynamic_quantize_linear(x)
+    want = _C.dynamic_quantize_linear(x.view(np.float32))   # the canonical dtype object
+    assert_int_equal(q[0], want[0])
+    swapped = x.astype(x.dtype.newbyteorder())
+    with pytest.raises(TypeError, match="float32"):
+        _C.dynamic_quantize_linear(swapped)

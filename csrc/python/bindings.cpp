@@ -16,9 +16,12 @@ using lowbit::ElemType;
 
 namespace {
 
+// By value, not by object identity: an unpickled or deep-copied array carries an equal but
+// distinct dtype object. Equivalence also requires native byte order.
 template <typename T>
 bool has_dtype(const py::array& a) {
-  return a.dtype().is(py::dtype::of<T>());
+  const py::dtype dt = a.dtype();
+  return dt.is(py::dtype::of<T>()) || dt.equal(py::dtype::of<T>());
 }
 
 void require_c_contiguous(const py::array& a, const char* name) {

@@ -31,16 +31,8 @@ def qtype_name(dtype: Any) -> str:
 
 
 def kernel_array(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous, aligned view of `a` with the canonical dtype object, copying only when
-    `a` is not already contiguous and aligned.
-
-    The extension checks dtypes by identity (`dtype().is(dtype::of<T>())`), and an array can
-    carry an equal but distinct dtype object (any unpickled array does: pickle, deepcopy,
-    multiprocessing), which it would refuse as the wrong dtype. A view with the canonical
-    object costs nothing."""
-    canonical = np.dtype(a.dtype.type)
-    if a.dtype is not canonical and a.dtype == canonical:
-        a = a.view(canonical)
+    """A C-contiguous, aligned view of `a`, copying only when it is not already contiguous and
+    aligned (the extension refuses other arrays rather than copy them behind the caller's back)."""
     if a.flags.c_contiguous and a.flags.aligned:
         return a
     return np.require(a, requirements=["C", "A"])
