@@ -13,7 +13,7 @@ from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
                     Int8StaticConfig, Int8WeightOnlyConfig)
 from lowbit.nn import QuantizedEmbedding, QuantizedLinear
 from lowbit.observers import MinMaxObserver, PercentileObserver
-from conftest import F32, assert_bits_equal, ref_quantize_linear
+from conftest import F32, assert_bits_equal, fma_f32, ref_quantize_linear
 
 
 def _layer(rng, n=40, k=96):
@@ -69,19 +69,20 @@ def test_int8_weight_only_is_the_dequantized_float_product(rng):
 
 def ref_linear_static(x, pw, s_x, z_x, bias):
     """The documented static arithmetic, operation by operation."""
-    q = ref_quantize_linear(x, s_x, z_x, "uint8").astype(np.int64) - int(z_x)
+    qtype = "int8" if np.asarray(z_x).dtype == np.int8 else "uint8"
+    q = ref_quantize_linear(x, s_x, z_x, qtype).astype(np.int64) - int(z_x)
     qt = pw.qtensor()
     wc = qt.data.astype(np.int64) - np.asarray(qt.zero_point, np.int64).reshape(-1, 1)
     acc = q @ wc.T
-    y = acc.astype(F32) * (F32(s_x) * pw.scale).astype(F32)
-    return (y + bias).astype(F32)
+    return fma_f32(acc.astype(F32), (F32(s_x) * pw.scale).astype(F32), bias)
 
 
+@pytest.mark.parametrize("act_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_static_linear_bit_exact(isa, rng, symmetric):
+def test_static_linear_bit_exact(isa, rng, symmetric, act_dtype):
     w, b = _layer(rng)
     calib = _x(rng, (50, 96))
-    obs = MinMaxObserver()
+    obs = MinMaxObserver(dtype=act_dtype)
     obs.observe(calib)
     layer = QuantizedLinear.from_config(w, b, Int8StaticConfig(observer=obs, symmetric=symmetric))
     assert layer.scheme == "static"
@@ -202,3 +203,20 @@ def test_layers_survive_pickle_and_deepcopy(rng):
     x2 = pickle.loads(pickle.dumps(x))
     pw = lowbit.pack_weight(w)
     assert_bits_equal(lowbit.linear(x2, pw, pickle.loads(pickle.dumps(b))), lowbit.linear(x, pw, b))
+
+
+def test_static_linear_same_bits_for_any_thread_count(rng):
+    """The fused static kernel takes the parallel row-quantization and GEMM paths at this size."""
+    w = rng.standard_normal((700, 512)).astype(F32)
+    b = rng.standard_normal(700).astype(F32)
+    obs = MinMaxObserver()
+    x = rng.standard_normal((300, 512)).astype(F32)
+    obs.observe(x[:100])
+    layer = QuantizedLinear.from_config(w, b, Int8StaticConfig(observer=obs))
+    s_x, z_x = obs.calculate_qparams()
+    lowbit.set_num_threads(1)
+    want = layer(x)
+    assert_bits_equal(want, ref_linear_static(x, layer.weight, s_x, z_x, b))
+    for threads in (2, 3):
+        lowbit.set_num_threads(threads)
+        assert_bits_equal(layer(x), want, f"{threads} threads")

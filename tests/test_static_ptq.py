@@ -12,7 +12,7 @@ from lowbit import Int8DynamicConfig, Int8StaticConfig  # noqa: E402
 from lowbit.observers import (HistogramObserver, MinMaxObserver,  # noqa: E402
                               MovingAverageMinMaxObserver, PercentileObserver)
 from lowbit.torch import ObservedLinear, QuantizedLinear, convert, prepare  # noqa: E402
-from conftest import F32, assert_bits_equal, ref_quantize_linear  # noqa: E402
+from conftest import F32, assert_bits_equal, fma_f32, ref_quantize_linear  # noqa: E402
 
 
 class Branchy(nn.Module):
@@ -101,7 +101,7 @@ def test_frozen_parameters_and_exact_arithmetic():
         q = ref_quantize_linear(x, s_x, z_x, "uint8").astype(np.int64) - int(z_x)
         qt = layer.weight.qtensor()
         acc = q @ qt.data.astype(np.int64).T
-        expected = (acc.astype(F32) * (s_x * layer.weight.scale).astype(F32) + layer.bias)
+        expected = fma_f32(acc.astype(F32), (s_x * layer.weight.scale).astype(F32), layer.bias)
         with torch.no_grad():
             assert_bits_equal(model.get_submodule(name)(torch.from_numpy(x)).numpy(),
                               expected.astype(F32), name)

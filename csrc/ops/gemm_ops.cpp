@@ -128,10 +128,12 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
   run_gemm(p);
 }
 
-void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
-            const float* bias, float* y, int64_t ldy) {
+namespace {
+
+// linear() and linear_static() refuse what an exact int32 accumulator or the epilogue cannot take.
+void check_linear_args(int64_t M, const PackedMatrix& b, const float* bias) {
   if (M < 0) throw std::invalid_argument("negative dimension");
-  const int64_t K = b.rows(), KP = b.padded_depth();
+  const int64_t K = b.rows();
   const int64_t max_depth = b.symmetric() ? kLinearMaxDepth : kLinearMaxDepthAsymmetric;
   if (K > max_depth)
     throw std::invalid_argument("in_features=" + std::to_string(K) + " exceeds " +
@@ -141,8 +143,15 @@ void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const
   if (bias != nullptr)
     for (int64_t n = 0; n < b.cols(); ++n)
       if (!std::isfinite(bias[n])) throw std::invalid_argument("bias holds NaN or Inf values");
-  if (M == 0 || b.cols() == 0) return;
-  const KernelTable& k = kernels();
+}
+
+// Quantizes the rows of x with quantize_row (m, source row, padded destination row) -> finite,
+// in parallel when there is enough work, then runs the GEMM with the float epilogue.
+template <typename QuantizeRow>
+void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b,
+                            const float* col_scale, const float* bias, float* y, int64_t ldy,
+                            const QuantizeRow& quantize_row) {
+  const int64_t K = b.rows(), KP = b.padded_depth();
   Scratch& s = scratch();
   auto* rows = static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * std::max<int64_t>(KP, 1))));
   auto* row_data = static_cast<int32_t*>(s.row_data.reserve(static_cast<size_t>(3 * M) * sizeof(int32_t)));
@@ -153,8 +162,7 @@ void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const
   std::atomic<bool> finite{true};
   auto quantize_rows = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m)
-      if (!k.quantize_row_u8(x + m * ldx, K, KP, rows + m * KP, &row_scale[m], &row_zero[m],
-                             &row_sum[m]))
+      if (!quantize_row(x + m * ldx, rows + m * KP, &row_scale[m], &row_zero[m], &row_sum[m]))
         finite.store(false, std::memory_order_relaxed);
   };
   const int threads = get_num_threads();
@@ -186,6 +194,49 @@ void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const
   p.col_scale = col_scale;
   p.bias = bias;
   run_gemm(p);
+}
+
+}  // namespace
+
+void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
+            const float* bias, float* y, int64_t ldy) {
+  check_linear_args(M, b, bias);
+  if (M == 0 || b.cols() == 0) return;
+  const KernelTable& k = kernels();
+  const int64_t K = b.rows(), KP = b.padded_depth();
+  quantize_rows_and_gemm(x, M, ldx, b, col_scale, bias, y, ldy,
+                         [&](const float* src, uint8_t* dst, float* scale, int32_t* zero, int32_t* sum) {
+                           return k.quantize_row_u8(src, K, KP, dst, scale, zero, sum);
+                         });
+}
+
+void linear_static(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, float in_scale,
+                   int32_t in_zero, QType in_type, const float* col_scale, const float* bias,
+                   float* y, int64_t ldy) {
+  check_linear_args(M, b, bias);
+  if (in_type != QType::uint8 && in_type != QType::int8)
+    throw std::invalid_argument("static activations are uint8 or int8");
+  if (!(std::isfinite(in_scale) && in_scale > 0.0f))
+    throw std::invalid_argument("input scale must be finite and > 0");
+  if (in_zero < qtype_min(in_type) || in_zero > qtype_max(in_type))
+    throw std::invalid_argument("input zero point " + std::to_string(in_zero) +
+                                " is outside the range of the activation type");
+  if (M == 0 || b.cols() == 0) return;
+  const KernelTable& k = kernels();
+  const int64_t K = b.rows(), KP = b.padded_depth();
+  // The GEMM takes uint8 rows: int8 activations are quantized straight into uint8 with zero
+  // point + 128, which is saturate(round(x / s) + z) + 128 exactly, and acc is unchanged.
+  const int32_t zero_u8 = in_zero + (in_type == QType::int8 ? 128 : 0);
+  const QuantRun params{&in_scale, &zero_u8, false};
+  quantize_rows_and_gemm(x, M, ldx, b, col_scale, bias, y, ldy,
+                         [&](const float* src, uint8_t* dst, float* scale, int32_t* zero, int32_t* sum) {
+                           if (!k.quantize_run(src, K, params, 0, 255, dst)) return false;
+                           std::memset(dst + K, 0, static_cast<size_t>(KP - K));
+                           *scale = in_scale;
+                           *zero = zero_u8;
+                           *sum = static_cast<int32_t>(static_cast<uint32_t>(k.sum_bytes(dst, KP)));
+                           return true;
+                         });
 }
 
 }  // namespace lowbit

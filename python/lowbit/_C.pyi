@@ -48,6 +48,9 @@ def matmul_integer(a: np.ndarray, a_zero_point: Optional[npt.NDArray[np.int32]],
                    b: PackedMatrix) -> npt.NDArray[np.int32]: ...
 def linear(x: npt.NDArray[np.float32], b: PackedMatrix, col_scale: npt.NDArray[np.float32],
            bias: Optional[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]: ...
+def linear_static(x: npt.NDArray[np.float32], b: PackedMatrix, col_scale: npt.NDArray[np.float32],
+                  bias: Optional[npt.NDArray[np.float32]], in_scale: float, in_zero: int,
+                  in_type: int) -> npt.NDArray[np.float32]: ...
 
 class PackedInt4Matrix:
     @property

@@ -1,8 +1,7 @@
-"""The computations behind the configs that are compositions of lowbit's public primitives
-rather than one fused kernel call (docs/conversion.md):
+"""The computations behind the configs other than the dynamic ones (docs/conversion.md):
 
-- static int8: `quantize_linear` with the frozen activation scale and zero point, exact
-  `matmul_integer` against the packed weight, then a float32 epilogue in NumPy;
+- static int8: one fused kernel (`_C.linear_static`): activations quantized with the frozen
+  scale and zero point, exact int8 GEMM, the dynamic kernel's float epilogue;
 - int8 weight-only: `dequantize_linear` of the weight, then a float32 GEMM (NumPy's BLAS).
 """
 from __future__ import annotations
@@ -12,8 +11,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import float_array
-from .ops import matmul_integer, quantize_linear
+from . import _C
+from ._checks import QTYPE_CODES, float_array
 from .packed import PackedWeight
 from .qtensor import QTensor
 
@@ -27,20 +26,22 @@ def _rows(x: Any, k: int) -> tuple[np.ndarray, tuple[int, ...]]:
 
 def linear_static(x: Any, weight: PackedWeight, input_scale: np.ndarray,
                   input_zero_point: np.ndarray, bias: Optional[np.ndarray] = None) -> np.ndarray:
-    """y = float32(acc) * float32(input_scale * weight.scale[n]) + bias[n], with
-    acc = (quantize_linear(x, input_scale, input_zero_point) - input_zero_point) @ (W_q - z_w).T
-    exact in int32. Two float32 roundings (product, then sum), unlike the single fma of the
-    fused dynamic kernel. Values of x outside the calibrated range saturate."""
+    """One fused kernel call: q = quantize_linear(x, input_scale, input_zero_point) (uint8, or
+    int8 when the zero point is int8; values outside the calibrated range saturate),
+    acc = (q - input_zero_point) @ (W_q - z_w).T exact in int32, and
+    y = fma(float32(acc), float32(input_scale * weight.scale[n]), bias[n]): the epilogue of the
+    dynamic `linear` with the frozen scale in place of each row's."""
     if weight.bits != 8:
         raise ValueError("static activation quantization takes an 8-bit PackedWeight")
     rows, lead = _rows(x, weight.in_features)
-    q = quantize_linear(rows, input_scale, input_zero_point)
-    acc = matmul_integer(q, weight, a_zero_point=input_zero_point)
-    multiplier = (np.float32(input_scale) * weight.scale).astype(np.float32)
-    y = acc.astype(np.float32)
-    y *= multiplier
+    zp = np.asarray(input_zero_point)
+    in_type = QTYPE_CODES["int8" if zp.dtype == np.int8 else "uint8"]
     if bias is not None:
-        y += bias
+        bias = float_array(bias, "bias")
+        if bias.shape != (weight.out_features,):
+            raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
+    y = _C.linear_static(rows, weight._packed, weight.scale, bias, float(np.float32(input_scale)),
+                         int(zp), in_type)
     return y.reshape(lead + (weight.out_features,))
 
 

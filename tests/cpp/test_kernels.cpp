@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <cstdint>
 #include <cstdio>
@@ -105,6 +106,53 @@ void test_linear_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::s
   bool ok = true;
   for (int64_t i = 0; i < M * N; ++i) ok &= std::memcmp(&y[i], &y_ref[i], sizeof(float)) == 0;
   check(ok, tag + " linear bit-identical to scalar");
+}
+
+// The static-activation linear against its contract computed here in int64 and std::fma:
+// q = saturate(round_half_even(x / s) + z), acc = (q - z) . (w - zw), y = fma(acc, s * sw, b).
+void test_linear_static_contract(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  const int64_t M = 30, K = 131, N = 70;  // M and K odd-sized so row tails and padding run
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(M * K), scale(N), bias(N), y(M * N), want(M * N);
+  for (auto& v : x) v = 3.0f * d(gen);  // a tail beyond the range saturates
+  for (auto& v : scale) v = 0.01f + std::fabs(d(gen)) * 0.01f;
+  for (auto& v : bias) v = d(gen);
+  auto w = random_bytes<int8_t>(gen, N * K, -128, 127);
+  auto wz = random_bytes<int32_t>(gen, N, -128, 127);
+  lowbit::set_active_isa(isa);
+  bool ok = true;
+  for (bool asymmetric : {false, true}) {
+    auto packed = lowbit::PackedMatrix::pack(w.data(), lowbit::ElemType::int8, K, N, 1, K,
+                                             asymmetric ? wz.data() : nullptr, asymmetric ? N : 0);
+    for (lowbit::QType qt : {lowbit::QType::uint8, lowbit::QType::int8}) {
+      const float s = 0.021f;
+      const int32_t z = qt == lowbit::QType::uint8 ? 131 : -7;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          int64_t acc = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            float r = std::nearbyint(x[m * K + k] / s) + static_cast<float>(z);
+            r = std::fmin(std::fmax(r, static_cast<float>(lowbit::qtype_min(qt))),
+                          static_cast<float>(lowbit::qtype_max(qt)));
+            acc += (static_cast<int64_t>(r) - z) * (w[n * K + k] - (asymmetric ? wz[n] : 0));
+          }
+          want[m * N + n] = std::fma(static_cast<float>(acc), s * scale[n], bias[n]);
+        }
+      lowbit::linear_static(x.data(), M, K, *packed, s, z, qt, scale.data(), bias.data(), y.data(), N);
+      for (int64_t i = 0; i < M * N; ++i) ok &= std::memcmp(&y[i], &want[i], sizeof(float)) == 0;
+    }
+  }
+  check(ok, tag + " linear_static matches its contract");
+  bool refused = false;
+  try {
+    auto packed = lowbit::PackedMatrix::pack(w.data(), lowbit::ElemType::int8, K, N, 1, K, nullptr, 0);
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    lowbit::linear_static(x.data(), M, K, *packed, 0.02f, 0, lowbit::QType::uint8, scale.data(),
+                          nullptr, y.data(), N);
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  check(refused, tag + " linear_static refuses NaN input");
 }
 
 // Every elementwise kernel of an ISA against the scalar path, byte for byte (odd lengths so
@@ -297,6 +345,7 @@ int main(int argc, char** argv) {
     for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4, lowbit::QType::uint4})
       test_quantize(gen, qt, tag);
     test_linear_matches_scalar(gen, isa, tag);
+    test_linear_static_contract(gen, isa, tag);
     test_elementwise_matches_scalar(gen, isa, tag);
     for (int threads : {1, 2, 3}) {
       lowbit::set_num_threads(threads);

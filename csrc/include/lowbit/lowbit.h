@@ -135,6 +135,15 @@ constexpr int64_t kLinearMaxDepthAsymmetric = 33025;
 void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
             const float* bias, float* y, int64_t ldy);
 
+// Static-activation linear: every row of x quantized with one frozen scale and zero point
+// (QuantizeLinear: saturate(round_half_even(x / in_scale) + in_zero) as uint8, or int8), then
+// the exact GEMM and the epilogue of linear() with sa[m] = in_scale:
+//   y = fma(float32(acc), in_scale * col_scale[n], bias[n]).
+// Values outside the calibrated range saturate. Throws std::invalid_argument on NaN/Inf in x.
+void linear_static(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, float in_scale,
+                   int32_t in_zero, QType in_type, const float* col_scale, const float* bias,
+                   float* y, int64_t ldy);
+
 // ---- 4-bit weights ---------------------------------------------------------------------------
 // An (N x K) weight of unsigned 4-bit values u in [0, 15] with one float32 scale and one zero
 // point per group of `group_size` consecutive k (the last group of a row may be shorter):
