@@ -1,4 +1,5 @@
-// The fused linears: int8 `linear` (int8 or uint8 weights, per-column zero points, bias or not)
+// The fused linears: int8 `linear` and `linear_static` (int8 or uint8 weights, per-column zero
+// points, bias or not)
 // and 4-bit `linear_int4` in both modes (w4a8, weight_only) with random group sizes, including
 // ones that are not a multiple of 8 and a short last group. Every available ISA must give the
 // scalar path's float bits exactly, or every path must throw (NaN/Inf in x or bias).
@@ -38,6 +39,14 @@ void fuzz_int8(fuzz::Input& in) {
   fuzz::same_on_every_isa<float>(static_cast<size_t>(M * ldy), -3.0f, [&](float* y) {
     lowbit::linear(x.data(), M, ldx, *packed, scale.data(), b, y, ldy);
   }, "linear differs from the scalar path");
+  // The static-activation linear on the same weights: frozen scale (sometimes zero, negative or
+  // not finite: every path must then throw) and zero point (sometimes out of its type's range).
+  const auto act_type = in.flag() ? lowbit::QType::int8 : lowbit::QType::uint8;
+  const float in_scale = in.range(0, 7) == 0 ? in.special_float() : 1e-3f + std::fabs(in.normal_float()) / 16.0f;
+  const int32_t in_zero = in.range(-140, 270);
+  fuzz::same_on_every_isa<float>(static_cast<size_t>(M * ldy), -3.0f, [&](float* y) {
+    lowbit::linear_static(x.data(), M, ldx, *packed, in_scale, in_zero, act_type, scale.data(), b, y, ldy);
+  }, "linear_static differs from the scalar path");
 }
 
 void fuzz_int4(fuzz::Input& in) {
