@@ -132,3 +132,23 @@ def test_torch_layer_from_several_python_threads():
             t.join(timeout=120)
     assert not errors
     assert not any(t.is_alive() for t in threads)
+
+
+@needs_openmp
+def test_forked_child_runs_on_lowbit_threads(rng):
+    """After fork() the OpenMP team is gone; the child must fall back to lowbit's own pool and
+    still compute (a hang here is what the fallback prevents)."""
+    import multiprocessing as mp
+    use_torch_threads(True)
+    pw = lowbit.pack_weight(rng.standard_normal((600, 512)).astype(np.float32))
+    x = rng.standard_normal((64, 512)).astype(np.float32)
+    want = lowbit.linear(x, pw)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        runtime, got = pool.apply_async(_child_linear, (x, pw)).get(timeout=120)
+    assert runtime == "lowbit"
+    assert got.tobytes() == want.tobytes()
+
+
+def _child_linear(x, pw):
+    return lowbit.parallel_runtime(), lowbit.linear(x, pw)

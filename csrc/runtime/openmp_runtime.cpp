@@ -1,6 +1,7 @@
 #include "runtime/openmp_runtime.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +46,10 @@ void run_on_team_thread(void* data) {
   mark_parallel_region(outer);
 }
 
+// An OpenMP runtime is not usable in the child of fork() (its worker threads are gone; libgomp
+// may hang there), so the child goes back to lowbit's own pool, which rebuilds itself.
+void forget_runtime_in_child() { g_runtime.store(nullptr, std::memory_order_relaxed); }
+
 }  // namespace
 
 // dlopen finds a runtime that is already loaded (PyTorch's) by its path and shares it; the
@@ -60,6 +65,8 @@ void use_openmp_runtime(const std::string& library_path) {
   if (!runtime->parallel || !runtime->thread_num || !runtime->max_threads)
     throw std::runtime_error("'" + library_path +
                              "' is not an OpenMP runtime (no GOMP_parallel / omp_get_thread_num)");
+  static const int registered = pthread_atfork(nullptr, nullptr, &forget_runtime_in_child);
+  (void)registered;
   std::lock_guard<std::mutex> lock(g_switch_mutex);
   g_runtime.store(runtime.release(), std::memory_order_release);
 }
