@@ -64,10 +64,36 @@ def test_no_grad_inference_mode_and_grad_errors():
     c = q(x)   # grad mode on, but x does not require grad: fine
     assert torch.equal(a, b) and torch.equal(a, c) and not c.requires_grad
     xg = torch.randn(3, 96, requires_grad=True)
-    with pytest.raises(RuntimeError, match="inference-only.*requires grad"):
-        q(xg)
+    y = q(xg)   # recorded by autograd: same values, and a backward that refuses
+    assert torch.equal(y, q(xg.detach())) and y.requires_grad
+    with pytest.raises(RuntimeError, match=r"lowbit QuantizedLinear\(in_features=96, "
+                                           r"out_features=40.*inference-only.*prepare_qat"):
+        y.sum().backward()
     with torch.no_grad():
         assert torch.equal(q(xg.detach()), q(xg))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS) + ["static"])
+def test_plain_call_after_a_float_layer(name):
+    """A float LayerNorm before the layer makes its input require grad in a plain eval-mode call
+    (no torch.no_grad()): the call works and matches no_grad; only backward() fails."""
+    torch.manual_seed(1)
+    lin = _linear()
+    q = (QuantizedLinear.from_float(lin, Int8StaticConfig(),
+                                    input_qparams=(np.float32(0.03), np.uint8(128)))
+         if name == "static" else QuantizedLinear.from_float(lin, CONFIGS[name]))
+    model = torch.nn.Sequential(torch.nn.LayerNorm(96), q, torch.nn.ReLU()).eval()
+    x = torch.randn(2, 5, 96)
+    y = model(x)
+    with torch.no_grad():
+        expected = model(x)
+    with torch.inference_mode():
+        assert torch.equal(model(x), expected)
+    assert_bits_equal(y.detach().numpy(), expected.numpy())
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="inference-only.*no gradient.*prepare_qat"):
+        y.sum().backward()
+    assert model[0].weight.grad is None   # nothing half-computed
 
 
 def test_bad_inputs():

@@ -6,7 +6,7 @@ returned tensor (`torch.from_numpy`), so a call makes no copies of its own.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from ..packed import PackedWeight
 
 
 def check_input(x: torch.Tensor, layer: str) -> None:
-    """The conditions under which a lowbit layer can take x: float32, CPU, no gradient."""
+    """The conditions under which a lowbit layer can take x: a float32 tensor on the CPU."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{layer} takes a torch.Tensor, got {type(x).__name__}")
     if x.dtype != torch.float32:
@@ -26,10 +26,28 @@ def check_input(x: torch.Tensor, layer: str) -> None:
                         "the input, or keep this layer in float)")
     if x.device.type != "cpu":
         raise ValueError(f"{layer} runs on the CPU; got an input on {x.device}")
-    if x.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"{layer} is inference-only: its input requires grad. Run it under "
-                           "torch.no_grad() or torch.inference_mode(), or use "
-                           "lowbit.torch.prepare_qat to train with fake quantization")
+
+
+class _NoBackward(torch.autograd.Function):
+    """Runs a lowbit kernel inside an autograd graph. The forward is the kernel itself; the
+    backward raises, because a quantized, packed weight has no gradient to give. This lets a
+    plain `model(x)` work when float layers before this one (a LayerNorm, say) make x require
+    grad, as torch's quantized dynamic Linear does; but where that one only warns and leaves the
+    earlier layers without gradients, asking this one for gradients fails loudly."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor],
+                label: Callable[[], str]) -> torch.Tensor:
+        ctx.label = label   # the layer's name, formatted only if backward is reached
+        return compute(x)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> Any:
+        raise RuntimeError(f"{ctx.label()} is inference-only and has no gradient: backward() "
+                           "reached it because its input requires grad. Run the model under "
+                           "torch.no_grad() or torch.inference_mode() when you do not need "
+                           "gradients, or train with lowbit.torch.prepare_qat (fake "
+                           "quantization) and convert afterwards")
 
 
 def float_weight(linear: nn.Module, name: str = "") -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -57,7 +75,8 @@ class QuantizedLinear(nn.Module):
 
     Holds a `lowbit.nn.QuantizedLinear` (the packed weight lives in lowbit's own aligned memory,
     not in a torch tensor; `nbytes` counts it) and the float32 bias as a buffer. Inference only:
-    an input that requires grad while grad mode is on raises RuntimeError."""
+    an input that requires grad (grad mode on) gives an output whose backward raises
+    RuntimeError."""
 
     bias: Optional[torch.Tensor]
 
@@ -116,9 +135,22 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, "lowbit QuantizedLinear")
+        if x.requires_grad and torch.is_grad_enabled():
+            # autograd records this call: the output carries a backward that refuses, rather
+            # than no graph at all (which would silently drop the earlier layers' gradients)
+            out = _NoBackward.apply(x, self._compute, self._label)
+            assert isinstance(out, torch.Tensor)
+            return out
+        return self._compute(x)
+
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach().numpy()
         y = self.layer.compute(x.detach().contiguous().numpy(), bias)
         return torch.from_numpy(y)
+
+    def _label(self) -> str:
+        return (f"lowbit QuantizedLinear(in_features={self.in_features}, "
+                f"out_features={self.out_features}, bits={self.bits}, scheme={self.scheme})")
 
     def extra_repr(self) -> str:
         w = self.layer.weight
