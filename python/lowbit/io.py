@@ -90,8 +90,10 @@ def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[st
     codes: dict[str, str] = {}
     layers: dict[str, Any] = {}
     for name, obj in objects.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"names must be non-empty strings, got {name!r}")
+        layer = isinstance(obj, (QuantizedLinear, PackedWeight, QuantizedEmbedding))
+        if not isinstance(name, str) or not (name or layer):
+            raise ValueError(f"names must be non-empty strings (only a lowbit layer may have the "
+                             f"name '': a layer saved on its own), got {name!r}")
         before = set(tensors)
         part: Tensors = {}
         if isinstance(obj, QuantizedLinear):
@@ -124,7 +126,8 @@ def _metadata(tensors: Tensors, layers: dict[str, Any]) -> dict[str, str]:
 def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     """Writes a model or layers to `path` (safetensors), atomically.
 
-    obj: a PyTorch module (its lowbit layers plus the rest of its state_dict), or a dict
+    obj: a PyTorch module (its lowbit layers plus the rest of its state_dict; a lowbit layer on
+    its own is stored under the name '', its tensors unprefixed), or a dict
     name -> lowbit.nn.QuantizedLinear / QuantizedEmbedding / PackedWeight / NumPy array (what
     `lowbit.quantize_weights` returns), or such a dict with lowbit.torch layers and tensors."""
     torch = sys.modules.get("torch")
@@ -251,7 +254,10 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
     structure as the saved one, in float (e.g. freshly built): its nn.Linear / nn.Embedding
     layers named in the file are replaced by lowbit layers, the other tensors are loaded into it,
     and the model is returned. A layer missing from the model, or a shape that differs, raises
-    ValueError naming it; so does a truncated, corrupted or other-version file."""
+    ValueError naming it; so does a truncated, corrupted or other-version file. A file holding
+    a single lowbit layer saved on its own (`save(QuantizedLinear...)`: the name '') loads into
+    a skeleton nn.Linear / nn.Embedding of the same shape (or a lowbit layer) and returns the
+    new lowbit layer, since a module cannot change its class in place."""
     tensors, codes, layers = read(path)
     if model is None:
         return decode(tensors, codes, layers, os.fspath(path))
