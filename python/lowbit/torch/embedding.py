@@ -30,6 +30,9 @@ class QuantizedEmbedding(nn.Module):
     them, and state_dict() holds them (the tensors lowbit.save writes). The lookup gathers the
     rows in NumPy and dequantizes them; no gradients."""
 
+    qweight: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, table: lnn.QuantizedEmbedding, padding_idx: Optional[int] = None) -> None:
         super().__init__()
         self.table = table
@@ -87,7 +90,8 @@ class QuantizedEmbedding(nn.Module):
                                        state_array(state_dict[keys[1]], keys[1]), self.bits,
                                        self.embedding_dim, self.table.group_size)
             except (TypeError, ValueError) as e:
-                error_msgs.append(f"lowbit {self._label()} cannot take {keys[0]} / {keys[1]}: {e}")
+                error_msgs.append(f"lowbit {self._label()} cannot take {keys[0]} / {keys[1]}: "
+                                  f"{e}")
                 return
         errors = len(error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
