@@ -3,6 +3,7 @@ progress bar, embeddings, and clear errors."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import pytest
 
@@ -120,8 +121,28 @@ def test_clear_errors():
     with pytest.raises(TypeError):
         quantize_(Net(), "int8")  # type: ignore[arg-type]
     deep = nn.Sequential(nn.Linear(65538, 2))
-    s = quantize_(deep, Int8DynamicConfig())
+    with pytest.warns(UserWarning, match="replaced no layer.*depth limit"):
+        s = quantize_(deep, Int8DynamicConfig())
     assert "depth limit" in s.reason("0")
+
+
+def test_warns_when_every_layer_is_skipped():
+    model = nn.Sequential(nn.Linear(63, 33), nn.ReLU(), nn.Linear(33, 7))
+    with pytest.warns(UserWarning, match=r"quantize_ replaced no layer of Sequential: all 2 "
+                                         r"candidate layer\(s\) were skipped; '0': "
+                                         r"in_features=63 is odd.*; '2': in_features=33 is odd"):
+        s = quantize_(model, Int4DynamicConfig(32))
+    assert s.replaced == [] and s.skipped_names == ["0", "2"]   # the summary is still returned
+    assert isinstance(model[0], nn.Linear)
+    many = nn.Sequential(*[nn.Linear(8, 8) for _ in range(5)])
+    with pytest.warns(UserWarning, match=r"'0', '1', '2' and 2 more: no pattern matched"):
+        quantize_(many, {"head.*": Int8DynamicConfig()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # one layer replaced: no warning
+        s = quantize_(nn.Sequential(nn.Linear(63, 8), nn.Linear(8, 8)), Int4DynamicConfig(8))
+    assert s.replaced_names == ["1"]
+    with pytest.raises(ValueError, match="no nn.Linear layers"):   # nothing to convert at all
+        quantize_(nn.Sequential(nn.ReLU()), Int4DynamicConfig(32))
 
 
 def test_multihead_attention_and_shared_modules():

@@ -80,3 +80,50 @@ def test_save_before_convert_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"'0' \(ObservedLinear\) was prepared but not converted"):
         lowbit.save(model, tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("config", [Int8DynamicConfig(), Int4DynamicConfig(32),
+                                    lowbit.Int4WeightOnlyConfig(32), lowbit.Int8WeightOnlyConfig(),
+                                    "static"], ids=["int8", "w4a8", "int4_wo", "int8_wo", "static"])
+def test_save_load_a_single_top_level_layer(tmp_path, config):
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 24)
+    q = (QuantizedLinear.from_float(lin, lowbit.Int8StaticConfig(),
+                                    input_qparams=(np.float32(0.05), np.uint8(120)))
+         if config == "static" else QuantizedLinear.from_float(lin, config))
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        expected = q(x)
+    path = tmp_path / "layer.safetensors"
+    lowbit.save(q, path)   # the module's name is '': its tensors are unprefixed
+    objects = lowbit.load(path)
+    assert list(objects) == [""]
+    assert_bits_equal(objects[""](x.numpy()), expected.numpy())
+    for skeleton in (nn.Linear(64, 24), QuantizedLinear.from_float(nn.Linear(64, 24))):
+        loaded = lowbit.load(path, model=skeleton)
+        assert isinstance(loaded, QuantizedLinear) and loaded is not skeleton
+        assert loaded.scheme == q.scheme and loaded.bits == q.bits
+        with torch.no_grad():
+            assert torch.equal(loaded(x), expected)
+    with pytest.raises(ValueError, match=r"the layer saved on its own: the file's weight is "
+                                         r"24 x 64.*24 x 32"):
+        lowbit.load(path, model=nn.Linear(32, 24))
+    with pytest.raises(ValueError, match="the layer saved on its own is a quantized linear in "
+                                         "the file but a Sequential"):
+        lowbit.load(path, model=nn.Sequential(nn.Linear(64, 24)))
+
+
+def test_save_load_a_single_top_level_embedding(tmp_path):
+    torch.manual_seed(0)
+    q = QuantizedEmbedding.from_float(nn.Embedding(20, 16, padding_idx=3), bits=4)
+    path = tmp_path / "emb.safetensors"
+    lowbit.save(q, path)
+    loaded = lowbit.load(path, model=nn.Embedding(20, 16, padding_idx=3))
+    assert isinstance(loaded, QuantizedEmbedding) and loaded.padding_idx == 3
+    idx = torch.arange(20)
+    assert torch.equal(loaded(idx), q(idx))
+
+
+def test_empty_names_are_for_layers_only(tmp_path):
+    with pytest.raises(ValueError, match="names must be non-empty strings"):
+        lowbit.save({"": np.zeros(3, np.float32)}, tmp_path / "x.safetensors")

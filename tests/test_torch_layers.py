@@ -64,10 +64,36 @@ def test_no_grad_inference_mode_and_grad_errors():
     c = q(x)   # grad mode on, but x does not require grad: fine
     assert torch.equal(a, b) and torch.equal(a, c) and not c.requires_grad
     xg = torch.randn(3, 96, requires_grad=True)
-    with pytest.raises(RuntimeError, match="inference-only.*requires grad"):
-        q(xg)
+    y = q(xg)   # recorded by autograd: same values, and a backward that refuses
+    assert torch.equal(y, q(xg.detach())) and y.requires_grad
+    with pytest.raises(RuntimeError, match=r"lowbit QuantizedLinear\(in_features=96, "
+                                           r"out_features=40.*inference-only.*prepare_qat"):
+        y.sum().backward()
     with torch.no_grad():
         assert torch.equal(q(xg.detach()), q(xg))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS) + ["static"])
+def test_plain_call_after_a_float_layer(name):
+    """A float LayerNorm before the layer makes its input require grad in a plain eval-mode call
+    (no torch.no_grad()): the call works and matches no_grad; only backward() fails."""
+    torch.manual_seed(1)
+    lin = _linear()
+    q = (QuantizedLinear.from_float(lin, Int8StaticConfig(),
+                                    input_qparams=(np.float32(0.03), np.uint8(128)))
+         if name == "static" else QuantizedLinear.from_float(lin, CONFIGS[name]))
+    model = torch.nn.Sequential(torch.nn.LayerNorm(96), q, torch.nn.ReLU()).eval()
+    x = torch.randn(2, 5, 96)
+    y = model(x)
+    with torch.no_grad():
+        expected = model(x)
+    with torch.inference_mode():
+        assert torch.equal(model(x), expected)
+    assert_bits_equal(y.detach().numpy(), expected.numpy())
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="inference-only.*no gradient.*prepare_qat"):
+        y.sum().backward()
+    assert model[0].weight.grad is None   # nothing half-computed
 
 
 def test_bad_inputs():
@@ -142,7 +168,144 @@ def test_deepcopy_pickle_and_state_dict_of_converted_model():
         torch.save(model, buf)
         buf.seek(0)
         assert torch.equal(torch.load(buf, weights_only=False)(x), y)
-    assert set(model.state_dict()) == {"0.bias", "2.bias"}   # packed weights: lowbit.save
+    # the packed weights appear as their canonical tensors (what lowbit.save writes)
+    assert list(model.state_dict()) == ["0.qweight", "0.scale", "0.zero_point", "0.bias",
+                                        "2.qweight", "2.scale", "2.zero_point", "2.bias"]
+
+
+# ---- state_dict / load_state_dict ------------------------------------------------------------
+STATE_CASES = list(CONFIGS) + ["static", "embeddings"]
+
+
+def _state_model(case, seed):
+    """LayerNorm -> Linear -> ReLU -> Linear (and an embedding in front for "embeddings"),
+    converted as `case` says; another seed gives other weights (and other calibration data)."""
+    torch.manual_seed(seed)
+    layers = [torch.nn.LayerNorm(96), torch.nn.Linear(96, 64), torch.nn.ReLU(),
+              torch.nn.Linear(64, 40)]
+    if case == "embeddings":
+        layers.insert(0, torch.nn.Embedding(30, 96))
+    model = torch.nn.Sequential(*layers).eval()
+    if case == "static":
+        lowbit.torch.prepare(model, Int8StaticConfig())
+        with torch.no_grad():
+            model(torch.randn(16, 96) * (1 + seed))
+        lowbit.torch.convert(model)
+    elif case == "embeddings":
+        lowbit.torch.quantize_(model, Int4DynamicConfig(32), embeddings=True, embedding_bits=4,
+                               embedding_group_size=32)
+    else:
+        lowbit.torch.quantize_(model, CONFIGS[case])
+    return model
+
+
+def _state_input(case):
+    g = torch.Generator().manual_seed(5)
+    if case == "embeddings":
+        return torch.randint(0, 30, (3, 7), generator=g)
+    return torch.randn(3, 7, 96, generator=g)
+
+
+@pytest.mark.parametrize("case", STATE_CASES)
+def test_state_dict_round_trip_bit_exact(case):
+    model = _state_model(case, 0)
+    x = _state_input(case)
+    with torch.no_grad():
+        expected = model(x)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)   # plain tensors: no pickled lowbit objects
+    fresh = _state_model(case, 1)
+    with torch.no_grad():
+        assert not torch.equal(fresh(x), expected)
+    assert fresh.load_state_dict(state) is not None   # strict: every key matched
+    with torch.no_grad():
+        assert_bits_equal(fresh(x).numpy(), expected.numpy(), case)
+    again = fresh.state_dict()
+    assert list(again) == list(state)
+    for key, value in state.items():
+        assert again[key].dtype == value.dtype and torch.equal(again[key], value), key
+    if case == "static":
+        assert {"1.input_scale", "1.input_zero_point"} <= set(state)
+        assert state["1.input_scale"].shape == ()
+
+
+def test_state_dict_tensors_are_copies():
+    model = _state_model("int8_wo", 0)   # a weight-only layer keeps its int8 weight as is
+    x = _state_input("int8_wo")
+    with torch.no_grad():
+        expected = model(x)
+    state = model.state_dict()
+    state["1.qweight"].zero_()
+    state["1.scale"].fill_(7.0)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+
+
+def test_load_state_dict_mismatch_names_the_key_and_changes_nothing():
+    model = _state_model("w4a8", 0)
+    before = {k: v.clone() for k, v in model[1].state_dict().items()}
+    wider = torch.nn.Sequential(torch.nn.LayerNorm(96), torch.nn.Linear(96, 72),
+                                torch.nn.ReLU(), torch.nn.Linear(72, 40))
+    lowbit.torch.quantize_(wider, Int4DynamicConfig(32))
+    with pytest.raises(RuntimeError, match=r"size or dtype mismatch for 1\.qweight: the "
+                                           r"checkpoint has uint8 \(72, 48\).*stores uint8 "
+                                           r"\(64, 48\)"):
+        model.load_state_dict(wider.state_dict())
+    int8 = _state_model("int8", 1)
+    with pytest.raises(RuntimeError, match=r"1\.qweight: the checkpoint has int8 \(64, 96\)"
+                                           r".*bits=4.*int4 values, two per byte"):
+        model.load_state_dict(int8.state_dict())
+    other_groups = torch.nn.Sequential(torch.nn.LayerNorm(96), torch.nn.Linear(96, 64),
+                                       torch.nn.ReLU(), torch.nn.Linear(64, 40))
+    lowbit.torch.quantize_(other_groups, Int4DynamicConfig(96))
+    with pytest.raises(RuntimeError, match=r"1\.scale.*\(64, 1\).*\(64, 3\).*group of 32"):
+        model.load_state_dict(other_groups.state_dict())
+    partial = {k: v for k, v in _state_model("w4a8", 1).state_dict().items()
+               if k != "1.scale"}
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*\"1\.scale\""):
+        model.load_state_dict(partial)
+    with pytest.raises(RuntimeError, match="weight can only be replaced as a whole"):
+        model.load_state_dict(partial, strict=False)
+    bad_zero = _state_model("w4a8", 1).state_dict()
+    bad_zero["1.zero_point"].fill_(100)
+    with pytest.raises(RuntimeError, match="cannot take this state.*zero points outside"):
+        model.load_state_dict(bad_zero)
+    dynamic = _state_model("int8", 1).state_dict()
+    static = _state_model("static", 0)
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*1\.input_scale"):
+        static.load_state_dict(dynamic)
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*1\.input_scale"):
+        _state_model("int8", 0).load_state_dict(static.state_dict())
+    # a failed load may fill the other modules (nn.Module's rule), but not this layer by halves
+    after = model[1].state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_embedding_load_state_dict_checks_the_table():
+    emb = QuantizedEmbedding.from_float(torch.nn.Embedding(30, 16), bits=8)
+    good = QuantizedEmbedding.from_float(torch.nn.Embedding(30, 16), bits=8).state_dict()
+    idx = torch.arange(30)
+    before = emb(idx)
+    wide = dict(good, qweight=good["qweight"].to(torch.int64))   # would wrap silently
+    with pytest.raises(RuntimeError, match=r"QuantizedEmbedding\(30, 16, bits=8\) cannot take "
+                                           r"qweight / scale.*int8.*got int64"):
+        emb.load_state_dict(wide)
+    zero = dict(good, scale=torch.zeros_like(good["scale"]))
+    with pytest.raises(RuntimeError, match="scales must be finite and > 0"):
+        emb.load_state_dict(zero)
+    four = QuantizedEmbedding.from_float(torch.nn.Embedding(30, 16), bits=4).state_dict()
+    with pytest.raises(RuntimeError, match="8-bit table must be int8 with shape"):
+        emb.load_state_dict(four)
+    assert torch.equal(emb(idx), before)
+    expected = lowbit.nn.QuantizedEmbedding(good["qweight"].numpy(), good["scale"].numpy(), 8,
+                                            16)(idx.numpy())
+    assert not np.array_equal(before.numpy(), expected)
+    emb.load_state_dict(good, assign=True)   # assign replaces the buffers: the lookup follows
+    assert_bits_equal(emb(idx).numpy(), expected)
+    emb.load_state_dict(four_as_eight := {k: v.clone() for k, v in good.items()})
+    assert_bits_equal(emb(idx).numpy(), expected) and four_as_eight
 
 
 @pytest.mark.parametrize("bits", [8, 4])

@@ -32,6 +32,12 @@ FORMAT_VERSION = "1"
 Tensors = dict[str, np.ndarray]
 
 
+def key_prefix(name: str) -> str:
+    """A layer's tensors are `<name>.qweight`, `<name>.scale`, ...; a layer with the name ''
+    (a PyTorch module saved on its own, or one module's state_dict) has them unprefixed."""
+    return name + "." if name else ""
+
+
 # ---- encoding -------------------------------------------------------------------------------
 def _encode_qtensor(prefix: str, qt: QTensor, out: Tensors) -> dict[str, Any]:
     four_bit = qt.dtype in ("int4", "uint4")
@@ -46,31 +52,34 @@ def _encode_qtensor(prefix: str, qt: QTensor, out: Tensors) -> dict[str, Any]:
             "shape": list(qt.data.shape), "nibbles": four_bit}
 
 
-def _encode_linear(name: str, layer: QuantizedLinear, out: Tensors) -> dict[str, Any]:
+def encode_linear(name: str, layer: QuantizedLinear, out: Tensors) -> dict[str, Any]:
+    """Adds the layer's canonical tensors to `out` and returns its metadata (also the state_dict
+    of lowbit.torch.QuantizedLinear, with name '')."""
+    p = key_prefix(name)
     w = layer.weight
     qt = w.qtensor() if isinstance(w, PackedWeight) else w
-    meta = _encode_qtensor(name + ".", qt, out)
+    meta = _encode_qtensor(p, qt, out)
     meta.update(kind="linear", scheme=layer.scheme, bits=layer.bits,
                 mode=w.mode if isinstance(w, PackedWeight) else None,
                 bias=layer.bias is not None)
     if layer.bias is not None:
-        out[name + ".bias"] = layer.bias
+        out[p + "bias"] = layer.bias
     if layer.scheme == "static":
         assert layer.input_scale is not None and layer.input_zero_point is not None
-        out[name + ".input_scale"] = layer.input_scale
-        out[name + ".input_zero_point"] = layer.input_zero_point
+        out[p + "input_scale"] = layer.input_scale
+        out[p + "input_zero_point"] = layer.input_zero_point
     return meta
 
 
 def _encode_packed(name: str, pw: PackedWeight, out: Tensors) -> dict[str, Any]:
-    meta = _encode_qtensor(name + ".", pw.qtensor(), out)
+    meta = _encode_qtensor(key_prefix(name), pw.qtensor(), out)
     meta.update(kind="packed_weight", bits=pw.bits, mode=pw.mode)
     return meta
 
 
 def _encode_embedding(name: str, emb: QuantizedEmbedding, out: Tensors) -> dict[str, Any]:
-    out[name + ".qweight"] = emb.data
-    out[name + ".scale"] = emb.scale
+    out[key_prefix(name) + "qweight"] = emb.data
+    out[key_prefix(name) + "scale"] = emb.scale
     return {"kind": "embedding", "bits": emb.bits, "group_size": emb.group_size,
             "shape": [emb.num_embeddings, emb.embedding_dim]}
 
@@ -81,12 +90,14 @@ def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[st
     codes: dict[str, str] = {}
     layers: dict[str, Any] = {}
     for name, obj in objects.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"names must be non-empty strings, got {name!r}")
+        layer = isinstance(obj, (QuantizedLinear, PackedWeight, QuantizedEmbedding))
+        if not isinstance(name, str) or not (name or layer):
+            raise ValueError(f"names must be non-empty strings (only a lowbit layer may have the "
+                             f"name '': a layer saved on its own), got {name!r}")
         before = set(tensors)
         part: Tensors = {}
         if isinstance(obj, QuantizedLinear):
-            layers[name] = _encode_linear(name, obj, part)
+            layers[name] = encode_linear(name, obj, part)
         elif isinstance(obj, PackedWeight):
             layers[name] = _encode_packed(name, obj, part)
         elif isinstance(obj, QuantizedEmbedding):
@@ -115,7 +126,8 @@ def _metadata(tensors: Tensors, layers: dict[str, Any]) -> dict[str, str]:
 def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     """Writes a model or layers to `path` (safetensors), atomically.
 
-    obj: a PyTorch module (its lowbit layers plus the rest of its state_dict), or a dict
+    obj: a PyTorch module (its lowbit layers plus the rest of its state_dict; a lowbit layer on
+    its own is stored under the name '', its tensors unprefixed), or a dict
     name -> lowbit.nn.QuantizedLinear / QuantizedEmbedding / PackedWeight / NumPy array (what
     `lowbit.quantize_weights` returns), or such a dict with lowbit.torch layers and tensors."""
     torch = sys.modules.get("torch")
@@ -170,7 +182,8 @@ def _qtensor(name: str, meta: dict[str, Any], t: Tensors) -> QTensor:
     dtype = meta["dtype"]
     if dtype not in QTYPES:
         raise ValueError(f"unknown dtype {dtype!r}")
-    q, scale, zero = t[name + ".qweight"], t[name + ".scale"], t[name + ".zero_point"]
+    p = key_prefix(name)
+    q, scale, zero = t[p + "qweight"], t[p + "scale"], t[p + "zero_point"]
     shape = tuple(meta["shape"])
     if meta["nibbles"]:
         u = unpack_nibbles(q)
@@ -187,24 +200,26 @@ def _qtensor(name: str, meta: dict[str, Any], t: Tensors) -> QTensor:
                    meta["group_size"])
 
 
-def _decode_layer(name: str, meta: dict[str, Any], t: Tensors) -> Any:
+def decode_layer(name: str, meta: dict[str, Any], t: Tensors) -> Any:
+    """The layer `meta` describes, from its tensors in `t` (re-packed for this CPU)."""
+    p = key_prefix(name)
     kind = meta["kind"]
     if kind == "embedding":
         rows, dim = meta["shape"]
-        return QuantizedEmbedding(np.array(t[name + ".qweight"]), np.array(t[name + ".scale"]),
+        return QuantizedEmbedding(np.array(t[p + "qweight"]), np.array(t[p + "scale"]),
                                   meta["bits"], dim, meta["group_size"])
     qt = _qtensor(name, meta, t)
     if kind == "packed_weight":
         return pack_weight(qt, bits=meta["bits"], mode=meta["mode"])
     if kind != "linear":
         raise ValueError(f"unknown layer kind {kind!r}")
-    bias = t[name + ".bias"] if meta["bias"] else None
+    bias = t[p + "bias"] if meta["bias"] else None
     if meta["scheme"] == "weight_only" and meta["bits"] == 8:
         return QuantizedLinear(qt, bias)
     pw = pack_weight(qt, bits=meta["bits"], mode=meta["mode"])
     if meta["scheme"] == "static":
-        return QuantizedLinear(pw, bias, input_scale=t[name + ".input_scale"],
-                               input_zero_point=np.array(t[name + ".input_zero_point"]))
+        return QuantizedLinear(pw, bias, input_scale=t[p + "input_scale"],
+                               input_zero_point=np.array(t[p + "input_zero_point"]))
     return QuantizedLinear(pw, bias)
 
 
@@ -215,9 +230,9 @@ def decode(tensors: Tensors, codes: dict[str, str], layers: dict[str, Any], path
     out: dict[str, Any] = {}
     used: set[str] = set()
     for name, meta in layers.items():
-        owned = {name + "." + suffix for suffix in _SUFFIXES} & set(tensors)
+        owned = {key_prefix(name) + suffix for suffix in _SUFFIXES} & set(tensors)
         try:
-            out[name] = _decode_layer(name, meta, tensors)
+            out[name] = decode_layer(name, meta, tensors)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path!r}: layer {name!r} cannot be restored: {e}") from None
         used |= owned
@@ -239,7 +254,10 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
     structure as the saved one, in float (e.g. freshly built): its nn.Linear / nn.Embedding
     layers named in the file are replaced by lowbit layers, the other tensors are loaded into it,
     and the model is returned. A layer missing from the model, or a shape that differs, raises
-    ValueError naming it; so does a truncated, corrupted or other-version file."""
+    ValueError naming it; so does a truncated, corrupted or other-version file. A file holding
+    a single lowbit layer saved on its own (`save(QuantizedLinear...)`: the name '') loads into
+    a skeleton nn.Linear / nn.Embedding of the same shape (or a lowbit layer) and returns the
+    new lowbit layer, since a module cannot change its class in place."""
     tensors, codes, layers = read(path)
     if model is None:
         return decode(tensors, codes, layers, os.fspath(path))

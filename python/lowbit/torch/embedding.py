@@ -1,13 +1,14 @@
 """QuantizedEmbedding: a drop-in nn.Module for nn.Embedding with int8 or int4 rows."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import nn as lnn
+from .layers import state_array
 
 
 def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:
@@ -26,7 +27,11 @@ class QuantizedEmbedding(nn.Module):
 
     The quantized table and its scales are buffers (shared with the NumPy
     `lowbit.nn.QuantizedEmbedding` that does the lookup), so parameters() + buffers() count
-    them. The lookup gathers the rows in NumPy and dequantizes them; no gradients."""
+    them, and state_dict() holds them (the tensors lowbit.save writes). The lookup gathers the
+    rows in NumPy and dequantizes them; no gradients."""
+
+    qweight: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, table: lnn.QuantizedEmbedding, padding_idx: Optional[int] = None) -> None:
         super().__init__()
@@ -70,6 +75,36 @@ class QuantizedEmbedding(nn.Module):
             raise ValueError(f"QuantizedEmbedding runs on the CPU; got indices on {indices.device}")
         out = self.table(np.asarray(indices.detach().contiguous().numpy()))
         return torch.from_numpy(out)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              local_metadata: dict[str, Any], strict: bool,
+                              missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        # nn.Module would copy into the buffers casting any dtype (an int64 or float table would
+        # wrap or truncate silently) and take any scale: check the table as lowbit.load does
+        # first, so a bad state changes nothing
+        keys = (prefix + "qweight", prefix + "scale")
+        if all(k in state_dict for k in keys):
+            try:
+                lnn.QuantizedEmbedding(state_array(state_dict[keys[0]], keys[0]),
+                                       state_array(state_dict[keys[1]], keys[1]), self.bits,
+                                       self.embedding_dim, self.table.group_size)
+            except (TypeError, ValueError) as e:
+                error_msgs.append(f"lowbit {self._label()} cannot take {keys[0]} / {keys[1]}: "
+                                  f"{e}")
+                return
+        errors = len(error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if len(error_msgs) == errors:
+            # the lookup reads the NumPy table: rebuild it on the buffers, which a load with
+            # assign=True replaces rather than fills
+            self.table = lnn.QuantizedEmbedding(self.qweight.numpy(), self.scale.numpy(),
+                                                self.bits, self.embedding_dim,
+                                                self.table.group_size)
+
+    def _label(self) -> str:
+        return f"QuantizedEmbedding({self.extra_repr()})"
 
     def extra_repr(self) -> str:
         g = f", group_size={self.table.group_size}" if self.table.group_size else ""

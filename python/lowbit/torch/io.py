@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
-from ..io import decode
+from ..io import decode, key_prefix
 from ._modules import named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
 from .layers import QuantizedLinear
@@ -40,7 +40,9 @@ def numpy_objects(objects: dict[str, Any]) -> dict[str, Any]:
 
 
 def module_objects(model: nn.Module) -> dict[str, Any]:
-    """Each lowbit layer by its module name, and every other state_dict entry as an array."""
+    """Each lowbit layer by its module name, and every other state_dict entry as an array. A
+    lowbit layer saved on its own has the name '' (its tensors are then unprefixed, as in its
+    state_dict)."""
     from .calibrate import ObservedLinear
     from .qat import FakeQuantLinear
     objects: dict[str, Any] = {}
@@ -52,15 +54,15 @@ def module_objects(model: nn.Module) -> dict[str, Any]:
         if isinstance(module, LOWBIT_MODULES) and name not in objects:
             objects[name] = (module.numpy_layer() if isinstance(module, QuantizedLinear)
                              else module.table)
-            prefixes.append(name + ".")
+            prefixes.append(key_prefix(name))
     for key, value in model.state_dict().items():
-        if not any(key.startswith(p) for p in prefixes):
+        if not key.startswith(tuple(prefixes)):
             objects[key] = tensor_to_numpy(value)
     return objects
 
 
 def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module:
-    where = f"{path!r}: layer {name!r}"
+    where = f"{path!r}: layer {name!r}" if name else f"{path!r}: the layer saved on its own"
     if isinstance(obj, lnn.QuantizedLinear):
         if not isinstance(target, (nn.Linear, QuantizedLinear)):
             raise ValueError(f"{where} is a quantized linear in the file but a "
@@ -90,7 +92,8 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
 def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict[str, str],
                    layers: dict[str, Any], path: str) -> nn.Module:
     """Checks everything first and only then changes the model, so a mismatch leaves it as it
-    was."""
+    was. A file holding one layer saved on its own (name '') returns the new lowbit layer: the
+    skeleton (an nn.Linear, say) cannot turn into one in place."""
     objects = decode(tensors, codes, layers, path)
     modules = dict(named_modules_all(model))
     new_modules = {}
@@ -98,7 +101,7 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
         if name not in modules:
             raise ValueError(f"{path!r}: layer {name!r} is in the file but not in the model")
         new_modules[name] = _replacement(name, modules[name], objects[name], path)
-    prefixes = tuple(n + "." for n in layers)
+    prefixes = tuple(key_prefix(n) for n in layers)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     floats = {k: v for k, v in objects.items() if k not in layers}
     for key, value in floats.items():
@@ -111,6 +114,8 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
     if missing:
         raise ValueError(f"{path!r}: the model has state the file lacks: {missing[:8]}"
                          + (" ..." if len(missing) > 8 else ""))
+    if "" in new_modules:
+        return new_modules[""]   # floats is empty: every tensor of the file is the layer's
     for name, new in new_modules.items():
         set_submodule(model, name, new)
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))

@@ -6,7 +6,7 @@ returned tensor (`torch.from_numpy`), so a call makes no copies of its own.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -14,11 +14,12 @@ from torch import nn
 
 from .. import nn as lnn
 from ..config import QuantConfig
+from ..io import decode_layer, encode_linear
 from ..packed import PackedWeight
 
 
 def check_input(x: torch.Tensor, layer: str) -> None:
-    """The conditions under which a lowbit layer can take x: float32, CPU, no gradient."""
+    """The conditions under which a lowbit layer can take x: a float32 tensor on the CPU."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{layer} takes a torch.Tensor, got {type(x).__name__}")
     if x.dtype != torch.float32:
@@ -26,10 +27,38 @@ def check_input(x: torch.Tensor, layer: str) -> None:
                         "the input, or keep this layer in float)")
     if x.device.type != "cpu":
         raise ValueError(f"{layer} runs on the CPU; got an input on {x.device}")
-    if x.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"{layer} is inference-only: its input requires grad. Run it under "
-                           "torch.no_grad() or torch.inference_mode(), or use "
-                           "lowbit.torch.prepare_qat to train with fake quantization")
+
+
+class _NoBackward(torch.autograd.Function):
+    """Runs a lowbit kernel inside an autograd graph. The forward is the kernel itself; the
+    backward raises, because a quantized, packed weight has no gradient to give. This lets a
+    plain `model(x)` work when float layers before this one (a LayerNorm, say) make x require
+    grad, as torch's quantized dynamic Linear does; but where that one only warns and leaves the
+    earlier layers without gradients, asking this one for gradients fails loudly."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor],
+                label: Callable[[], str]) -> torch.Tensor:
+        ctx.label = label   # the layer's name, formatted only if backward is reached
+        return compute(x)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> Any:
+        raise RuntimeError(f"{ctx.label()} is inference-only and has no gradient: backward() "
+                           "reached it because its input requires grad. Run the model under "
+                           "torch.no_grad() or torch.inference_mode() when you do not need "
+                           "gradients, or train with lowbit.torch.prepare_qat (fake "
+                           "quantization) and convert afterwards")
+
+
+def state_array(value: Any, key: str) -> np.ndarray:
+    """A state_dict entry as a NumPy array (a view), or TypeError naming its key."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{key!r} must be a tensor, got {type(value).__name__}")
+    try:
+        return value.detach().cpu().numpy()
+    except TypeError:
+        raise TypeError(f"{key!r} has dtype {value.dtype}, which no lowbit layer stores") from None
 
 
 def float_weight(linear: nn.Module, name: str = "") -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -56,8 +85,12 @@ class QuantizedLinear(nn.Module):
     """Same call as nn.Linear: (..., in_features) float32 -> (..., out_features) float32.
 
     Holds a `lowbit.nn.QuantizedLinear` (the packed weight lives in lowbit's own aligned memory,
-    not in a torch tensor; `nbytes` counts it) and the float32 bias as a buffer. Inference only:
-    an input that requires grad while grad mode is on raises RuntimeError."""
+    not in a torch tensor; `nbytes` counts it) and the float32 bias as a buffer. `state_dict()`
+    computes the canonical quantized weight from the packed one: the tensors lowbit.save writes
+    for the layer (`qweight`, `scale`, `zero_point`, `bias`, and for static layers
+    `input_scale`, `input_zero_point`); `load_state_dict` checks them and re-packs. Inference only:
+    an input that requires grad (grad mode on) gives an output whose backward raises
+    RuntimeError."""
 
     bias: Optional[torch.Tensor]
 
@@ -116,9 +149,125 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, "lowbit QuantizedLinear")
+        if x.requires_grad and torch.is_grad_enabled():
+            # autograd records this call: the output carries a backward that refuses, rather
+            # than no graph at all (which would silently drop the earlier layers' gradients)
+            out = _NoBackward.apply(x, self._compute, self._label)
+            assert isinstance(out, torch.Tensor)
+            return out
+        return self._compute(x)
+
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach().numpy()
         y = self.layer.compute(x.detach().contiguous().numpy(), bias)
         return torch.from_numpy(y)
+
+    # ---- state_dict ---------------------------------------------------------------------------
+    # The packed weight is in lowbit's memory, so nn.Module alone would save only the bias and
+    # a torch.save(state_dict) / load_state_dict round trip would silently keep whatever weight
+    # the receiving layer had.
+
+    def _quantized_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The quantized tensors (unprefixed, without the bias: that is the buffer) and the
+        layer's metadata, as lowbit.save encodes them."""
+        tensors: dict[str, np.ndarray] = {}
+        meta = encode_linear("", self.layer, tensors)
+        tensors.pop("bias", None)
+        return tensors, meta
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str,
+                            keep_vars: bool) -> None:
+        # Copies: some of these arrays are the layer's own (a weight-only int8 weight, a static
+        # input scale), and editing a state_dict must not change the packed layer behind it.
+        tensors, _ = self._quantized_state()
+        for key in ("qweight", "scale", "zero_point"):
+            destination[prefix + key] = torch.from_numpy(tensors.pop(key).copy())
+        super()._save_to_state_dict(destination, prefix, keep_vars)   # the bias buffer
+        for key, value in tensors.items():   # a static layer's input_scale, input_zero_point
+            destination[prefix + key] = torch.from_numpy(value.copy())
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              local_metadata: dict[str, Any], strict: bool,
+                              missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        # All or nothing for this layer: the quantized tensors are checked and re-packed before
+        # nn.Module loads the bias, and a failure leaves weight and bias as they were.
+        errors = len(error_msgs)
+        expected, meta = self._quantized_state()
+        new = self._restore_weight(state_dict, prefix, expected, meta, strict, missing_keys,
+                                   error_msgs)
+        if len(error_msgs) > errors:
+            return
+        # nn.Module loads the bias and flags unknown keys; it must not see the quantized keys,
+        # which it would call unexpected
+        own = {prefix + key for key in expected}
+        super()._load_from_state_dict({k: v for k, v in state_dict.items() if k not in own},
+                                      prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if new is None or len(error_msgs) > errors:
+            return
+        bias = None if self.bias is None else self.bias.detach().cpu().numpy()
+        self.layer = lnn.QuantizedLinear(new.weight, bias, input_scale=new.input_scale,
+                                         input_zero_point=new.input_zero_point)
+        if self.layer.bias is not None:
+            self.bias = torch.from_numpy(self.layer.bias)   # shared with the NumPy layer
+
+    def _restore_weight(self, state_dict: dict[str, Any], prefix: str,
+                        expected: dict[str, np.ndarray], meta: dict[str, Any], strict: bool,
+                        missing_keys: list[str], error_msgs: list[str]
+                        ) -> Optional[lnn.QuantizedLinear]:
+        """The layer (without bias) the state_dict's quantized tensors make, checked against
+        this one's (`expected`, `meta`); None if the state_dict has none of them or they do
+        not fit (the reasons then go to error_msgs)."""
+        given: dict[str, np.ndarray] = {}
+        problems: list[str] = []
+        for key, want in expected.items():
+            name = prefix + key
+            if name not in state_dict:
+                if strict:
+                    missing_keys.append(name)
+                continue
+            try:
+                got = state_array(state_dict[name], name)
+            except TypeError as e:
+                problems.append(f"{e} ({self._label()})")
+                continue
+            if got.dtype != want.dtype or got.shape != want.shape:
+                problems.append(self._mismatch(name, key, got, want, meta))
+                continue
+            given[key] = got
+        if not given and not problems:
+            return None
+        if not problems and len(given) < len(expected):
+            problems.append(f"{self._label()} at {prefix[:-1]!r}: the state_dict has "
+                            f"{sorted(given)} but not {sorted(set(expected) - set(given))}; "
+                            "its weight can only be replaced as a whole")
+        if not problems:
+            meta["bias"] = False   # the bias is the buffer's, loaded by nn.Module
+            try:
+                layer = decode_layer("", meta, given)   # lowbit.load's checks and re-packing
+                assert isinstance(layer, lnn.QuantizedLinear)
+                return layer
+            except (KeyError, TypeError, ValueError) as e:
+                problems.append(f"{self._label()} at {prefix[:-1]!r} cannot take this state: "
+                                f"{e}")
+        error_msgs.extend(problems)
+        return None
+
+    def _mismatch(self, name: str, key: str, got: np.ndarray, want: np.ndarray,
+                  meta: dict[str, Any]) -> str:
+        layout = ""
+        if key == "qweight":
+            layout = f" ({meta['dtype']} values{', two per byte' if meta['nibbles'] else ''})"
+        elif key in ("scale", "zero_point") and meta.get("group_size"):
+            layout = f" (one per group of {meta['group_size']} inputs)"
+        return (f"size or dtype mismatch for {name}: the checkpoint has {got.dtype} "
+                f"{tuple(got.shape)}, {self._label()} stores {want.dtype} {tuple(want.shape)}"
+                f"{layout}; was the checkpoint made with another config (bits, group size, "
+                "scheme) or shape?")
+
+    def _label(self) -> str:
+        return f"lowbit QuantizedLinear({self.extra_repr()})"
 
     def extra_repr(self) -> str:
         w = self.layer.weight

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Iterable, Optional
 
 import torch
@@ -108,7 +109,8 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     where the quantized layer is slower. progress: a tqdm bar (if tqdm is installed) for models
     with at least 16 layers; True/False forces it on/off.
 
-    Returns a ConversionSummary (print it for a table)."""
+    Returns a ConversionSummary (print it for a table). If every candidate layer was skipped,
+    a UserWarning also says why."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize_ takes an nn.Module, got {type(model).__name__}")
     if not isinstance(config, dict) and isinstance(config, Int8StaticConfig):
@@ -139,7 +141,25 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         if new is not None:
             set_submodule(model, name, new)
             done[id(module)] = new
+    if not summary.replaced:
+        # the model had layers to convert, so a summary of 0 replaced is most likely a surprise
+        # (an odd in_features at 4 bits, a pattern dict that matches nothing): say why
+        warnings.warn(_nothing_replaced(model, summary), UserWarning, stacklevel=2)
     return summary
+
+
+def _nothing_replaced(model: nn.Module, summary: ConversionSummary, shown: int = 4) -> str:
+    by_reason: dict[str, list[str]] = {}
+    for s in summary.skipped:
+        by_reason.setdefault(s.reason, []).append(s.name)
+    parts = []
+    for reason, names in list(by_reason.items())[:shown]:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        parts.append(f"{', '.join(repr(n) for n in names[:3])}{more}: {reason}")
+    rest = len(by_reason) - shown
+    return (f"quantize_ replaced no layer of {type(model).__name__}: all "
+            f"{len(summary.skipped)} candidate layer(s) were skipped; " + "; ".join(parts)
+            + (f"; and {rest} other reason(s) (print the returned summary)" if rest > 0 else ""))
 
 
 def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
