@@ -20,7 +20,7 @@ from ..qtensor import QTensor
 from . import fake_quant as fq
 from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
 from .layers import QuantizedLinear, float_weight
-from .summary import ConversionSummary, Replaced, Skipped
+from ..summary import ConversionSummary, Replaced, Skipped
 
 TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
 
