@@ -297,3 +297,51 @@ def test_layers_survive_pickle_and_deepcopy(rng):
     x2 = pickle.loads(pickle.dumps(x))
     pw = lowbit.pack_weight(w)
     assert_bits_equal(lowbit.linear(x2, pw, pickle.loads(pickle.dumps(b))), lowbit.linear(x, pw, b))
+
+
+def test_numpy_models_and_their_conversion(rng):
+    """lowbit.nn.Linear / Embedding (float layers), Sequential and Model, and quantize_weights
+    over a model's layers: the quantized model is the same forward over the converted dict."""
+    w1, b1 = _layer(rng, 40, 32)
+    w2, _ = _layer(rng, 8, 40)
+    table = rng.standard_normal((20, 32)).astype(F32)
+    fc1 = lowbit.nn.Linear(w1, b1)
+    x = _x(rng, (2, 3, 32))
+    assert_bits_equal(fc1(x), (x @ w1.T + b1).astype(F32))
+    emb = lowbit.nn.Embedding(table)
+    np.testing.assert_array_equal(emb(np.array([3, 0])), table[[3, 0]])
+    with pytest.raises(IndexError):
+        emb(np.array([-1]))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        lowbit.nn.Linear(w1, b1[:3])
+    with pytest.raises(ValueError, match=r"\(\.\.\., 32\)"):
+        fc1(_x(rng, (2, 31)))
+    model = lowbit.nn.Sequential([fc1, lowbit.nn.relu, lowbit.nn.Linear(w2)])
+    assert list(model.layers) == ["0", "1", "2"]
+    assert_bits_equal(model(x), np.maximum(x @ w1.T + b1, 0) @ w2.T)
+    assert model.nbytes == w1.nbytes + b1.nbytes + w2.nbytes
+    with pytest.raises(TypeError, match="callable"):
+        lowbit.nn.Sequential({"w": w1})
+
+    out = lowbit.quantize_weights(model.layers, {"2": None, "*": Int8DynamicConfig()})
+    assert out.summary.replaced_names == ["0"] and out.summary.skipped_names == ["1", "2"]
+    assert out["0"].bias is not None and out["2"] is model.layers["2"]
+    quantized = model.with_layers(out)
+    ref = lowbit.linear(x, lowbit.pack_weight(w1), b1)
+    assert_bits_equal(quantized(x), np.maximum(ref, 0) @ w2.T)
+    assert pickle.loads(pickle.dumps(quantized)).layers.keys() == quantized.layers.keys()
+    with pytest.raises(ValueError, match="give one"):
+        lowbit.quantize_weights(model.layers, Int8DynamicConfig(), biases={"0": b1})
+
+    # a Model: any forward over the dict; an Embedding is a table by its type
+    def forward(layers, ids):
+        return layers["head"](layers["tok"](ids))
+    net = lowbit.nn.Model(forward, {"tok": emb, "head": fc1})
+    out = lowbit.quantize_weights(net.layers, Int8DynamicConfig())
+    assert out["tok"] is emb and "embeddings=True" in out.summary.reason("tok")
+    out = lowbit.quantize_weights(net.layers, Int8DynamicConfig(), embeddings=True)
+    assert isinstance(out["tok"], QuantizedEmbedding)
+    ids = np.array([[1, 2, 19]])
+    q = net.with_layers(out)
+    np.testing.assert_allclose(q(ids), net(ids), atol=0.1)
+    assert q.nbytes < net.nbytes / 2

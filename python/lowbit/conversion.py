@@ -9,6 +9,7 @@ import numpy as np
 from ._plan import UnsupportedLayer, plan_linear
 from .config import Int8StaticConfig, QuantConfig, check_config
 from .embedding import QuantizedEmbedding
+from .models import Embedding, Linear
 from .nn import QuantizedLinear
 from .summary import ConversionSummary, Replaced, Skipped
 
@@ -79,19 +80,43 @@ def _is_table(name: str, patterns: tuple[str, ...]) -> Optional[str]:
     return next((p for p in patterns if fnmatch.fnmatchcase(probe, p)), None)
 
 
-def _bias_for(key: str, weights: Mapping[str, Any], biases: Mapping[str, Any]
+def _bias_for(key: str, value: Any, weights: Mapping[str, Any], biases: Mapping[str, Any]
               ) -> tuple[Optional[str], Any]:
-    """(the key of the bias taken from `weights`, or None; the bias array or None). A
-    '<name>.weight' takes '<name>.bias'; `biases[key]` names one explicitly."""
-    sibling = layer_name(key) + ".bias" if key.endswith(".weight") else None
-    if sibling is not None and sibling not in weights:
-        sibling = None
+    """(the key of the bias taken from `weights`, or None; the bias array or None). A float
+    Linear brings its own; a '<name>.weight' takes '<name>.bias'; `biases[key]` names one
+    explicitly."""
+    if isinstance(value, Linear):
+        own, sibling = value.bias, None
+    else:
+        own = None
+        sibling = layer_name(key) + ".bias" if key.endswith(".weight") else None
+        if sibling is not None and sibling not in weights:
+            sibling = None
     if key in biases:
-        if sibling is not None:
-            raise ValueError(f"{key!r} has a bias in biases= and {sibling!r} in weights: give "
-                             "one")
+        if sibling is not None or own is not None:
+            where = repr(sibling) + " in weights" if sibling else "the Linear's own"
+            raise ValueError(f"{key!r} has a bias in biases= and {where}: give one")
         return None, biases[key]
-    return sibling, (None if sibling is None else weights[sibling])
+    return sibling, (own if sibling is None else weights[sibling])
+
+
+def _classify(key: str, value: Any, patterns: tuple[str, ...]
+              ) -> tuple[str, Optional[np.ndarray], Optional[str], str]:
+    """(layer name, the float matrix or None, why it is not a weight, the table pattern or "")
+    of one dict entry. lowbit.nn.Linear / Embedding say what they are; an array is a table if
+    its name says so."""
+    if isinstance(value, Linear):
+        return key, value.weight, None, ""
+    if isinstance(value, Embedding):
+        if patterns is EMBEDDING_PATTERNS or _is_table(key, patterns):
+            return key, value.weight, None, "lowbit.nn.Embedding"
+        return key, None, "a lowbit.nn.Embedding that no embeddings= pattern names", ""
+    why = _not_a_weight(value)
+    if why:
+        return key, None, why, ""
+    name = layer_name(key)
+    pattern = _is_table(name, patterns)
+    return name, value, None, "" if pattern is None else f"name matches {pattern!r}"
 
 
 def _size_note(note: str, before: int, after: int) -> str:
@@ -115,14 +140,19 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
     `biases[key]`. config: one config, or {fnmatch pattern: config or None} matched against the
     layer name (the first match wins; None or no match keeps the weight float).
 
+    Values may also be float layers (the layers of a lowbit.nn.Model): a lowbit.nn.Linear
+    becomes a QuantizedLinear with its own bias, a lowbit.nn.Embedding is a table (below);
+    both keep their key, so `model.with_layers(quantize_weights(model.layers, config))` is the
+    quantized model.
+
     Kept as they are, with a reason in the summary: values that are not 2-D floating-point
     arrays (biases of float layers, norms, integer tables, anything else), weights a pattern
     keeps float, and shapes the config cannot take (odd in_features for 4-bit, past the int8
     depth limit, empty), exactly as lowbit.torch.quantize_ skips them; a 4-bit group larger
     than in_features becomes in_features (noted).
 
-    Embedding tables (a layer name matching EMBEDDING_PATTERNS, e.g. 'emb.weight',
-    'embeddings.word_embeddings.weight') are kept float unless embeddings=True, which makes
+    Embedding tables (a lowbit.nn.Embedding, or an array whose layer name matches
+    EMBEDDING_PATTERNS, e.g. 'emb.weight', 'embeddings.word_embeddings.weight') are kept float unless embeddings=True, which makes
     them QuantizedEmbedding (embedding_bits 8 or 4, one scale per row or per
     embedding_group_size values). embeddings='pattern' or a list of patterns names the tables
     instead (and converts them).
@@ -142,22 +172,19 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
     converted: dict[str, tuple[str, Any]] = {}   # input key -> (output name, lowbit layer)
     taken_biases: set[str] = set()
     for key, value in weights.items():
-        why = _not_a_weight(value)
-        if why:
-            summary.skipped.append(Skipped(key, why))
+        name, matrix, why, table = _classify(key, value, table_patterns)
+        if matrix is None:
+            summary.skipped.append(Skipped(key, why or "not a weight"))
             continue
-        name = layer_name(key)
-        pattern = _is_table(name, table_patterns)
-        if pattern is not None:
+        if table:
             if not convert_tables:
-                summary.skipped.append(Skipped(key, f"an embedding table (name matches "
-                                                    f"{pattern!r}): pass embeddings=True to "
-                                                    "quantize it"))
+                summary.skipped.append(Skipped(key, f"an embedding table ({table}): pass "
+                                                    "embeddings=True to quantize it"))
                 continue
-            table = _convert_table(key, name, value, embedding_bits, embedding_group_size,
-                                   summary)
-            if table is not None:
-                converted[key] = (name, table)
+            new_table = _convert_table(key, name, matrix, embedding_bits, embedding_group_size,
+                                       summary)
+            if new_table is not None:
+                converted[key] = (name, new_table)
             continue
         cfg, why = config_for(name, config)
         if cfg is None:
@@ -167,20 +194,20 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
             raise ValueError(f"{key!r}: Int8StaticConfig needs per-layer calibration; use "
                              "QuantizedLinear.from_config(w, b, config, input_qparams=...)")
         try:
-            plan = plan_linear(cfg, value.shape[0], value.shape[1])
+            plan = plan_linear(cfg, matrix.shape[0], matrix.shape[1])
         except UnsupportedLayer as e:
             summary.skipped.append(Skipped(key, str(e)))
             continue
-        bias_key, bias = _bias_for(key, weights, biases)
+        bias_key, bias = _bias_for(key, value, weights, biases)
         try:
-            layer = QuantizedLinear.from_config(value, bias, cfg)
+            layer = QuantizedLinear.from_config(matrix, bias, cfg)
         except (TypeError, ValueError) as e:
             what = f"{key!r}" + (f" (with {bias_key!r})" if bias_key else "")
             raise type(e)(f"{what}: {e}") from e
         if bias_key is not None:
             taken_biases.add(bias_key)
-        before = value.nbytes + (0 if bias is None else np.asarray(bias).nbytes)
-        summary.replaced.append(Replaced(name, "linear", value.shape, cfg.describe(), before,
+        before = matrix.nbytes + (0 if bias is None else np.asarray(bias).nbytes)
+        summary.replaced.append(Replaced(name, "linear", matrix.shape, cfg.describe(), before,
                                          layer.nbytes, _size_note(plan.note, before,
                                                                   layer.nbytes)))
         converted[key] = (name, layer)

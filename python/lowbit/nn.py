@@ -1,4 +1,4 @@
-"""NumPy drop-in layers."""
+"""NumPy drop-in layers, their float counterparts, and whole NumPy models (lowbit.models)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Union
@@ -9,6 +9,7 @@ from ._checks import float_array, require_finite, scales, zero_points
 from ._plan import LayerPlan, plan_linear
 from .config import Int8StaticConfig, QuantConfig, check_config
 from .embedding import QuantizedEmbedding
+from .models import Embedding, Linear, Model, Sequential, relu
 from .ops import linear, quantize_linear
 from .packed import PackedWeight, pack_weight
 from .qtensor import QTensor, quantize
@@ -209,4 +210,5 @@ def weight_qtensor(w: np.ndarray, config: QuantConfig, plan: LayerPlan) -> QTens
     return quantize(w, dtype, symmetric=symmetric, axis=0)
 
 
-__all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES"]
+__all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES", "Linear", "Embedding", "relu",
+           "Model", "Sequential"]
