@@ -7,8 +7,12 @@ math reproduces the documented float32 operations one by one.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import sys
 import zlib
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -58,6 +62,30 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     pytest.importorskip = _importorskip
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments shared with bench/
+# ---------------------------------------------------------------------------------------------
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str) -> ModuleType:
+    """bench/<name>.py as a module (bench/ is a folder of scripts, not a package), so a test
+    runs the benchmark's own experiment code instead of a copy of it."""
+    key = f"lowbit_bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module   # before running it: dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[key]
+        raise
+    return module
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from lowbit.torch import (FakeQuantLinear, QuantizedLinear, convert, prepare,  #
                           prepare_qat, quantize_)
 from lowbit.torch.fake_quant import (FakeQuantize, fake_quantize_rows_dynamic,  # noqa: E402
                                      fake_quantize_rows_symmetric)
-from conftest import F32, assert_bits_equal, ref_dynamic_quantize_linear  # noqa: E402
+from conftest import F32, assert_bits_equal, bench_module, ref_dynamic_quantize_linear  # noqa: E402
 
 CONFIGS = {
     "int8": Int8DynamicConfig(), "int8_asym": Int8DynamicConfig(symmetric=False),
@@ -234,81 +234,18 @@ def test_prepare_qat_skips_and_errors():
         prepare_qat(nn.Sequential(nn.Linear(4, 4).double()), Int8DynamicConfig())
 
 
-# ---- the digits experiment -------------------------------------------------------------------
-SIZES = (64, 24, 24, 10)
+# ---- the digits experiment (bench/qat_digits.py, which writes docs/qat.md) -------------------
 SEEDS = (0, 1, 2)
-INT4 = Int4DynamicConfig(group_size=1024)   # one group per row (64 and 24 inputs)
-
-
-def _digits():
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    parts = train_test_split(x, d.target.astype(np.int64), test_size=500, stratify=d.target,
-                             random_state=0)
-    return [torch.from_numpy(p) for p in parts]
-
-
-def _mlp(seed):
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for a, b in zip(SIZES[:-1], SIZES[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-def _train(model, x, y, epochs, lr, seed):
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-
-
-def _predict(model, x):
-    with torch.no_grad():
-        return model(x).argmax(dim=1)
 
 
 def test_qat_recovers_int4_accuracy_on_digits():
-    xtr, xte, ytr, yte = _digits()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # reproducible float training
-    rows = []
-    try:
-        for seed in SEEDS:
-            model = _mlp(seed)
-            _train(model, xtr, ytr, 40, 1e-2, seed)
-            ptq = copy.deepcopy(model)
-            quantize_(ptq, INT4)
-            qat = copy.deepcopy(model)
-            prepare_qat(qat, INT4)
-            _train(qat, xtr, ytr, 5, 1e-3, seed)
-            fake_pred = _predict(qat, xte)
-            convert(qat)
-            conv_pred = _predict(qat, xte)
-            rows.append({name: float((p == yte).float().mean()) for name, p in
-                         [("float", _predict(model, xte)), ("ptq", _predict(ptq, xte)),
-                          ("qat_fake", fake_pred), ("qat_converted", conv_pred)]}
-                        | {"agreement": float((fake_pred == conv_pred).float().mean())})
-    finally:
-        torch.set_num_threads(threads)
-    print("\nseed  float   int4 PTQ  QAT (fake quant)  QAT (converted)  fake/converted agree")
-    for seed, r in zip(SEEDS, rows):
-        print(f"{seed:4d}  {r['float']:.3f}   {r['ptq']:.3f}     {r['qat_fake']:.3f}"
-              f"             {r['qat_converted']:.3f}            {r['agreement']:.3f}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    pytest.importorskip("sklearn")
+    digits = bench_module("qat_digits")
+    rows = digits.run(SEEDS)
+    print("\n" + "\n".join(digits.table(rows)))
+    mean = {k: digits.mean(rows, k) for k in ("float", "ptq", "qat_fake", "qat_converted")}
     loss = mean["float"] - mean["ptq"]
     assert loss >= 0.004, f"int4 PTQ should lose accuracy here: {mean}"
     assert mean["qat_converted"] >= mean["ptq"] + 0.5 * loss, f"QAT should recover most: {mean}"
     for r in rows:
-        assert abs(r["qat_converted"] - r["qat_fake"]) <= 0.004 and r["agreement"] >= 0.99, r
+        assert abs(r.qat_converted - r.qat_fake) <= 0.004 and r.agreement >= 0.99, r

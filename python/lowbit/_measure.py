@@ -83,7 +83,8 @@ class LayerCase:
     bytes_quantized: int
     float_layer: Callable[[Any], Any]
     quantized_layer: Callable[[Any], Any]
-    seen: Optional[tuple[Any, Any]]   # (first input, float output) in the float run; None: never called
+    # (first input, float output) in the float model's run; None: the run never called it
+    seen: Optional[tuple[Any, Any]]
 
 
 def assemble(cases: list[LayerCase], run_float: Callable[[], Any],

@@ -152,9 +152,9 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
     than in_features becomes in_features (noted).
 
     Embedding tables (a lowbit.nn.Embedding, or an array whose layer name matches
-    EMBEDDING_PATTERNS, e.g. 'emb.weight', 'embeddings.word_embeddings.weight') are kept float unless embeddings=True, which makes
-    them QuantizedEmbedding (embedding_bits 8 or 4, one scale per row or per
-    embedding_group_size values). embeddings='pattern' or a list of patterns names the tables
+    EMBEDDING_PATTERNS, e.g. 'emb.weight', 'embeddings.word_embeddings.weight') are kept
+    float unless embeddings=True, which makes them QuantizedEmbedding (embedding_bits 8 or 4,
+    one scale per row or per embedding_group_size values). embeddings='pattern' or a list of patterns names the tables
     instead (and converts them).
 
     Raises, naming the weight: a float weight that is not float32 (TypeError), NaN/Inf
