@@ -6,7 +6,14 @@ math reproduces the documented float32 operations one by one.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
+import sys
 import zlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +25,67 @@ ALL_ISAS = ("scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neondot")  # eve
 
 QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15)}
 STORAGE = {"int8": np.int8, "uint8": np.uint8, "int4": np.int8, "uint4": np.uint8}
+
+
+# ---------------------------------------------------------------------------------------------
+# optional dependencies: LOWBIT_REQUIRE_OPTIONAL=1 turns their skips into failures
+# ---------------------------------------------------------------------------------------------
+REQUIRE_OPTIONAL = "LOWBIT_REQUIRE_OPTIONAL"
+_importorskip = pytest.importorskip
+
+
+def require_optional() -> bool:
+    """Read at every call, so a test can set the variable with monkeypatch."""
+    return os.environ.get(REQUIRE_OPTIONAL) == "1"
+
+
+@functools.wraps(_importorskip)
+def importorskip(modname: str, *args: Any, **kwargs: Any) -> Any:
+    """pytest.importorskip, except that with LOWBIT_REQUIRE_OPTIONAL=1 a missing (or too old)
+    optional dependency fails the test, or the collection of its file for a module-level call,
+    instead of skipping it: a CI that installs every extra must run every test, and a broken
+    install must not pass as a green run that skipped whole files."""
+    try:
+        return _importorskip(modname, *args, **kwargs)
+    except pytest.skip.Exception as e:
+        if not require_optional():
+            raise
+        pytest.fail(f"{REQUIRE_OPTIONAL}=1 and the optional dependency {modname!r} is "
+                    f"unavailable ({e.msg})", pytrace=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The test files call pytest.importorskip (some at import, before any fixture runs), so the
+    # wrapper replaces it for the session, installed when this conftest loads.
+    pytest.importorskip = importorskip
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    pytest.importorskip = _importorskip
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments shared with bench/
+# ---------------------------------------------------------------------------------------------
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str) -> ModuleType:
+    """bench/<name>.py as a module (bench/ is a folder of scripts, not a package), so a test
+    runs the benchmark's own experiment code instead of a copy of it."""
+    key = f"lowbit_bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module   # before running it: dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[key]
+        raise
+    return module
 
 
 # ---------------------------------------------------------------------------------------------

@@ -156,12 +156,107 @@ def test_quantize_weights(rng):
     x = _x(rng, (3, 96))
     ref = lowbit.pack_weight(w1, bits=4, group_size=32)
     assert_bits_equal(out["enc.fc1"](x), lowbit.linear(x, ref, b1))
-    with pytest.raises(ValueError, match="'enc.fc2'.*odd"):
-        lowbit.quantize_weights(weights, Int4DynamicConfig())
+    s = out.summary
+    assert s.replaced_names == ["enc.fc1", "head"]
+    assert s.skipped_names == ["enc.fc2", "norm", "ids", "step"]
+    assert "maps it to None" in s.reason("enc.fc2") and "1-D" in s.reason("norm")
+    assert "not floating point" in s.reason("ids") and "not an array" in s.reason("step")
+    # a shape the config cannot take is kept float with the reason, as quantize_ does
+    # (it used to raise)
+    out = lowbit.quantize_weights(weights, Int4DynamicConfig())
+    assert out["enc.fc2"] is w2 and "odd" in out.summary.reason("enc.fc2")
+    assert "group_size 128 > in_features 96" in out.summary.replaced[0].note
     with pytest.raises(ValueError, match="calibration"):
         lowbit.quantize_weights(weights, Int8StaticConfig())
     with pytest.raises(ValueError, match="biases"):
         lowbit.quantize_weights(weights, Int8DynamicConfig(), biases={"nope": b1})
+
+
+def _state_dict(rng):
+    """A PyTorch-style state_dict: linear weights and biases, a norm, an embedding table."""
+    w1, b1 = _layer(rng, 40, 32)
+    w2, b2 = _layer(rng, 8, 40)
+    return {"emb.weight": rng.standard_normal((50, 32)).astype(F32),
+            "enc.fc1.weight": w1, "enc.fc1.bias": b1,
+            "norm.weight": np.ones(40, F32), "norm.bias": np.zeros(40, F32),
+            "head.bias": b2, "head.weight": w2,   # the bias may come first
+            "pos_ids": np.arange(16).reshape(1, 16)}
+
+
+def test_quantize_weights_state_dict_pairs_biases(rng):
+    sd = _state_dict(rng)
+    out = lowbit.quantize_weights(sd, Int8DynamicConfig())
+    assert list(out) == ["emb.weight", "enc.fc1", "norm.weight", "norm.bias", "head",
+                         "pos_ids"]
+    for name, k in (("enc.fc1", 32), ("head", 40)):
+        layer = out[name]
+        assert isinstance(layer, QuantizedLinear) and layer.bias is not None
+        xk = _x(rng, (3, k))
+        assert_bits_equal(layer(xk), lowbit.linear(xk, lowbit.pack_weight(sd[name + ".weight"]),
+                                                   sd[name + ".bias"]), name)
+    assert out["emb.weight"] is sd["emb.weight"]   # a table: not a linear layer
+    s = out.summary
+    assert s.replaced_names == ["enc.fc1", "head"]
+    assert "embedding table" in s.reason("emb.weight") and "embeddings=True" in s.reason(
+        "emb.weight")
+    assert s.skipped_names == ["emb.weight", "norm.weight", "norm.bias", "pos_ids"]
+    assert s.replaced[0].bytes_before == sd["enc.fc1.weight"].nbytes + sd["enc.fc1.bias"].nbytes
+    assert "enc.fc1" in str(s) and "skipped" in str(s)
+    # patterns match the layer name; a weight kept float keeps its bias
+    out = lowbit.quantize_weights(sd, {"head": None, "*": Int4DynamicConfig(16)})
+    assert out["enc.fc1"].bits == 4
+    assert out["head.weight"] is sd["head.weight"] and out["head.bias"] is sd["head.bias"]
+
+
+def test_quantize_weights_embeddings_on_request(rng):
+    sd = _state_dict(rng)
+    out = lowbit.quantize_weights(sd, Int8DynamicConfig(), embeddings=True, embedding_bits=4,
+                                  embedding_group_size=16)
+    emb = out["emb"]
+    assert isinstance(emb, QuantizedEmbedding) and emb.bits == 4 and emb.group_size == 16
+    ref = QuantizedEmbedding.from_float(sd["emb.weight"], bits=4, group_size=16)
+    idx = np.array([[0, 7, 49]])
+    assert_bits_equal(emb(idx), ref(idx))
+    assert out.summary.replaced_names == ["emb", "enc.fc1", "head"]
+    assert out.summary.replaced[0].kind == "embedding"
+    # patterns name the tables instead of the default names
+    sd["lookup"] = sd.pop("emb.weight")
+    out = lowbit.quantize_weights(sd, Int8DynamicConfig(), embeddings=["look*"])
+    assert isinstance(out["lookup"], QuantizedEmbedding)
+    sd["odd.weight"] = rng.standard_normal((5, 7)).astype(F32)
+    out = lowbit.quantize_weights(sd, Int8DynamicConfig(), embeddings=["odd", "look*"],
+                                  embedding_bits=4)
+    assert out["odd.weight"] is sd["odd.weight"] and "odd" in out.summary.reason("odd.weight")
+    with pytest.raises(TypeError, match="embeddings"):
+        lowbit.quantize_weights(sd, Int8DynamicConfig(), embeddings=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="embedding_bits"):
+        lowbit.quantize_weights(sd, Int8DynamicConfig(), embedding_bits=2)
+
+
+def test_quantize_weights_errors_name_the_weight(rng):
+    sd = _state_dict(rng)
+    with pytest.raises(ValueError, match="'head.weight' \\(with 'head.bias'\\).*shape"):
+        lowbit.quantize_weights(sd | {"head.bias": np.zeros(3, F32)}, Int8DynamicConfig())
+    with pytest.raises(ValueError, match="give one"):
+        lowbit.quantize_weights(sd, Int8DynamicConfig(), biases={"head.weight": sd["head.bias"]})
+    with pytest.raises(ValueError, match="'head.weight' becomes the layer 'head'"):
+        lowbit.quantize_weights(sd | {"head": np.ones(3, F32)}, Int8DynamicConfig())
+    with pytest.raises(TypeError, match="'enc.fc1.weight'.*float32"):
+        lowbit.quantize_weights(sd | {"enc.fc1.weight": sd["enc.fc1.weight"].astype(np.float64)},
+                                Int8DynamicConfig())
+
+
+def test_quantize_weights_output_saves_like_the_torch_module(tmp_path, rng):
+    """'<name>.weight' becomes the layer '<name>': the file holds what saving the converted
+    PyTorch module holds (<name>.qweight, <name>.bias, ...), and loads back bit-exact."""
+    sd = _state_dict(rng)
+    out = lowbit.quantize_weights(sd, Int4WeightOnlyConfig(32), embeddings=True)
+    path = tmp_path / "m.safetensors"
+    lowbit.save(out, path)
+    back = lowbit.load(path)
+    assert set(back) == set(out)
+    x = _x(rng, (2, 32))
+    assert_bits_equal(back["enc.fc1"](x), out["enc.fc1"](x))
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -220,3 +315,51 @@ def test_static_linear_same_bits_for_any_thread_count(rng):
     for threads in (2, 3):
         lowbit.set_num_threads(threads)
         assert_bits_equal(layer(x), want, f"{threads} threads")
+
+
+def test_numpy_models_and_their_conversion(rng):
+    """lowbit.nn.Linear / Embedding (float layers), Sequential and Model, and quantize_weights
+    over a model's layers: the quantized model is the same forward over the converted dict."""
+    w1, b1 = _layer(rng, 40, 32)
+    w2, _ = _layer(rng, 8, 40)
+    table = rng.standard_normal((20, 32)).astype(F32)
+    fc1 = lowbit.nn.Linear(w1, b1)
+    x = _x(rng, (2, 3, 32))
+    assert_bits_equal(fc1(x), (x @ w1.T + b1).astype(F32))
+    emb = lowbit.nn.Embedding(table)
+    np.testing.assert_array_equal(emb(np.array([3, 0])), table[[3, 0]])
+    with pytest.raises(IndexError):
+        emb(np.array([-1]))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        lowbit.nn.Linear(w1, b1[:3])
+    with pytest.raises(ValueError, match=r"\(\.\.\., 32\)"):
+        fc1(_x(rng, (2, 31)))
+    model = lowbit.nn.Sequential([fc1, lowbit.nn.relu, lowbit.nn.Linear(w2)])
+    assert list(model.layers) == ["0", "1", "2"]
+    assert_bits_equal(model(x), np.maximum(x @ w1.T + b1, 0) @ w2.T)
+    assert model.nbytes == w1.nbytes + b1.nbytes + w2.nbytes
+    with pytest.raises(TypeError, match="callable"):
+        lowbit.nn.Sequential({"w": w1})
+
+    out = lowbit.quantize_weights(model.layers, {"2": None, "*": Int8DynamicConfig()})
+    assert out.summary.replaced_names == ["0"] and out.summary.skipped_names == ["1", "2"]
+    assert out["0"].bias is not None and out["2"] is model.layers["2"]
+    quantized = model.with_layers(out)
+    ref = lowbit.linear(x, lowbit.pack_weight(w1), b1)
+    assert_bits_equal(quantized(x), np.maximum(ref, 0) @ w2.T)
+    assert pickle.loads(pickle.dumps(quantized)).layers.keys() == quantized.layers.keys()
+    with pytest.raises(ValueError, match="give one"):
+        lowbit.quantize_weights(model.layers, Int8DynamicConfig(), biases={"0": b1})
+
+    # a Model: any forward over the dict; an Embedding is a table by its type
+    def forward(layers, ids):
+        return layers["head"](layers["tok"](ids))
+    net = lowbit.nn.Model(forward, {"tok": emb, "head": fc1})
+    out = lowbit.quantize_weights(net.layers, Int8DynamicConfig())
+    assert out["tok"] is emb and "embeddings=True" in out.summary.reason("tok")
+    out = lowbit.quantize_weights(net.layers, Int8DynamicConfig(), embeddings=True)
+    assert isinstance(out["tok"], QuantizedEmbedding)
+    ids = np.array([[1, 2, 19]])
+    q = net.with_layers(out)
+    np.testing.assert_allclose(q(ids), net(ids), atol=0.1)
+    assert q.nbytes < net.nbytes / 2

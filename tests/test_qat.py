@@ -14,11 +14,13 @@ from torch import nn  # noqa: E402
 import lowbit  # noqa: E402
 from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,  # noqa: E402
                     Int8StaticConfig, Int8WeightOnlyConfig)
-from lowbit.observers import MovingAverageMinMaxObserver  # noqa: E402
-from lowbit.torch import FakeQuantLinear, QuantizedLinear, convert, prepare_qat, quantize_  # noqa: E402
+from lowbit.observers import (HistogramObserver, MinMaxObserver,  # noqa: E402
+                              MovingAverageMinMaxObserver, PercentileObserver)
+from lowbit.torch import (FakeQuantLinear, QuantizedLinear, convert, prepare,  # noqa: E402
+                          prepare_qat, quantize_)
 from lowbit.torch.fake_quant import (FakeQuantize, fake_quantize_rows_dynamic,  # noqa: E402
                                      fake_quantize_rows_symmetric)
-from conftest import F32, assert_bits_equal, ref_dynamic_quantize_linear  # noqa: E402
+from conftest import F32, assert_bits_equal, bench_module, ref_dynamic_quantize_linear  # noqa: E402
 
 CONFIGS = {
     "int8": Int8DynamicConfig(), "int8_asym": Int8DynamicConfig(symmetric=False),
@@ -26,6 +28,19 @@ CONFIGS = {
     "w4a8_asym": Int4DynamicConfig(group_size=32, symmetric=False),
     "int4_wo": Int4WeightOnlyConfig(group_size=64),
 }
+# Static configs, weight observers included: QAT must round weights exactly as PTQ does.
+STATIC_CONFIGS = {
+    "static": Int8StaticConfig(),
+    "static_asym": Int8StaticConfig(symmetric=False),
+    # clips each row: values beyond the percentile saturate at -128 / 127
+    "static_w_percentile": Int8StaticConfig(
+        weight_observer=PercentileObserver(95.0, dtype="int8", symmetric=True, axis=0)),
+    "static_w_uint8": Int8StaticConfig(weight_observer=MinMaxObserver(dtype="uint8", axis=0)),
+    "static_w_per_tensor": Int8StaticConfig(
+        observer=MinMaxObserver(dtype="int8", symmetric=True),
+        weight_observer=HistogramObserver(bins=256, dtype="int8", symmetric=True)),
+}
+ALL_CONFIGS = CONFIGS | STATIC_CONFIGS
 
 
 # ---- the fake quantizer's gradients against a reference ---------------------------------------
@@ -62,19 +77,23 @@ def test_gradcheck_inside_the_range():
     assert torch.equal(gx, torch.ones_like(x))
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", list(ALL_CONFIGS))
 def test_fake_weight_equals_packed_weight(name):
-    cfg = CONFIGS[name]
+    cfg = ALL_CONFIGS[name]
     torch.manual_seed(1)
     lin = nn.Linear(100, 24)
     model = nn.Sequential(copy.deepcopy(lin))
     prepare_qat(model, cfg)
     fq = model[0]
     assert isinstance(fq, FakeQuantLinear)
-    ref = lowbit.nn.QuantizedLinear.from_config(lin.weight.detach().numpy(),
-                                                lin.bias.detach().numpy(), cfg)
+    static = isinstance(cfg, Int8StaticConfig)
+    ref = lowbit.nn.QuantizedLinear.from_config(
+        lin.weight.detach().numpy(), lin.bias.detach().numpy(), cfg,
+        input_qparams=(np.float32(0.05), np.uint8(128)) if static else None)
     with torch.no_grad():
         assert_bits_equal(fq.fake_weight().numpy(), ref.dequantized_weight())
+    if name == "static_w_percentile":   # the clipped values saturate at the type's ends
+        assert ref.weight.qtensor().data.min() == -128
 
 
 def test_fake_activations_equal_the_kernels_quantizers():
@@ -93,22 +112,59 @@ def test_fake_activations_equal_the_kernels_quantizers():
         assert_bits_equal(got[i], (q.astype(F32) * s).astype(F32), f"row {i}")
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+def _weight(layer):
+    w = layer.weight
+    return w if isinstance(w, lowbit.QTensor) else w.qtensor()
+
+
+@pytest.mark.parametrize("name", list(ALL_CONFIGS))
 def test_convert_after_prepare_qat_is_ptq(name):
-    """Without training, QAT's convert builds exactly the layers quantize_ builds."""
+    """Without training, QAT's convert builds exactly the layers PTQ builds (quantize_, or
+    prepare/calibrate/convert for static configs): the same weights, by the same rule
+    (lowbit.nn.weight_qtensor), weight observers included. A static layer's activation
+    parameters come from its own observer, which in QAT sees the fake-quantized network's
+    activations; only the first layer sees the same inputs as PTQ's calibration, so only there
+    must they (and the layer's outputs) be identical too."""
+    cfg = ALL_CONFIGS[name]
+    static = isinstance(cfg, Int8StaticConfig)
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
     ptq, qat = copy.deepcopy(model), copy.deepcopy(model)
-    quantize_(ptq, CONFIGS[name])
-    prepare_qat(qat, CONFIGS[name])
     x = torch.randn(9, 64)
+    if static:
+        prepare(ptq, cfg)
+        with torch.no_grad():
+            ptq(x)
+        convert(ptq)
+    else:
+        quantize_(ptq, cfg)
+    prepare_qat(qat, cfg)
+    if static:
+        qat.train()   # the activation observers learn from training batches
+        with torch.no_grad():
+            qat(x)
+        qat.eval()
     with torch.no_grad():
         simulated = qat(x)
     s = convert(qat)
     assert s.replaced_names == ["0", "2"]
     assert all(isinstance(m, QuantizedLinear) for m in (qat[0], qat[2]))
+    for i in (0, 2):
+        a, b = qat[i].layer, ptq[i].layer
+        wa, wb = _weight(a), _weight(b)
+        assert a.scheme == b.scheme and wa.dtype == wb.dtype, i
+        for field in ("data", "scale", "zero_point"):
+            np.testing.assert_array_equal(getattr(wa, field), getattr(wb, field), f"{i} {field}")
+        np.testing.assert_array_equal(a.bias, b.bias)
     with torch.no_grad():
-        assert torch.equal(qat(x), ptq(x))
+        if static:
+            first, ref = qat[0].layer, ptq[0].layer
+            assert (first.input_scale, first.input_zero_point) == (ref.input_scale,
+                                                                   ref.input_zero_point)
+            assert first.input_zero_point.dtype == ref.input_zero_point.dtype
+            assert torch.equal(qat[0](x), ptq[0](x))
+        else:
+            assert torch.equal(qat(x), ptq(x))
         assert torch.allclose(simulated, qat(x), atol=1e-4)
 
 
@@ -142,6 +198,21 @@ def test_static_qat_and_learnable_scales():
                     learnable_scales=True)
 
 
+def test_learnable_scales_start_from_ptqs_rule():
+    cfg = STATIC_CONFIGS["static_w_percentile"]
+    torch.manual_seed(5)
+    lin = nn.Linear(40, 8)
+    model = nn.Sequential(copy.deepcopy(lin))
+    prepare_qat(model, cfg, learnable_scales=True)
+    ref = lowbit.nn.QuantizedLinear.from_config(lin.weight.detach().numpy(), None, cfg,
+                                                input_qparams=(np.float32(0.05), np.uint8(128)))
+    np.testing.assert_array_equal(model[0].weight_scale.detach().numpy().reshape(-1),
+                                  ref.weight.scale)
+    with pytest.raises(ValueError, match="symmetric"):   # the uint8 observer's zero points
+        prepare_qat(nn.Sequential(nn.Linear(8, 8)), STATIC_CONFIGS["static_w_uint8"],
+                    learnable_scales=True)
+
+
 def test_static_qat_needs_a_training_batch():
     model = nn.Sequential(nn.Linear(8, 8))
     prepare_qat(model, Int8StaticConfig())
@@ -163,81 +234,18 @@ def test_prepare_qat_skips_and_errors():
         prepare_qat(nn.Sequential(nn.Linear(4, 4).double()), Int8DynamicConfig())
 
 
-# ---- the digits experiment -------------------------------------------------------------------
-SIZES = (64, 24, 24, 10)
+# ---- the digits experiment (bench/qat_digits.py, which writes docs/qat.md) -------------------
 SEEDS = (0, 1, 2)
-INT4 = Int4DynamicConfig(group_size=1024)   # one group per row (64 and 24 inputs)
-
-
-def _digits():
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    parts = train_test_split(x, d.target.astype(np.int64), test_size=500, stratify=d.target,
-                             random_state=0)
-    return [torch.from_numpy(p) for p in parts]
-
-
-def _mlp(seed):
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for a, b in zip(SIZES[:-1], SIZES[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-def _train(model, x, y, epochs, lr, seed):
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-
-
-def _predict(model, x):
-    with torch.no_grad():
-        return model(x).argmax(dim=1)
 
 
 def test_qat_recovers_int4_accuracy_on_digits():
-    xtr, xte, ytr, yte = _digits()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # reproducible float training
-    rows = []
-    try:
-        for seed in SEEDS:
-            model = _mlp(seed)
-            _train(model, xtr, ytr, 40, 1e-2, seed)
-            ptq = copy.deepcopy(model)
-            quantize_(ptq, INT4)
-            qat = copy.deepcopy(model)
-            prepare_qat(qat, INT4)
-            _train(qat, xtr, ytr, 5, 1e-3, seed)
-            fake_pred = _predict(qat, xte)
-            convert(qat)
-            conv_pred = _predict(qat, xte)
-            rows.append({name: float((p == yte).float().mean()) for name, p in
-                         [("float", _predict(model, xte)), ("ptq", _predict(ptq, xte)),
-                          ("qat_fake", fake_pred), ("qat_converted", conv_pred)]}
-                        | {"agreement": float((fake_pred == conv_pred).float().mean())})
-    finally:
-        torch.set_num_threads(threads)
-    print("\nseed  float   int4 PTQ  QAT (fake quant)  QAT (converted)  fake/converted agree")
-    for seed, r in zip(SEEDS, rows):
-        print(f"{seed:4d}  {r['float']:.3f}   {r['ptq']:.3f}     {r['qat_fake']:.3f}"
-              f"             {r['qat_converted']:.3f}            {r['agreement']:.3f}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    pytest.importorskip("sklearn")
+    digits = bench_module("qat_digits")
+    rows = digits.run(SEEDS)
+    print("\n" + "\n".join(digits.table(rows)))
+    mean = {k: digits.mean(rows, k) for k in ("float", "ptq", "qat_fake", "qat_converted")}
     loss = mean["float"] - mean["ptq"]
     assert loss >= 0.004, f"int4 PTQ should lose accuracy here: {mean}"
     assert mean["qat_converted"] >= mean["ptq"] + 0.5 * loss, f"QAT should recover most: {mean}"
     for r in rows:
-        assert abs(r["qat_converted"] - r["qat_fake"]) <= 0.004 and r["agreement"] >= 0.99, r
+        assert abs(r.qat_converted - r.qat_fake) <= 0.004 and r.agreement >= 0.99, r

@@ -127,3 +127,20 @@ def test_save_load_a_single_top_level_embedding(tmp_path):
 def test_empty_names_are_for_layers_only(tmp_path):
     with pytest.raises(ValueError, match="names must be non-empty strings"):
         lowbit.save({"": np.zeros(3, np.float32)}, tmp_path / "x.safetensors")
+
+
+def test_numpy_state_dict_conversion_matches_quantize_(tmp_path):
+    """quantize_weights on a state_dict converts the layers quantize_ converts (weights paired
+    with their biases, the table only with embeddings=True), and its file loads into a float
+    skeleton as the converted module's does."""
+    cfg = {"*.up": Int4DynamicConfig(32), "*": Int8DynamicConfig()}
+    state = {k: v.detach().numpy() for k, v in Net().state_dict().items()}
+    out = lowbit.quantize_weights(state, cfg, embeddings=True)
+    model = Net()
+    summary = quantize_(model, cfg, embeddings=True)
+    assert sorted(out.summary.replaced_names) == sorted(summary.replaced_names)
+    path = tmp_path / "numpy.safetensors"
+    lowbit.save(out, path)
+    fresh = lowbit.load(path, Net())
+    with torch.no_grad():
+        assert torch.equal(fresh(_ids()), model(_ids()))

@@ -11,6 +11,18 @@ from ._nibbles import pack_nibbles, unpack_nibbles
 from .qtensor import quantize
 
 
+def check_indices(indices: Any, num_embeddings: int) -> np.ndarray:
+    """Lookup indices as an integer array, each in [0, num_embeddings) (no negative indexing:
+    a table lookup with -1 is a bug, not "the last row")."""
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= num_embeddings):
+        raise IndexError(f"embedding index out of range [0, {num_embeddings}): "
+                         f"got values in [{idx.min()}, {idx.max()}]")
+    return idx
+
+
 class QuantizedEmbedding:
     """A (num_embeddings, embedding_dim) table. bits=8: int8 values, symmetric
     (scale = max|row| / 127); bits=4: int4 values two per byte (scale = max|row| / 7).
@@ -77,12 +89,7 @@ class QuantizedEmbedding:
         return (unpack_nibbles(self.data[rows]).astype(np.int8) - np.int8(8)).astype(np.int8)
 
     def __call__(self, indices: Any) -> np.ndarray:
-        idx = np.asarray(indices)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            raise IndexError(f"embedding index out of range [0, {self.num_embeddings}): "
-                             f"got values in [{idx.min()}, {idx.max()}]")
+        idx = check_indices(indices, self.num_embeddings)
         q = self.values(idx).astype(np.float32)
         s = self.scale[idx]
         if s.shape[-1] == 1:

@@ -1,4 +1,4 @@
-"""NumPy drop-in layers."""
+"""NumPy drop-in layers, their float counterparts, and whole NumPy models (lowbit.models)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Union
@@ -6,10 +6,11 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ._checks import float_array, require_finite, scales, zero_points
-from ._plan import plan_linear
+from ._plan import LayerPlan, plan_linear
 from .config import Int8StaticConfig, QuantConfig, check_config
 from .embedding import QuantizedEmbedding
-from .ops import linear
+from .models import Embedding, Linear, Model, Sequential, relu
+from .ops import linear, quantize_linear
 from .packed import PackedWeight, pack_weight
 from .qtensor import QTensor, quantize
 from .schemes import linear_static, linear_weight_only_int8
@@ -89,23 +90,35 @@ class QuantizedLinear:
         w = float_array(weight, "weight")
         plan = plan_linear(cfg, w.shape[0], w.shape[1])
         b = None if bias is None else float_array(bias, "bias")
+        if isinstance(cfg, Int8StaticConfig) and input_qparams is None:
+            if not cfg.observer.observed:
+                raise ValueError("Int8StaticConfig needs calibrated activation parameters: "
+                                 "pass input_qparams=(scale, zero_point) or a config whose "
+                                 "observer has observed data")
+            input_qparams = cfg.observer.calculate_qparams()
+        return cls.from_quantized(weight_qtensor(w, cfg, plan), b, cfg,
+                                  input_qparams=input_qparams)
+
+    @classmethod
+    def from_quantized(cls, weight: QTensor, bias: Any, config: QuantConfig, *,
+                       input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
+        """The layer `config` builds around an already quantized weight: `weight_qtensor`'s
+        (from_config) or the values a QAT layer learned to round to (lowbit.torch.convert).
+        input_qparams=(scale, zero_point): required for Int8StaticConfig, refused otherwise."""
+        cfg = check_config(config)
+        b = None if bias is None else float_array(bias, "bias")
+        static = isinstance(cfg, Int8StaticConfig)
+        if static != (input_qparams is not None):
+            raise ValueError("input_qparams=(scale, zero_point) are required for Int8StaticConfig "
+                             "and apply to it only")
         if cfg.bits == 4:
-            return cls(pack_weight(w, bits=4, group_size=plan.group_size,
-                                   symmetric=cfg.symmetric, mode=cfg.mode), b)
+            return cls(pack_weight(weight, bits=4, mode=cfg.mode), b)
         if cfg.scheme == "weight_only":
-            return cls(quantize(w, "int8", symmetric=cfg.symmetric, axis=0), b)
-        if isinstance(cfg, Int8StaticConfig):
-            if input_qparams is None:
-                if not cfg.observer.observed:
-                    raise ValueError("Int8StaticConfig needs calibrated activation parameters: "
-                                     "pass input_qparams=(scale, zero_point) or a config whose "
-                                     "observer has observed data")
-                input_qparams = cfg.observer.calculate_qparams()
-            return cls(static_weight(w, cfg), b, input_scale=input_qparams[0],
-                       input_zero_point=input_qparams[1])
+            return cls(weight, b)
         if input_qparams is not None:
-            raise ValueError("input_qparams apply to Int8StaticConfig only")
-        return cls(pack_weight(w, bits=8, symmetric=cfg.symmetric), b)
+            return cls(pack_weight(weight, bits=8), b, input_scale=input_qparams[0],
+                       input_zero_point=input_qparams[1])
+        return cls(pack_weight(weight, bits=8), b)
 
     @property
     def bits(self) -> int:
@@ -166,18 +179,36 @@ def _input_qparams(scale: Any, zero_point: Any) -> tuple[np.ndarray, np.ndarray]
     return s.reshape(()).copy(), z.reshape(()).astype(dtype)
 
 
-def static_weight(w: np.ndarray, config: Int8StaticConfig) -> PackedWeight:
-    """The 8-bit weight of a static layer: pack_weight's per-channel rule, or the ranges of the
-    config's weight observer."""
-    if config.weight_observer is None:
-        return pack_weight(w, bits=8, symmetric=config.symmetric)
-    from .ops import quantize_linear
-    obs = config.weight_observer.clone()
-    obs.observe(w)
-    scale, zero = obs.calculate_qparams()
-    axis = obs.axis
-    data = quantize_linear(w, scale, zero, axis=0 if axis is not None else 1)
-    return pack_weight(QTensor(data, scale, zero, obs.dtype, axis, None), bits=8)
+def weight_format(config: QuantConfig) -> tuple[str, bool]:
+    """The quantized type of a config's weights and whether they are symmetric (a static
+    config's weight_observer decides both for it)."""
+    if isinstance(config, Int8StaticConfig) and config.weight_observer is not None:
+        return config.weight_observer.dtype, config.weight_observer.symmetric
+    if config.bits == 4:
+        return ("int4" if config.symmetric else "uint4"), config.symmetric
+    return "int8", config.symmetric
 
 
-__all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES"]
+def weight_qtensor(w: np.ndarray, config: QuantConfig, plan: LayerPlan) -> QTensor:
+    """The quantized weight post-training quantization stores for `config`, from a float32
+    (out_features, in_features) weight. The one rule every conversion uses: from_config, and
+    QAT's FakeQuantLinear (its forward rounds to these values, its convert packs them), so PTQ
+    and QAT cannot drift apart.
+
+    4-bit: per group of plan.group_size inputs (max|w| / 7, or the full range with a zero point
+    per group). 8-bit: per output channel (max|w| / 127, or the full range), except a static
+    config with a weight_observer: that observer's parameters (per channel or per tensor)."""
+    dtype, symmetric = weight_format(config)
+    if config.bits == 4:
+        return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size)
+    if isinstance(config, Int8StaticConfig) and config.weight_observer is not None:
+        obs = config.weight_observer.clone()
+        obs.observe(w)
+        scale, zero = obs.calculate_qparams()
+        data = quantize_linear(w, scale, zero, axis=0)   # axis=0: per output channel
+        return QTensor(data, scale, zero, obs.dtype, obs.axis, None)
+    return quantize(w, dtype, symmetric=symmetric, axis=0)
+
+
+__all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES", "Linear", "Embedding", "relu",
+           "Model", "Sequential"]

@@ -1,6 +1,7 @@
 """Before/after report of a conversion: bytes, latency and output error, per layer and for the
-whole model. `report` measures PyTorch models (through lowbit.torch); the table, markdown and
-plot code here needs neither PyTorch nor matplotlib (plot imports matplotlib when called)."""
+whole model. `report` measures PyTorch models (through lowbit.torch) and NumPy models
+(lowbit.nn.Model, through lowbit._measure); the table, markdown and plot code here needs
+neither PyTorch nor matplotlib (plot imports matplotlib when called)."""
 from __future__ import annotations
 
 import math
@@ -131,19 +132,39 @@ class Report:
 
 def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
            threads: Optional[int] = None, repeats: int = 20, verbose: bool = True) -> Report:
-    """Compares a float PyTorch model and its lowbit-converted copy on `example_inputs` (a
-    tensor, or a tuple of positional arguments; a dict is passed as one positional argument).
+    """Compares a float model and its lowbit-converted copy on `example_inputs`.
+
+    Models: two torch.nn.Module (the copy converted by lowbit.torch), or two NumPy models: a
+    lowbit.nn.Model / Sequential each (the quantized one typically
+    `model.with_layers(lowbit.quantize_weights(model.layers, config))`), or a
+    (forward, layers) pair each, run as forward(layers, *inputs). A NumPy model's lowbit layers
+    are compared with the float model's layers of the same name. Reporting NumPy models never
+    imports PyTorch.
+
+    example_inputs: one input, a tuple of positional arguments, or a dict of keyword arguments
+    (model(**inputs), as HF-style models take input_ids=..., attention_mask=...).
 
     Per lowbit layer: bytes, median latency at the shape the layer sees during the example run,
     and the output error of the layer alone (the float layer's input fed to both). Model row:
-    model_nbytes, end-to-end latency, and the error of all floating-point outputs together.
-    threads: torch and lowbit thread count during the measurement (restored after).
-    Prints the table unless verbose=False; returns the Report."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(float_model, torch.nn.Module):
-        raise TypeError("report compares two torch.nn.Module models (float and converted)")
-    from .torch.measure import measure
-    result = measure(float_model, quantized_model, example_inputs, threads, repeats)
+    the model's bytes, end-to-end latency, and the error of all floating-point outputs
+    together. threads: lowbit's (and PyTorch's) thread count during the measurement (restored
+    after). Prints the table unless verbose=False; returns the Report."""
+    torch = sys.modules.get("torch")   # only a model that is already a torch object needs it
+    if torch is not None and isinstance(float_model, torch.nn.Module):
+        if not isinstance(quantized_model, torch.nn.Module):
+            raise TypeError("report compares a torch.nn.Module with a torch.nn.Module, got "
+                            f"{type(quantized_model).__name__}")
+        from .torch.measure import measure
+        result = measure(float_model, quantized_model, example_inputs, threads, repeats)
+    else:
+        from ._measure import as_model, measure_numpy
+        float_np, quantized_np = as_model(float_model), as_model(quantized_model)
+        if float_np is None or quantized_np is None:
+            bad = float_model if float_np is None else quantized_model
+            raise TypeError("report compares two torch.nn.Module models, or two NumPy models "
+                            "(lowbit.nn.Model / Sequential, or (forward, layers) pairs); got "
+                            f"{type(bad).__name__}")
+        result = measure_numpy(float_np, quantized_np, example_inputs, threads, repeats)
     if verbose:
         print(result)
     return result

@@ -22,7 +22,7 @@ from .finalize import convert
 from .layers import QuantizedLinear
 from .qat import FakeQuantLinear, prepare_qat
 from .quantize import model_nbytes, quantize_
-from .summary import ConversionSummary
+from ..summary import ConversionSummary
 
 _enable_by_default()
 

@@ -13,7 +13,7 @@ from .._plan import UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig
 from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
 from .layers import QuantizedLinear, float_weight
-from .summary import ConversionSummary, Replaced, Skipped
+from ..summary import ConversionSummary, Replaced, Skipped
 
 
 class ObservedLinear(nn.Module):

@@ -1,9 +1,11 @@
 """Fake quantization for QAT: lowbit's quantizers mirrored in PyTorch, value for value, with a
 straight-through estimator (and an LSQ gradient for learnable scales).
 
-Every parameter rule here is the NumPy one of lowbit.qtensor / the kernels' activation
-quantizers, written with the same float32 operations in the same order, so the values a
-fake-quantized layer trains with are the values the converted kernel computes with.
+Weight scales and zero points are not recomputed here: FakeQuantLinear takes them from
+lowbit.nn.weight_qtensor, the rule post-training quantization uses. The activation rules (the
+kernels' per-row quantizers) are written with the same float32 operations in the same order as
+the NumPy ones, so the values a fake-quantized layer trains with are the values the converted
+kernel computes with.
 """
 from __future__ import annotations
 
@@ -86,28 +88,17 @@ def group_view(w: torch.Tensor, group: int) -> torch.Tensor:
     return w.reshape(n, groups, group)
 
 
-def weight_params(w: torch.Tensor, group: int, dtype: str, symmetric: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-group (N, G) scale and zero point of a weight, exactly as lowbit.quantize computes
-    them (per channel: group = in_features)."""
-    g = group_view(w.detach(), group)
-    lo = torch.clamp(g.amin(dim=2), max=0.0)
-    hi = torch.clamp(g.amax(dim=2), min=0.0)
-    return range_to_params(lo, hi, dtype, symmetric)
-
-
 def fake_quantize_weight(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group: int,
-                         dtype: str, symmetric: bool, grad_scale: float = 1.0) -> torch.Tensor:
-    qmin, qmax = clamp_range(dtype, symmetric)
+                         qmin: int, qmax: int, grad_scale: float = 1.0) -> torch.Tensor:
+    """w rounded per group (scale and zero point (N, G)) to integers in [qmin, qmax] and back."""
     g = group_view(w, group)
     y = FakeQuantize.apply(g, scale.unsqueeze(-1), zero.unsqueeze(-1), qmin, qmax, grad_scale)
     return y.reshape(w.shape[0], -1)[:, :w.shape[1]]
 
 
 def quantize_weight_values(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group: int,
-                           dtype: str, symmetric: bool) -> torch.Tensor:
+                           qmin: int, qmax: int) -> torch.Tensor:
     """The integer values fake_quantize_weight rounds to (for conversion), as float32."""
-    qmin, qmax = clamp_range(dtype, symmetric)
     g = group_view(w.detach(), group)
     q = torch.clamp(torch.round(g / scale.unsqueeze(-1)) + zero.unsqueeze(-1), qmin, qmax)
     return q.reshape(w.shape[0], -1)[:, :w.shape[1]]

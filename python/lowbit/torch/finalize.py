@@ -6,7 +6,7 @@ from torch import nn
 from ._modules import named_modules_all, set_submodule
 from .calibrate import ObservedLinear
 from .qat import FakeQuantLinear
-from .summary import ConversionSummary, Replaced
+from ..summary import ConversionSummary, Replaced
 
 
 def convert(model: nn.Module) -> ConversionSummary:

@@ -16,24 +16,24 @@ from .._checks import QTYPES
 from .._plan import LayerPlan, UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig, QuantConfig, check_config
 from ..conversion import ConfigSpec, config_for
-from ..packed import pack_weight
 from ..qtensor import QTensor
 from . import fake_quant as fq
 from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
 from .layers import QuantizedLinear, float_weight
-from .summary import ConversionSummary, Replaced, Skipped
+from ..summary import ConversionSummary, Replaced, Skipped
 
 TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
 
 
 class FakeQuantLinear(nn.Module):
-    """nn.Linear with fake-quantized weights (per channel for 8-bit configs, per group for
-    4-bit ones) and activations (per row for dynamic configs, per tensor for Int8StaticConfig,
+    """nn.Linear with fake-quantized weights (PTQ's rule, lowbit.nn.weight_qtensor: per channel
+    for 8-bit configs or a static config's weight_observer, per group for 4-bit ones) and
+    activations (per row for dynamic configs, per tensor for Int8StaticConfig,
     none for weight-only). Shares the original layer's weight and bias Parameters.
 
     learnable_scales=True (symmetric weights only) makes the weight scales Parameters trained
-    with LSQ gradients (grad scale 1 / sqrt(elements per scale * qmax)), initialized to the
-    max|w| rule; for Int8StaticConfig the activation scale is learnable too, initialized from
+    with LSQ gradients (grad scale 1 / sqrt(elements per scale * qmax)), initialized to PTQ's
+    rule; for Int8StaticConfig the activation scale is learnable too, initialized from
     the observer after the first training batch (its zero point then stays fixed)."""
 
     input_zero_point: torch.Tensor
@@ -47,21 +47,20 @@ class FakeQuantLinear(nn.Module):
         self.weight = linear.weight
         self.bias = linear.bias
         self.config = config
+        self.plan = plan
         self.learnable_scales = learnable_scales
         if config.bits == 4:
             assert plan.group_size is not None
             self.group = plan.group_size
-            self.weight_dtype = "int4" if config.symmetric else "uint4"
         else:
             self.group = self.in_features
-            self.weight_dtype = "int8"
-        self.symmetric = config.symmetric
+        self.weight_dtype, self.symmetric = lnn.weight_format(config)
         self.weight_scale: Optional[nn.Parameter] = None
         if learnable_scales:
-            if not config.symmetric:
+            if not self.symmetric:
                 raise ValueError("learnable_scales needs symmetric weights (the zero point is not "
                                  "learned)")
-            scale, _ = fq.weight_params(self.weight, self.group, self.weight_dtype, True)
+            scale, _ = self._rule_qparams()
             self.weight_scale = nn.Parameter(scale.clone())
         self.observer = config.observer.clone() if isinstance(config, Int8StaticConfig) else None
         self.input_scale: Optional[nn.Parameter] = None
@@ -71,26 +70,55 @@ class FakeQuantLinear(nn.Module):
             self.register_buffer("input_initialized", torch.zeros((), dtype=torch.bool))
 
     # -- weights ---------------------------------------------------------------------------
+    def rule_weight(self) -> QTensor:
+        """The current weight quantized by PTQ's rule (lowbit.nn.weight_qtensor)."""
+        w = self.weight.detach().contiguous().numpy()
+        return lnn.weight_qtensor(w, self.config, self.plan)
+
+    def _rule_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """rule_weight()'s scale and zero point as float32 (N, G) tensors (8-bit: G = 1, a
+        per-tensor scale repeated per row), constants for the gradient."""
+        qt = self.rule_weight()
+        n = self.out_features
+
+        def per_group(a: np.ndarray) -> torch.Tensor:
+            a = np.asarray(a, np.float32)
+            if a.ndim < 2:
+                a = np.broadcast_to(a.reshape(-1, 1), (n, 1))
+            return torch.from_numpy(np.array(a, np.float32))   # a writable copy
+        return per_group(qt.scale), per_group(qt.zero_point)
+
     def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.weight_scale is not None:
             scale = self.weight_scale.clamp_min(TINY_SCALE)
             zero = torch.full_like(scale, float(fq.SYMMETRIC_ZERO[self.weight_dtype])).detach()
             return scale, zero
-        return fq.weight_params(self.weight, self.group, self.weight_dtype, self.symmetric)
+        return self._rule_qparams()
+
+    def weight_range(self) -> tuple[int, int]:
+        """The integers weights round to. PTQ's rule saturates to the type's full range, as
+        quantize_linear does (max|w| scales never reach its ends; a weight observer's clipped
+        range does). A learned scale may shrink below max|w| / qmax, so symmetric learnable
+        weights keep the restricted range [-qmax, qmax] around the zero point that
+        quantized_weight() converts with."""
+        return fq.clamp_range(self.weight_dtype, self.weight_scale is not None)
 
     def fake_weight(self) -> torch.Tensor:
         scale, zero = self.weight_qparams()
-        qmax = fq.SYMMETRIC_MAX[self.weight_dtype]
-        grad_scale = 1.0 / math.sqrt(self.group * qmax)
-        return fq.fake_quantize_weight(self.weight, scale, zero, self.group, self.weight_dtype,
-                                       self.symmetric, grad_scale)
+        qmin, qmax = self.weight_range()
+        grad_scale = 1.0 / math.sqrt(self.group * fq.SYMMETRIC_MAX[self.weight_dtype])
+        return fq.fake_quantize_weight(self.weight, scale, zero, self.group, qmin, qmax,
+                                       grad_scale)
 
     def quantized_weight(self) -> QTensor:
-        """The integer weight the fake-quantized one rounds to, as a lowbit QTensor."""
+        """The integer weight the fake-quantized one rounds to, as a lowbit QTensor: PTQ's own
+        (rule_weight()) unless the scales are learned."""
+        if self.weight_scale is None:
+            return self.rule_weight()
         with torch.no_grad():
             scale, zero = self.weight_qparams()
-            q = fq.quantize_weight_values(self.weight, scale, zero, self.group, self.weight_dtype,
-                                          self.symmetric)
+            q = fq.quantize_weight_values(self.weight, scale, zero, self.group,
+                                          *self.weight_range())
         storage = QTYPES[self.weight_dtype][0]
         data = q.numpy().astype(storage)
         s = np.ascontiguousarray(scale.detach().numpy(), np.float32)
@@ -141,25 +169,20 @@ class FakeQuantLinear(nn.Module):
 
     # -- conversion ------------------------------------------------------------------------
     def to_quantized(self, name: str) -> QuantizedLinear:
-        """The lowbit layer that computes what this layer simulates."""
+        """The lowbit layer that computes what this layer simulates, assembled as PTQ assembles
+        its layers (lowbit.nn.QuantizedLinear.from_quantized)."""
         cfg = self.config
         _, bias = float_weight(self, name)
-        qt = self.quantized_weight()
-        if cfg.bits == 4:
-            layer = lnn.QuantizedLinear(pack_weight(qt, bits=4, mode=cfg.mode), bias)
-        elif cfg.scheme == "weight_only":
-            layer = lnn.QuantizedLinear(qt, bias)
-        elif isinstance(cfg, Int8StaticConfig):
+        input_qparams = None
+        if isinstance(cfg, Int8StaticConfig):
             try:
                 scale, zero = self.input_qparams()
             except ValueError as e:
                 raise ValueError(f"layer {name!r}: {e}") from None
             zdtype = np.dtype(QTYPES[cfg.observer.dtype][0])
-            layer = lnn.QuantizedLinear(pack_weight(qt, bits=8), bias,
-                                        input_scale=np.float32(scale.item()),
-                                        input_zero_point=np.asarray(int(zero.item()), zdtype))
-        else:
-            layer = lnn.QuantizedLinear(pack_weight(qt, bits=8), bias)
+            input_qparams = (np.float32(scale.item()), np.asarray(int(zero.item()), zdtype))
+        layer = lnn.QuantizedLinear.from_quantized(self.quantized_weight(), bias, cfg,
+                                                   input_qparams=input_qparams)
         return QuantizedLinear(layer, cfg.describe())
 
     def extra_repr(self) -> str:

@@ -1,59 +1,7 @@
-"""ConversionSummary: what a conversion replaced, what it skipped, and why."""
+"""ConversionSummary lives in lowbit.summary (the NumPy conversion reports with it too); kept
+here for the modules and users that import it from lowbit.torch."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..summary import ConversionSummary, Replaced, Skipped
 
-
-@dataclass
-class Replaced:
-    name: str
-    kind: str                   # "linear", "embedding", "observed", "fake_quant"
-    shape: tuple[int, int]      # (out_features, in_features) or (rows, dim)
-    config: str
-    bytes_before: int
-    bytes_after: int
-    note: str = ""
-
-
-@dataclass
-class Skipped:
-    name: str
-    reason: str
-
-
-@dataclass
-class ConversionSummary:
-    action: str = "quantize_"
-    replaced: list[Replaced] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-
-    @property
-    def replaced_names(self) -> list[str]:
-        return [r.name for r in self.replaced]
-
-    @property
-    def skipped_names(self) -> list[str]:
-        return [s.name for s in self.skipped]
-
-    def reason(self, name: str) -> str:
-        for s in self.skipped:
-            if s.name == name:
-                return s.reason
-        raise KeyError(name)
-
-    def __str__(self) -> str:
-        before = sum(r.bytes_before for r in self.replaced)
-        after = sum(r.bytes_after for r in self.replaced)
-        lines = [f"lowbit {self.action}: {len(self.replaced)} replaced, "
-                 f"{len(self.skipped)} skipped; replaced layers {before / 2**20:.2f} MiB -> "
-                 f"{after / 2**20:.2f} MiB"]
-        width = max([len(r.name) for r in self.replaced] + [len(s.name) for s in self.skipped]
-                    + [4])
-        shape_width = max([len(f"{r.shape[0]}x{r.shape[1]}") for r in self.replaced] + [1])
-        for r in self.replaced:
-            note = f"  [{r.note}]" if r.note else ""
-            shape = f"{r.shape[0]}x{r.shape[1]}".ljust(shape_width)
-            lines.append(f"  + {r.name.ljust(width)}  {shape}  {r.config}{note}")
-        for s in self.skipped:
-            lines.append(f"  - {s.name.ljust(width)}  skipped: {s.reason}")
-        return "\n".join(lines)
+__all__ = ["ConversionSummary", "Replaced", "Skipped"]
