@@ -18,32 +18,36 @@ namespace {
 // with their own int8 GEMM (and the AVX2 4-bit kernels).
 constexpr KernelTable kScalar = {"scalar", ref::quantize_run, ref::dequantize_run, ref::min_max,
                                  ref::quantize_row_u8, ref::requantize_run, ref::gemm,
-                                 ref::sum_bytes, ref::gemm_w4a8, ref::gemm_w4f32};
+                                 ref::sum_bytes, ref::gemm_w4a8, ref::gemm_w4f32,
+                                 ref::gemm_w8f32};
 #if LOWBIT_HAVE_X86_KERNELS
 constexpr KernelTable kAvx2 = {"avx2", avx2::quantize_run, avx2::dequantize_run, avx2::min_max,
                                avx2::quantize_row_u8, avx2::requantize_run, avx2::gemm,
-                               avx2::sum_bytes, avx2::gemm_w4a8, avx2::gemm_w4f32};
+                               avx2::sum_bytes, avx2::gemm_w4a8, avx2::gemm_w4f32,
+                               avx2::gemm_w8f32};
 constexpr KernelTable kAvxVnni = {"avxvnni", avx2::quantize_run, avx2::dequantize_run,
                                   avx2::min_max, avx2::quantize_row_u8, avx2::requantize_run,
                                   avxvnni::gemm, avx2::sum_bytes, avx2::gemm_w4a8,
-                                  avx2::gemm_w4f32};
+                                  avx2::gemm_w4f32, avx2::gemm_w8f32};
 constexpr KernelTable kAvx512Vnni = {"avx512vnni", avx512vnni::quantize_run,
                                      avx512vnni::dequantize_run, avx512vnni::min_max,
                                      avx512vnni::quantize_row_u8, avx512vnni::requantize_run,
                                      avx512vnni::gemm, avx512vnni::sum_bytes,
-                                     avx512vnni::gemm_w4a8, avx512vnni::gemm_w4f32};
+                                     avx512vnni::gemm_w4a8, avx512vnni::gemm_w4f32,
+                                     avx512vnni::gemm_w8f32};
 #else
 constexpr KernelTable kAvx2 = kScalar, kAvxVnni = kScalar, kAvx512Vnni = kScalar;
 #endif
 #if LOWBIT_HAVE_NEON_KERNELS
 constexpr KernelTable kNeon = {"neon", neon::quantize_run, neon::dequantize_run, neon::min_max,
                                neon::quantize_row_u8, neon::requantize_run, neon::gemm,
-                               neon::sum_bytes, neon::gemm_w4a8, neon::gemm_w4f32};
+                               neon::sum_bytes, neon::gemm_w4a8, neon::gemm_w4f32,
+                               neon::gemm_w8f32};
 // The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
 constexpr KernelTable kNeonDot = {"neondot", neon::quantize_run, neon::dequantize_run,
                                   neon::min_max, neon::quantize_row_u8, neon::requantize_run,
                                   neondot::gemm, neon::sum_bytes, neondot::gemm_w4a8,
-                                  neon::gemm_w4f32};
+                                  neon::gemm_w4f32, neon::gemm_w8f32};
 #else
 constexpr KernelTable kNeon = kScalar, kNeonDot = kScalar;
 #endif

@@ -64,6 +64,26 @@ struct Int4GemmProblem {
   int64_t ldy = 0;
 };
 
+// Float32 activations against int8 weights (weight-only int8), on GemmProblem's packed panels:
+//   A: M rows of K float32, row stride lda (no padding: the kernels stop at K).
+//   B: panels of KP/4 groups of [64 columns x 4 k] bytes b', with column zero points col_zero
+//      (NP entries; b' - col_zero is the user's w - z, exact in float32 since |.| <= 255).
+// Per output element, in this exact order:
+//   s = 0; for k = 0 .. K-1: s = fma(a[k], float(b'[k, n] - col_zero[n]), s)
+//   y = fma(s, col_scale[n], bias[n] or 0)
+struct W8F32Problem {
+  int64_t M = 0, N = 0, K = 0, KP = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const int8_t* b_panels = nullptr;
+  const int32_t* col_zero = nullptr;  // NP
+  bool b_symmetric = false;           // col_zero is all zero
+  const float* col_scale = nullptr;   // N
+  const float* bias = nullptr;        // N or null
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
 // Which elements share a quantization parameter inside one contiguous run.
 struct QuantRun {
   const float* scale = nullptr;      // one value, or one per element when per_element
@@ -86,6 +106,8 @@ using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
                         int64_t panel_begin, int64_t panel_end);
 using GemmInt4Fn = void (*)(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end,
                             int64_t panel_begin, int64_t panel_end);
+using GemmW8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
+                             int64_t panel_begin, int64_t panel_end);
 
 struct KernelTable {
   const char* name;
@@ -98,6 +120,7 @@ struct KernelTable {
   SumBytesFn sum_bytes;
   GemmInt4Fn gemm_w4a8;
   GemmInt4Fn gemm_w4f32;
+  GemmW8F32Fn gemm_w8f32;
 };
 
 }  // namespace lowbit

@@ -155,6 +155,51 @@ void test_linear_static_contract(std::mt19937& gen, lowbit::Isa isa, const std::
   check(refused, tag + " linear_static refuses NaN input");
 }
 
+// The weight-only int8 linear against its contract computed here with std::fma, k in order:
+// s = fma(x[k], float(w - zw), s); y = fma(s, scale, bias). uint8 and int8 weights, with and
+// without zero points, K not a multiple of 4, partial panels, strided rows, 1 and 3 threads.
+void test_linear_weight_only_contract(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  const int64_t K = 263, N = 150, ldx = K + 5;
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(120 * ldx), scale(N), bias(N);
+  for (auto& v : x) v = d(gen);
+  for (auto& v : scale) v = 0.01f + std::fabs(d(gen)) * 0.01f;
+  for (auto& v : bias) v = d(gen);
+  auto w = random_bytes<uint8_t>(gen, N * K, 0, 255);
+  auto wz = random_bytes<int32_t>(gen, N, 0, 255);
+  lowbit::set_active_isa(isa);
+  bool ok = true;
+  for (lowbit::ElemType type : {lowbit::ElemType::int8, lowbit::ElemType::uint8})
+    for (bool with_zero : {false, true}) {
+      std::vector<int32_t> zero(N, 0);
+      for (int64_t n = 0; n < N; ++n)
+        zero[n] = with_zero ? (type == lowbit::ElemType::int8 ? wz[n] - 128 : wz[n])
+                            : (type == lowbit::ElemType::uint8 ? 128 : 0);
+      auto packed = lowbit::PackedMatrix::pack(w.data(), type, K, N, 1, K, zero.data(), N);
+      for (int threads : {1, 3}) {
+        lowbit::set_num_threads(threads);
+        for (int64_t M : {1, 2, 3, 4, 5, 9, 120}) {  // 120: large enough to run in parallel
+          std::vector<float> y(M * N, -1.0f);
+          lowbit::linear_weight_only(x.data(), M, ldx, *packed, scale.data(),
+                                     with_zero ? bias.data() : nullptr, y.data(), N);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              float acc = 0.0f;
+              for (int64_t k = 0; k < K; ++k) {
+                const int32_t v = type == lowbit::ElemType::int8 ? static_cast<int8_t>(w[n * K + k])
+                                                                 : static_cast<int32_t>(w[n * K + k]);
+                acc = std::fma(x[m * ldx + k], static_cast<float>(v - zero[n]), acc);
+              }
+              const float want = std::fma(acc, scale[n], with_zero ? bias[n] : 0.0f);
+              ok &= std::memcmp(&want, &y[m * N + n], sizeof(float)) == 0;
+            }
+        }
+      }
+    }
+  lowbit::set_num_threads(lowbit::default_num_threads());
+  check(ok, tag + " linear_weight_only matches its contract");
+}
+
 // Every elementwise kernel of an ISA against the scalar path, byte for byte (odd lengths so
 // the vector tails run too), and NaN/Inf detection.
 void test_elementwise_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
@@ -346,6 +391,7 @@ int main(int argc, char** argv) {
       test_quantize(gen, qt, tag);
     test_linear_matches_scalar(gen, isa, tag);
     test_linear_static_contract(gen, isa, tag);
+    test_linear_weight_only_contract(gen, isa, tag);
     test_elementwise_matches_scalar(gen, isa, tag);
     for (int threads : {1, 2, 3}) {
       lowbit::set_num_threads(threads);

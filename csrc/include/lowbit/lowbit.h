@@ -135,6 +135,13 @@ constexpr int64_t kLinearMaxDepthAsymmetric = 33025;
 void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
             const float* bias, float* y, int64_t ldy);
 
+// Weight-only int8 linear: float32 x against the packed int8 weight B (N output channels,
+// per-column scales), no activation quantization. Per element, in this order (every ISA the
+// same bits): s = 0; for k in 0..K-1: s = fma(x[k], float(w[k, n] - zw[n]), s);
+// y = fma(s, col_scale[n], bias[n] or 0). Throws std::invalid_argument on NaN/Inf in x.
+void linear_weight_only(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b,
+                        const float* col_scale, const float* bias, float* y, int64_t ldy);
+
 // Static-activation linear: every row of x quantized with one frozen scale and zero point
 // (QuantizeLinear: saturate(round_half_even(x / in_scale) + in_zero) as uint8, or int8), then
 // the exact GEMM and the epilogue of linear() with sa[m] = in_scale:

@@ -22,6 +22,8 @@ void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t
                int64_t panel_end);
 void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
                 int64_t panel_end);
+void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+                int64_t panel_end);
 
 }  // namespace neon
 
