@@ -55,16 +55,47 @@ def test_int4_group_larger_than_in_features_uses_one_group(rng):
         QuantizedLinear.from_config(_layer(rng, k=63)[0], None, Int4DynamicConfig())
 
 
-def test_int8_weight_only_is_the_dequantized_float_product(rng):
+def ref_linear_weight_only_int8(x, qt, bias):
+    """The weight-only int8 contract, operation by operation: s = fma(x[k], w[k] - z, s) for k
+    in order, then y = fma(s, scale, bias)."""
+    wf = (qt.data.astype(np.int64) - np.asarray(qt.zero_point, np.int64).reshape(-1, 1)).astype(F32)
+    s = np.zeros((x.shape[0], wf.shape[0]), F32)
+    for k in range(x.shape[1]):
+        s = fma_f32(x[:, k:k + 1], wf[:, k][None, :], s)
+    scale = np.broadcast_to(np.asarray(qt.scale, F32), (wf.shape[0],))
+    return fma_f32(s, scale[None, :], np.zeros(wf.shape[0], F32) if bias is None else bias)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int8_weight_only_follows_its_contract(isa, rng, symmetric):
     w, b = _layer(rng)
-    layer = QuantizedLinear.from_config(w, b, Int8WeightOnlyConfig())
-    assert layer.scheme == "weight_only" and isinstance(layer.weight, lowbit.QTensor)
-    assert layer.weight_nbytes < w.nbytes / 3.5
+    layer = QuantizedLinear.from_config(w, b, Int8WeightOnlyConfig(symmetric=symmetric))
+    assert layer.scheme == "weight_only" and layer.weight.mode == "weight_only"
+    assert layer.weight_nbytes < w.nbytes / 2   # 1 byte a weight; panels pad 40 columns to 64
     x = _x(rng, (7, 96))
-    wd = lowbit.dequantize_linear(layer.weight.data, layer.weight.scale, layer.weight.zero_point,
-                                  axis=0)
-    assert_bits_equal(layer(x), (x @ wd.T + b).astype(F32))
+    qt = layer.weight.qtensor()
+    assert_bits_equal(layer(x), ref_linear_weight_only_int8(x, qt, b))
     np.testing.assert_allclose(layer(x), x @ w.T + b, atol=0.06)
+    # a QTensor given directly is packed the same way
+    again = QuantizedLinear(qt, b)
+    assert again.weight.mode == "weight_only"
+    assert_bits_equal(again(x), layer(x))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        layer(np.full((1, 96), np.nan, F32))
+
+
+def test_int8_weight_only_same_bits_for_any_thread_count(rng):
+    w = rng.standard_normal((700, 300)).astype(F32)
+    pw = lowbit.pack_weight(w, mode="weight_only", symmetric=False)
+    x = rng.standard_normal((90, 300)).astype(F32)
+    lowbit.set_num_threads(1)
+    want = lowbit.linear(x, pw)
+    assert_bits_equal(want, ref_linear_weight_only_int8(x, pw.qtensor(), None))
+    for threads in (2, 3):
+        lowbit.set_num_threads(threads)
+        assert_bits_equal(lowbit.linear(x, pw), want, f"{threads} threads")
+    with pytest.raises(ValueError, match="mode of an 8-bit weight"):
+        lowbit.pack_weight(w, mode="w4a8")
 
 
 def ref_linear_static(x, pw, s_x, z_x, bias):

@@ -237,6 +237,26 @@ py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
   return y;
 }
 
+py::array_t<float> linear_weight_only(const py::array& x, const lowbit::PackedMatrix& b,
+                                      const py::array& col_scale, const py::object& bias) {
+  const float* xd = checked_data<float>(x, "x", "float32");
+  if (x.ndim() != 2) throw py::value_error("x must be 2-D");
+  const int64_t M = x.shape(0), K = x.shape(1), N = b.cols();
+  if (K != b.rows())
+    throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
+                          std::to_string(b.rows()));
+  const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
+  if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
+  const float* bd = optional_bias(bias, N);
+  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  float* yd = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lowbit::linear_weight_only(xd, M, K, b, sd, bd, yd, N);
+  }
+  return y;
+}
+
 py::array_t<float> linear_static(const py::array& x, const lowbit::PackedMatrix& b,
                                  const py::array& col_scale, const py::object& bias, float in_scale,
                                  int32_t in_zero, int in_type) {
@@ -370,6 +390,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("pack_matrix", &pack_matrix, py::arg("b"), py::arg("transposed"), py::arg("zero_point"));
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
   m.def("linear", &linear, py::arg("x"), py::arg("b"), py::arg("col_scale"), py::arg("bias"));
+  m.def("linear_weight_only", &linear_weight_only, py::arg("x"), py::arg("b"),
+        py::arg("col_scale"), py::arg("bias"));
   m.def("linear_static", &linear_static, py::arg("x"), py::arg("b"), py::arg("col_scale"),
         py::arg("bias"), py::arg("in_scale"), py::arg("in_zero"), py::arg("in_type"));
   py::class_<lowbit::PackedInt4Matrix, std::shared_ptr<lowbit::PackedInt4Matrix>>(m, "PackedInt4Matrix")

@@ -48,13 +48,12 @@ class Int8DynamicConfig:
 
 @dataclass(frozen=True)
 class Int8WeightOnlyConfig:
-    """int8 weights per output channel, float32 activations.
-
-    lowbit has no int8-weight x float32-activation kernel, so the layer stores the int8 weight
-    (4x smaller than float32) and, on every call, dequantizes it with `dequantize_linear` into
-    a float32 scratch matrix and multiplies with NumPy's BLAS. The result is the float product
-    with the dequantized weight (no activation rounding), but each call is slower than float32;
-    use it for size and accuracy, not speed (`quantize_(..., skip_slower=True)` keeps float)."""
+    """int8 weights per output channel, float32 activations: the layer keeps the packed int8
+    weight (4x smaller than float32) and its kernel FMAs float32 activations against weights
+    converted to float32 in registers, k in order, then scales each channel (no activation
+    rounding: the float product with the dequantized weight, up to float32 summation order).
+    Fastest where the weight's bytes dominate (small batches); a large batch runs at float32
+    GEMM speed."""
 
     symmetric: bool = True
 
@@ -67,7 +66,7 @@ class Int8WeightOnlyConfig:
         _check_bool(self.symmetric, "symmetric")
 
     def describe(self) -> str:
-        return "int8 weight-only (int8 weights per channel, dequantized per call, float32 GEMM)"
+        return "int8 weight-only (int8 weights per channel, float32 activations)"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from .models import Embedding, Linear, Model, Sequential, relu
 from .ops import linear, quantize_linear
 from .packed import PackedWeight, pack_weight
 from .qtensor import QTensor, quantize
-from .schemes import linear_static, linear_weight_only_int8
+from .schemes import linear_static
 
 SCHEMES = ("dynamic", "static", "weight_only")
 
@@ -26,7 +26,8 @@ class QuantizedLinear:
       kernel) or, with input_scale/input_zero_point, "static" (activations quantized per tensor
       with those frozen parameters: `lowbit.schemes.linear_static`);
     - a 4-bit PackedWeight: "dynamic" (mode "w4a8") or "weight_only" (mode "weight_only");
-    - an int8 QTensor (per output channel): "weight_only" (dequantized per call, float32 GEMM).
+    - an 8-bit PackedWeight of mode "weight_only" (or an int8 QTensor, per tensor or per output
+      channel, which is packed so): "weight_only" (float32 activations against int8 weights).
     """
 
     def __init__(self, weight: Union[PackedWeight, QTensor], bias: Optional[np.ndarray] = None,
@@ -38,9 +39,10 @@ class QuantizedLinear:
                     or weight.group_size is not None or weight.axis not in (0, None):
                 raise ValueError("a weight-only QuantizedLinear takes a 2-D int8/uint8 QTensor, "
                                  "per tensor or per output channel (axis=0)")
+            weight = pack_weight(weight, bits=8, mode="weight_only")
             self.scheme = "weight_only"
         elif isinstance(weight, PackedWeight):
-            if weight.bits == 4:
+            if weight.bits == 4 or weight.mode == "weight_only":
                 self.scheme = "dynamic" if weight.mode == "w4a8" else "weight_only"
             else:
                 self.scheme = "dynamic" if input_scale is None else "static"
@@ -114,7 +116,7 @@ class QuantizedLinear:
         if cfg.bits == 4:
             return cls(pack_weight(weight, bits=4, mode=cfg.mode), b)
         if cfg.scheme == "weight_only":
-            return cls(weight, b)
+            return cls(pack_weight(weight, bits=8, mode="weight_only"), b)
         if input_qparams is not None:
             return cls(pack_weight(weight, bits=8), b, input_scale=input_qparams[0],
                        input_zero_point=input_qparams[1])
@@ -122,7 +124,7 @@ class QuantizedLinear:
 
     @property
     def bits(self) -> int:
-        return self.weight.bits if isinstance(self.weight, PackedWeight) else 8
+        return self.weight.bits
 
     @property
     def in_features(self) -> int:
@@ -147,8 +149,6 @@ class QuantizedLinear:
     def compute(self, x: Any, bias: Optional[np.ndarray]) -> np.ndarray:
         """The layer's computation with an explicit bias (the PyTorch wrapper passes its own
         buffer, which a user may have replaced)."""
-        if self.scheme == "weight_only" and isinstance(self.weight, QTensor):
-            return linear_weight_only_int8(x, self.weight, bias)
         assert isinstance(self.weight, PackedWeight)
         if self.scheme == "static":
             assert self.input_scale is not None and self.input_zero_point is not None

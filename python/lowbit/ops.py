@@ -269,7 +269,8 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
 
     8-bit weights: each row of x is quantized to uint8 inside the call (DynamicQuantizeLinear per
     row), then an exact int8 GEMM against the packed weight, with dequantization and bias applied
-    in the kernel epilogue. 4-bit weights: as the weight's `mode` says, "w4a8" (rows of x
+    in the kernel epilogue; with mode="weight_only", float32 x against the int8 weights (fma in
+    k order, then the channel scale: no activation rounding). 4-bit weights: as the weight's `mode` says, "w4a8" (rows of x
     quantized to int8, symmetric per row; exact int32 sums per group, scaled and summed in
     float32) or "weight_only" (float32 x against weights dequantized in registers).
     x has shape (..., in_features); y has shape (..., out_features).
@@ -278,7 +279,7 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
     if not isinstance(weight, PackedWeight):
         raise TypeError("weight must be a PackedWeight (see lowbit.pack_weight)")
     # Fast path first: this function is on every layer call and must stay within a few us.
-    # `is`, not ==: the extension accepts only the canonical dtype object (see kernel_array).
+    # An identity test is the cheapest; any other array goes through float_array's checks.
     if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous
             and x.flags.aligned):
         x = float_array(x, "x")
@@ -293,6 +294,8 @@ def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.nda
     x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), k)
     if weight.bits == 4:
         y = _C.linear_int4(x2, weight._packed, INT4_MODE_CODES[weight.mode or "w4a8"], bias)
+    elif weight.mode == "weight_only":
+        y = _C.linear_weight_only(x2, weight._packed, weight.scale, bias)
     else:
         y = _C.linear(x2, weight._packed, weight.scale, bias)
     return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (weight.out_features,))

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .qtensor import QTensor
 
 INT4_MODES = ("w4a8", "weight_only")
+INT8_MODES = (None, "weight_only")
 INT4_MODE_CODES = {"w4a8": 0, "weight_only": 1}
 DEFAULT_INT4_GROUP_SIZE = 128
 
@@ -21,6 +22,8 @@ class PackedWeight:
     layout (the same layout on every ISA path, so a PackedWeight works under any `use_isa`).
 
     bits=8: int8/uint8 per output channel; `scale` and `zero_point` have out_features values.
+    `mode` None: `lowbit.linear` quantizes activations to uint8 per row (exact int8 GEMM);
+    "weight_only": float32 activations against the int8 weights.
     bits=4: int4/uint4 per group of `group_size` consecutive input features (the last group of a
     row may be shorter); `scale` and `zero_point` have shape (out_features, groups). `mode`
     says how `lowbit.linear` computes with it: "w4a8" (activations quantized to int8 per row,
@@ -83,7 +86,8 @@ class PackedWeight:
         return (_repack, (self.qtensor(), self.bits, self.mode))
 
     def __repr__(self) -> str:
-        extra = f", group_size={self.group_size}, mode={self.mode!r}" if self.bits == 4 else ""
+        extra = (f", group_size={self.group_size}, mode={self.mode!r}" if self.bits == 4
+                 else f", mode={self.mode!r}" if self.mode else "")
         return (f"PackedWeight(out_features={self.out_features}, in_features={self.in_features}, "
                 f"bits={self.bits}, dtype={self.dtype}, symmetric={self.symmetric}{extra})")
 
@@ -108,6 +112,9 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
     along axis 0: one group per row). in_features must be even. `mode` picks the computation of
     `lowbit.linear`: "w4a8" (default) or "weight_only".
 
+    8-bit `mode`: None (default; activations quantized to uint8 per row) or "weight_only"
+    (float32 activations against the int8 weights: fma in k order, then the channel scale).
+
     clip_search=True picks each channel's (8-bit) or group's (4-bit) range by least squared
     quantization error over a grid of clipping ratios (see `lowbit.quantize`); off by default.
     """
@@ -123,14 +130,15 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
         raise ValueError("clip_search applies when quantizing a float weight, not to a QTensor")
     if bits == 4:
         return _pack_int4(w, group_size, symmetric, mode, clip_search)
-    if mode is not None:
-        raise ValueError("mode applies to 4-bit weights; 8-bit weights always use int8 activations")
+    if mode not in INT8_MODES:
+        raise ValueError(f"mode of an 8-bit weight must be one of {INT8_MODES}, got {mode!r}")
     if group_size is not None:
         raise ValueError("group_size applies to 4-bit weights; 8-bit weights are per channel")
-    return _pack_int8(w, symmetric, clip_search)
+    return _pack_int8(w, symmetric, clip_search, mode)
 
 
-def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bool) -> PackedWeight:
+def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bool,
+               mode: Optional[str] = None) -> PackedWeight:
     from .qtensor import QTensor, quantize
     if isinstance(w, QTensor):
         qt = w
@@ -151,7 +159,7 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
     zero = np.ascontiguousarray(np.broadcast_to(qt.zero_point, (n,)))
     data = kernel_array(np.ascontiguousarray(qt.data))
     packed = _C.pack_matrix(data, True, zero.astype(np.int32))
-    return PackedWeight(packed, scale, zero.copy(), qt.dtype)
+    return PackedWeight(packed, scale, zero.copy(), qt.dtype, mode=mode)
 
 
 def _check_group_size(group_size: Any, k: int) -> int:

@@ -1,8 +1,8 @@
-"""The computations behind the configs other than the dynamic ones (docs/conversion.md):
+"""The static int8 computation (docs/conversion.md); the dynamic and weight-only layers call
+`lowbit.linear` directly:
 
 - static int8: one fused kernel (`_C.linear_static`): activations quantized with the frozen
   scale and zero point, exact int8 GEMM, the dynamic kernel's float epilogue;
-- int8 weight-only: `dequantize_linear` of the weight, then a float32 GEMM (NumPy's BLAS).
 """
 from __future__ import annotations
 
@@ -43,16 +43,3 @@ def linear_static(x: Any, weight: PackedWeight, input_scale: np.ndarray,
     y = _C.linear_static(rows, weight._packed, weight.scale, bias, float(np.float32(input_scale)),
                          int(zp), in_type)
     return y.reshape(lead + (weight.out_features,))
-
-
-def linear_weight_only_int8(x: Any, weight: QTensor, bias: Optional[np.ndarray] = None
-                            ) -> np.ndarray:
-    """y = x @ dequantize_linear(W_q).T + bias in float32. The float32 weight is rebuilt on
-    every call (scratch memory of out x in features floats) so the layer only keeps int8."""
-    n, k = weight.shape
-    rows, lead = _rows(x, k)
-    w = weight.dequantize()
-    y = rows @ w.T
-    if bias is not None:
-        y += bias
-    return y.reshape(lead + (n,))
