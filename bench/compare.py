@@ -47,6 +47,8 @@ METHOD_NOTES = {
     "lowbit_linear": "`lb.linear(x, lb.pack_weight(w), bias)`: per-row dynamic uint8 "
                      "activations, per-channel int8 weights, float32 out",
     "lowbit_matmul_integer": "`lb.matmul_integer(a, lb.pack_weight(w))`: uint8 x int8 -> exact int32",
+    "lowbit_w8_weight_only": "`lb.linear(x, lb.pack_weight(w, mode=\"weight_only\"), bias)`: float32 "
+                             "activations x per-channel int8 weights (Int8WeightOnlyConfig)",
     "torch_dynamic": "`torch.ao.quantization.quantize_dynamic` of `nn.Linear` (qint8), "
                      "under `torch.inference_mode()`",
     "ort_dynamic": "ONNX Runtime, float MatMul + Add quantized by `quantize_dynamic` (QInt8, per "

@@ -52,6 +52,19 @@ def _setup_lowbit_linear(K: int, N: int, threads: int, copies: int) -> Bench:
                  info={"isa": lb.get_isa()})
 
 
+def _setup_lowbit_w8_weight_only(K: int, N: int, threads: int, copies: int) -> Bench:
+    lb = _import_lowbit(threads)
+    w, b = make_weight(K, N)
+    packed = [lb.pack_weight(weight_copy(w, i), mode="weight_only") for i in range(copies)]
+
+    def calls(M: int) -> list[Call]:
+        x = make_x(M, K)
+        return [functools.partial(lb.linear, x, pw, b) for pw in packed]
+
+    return Bench(calls, lambda M, y: check_float(make_x(M, K), w, b, y),
+                 info={"isa": lb.get_isa()})
+
+
 def _setup_lowbit_matmul_integer(K: int, N: int, threads: int, copies: int) -> Bench:
     lb = _import_lowbit(threads)
     w, _ = make_weight(K, N)
@@ -120,6 +133,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("numpy_f32", (), 4, _setup_numpy_f32),
     Method("lowbit_linear", (), 1, _setup_lowbit_linear),
     Method("lowbit_matmul_integer", (), 1, _setup_lowbit_matmul_integer),
+    Method("lowbit_w8_weight_only", (), 1, _setup_lowbit_w8_weight_only),
     Method("torch_dynamic", ("torch",), 1, _setup_torch_dynamic),
     Method("ort_dynamic", ("onnxruntime", "onnx"), 1, _setup_ort_dynamic),
     Method("ort_matmul_integer", ("onnxruntime", "onnx"), 1, _setup_ort_matmul_integer),
@@ -127,6 +141,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 METHODS.update(INT4_METHODS)
 PEERS = ("torch_dynamic", "ort_dynamic")        # what lowbit_linear is compared against
 # Ratio columns of the report: (lowbit method, the peers it is compared against).
+# (Every lowbit method also gets a column against numpy_f32.)
 COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (("lowbit_linear", PEERS),) + INT4_COMPARISONS
 
 
