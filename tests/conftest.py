@@ -106,10 +106,22 @@ def rng(request):
 
 
 @pytest.fixture(autouse=True)
-def _restore_process_state():
-    """Tests that change the thread count or the ISA must not leak it into later tests."""
+def _restore_process_state(request):
+    """Tests that change the thread count or the ISA must not leak it into later tests.
+
+    Importing lowbit.torch moves the kernels onto PyTorch's OpenMP threads for the whole
+    process; tests in modules that do not import torch run on lowbit's own pool, so its thread
+    counts (not torch's) are the ones they exercise."""
     isa0, threads0 = lowbit.get_isa(), lowbit.get_num_threads()
+    runtime0 = lowbit.parallel_runtime()
+    if runtime0 != "lowbit" and "torch" not in vars(request.module):
+        lowbit._C._use_own_threads()
     yield
+    if lowbit.parallel_runtime() != runtime0:
+        if runtime0 == "lowbit":
+            lowbit._C._use_own_threads()
+        else:
+            lowbit._C._use_openmp_runtime(runtime0.split(":", 1)[1])
     if lowbit.get_isa() != isa0:
         lowbit.set_isa(isa0)
     if lowbit.get_num_threads() != threads0:

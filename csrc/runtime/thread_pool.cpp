@@ -201,7 +201,7 @@ class ThreadPool {
   bool stopping_ = false;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> sleepers_{0};
-  std::atomic<int> active_{0};  // workers inside work_on_current_job
+  std::atomic<int> active_{0};  // workers inside run_task_slices
   std::unique_ptr<TaskSlice[]> slices_;  // one per participant
   const std::function<void(int64_t)>* job_ = nullptr;
   TaskError error_;

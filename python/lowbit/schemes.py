@@ -35,11 +35,14 @@ def linear_static(x: Any, weight: PackedWeight, input_scale: np.ndarray,
         raise ValueError("static activation quantization takes an 8-bit PackedWeight")
     rows, lead = _rows(x, weight.in_features)
     zp = np.asarray(input_zero_point)
+    if zp.dtype not in (np.int8, np.uint8) or zp.size != 1:
+        raise ValueError(f"input_zero_point must be one int8 or uint8 value, got {zp.dtype} "
+                         f"of shape {zp.shape}")
     in_type = QTYPE_CODES["int8" if zp.dtype == np.int8 else "uint8"]
     if bias is not None:
         bias = float_array(bias, "bias")
         if bias.shape != (weight.out_features,):
             raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
     y = _C.linear_static(rows, weight._packed, weight.scale, bias, float(np.float32(input_scale)),
-                         int(zp), in_type)
+                         int(zp.reshape(())), in_type)
     return y.reshape(lead + (weight.out_features,))

@@ -2,6 +2,8 @@
 // PackedInt4Matrix while another thread keeps changing set_num_threads. Every result must equal
 // the serial (1-thread) result bit for bit, and every parallel_for task must run exactly once.
 // Built under ThreadSanitizer in CI. Prints 'N passed, N failed'.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -201,14 +203,18 @@ bool test_openmp_runtime() {
   }
   check(lowbit::parallel_runtime_name() == "openmp:libgomp.so.1", "OpenMP runtime in use");
   lowbit::set_num_threads(2);
+  // Which OpenMP team member ran each task: both 0 (the caller) and 1 must appear, which also
+  // shows the job did not run on lowbit's own pool.
+  auto* omp_thread_num = reinterpret_cast<int (*)()>(
+      dlsym(dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD), "omp_get_thread_num"));
   std::mutex mutex;
-  std::vector<std::thread::id> seen;
-  for (int call = 0; call < 50 && seen.size() < 2; ++call)
+  std::vector<int> seen;
+  for (int call = 0; call < 50 && seen.size() < 2 && omp_thread_num; ++call)
     lowbit::parallel_for(64, [&](int64_t) {
       std::this_thread::sleep_for(std::chrono::microseconds(20));
+      const int member = omp_thread_num();
       std::lock_guard<std::mutex> lock(mutex);
-      if (std::find(seen.begin(), seen.end(), std::this_thread::get_id()) == seen.end())
-        seen.push_back(std::this_thread::get_id());
+      if (std::find(seen.begin(), seen.end(), member) == seen.end()) seen.push_back(member);
     });
   check(seen.size() == 2, "jobs run on two OpenMP threads");
   for (lowbit::Isa isa : lowbit::available_isas()) {

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 import torch
 
 from .. import _C
 
-_OPENMP_LIBRARY = re.compile(r"lib(gomp|iomp5|omp)[-.\w]*\.so[.\d]*$")
+# libgomp.so.1, libgomp-a34b3233.so.1 (a wheel's vendored copy), libiomp5.so, libomp.so.5
+_OPENMP_LIBRARY = re.compile(r"^lib(gomp|iomp5|omp)(-[0-9a-f]+)?\.so(\.\d+)*$")
 
 
 def _loaded_openmp_library() -> str | None:
@@ -26,7 +28,7 @@ def _loaded_openmp_library() -> str | None:
     except OSError:
         return None
     candidates = sorted(p for p in paths if _OPENMP_LIBRARY.search(os.path.basename(p)))
-    torch_dir = os.path.dirname(torch.__file__)
+    torch_dir = os.path.dirname(torch.__file__) + os.sep
     candidates.sort(key=lambda p: not p.startswith(torch_dir))
     return candidates[0] if candidates else None
 
@@ -39,9 +41,12 @@ def use_torch_threads(enabled: bool = True) -> bool:
     """Run lowbit's parallel kernels on PyTorch's OpenMP threads (enabled=True, the default
     once lowbit.torch is imported; LOWBIT_TORCH_THREADS=0 turns that off) or on lowbit's own.
 
-    On PyTorch's threads a call uses the smaller of lowbit.get_num_threads() and
-    torch.get_num_threads(). Returns whether PyTorch's threads are now in use: False if PyTorch
-    was not built with OpenMP or its runtime cannot be found.
+    On PyTorch's threads a call uses the smaller of lowbit.get_num_threads() and the calling
+    thread's OpenMP setting, which is torch.get_num_threads() once PyTorch has run an op in that
+    thread (OpenMP settings are per thread: a new Python thread starts at the core count).
+    Returns whether PyTorch's threads are now in use: False if PyTorch was not built with OpenMP
+    or its runtime cannot be found. In a process forked after the runtime was in use it raises
+    RuntimeError (the parent's OpenMP threads do not exist in the child).
     """
     if not enabled:
         _C._use_own_threads()
@@ -55,5 +60,13 @@ def use_torch_threads(enabled: bool = True) -> bool:
 
 
 def _enable_by_default() -> None:
-    if os.environ.get("LOWBIT_TORCH_THREADS", "1").strip().lower() not in ("0", "false", "no", "off"):
+    """Called on `import lowbit.torch`: a runtime that cannot be used must not break the import."""
+    if os.environ.get("LOWBIT_TORCH_THREADS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    try:
         use_torch_threads(True)
+    except RuntimeError as e:
+        _C._use_own_threads()
+        warnings.warn(f"lowbit keeps its own threads: PyTorch's OpenMP runtime is not usable "
+                      f"({e}); inside PyTorch models set OMP_WAIT_POLICY=PASSIVE", RuntimeWarning,
+                      stacklevel=3)

@@ -115,7 +115,10 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
         raise ValueError(f"{path!r}: the model has state the file lacks: {missing[:8]}"
                          + (" ..." if len(missing) > 8 else ""))
     if "" in new_modules:
-        return new_modules[""]   # floats is empty: every tensor of the file is the layer's
+        if len(new_modules) > 1 or floats:
+            raise ValueError(f"{path!r}: a layer saved on its own cannot sit beside other layers "
+                             "or tensors")
+        return new_modules[""]
     for name, new in new_modules.items():
         set_submodule(model, name, new)
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
