@@ -3,6 +3,7 @@ against the primitives it is built from), quantize_weights, and the NumPy Quanti
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 
 import numpy as np
@@ -394,3 +395,31 @@ def test_numpy_models_and_their_conversion(rng):
     q = net.with_layers(out)
     np.testing.assert_allclose(q(ids), net(ids), atol=0.1)
     assert q.nbytes < net.nbytes / 2
+
+
+@pytest.mark.parametrize("config", [Int8DynamicConfig(clip_search=True),
+                                    Int8WeightOnlyConfig(clip_search=True),
+                                    Int4DynamicConfig(32, clip_search=True),
+                                    lowbit.Int4WeightOnlyConfig(32, symmetric=False,
+                                                                clip_search=True)],
+                         ids=["int8", "int8_wo", "w4a8", "int4_wo"])
+def test_clip_search_config_is_quantize_with_clip_search(rng, config):
+    """The config's clip_search is lowbit.quantize's: same quantized weight, and never a larger
+    weight error than the full range (strictly smaller for 4-bit, whose 15 levels the outliers
+    stretch; 8-bit's 255 levels make clipping them cost more than it saves here)."""
+    w = rng.standard_normal((48, 128)).astype(F32)
+    w[rng.random(w.shape) < 0.01] *= 12    # outliers: the full range wastes levels on them
+    layer = QuantizedLinear.from_config(w, None, config)
+    plain = QuantizedLinear.from_config(w, None, dataclasses.replace(config, clip_search=False))
+    qt = layer.weight.qtensor()
+    if config.bits == 4:
+        want = lowbit.quantize(w, qt.dtype, symmetric=config.symmetric, axis=1, group_size=32,
+                               clip_search=True)
+    else:
+        want = lowbit.quantize(w, "int8", symmetric=config.symmetric, axis=0, clip_search=True)
+    np.testing.assert_array_equal(qt.data, want.data)
+    np.testing.assert_array_equal(qt.scale, want.scale)
+    err = np.mean((layer.dequantized_weight() - w) ** 2)
+    full = np.mean((plain.dequantized_weight() - w) ** 2)
+    assert err < full if config.bits == 4 else err <= full
+    assert "clip search" in config.describe()

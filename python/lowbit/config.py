@@ -27,12 +27,21 @@ def _check_bool(value: object, name: str) -> None:
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
+def _clip_note(clip_search: bool) -> str:
+    return ", MSE clip search" if clip_search else ""
+
+
 @dataclass(frozen=True)
 class Int8DynamicConfig:
     """int8 weights per output channel, activations quantized per row at run time (uint8,
-    DynamicQuantizeLinear per row) inside the fused `lowbit.linear` kernel."""
+    DynamicQuantizeLinear per row) inside the fused `lowbit.linear` kernel.
+
+    clip_search=True (this and the other non-static configs) picks each weight channel's (or
+    4-bit group's) range by least squared quantization error over clipping ratios instead of
+    the full max|w| range (`lowbit.quantize(..., clip_search=True)`)."""
 
     symmetric: bool = True
+    clip_search: bool = False
 
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "dynamic"
@@ -41,9 +50,11 @@ class Int8DynamicConfig:
 
     def __post_init__(self) -> None:
         _check_bool(self.symmetric, "symmetric")
+        _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
-        return "int8 dynamic (int8 weights per channel, uint8 activations per row)"
+        return ("int8 dynamic (int8 weights per channel, uint8 activations per row"
+                + _clip_note(self.clip_search) + ")")
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class Int8WeightOnlyConfig:
     GEMM speed."""
 
     symmetric: bool = True
+    clip_search: bool = False
 
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "weight_only"
@@ -64,9 +76,11 @@ class Int8WeightOnlyConfig:
 
     def __post_init__(self) -> None:
         _check_bool(self.symmetric, "symmetric")
+        _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
-        return "int8 weight-only (int8 weights per channel, float32 activations)"
+        return ("int8 weight-only (int8 weights per channel, float32 activations"
+                + _clip_note(self.clip_search) + ")")
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class Int4WeightOnlyConfig:
 
     group_size: int = 128
     symmetric: bool = True
+    clip_search: bool = False
 
     bits: ClassVar[int] = 4
     scheme: ClassVar[str] = "weight_only"
@@ -84,10 +99,12 @@ class Int4WeightOnlyConfig:
     def __post_init__(self) -> None:
         _check_group_size(self.group_size)
         _check_bool(self.symmetric, "symmetric")
+        _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
         kind = "int4" if self.symmetric else "uint4 asymmetric"
-        return f"{kind} weight-only (groups of {self.group_size}, float32 activations)"
+        return (f"{kind} weight-only (groups of {self.group_size}, float32 activations"
+                + _clip_note(self.clip_search) + ")")
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,7 @@ class Int4DynamicConfig:
 
     group_size: int = 128
     symmetric: bool = True
+    clip_search: bool = False
 
     bits: ClassVar[int] = 4
     scheme: ClassVar[str] = "dynamic"
@@ -105,10 +123,12 @@ class Int4DynamicConfig:
     def __post_init__(self) -> None:
         _check_group_size(self.group_size)
         _check_bool(self.symmetric, "symmetric")
+        _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
         kind = "int4" if self.symmetric else "uint4 asymmetric"
-        return f"{kind} W4A8 (groups of {self.group_size}, int8 activations per row)"
+        return (f"{kind} W4A8 (groups of {self.group_size}, int8 activations per row"
+                + _clip_note(self.clip_search) + ")")
 
 
 @dataclass(frozen=True, eq=False)

@@ -199,15 +199,17 @@ def weight_qtensor(w: np.ndarray, config: QuantConfig, plan: LayerPlan) -> QTens
     per group). 8-bit: per output channel (max|w| / 127, or the full range), except a static
     config with a weight_observer: that observer's parameters (per channel or per tensor)."""
     dtype, symmetric = weight_format(config)
+    clip = bool(getattr(config, "clip_search", False))
     if config.bits == 4:
-        return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size)
+        return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size,
+                        clip_search=clip)
     if isinstance(config, Int8StaticConfig) and config.weight_observer is not None:
         obs = config.weight_observer.clone()
         obs.observe(w)
         scale, zero = obs.calculate_qparams()
         data = quantize_linear(w, scale, zero, axis=0)   # axis=0: per output channel
         return QTensor(data, scale, zero, obs.dtype, obs.axis, None)
-    return quantize(w, dtype, symmetric=symmetric, axis=0)
+    return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=clip)
 
 
 __all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES", "Linear", "Embedding", "relu",
