@@ -103,13 +103,7 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
       row_zero[m] = zp + shift;
     }
   };
-  const int threads = get_num_threads();
-  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= 262144.0) {
-    const int64_t tasks = std::min<int64_t>(M, 4LL * threads);
-    parallel_for(tasks, [&](int64_t t) { prepare_rows(M * t / tasks, M * (t + 1) / tasks); });
-  } else {
-    prepare_rows(0, M);
-  }
+  parallel_rows(M, K, 262144.0, prepare_rows);
   GemmProblem p;
   p.M = M;
   p.N = b.cols();
@@ -165,13 +159,7 @@ void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const Packed
       if (!quantize_row(x + m * ldx, rows + m * KP, &row_scale[m], &row_zero[m], &row_sum[m]))
         finite.store(false, std::memory_order_relaxed);
   };
-  const int threads = get_num_threads();
-  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= 65536.0) {
-    const int64_t tasks = std::min<int64_t>(M, 4LL * threads);
-    parallel_for(tasks, [&](int64_t t) { quantize_rows(M * t / tasks, M * (t + 1) / tasks); });
-  } else {
-    quantize_rows(0, M);
-  }
+  parallel_rows(M, K, 65536.0, quantize_rows);
   if (!finite.load())
     throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
 

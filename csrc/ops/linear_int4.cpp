@@ -26,18 +26,6 @@ Int4Scratch& scratch() {
   return s;
 }
 
-// Runs fn(m0, m1) over the rows of x, in parallel when there is enough work.
-template <typename Fn>
-void for_row_blocks(int64_t M, int64_t K, const Fn& fn) {
-  const int threads = get_num_threads();
-  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= 65536.0) {
-    const int64_t tasks = std::min<int64_t>(M, 4LL * threads);
-    parallel_for(tasks, [&](int64_t t) { fn(M * t / tasks, M * (t + 1) / tasks); });
-  } else {
-    fn(0, M);
-  }
-}
-
 // Symmetric int8 quantization of one row: scale = max|x| / 127 (1 for an all-zero row),
 // q = clamp(round_half_even(x / scale), -127, 127), laid out in zero-padded groups, with the
 // sum of each group's values. False if the row holds NaN or Inf.
@@ -98,7 +86,7 @@ void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix&
     auto* rows = static_cast<int8_t*>(s.rows.reserve(static_cast<size_t>(M * std::max<int64_t>(row_len, 1))));
     auto* sums = static_cast<int32_t*>(s.group_sums.reserve(static_cast<size_t>(M * std::max<int64_t>(G, 1)) * sizeof(int32_t)));
     auto* scales = static_cast<float*>(s.scales.reserve(static_cast<size_t>(M) * sizeof(float)));
-    for_row_blocks(M, K, [&](int64_t m0, int64_t m1) {
+    parallel_rows(M, K, 65536.0, [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m)
         if (!quantize_row_s8_groups(k, x + m * ldx, K, group, gp, G, rows + m * row_len,
                                     sums + m * G, scales + m))
@@ -112,7 +100,7 @@ void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix&
     const bool in_place = row_len == K;
     float* rows = in_place ? nullptr
                            : static_cast<float*>(s.rows.reserve(static_cast<size_t>(M * row_len) * sizeof(float)));
-    for_row_blocks(M, K, [&](int64_t m0, int64_t m1) {
+    parallel_rows(M, K, 65536.0, [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m) {
         const float* src = x + m * ldx;
         float lo, hi;

@@ -28,13 +28,7 @@ void linear_weight_only(const float* x, int64_t M, int64_t ldx, const PackedMatr
     for (int64_t m = m0; m < m1 && K > 0; ++m)
       if (!k.min_max(x + m * ldx, K, &lo, &hi)) finite.store(false, std::memory_order_relaxed);
   };
-  const int threads = get_num_threads();
-  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= 262144.0) {
-    const int64_t tasks = std::min<int64_t>(M, 4LL * threads);
-    parallel_for(tasks, [&](int64_t t) { check_rows(M * t / tasks, M * (t + 1) / tasks); });
-  } else {
-    check_rows(0, M);
-  }
+  parallel_rows(M, K, 262144.0, check_rows);
   if (!finite.load()) throw std::invalid_argument("input holds NaN or Inf values");
 
   W8F32Problem p;
@@ -51,6 +45,7 @@ void linear_weight_only(const float* x, int64_t M, int64_t ldx, const PackedMatr
   p.bias = bias;
   p.y = y;
   p.ldy = ldy;
+  const int threads = get_num_threads();
   const int64_t panels = b.padded_cols() / PackedMatrix::kPanelCols;
   const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
   if (threads == 1 || macs < 4e6) {

@@ -217,8 +217,17 @@ py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
   return c;
 }
 
-py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
-                          const py::array& col_scale, const py::object& bias) {
+// The arguments every 8-bit linear takes, checked, and its (M, N) output.
+struct LinearCall {
+  const float* x;
+  int64_t M, K, N;
+  const float* col_scale;
+  const float* bias;
+  py::array_t<float> y;
+};
+
+LinearCall linear_call(const py::array& x, const lowbit::PackedMatrix& b, const py::array& col_scale,
+                       const py::object& bias) {
   const float* xd = checked_data<float>(x, "x", "float32");
   if (x.ndim() != 2) throw py::value_error("x must be 2-D");
   const int64_t M = x.shape(0), K = x.shape(1), N = b.cols();
@@ -228,57 +237,45 @@ py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
   const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
   if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
   const float* bd = optional_bias(bias, N);
-  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
-  float* yd = y.mutable_data();
+  return {xd, M, K, N, sd, bd,
+          py::array_t<float>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)})};
+}
+
+py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
+                          const py::array& col_scale, const py::object& bias) {
+  LinearCall c = linear_call(x, b, col_scale, bias);
+  float* yd = c.y.mutable_data();
   {
     py::gil_scoped_release release;
-    lowbit::linear(xd, M, K, b, sd, bd, yd, N);
+    lowbit::linear(c.x, c.M, c.K, b, c.col_scale, c.bias, yd, c.N);
   }
-  return y;
+  return c.y;
 }
 
 py::array_t<float> linear_weight_only(const py::array& x, const lowbit::PackedMatrix& b,
                                       const py::array& col_scale, const py::object& bias) {
-  const float* xd = checked_data<float>(x, "x", "float32");
-  if (x.ndim() != 2) throw py::value_error("x must be 2-D");
-  const int64_t M = x.shape(0), K = x.shape(1), N = b.cols();
-  if (K != b.rows())
-    throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
-                          std::to_string(b.rows()));
-  const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
-  if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
-  const float* bd = optional_bias(bias, N);
-  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
-  float* yd = y.mutable_data();
+  LinearCall c = linear_call(x, b, col_scale, bias);
+  float* yd = c.y.mutable_data();
   {
     py::gil_scoped_release release;
-    lowbit::linear_weight_only(xd, M, K, b, sd, bd, yd, N);
+    lowbit::linear_weight_only(c.x, c.M, c.K, b, c.col_scale, c.bias, yd, c.N);
   }
-  return y;
+  return c.y;
 }
 
 py::array_t<float> linear_static(const py::array& x, const lowbit::PackedMatrix& b,
                                  const py::array& col_scale, const py::object& bias, float in_scale,
                                  int32_t in_zero, int in_type) {
-  const float* xd = checked_data<float>(x, "x", "float32");
-  if (x.ndim() != 2) throw py::value_error("x must be 2-D");
-  const int64_t M = x.shape(0), K = x.shape(1), N = b.cols();
-  if (K != b.rows())
-    throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
-                          std::to_string(b.rows()));
-  const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
-  if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
-  const float* bd = optional_bias(bias, N);
   if (in_type != static_cast<int>(lowbit::QType::uint8) && in_type != static_cast<int>(lowbit::QType::int8))
     throw py::value_error("input type must be uint8 or int8");
-  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
-  float* yd = y.mutable_data();
+  LinearCall c = linear_call(x, b, col_scale, bias);
+  float* yd = c.y.mutable_data();
   {
     py::gil_scoped_release release;
-    lowbit::linear_static(xd, M, K, b, in_scale, in_zero, static_cast<lowbit::QType>(in_type), sd,
-                          bd, yd, N);
+    lowbit::linear_static(c.x, c.M, c.K, b, in_scale, in_zero, static_cast<lowbit::QType>(in_type),
+                          c.col_scale, c.bias, yd, c.N);
   }
-  return y;
+  return c.y;
 }
 
 std::shared_ptr<lowbit::PackedInt4Matrix> pack_int4(const py::array& u, int64_t group_size,

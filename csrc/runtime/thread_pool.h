@@ -24,4 +24,18 @@ void mark_parallel_region(bool inside);
 int pool_num_threads();
 void pool_set_num_threads(int n);
 
+// Runs fn(m0, m1) over the rows [0, M) of an M x K operand (row preparation before a GEMM):
+// in up to 4 tasks per thread when every thread gets 2 rows and M * K >= min_elements, else
+// in the calling thread.
+template <typename Fn>
+void parallel_rows(int64_t M, int64_t K, double min_elements, const Fn& fn) {
+  const int threads = pool_num_threads();
+  if (threads > 1 && M >= 2 * threads && static_cast<double>(M) * K >= min_elements) {
+    const int64_t tasks = M < 4LL * threads ? M : 4LL * threads;
+    parallel_for(tasks, [&](int64_t t) { fn(M * t / tasks, M * (t + 1) / tasks); });
+  } else {
+    fn(0, M);
+  }
+}
+
 }  // namespace lowbit

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/avx2/avx2_kernels.h"
+#include "kernels/w8f32_walk.h"
 
 namespace lowbit {
 namespace avx2 {
@@ -83,20 +84,13 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
   }
 }
 
-using TileFn = void (*)(const W8F32Problem&, int64_t, int64_t, int);
-constexpr TileFn kTiles[] = {w8f32_tile<1>, w8f32_tile<2>, w8f32_tile<3>};
-constexpr int kMaxRows = 3;
+constexpr W8F32HalfTile kTiles[] = {w8f32_tile<1>, w8f32_tile<2>, w8f32_tile<3>};
 
 }  // namespace
 
 void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
                 int64_t panel_end) {
-  for (int64_t panel = panel_begin; panel < panel_end; ++panel)
-    for (int half = 0; half < 2 && panel * kPanel + half * kHalf < p.N; ++half) {
-      int64_t m = m_begin;
-      for (; m + kMaxRows <= m_end; m += kMaxRows) kTiles[kMaxRows - 1](p, m, panel, half);
-      if (m < m_end) kTiles[m_end - m - 1](p, m, panel, half);
-    }
+  walk_half_panels(kTiles, p, m_begin, m_end, panel_begin, panel_end);
 }
 
 }  // namespace avx2
