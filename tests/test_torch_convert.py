@@ -191,6 +191,9 @@ def test_speed_guard(monkeypatch):
     calls.clear()
     quantize_(Net(), Int8DynamicConfig(), skip_slower=True, example_inputs=(_ids(),))
     assert {r for r, _ in calls} == {14}   # 2 x 7 tokens: the shape the layers really see
+    calls.clear()
+    quantize_(Net(), Int8DynamicConfig(), skip_slower=True, example_inputs={"ids": _ids()})
+    assert {r for r, _ in calls} == {14}   # a dict is passed by keyword, as lowbit.report does
 
 
 def test_speed_guard_real_timing():

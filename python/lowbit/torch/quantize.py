@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
+from .._measure import call
 from .._plan import UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig
 from ..conversion import ConfigSpec, config_for
@@ -52,13 +53,6 @@ def _progress(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[
     return tqdm(items, desc=desc, unit="layer", leave=False)
 
 
-def _call(model: nn.Module, example_inputs: Any) -> None:
-    if isinstance(example_inputs, (tuple, list)):
-        model(*example_inputs)
-    else:
-        model(example_inputs)
-
-
 def _observed_rows(model: nn.Module, names: list[tuple[str, nn.Module]], example_inputs: Any
                    ) -> dict[str, int]:
     """Rows (product of the leading dims) each Linear gets when the model runs example_inputs."""
@@ -71,7 +65,7 @@ def _observed_rows(model: nn.Module, names: list[tuple[str, nn.Module]], example
         hooks.append(module.register_forward_pre_hook(hook))
     try:
         with torch.inference_mode():
-            _call(model, example_inputs)
+            call(model, example_inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -105,7 +99,8 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     or 4, one scale per row or per embedding_group_size values).
 
     skip_slower=True times each layer, float and quantized, on this CPU at the rows it will see
-    (from one run of `example_inputs` if given, else `example_batch_size` rows) and keeps float
+    (from one run of `example_inputs` if given: a tuple passed positionally, a dict by keyword,
+    anything else as the one argument; else `example_batch_size` rows) and keeps float
     where the quantized layer is slower. progress: a tqdm bar (if tqdm is installed) for models
     with at least 16 layers; True/False forces it on/off.
 
