@@ -92,9 +92,10 @@ void BM_quantize_linear(benchmark::State& state) {
 
 void gemm_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"isa", "threads", "M", "K", "N"});
-  for (int isa : {1, 2})
+  // isa: the lowbit::Isa value (1 avx2, 2 avx512vnni, 6 amx); rows not available are skipped.
+  for (int isa : {1, 2, 6})
     for (int threads : {1, 2})
-      for (int M : {1, 4, 16, 64, 256}) b->Args({isa, threads, M, 4096, 4096});
+      for (int M : {1, 4, 8, 16, 32, 64, 256}) b->Args({isa, threads, M, 4096, 4096});
   b->Args({0, 1, 16, 1024, 1024});
   b->UseRealTime();
 }

@@ -2,6 +2,13 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -15,6 +22,26 @@ unsigned long long read_xcr0() {
   unsigned eax = 0, edx = 0;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
   return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+// Linux keeps the 8 KB tile data state off until a process asks for it; a tile instruction
+// before that is a fault. Asked once per process (cpu_features() is read once).
+void request_amx_permission(CpuFeatures& f) {
+#if defined(__linux__)
+  constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) {
+    f.amx_permission_error = std::string("arch_prctl(ARCH_REQ_XCOMP_PERM) failed: ") + std::strerror(errno);
+    return;
+  }
+  unsigned long long granted = 0;
+  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &granted) != 0 || !((granted >> kXfeatureXtiledata) & 1)) {
+    f.amx_permission_error = "arch_prctl(ARCH_GET_XCOMP_PERM) does not list the tile data";
+    return;
+  }
+  f.amx_permission = true;
+#else
+  f.amx_permission_error = "lowbit asks for the tile state on Linux only";
+#endif
 }
 
 CpuFeatures detect() {
@@ -40,8 +67,13 @@ CpuFeatures detect() {
     f.avx512vl = (ebx >> 31) & 1;
     f.avx512vnni = (ecx >> 11) & 1;
   }
+  f.amx_bf16 = (edx >> 22) & 1;
+  f.amx_tile = (edx >> 24) & 1;
+  f.amx_int8 = (edx >> 25) & 1;
+  f.os_amx = (xcr0 & 0x60000) == 0x60000;  // bits 17 (XTILECFG) and 18 (XTILEDATA)
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   f.avxvnni = (eax >> 4) & 1;
+  if (f.amx_tile && f.os_amx) request_amx_permission(f);
   return f;
 }
 #elif defined(__aarch64__) && defined(__linux__)

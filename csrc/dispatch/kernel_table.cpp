@@ -1,10 +1,17 @@
+// The one place that decides which kernels run: one row per ISA path. A row names the path, says
+// how to detect it (CPU bits and OS support) and why it is missing where it is, names the path it
+// derives from and overrides that path's entries by name. Name parsing, the listing of available
+// paths, the preference order (the last available row that is not test-only) and every error
+// text come from these rows. Adding a path: a folder under csrc/kernels/, a row here, a CMake line.
 #include "dispatch/kernel_table.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "dispatch/cpu_features.h"
+#include "kernels/amx/amx_kernels.h"
 #include "kernels/avx2/avx2_kernels.h"
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avxvnni/avxvnni_kernels.h"
@@ -14,75 +21,190 @@
 namespace lowbit {
 namespace {
 
-// Per ISA, the best kernel for each operation. AVX-VNNI CPUs run the AVX2 elementwise kernels
-// with their own int8 GEMM (and the AVX2 4-bit kernels).
-constexpr KernelTable kScalar = {"scalar", ref::quantize_run, ref::dequantize_run, ref::min_max,
-                                 ref::quantize_row_u8, ref::requantize_run, ref::gemm,
-                                 ref::sum_bytes, ref::gemm_w4a8, ref::gemm_w4f32,
-                                 ref::gemm_w8f32};
+struct IsaRow {
+  Isa isa;
+  const char* name;
+  Isa base;        // the path whose entries this one starts from (scalar: itself)
+  bool test_only;  // never chosen by default; only by LOWBIT_ISA / use_isa
+  // Empty when the path runs here, else why not (shown by cpu_info() and in errors).
+  std::string (*missing)(const CpuFeatures&);
+  void (*overrides)(KernelTable&);
+};
+
+std::string need(bool ok, const char* what) { return ok ? std::string() : std::string(what); }
+
 #if LOWBIT_HAVE_X86_KERNELS
-constexpr KernelTable kAvx2 = {"avx2", avx2::quantize_run, avx2::dequantize_run, avx2::min_max,
-                               avx2::quantize_row_u8, avx2::requantize_run, avx2::gemm,
-                               avx2::sum_bytes, avx2::gemm_w4a8, avx2::gemm_w4f32,
-                               avx2::gemm_w8f32};
-constexpr KernelTable kAvxVnni = {"avxvnni", avx2::quantize_run, avx2::dequantize_run,
-                                  avx2::min_max, avx2::quantize_row_u8, avx2::requantize_run,
-                                  avxvnni::gemm, avx2::sum_bytes, avx2::gemm_w4a8,
-                                  avx2::gemm_w4f32, avx2::gemm_w8f32};
-constexpr KernelTable kAvx512Vnni = {"avx512vnni", avx512vnni::quantize_run,
-                                     avx512vnni::dequantize_run, avx512vnni::min_max,
-                                     avx512vnni::quantize_row_u8, avx512vnni::requantize_run,
-                                     avx512vnni::gemm, avx512vnni::sum_bytes,
-                                     avx512vnni::gemm_w4a8, avx512vnni::gemm_w4f32,
-                                     avx512vnni::gemm_w8f32};
+constexpr bool kX86 = true;
 #else
-constexpr KernelTable kAvx2 = kScalar, kAvxVnni = kScalar, kAvx512Vnni = kScalar;
+constexpr bool kX86 = false;
 #endif
 #if LOWBIT_HAVE_NEON_KERNELS
-constexpr KernelTable kNeon = {"neon", neon::quantize_run, neon::dequantize_run, neon::min_max,
-                               neon::quantize_row_u8, neon::requantize_run, neon::gemm,
-                               neon::sum_bytes, neon::gemm_w4a8, neon::gemm_w4f32,
-                               neon::gemm_w8f32};
-// The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
-constexpr KernelTable kNeonDot = {"neondot", neon::quantize_run, neon::dequantize_run,
-                                  neon::min_max, neon::quantize_row_u8, neon::requantize_run,
-                                  neondot::gemm, neon::sum_bytes, neondot::gemm_w4a8,
-                                  neon::gemm_w4f32, neon::gemm_w8f32};
+constexpr bool kArm = true;
 #else
-constexpr KernelTable kNeon = kScalar, kNeonDot = kScalar;
+constexpr bool kArm = false;
 #endif
 
-constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2,    Isa::avxvnni,
-                            Isa::avx512vnni, Isa::neon, Isa::neondot};
-
-bool isa_supported(Isa isa) {
-  const CpuFeatures& f = cpu_features();
-  switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma;
-    case Isa::avxvnni: return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma && f.avxvnni;
-    case Isa::avx512vnni:
-      return LOWBIT_HAVE_X86_KERNELS && f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq &&
-             f.avx512vnni;
-    case Isa::neon: return LOWBIT_HAVE_NEON_KERNELS && f.neon;
-    case Isa::neondot: return LOWBIT_HAVE_NEON_KERNELS && f.neon && f.neon_dotprod;
-  }
-  return false;
+std::string missing_avx2(const CpuFeatures& f) {
+  if (!kX86) return "not built for this architecture (x86-64 only)";
+  return need(f.avx2 && f.fma, "the CPU (or the OS) lacks AVX2 and FMA");
+}
+std::string missing_avx512(const CpuFeatures& f) {
+  if (!kX86) return "not built for this architecture (x86-64 only)";
+  return need(f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni,
+              "the CPU (or the OS: XCR0 zmm state) lacks AVX-512 F/BW/VL/DQ with VNNI");
+}
+std::string missing_amx(const CpuFeatures& f) {
+  std::string why = missing_avx512(f);  // the epilogues and the small-M kernels are AVX-512
+  if (!why.empty()) return why;
+  if (!f.amx_tile || !f.amx_int8) return "the CPU lacks AMX-TILE and AMX-INT8";
+  if (!f.os_amx) return "the OS does not enable the tile state (XCR0 XTILECFG/XTILEDATA)";
+  if (!f.amx_permission) return "the OS refused the tile data permission: " + f.amx_permission_error;
+  return "";
 }
 
-const KernelTable& table_of(Isa isa) {
-  switch (isa) {
-    case Isa::scalar: return kScalar;
-    case Isa::avx2: return kAvx2;
-    case Isa::avxvnni: return kAvxVnni;
-    case Isa::avx512vnni: return kAvx512Vnni;
-    case Isa::neon: return kNeon;
-    case Isa::neondot: return kNeonDot;
-  }
-  return kScalar;
+#if LOWBIT_HAVE_X86_KERNELS
+void avx2_entries(KernelTable& t) {
+  t.quantize_run = avx2::quantize_run;
+  t.dequantize_run = avx2::dequantize_run;
+  t.min_max = avx2::min_max;
+  t.quantize_row_u8 = avx2::quantize_row_u8;
+  t.requantize_run = avx2::requantize_run;
+  t.sum_bytes = avx2::sum_bytes;
+  t.gemm = {avx2::gemm, 4};
+  t.gemm_w4a8 = {avx2::gemm_w4a8, 2};
+  t.gemm_w4f32 = {avx2::gemm_w4f32, 2};
+  t.gemm_w8f32 = {avx2::gemm_w8f32, 3};
+}
+// AVX-VNNI CPUs run the AVX2 kernels with their own int8 GEMM.
+void avxvnni_entries(KernelTable& t) { t.gemm = {avxvnni::gemm, 6}; }
+void avx512vnni_entries(KernelTable& t) {
+  t.quantize_run = avx512vnni::quantize_run;
+  t.dequantize_run = avx512vnni::dequantize_run;
+  t.min_max = avx512vnni::min_max;
+  t.quantize_row_u8 = avx512vnni::quantize_row_u8;
+  t.requantize_run = avx512vnni::requantize_run;
+  t.sum_bytes = avx512vnni::sum_bytes;
+  t.gemm = {avx512vnni::gemm, 6};
+  t.gemm_w4a8 = {avx512vnni::gemm_w4a8, 4};
+  t.gemm_w4f32 = {avx512vnni::gemm_w4f32, 4};
+  t.gemm_w8f32 = {avx512vnni::gemm_w8f32, 4};
+}
+// The tile unit takes the int8 GEMM at 32 rows a step (small M falls back inside the kernel).
+void amx_entries(KernelTable& t) { t.gemm = {amx::gemm, 32}; }
+void amx_emu_entries(KernelTable& t) { t.gemm = {amx_emu::gemm, 32}; }
+#else
+void avx2_entries(KernelTable&) {}
+void avxvnni_entries(KernelTable&) {}
+void avx512vnni_entries(KernelTable&) {}
+void amx_entries(KernelTable&) {}
+void amx_emu_entries(KernelTable&) {}
+#endif
+
+#if LOWBIT_HAVE_NEON_KERNELS
+void neon_entries(KernelTable& t) {
+  t.quantize_run = neon::quantize_run;
+  t.dequantize_run = neon::dequantize_run;
+  t.min_max = neon::min_max;
+  t.quantize_row_u8 = neon::quantize_row_u8;
+  t.requantize_run = neon::requantize_run;
+  t.sum_bytes = neon::sum_bytes;
+  t.gemm = {neon::gemm, 2};
+  t.gemm_w4a8 = {neon::gemm_w4a8, 2};
+  t.gemm_w4f32 = {neon::gemm_w4f32, 2};
+  t.gemm_w8f32 = {neon::gemm_w8f32, 2};
+}
+// The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
+void neondot_entries(KernelTable& t) {
+  t.gemm = {neondot::gemm, 4};
+  t.gemm_w4a8 = {neondot::gemm_w4a8, 4};
+}
+#else
+void neon_entries(KernelTable&) {}
+void neondot_entries(KernelTable&) {}
+#endif
+
+void scalar_entries(KernelTable& t) {
+  t.quantize_run = ref::quantize_run;
+  t.dequantize_run = ref::dequantize_run;
+  t.min_max = ref::min_max;
+  t.quantize_row_u8 = ref::quantize_row_u8;
+  t.requantize_run = ref::requantize_run;
+  t.sum_bytes = ref::sum_bytes;
+  t.gemm = {ref::gemm, 1};
+  t.gemm_w4a8 = {ref::gemm_w4a8, 1};
+  t.gemm_w4f32 = {ref::gemm_w4f32, 1};
+  t.gemm_w8f32 = {ref::gemm_w8f32, 1};
 }
 
-Isa best_isa() { return available_isas().back(); }
+// In order of preference, best last; a row's base comes before it.
+const IsaRow kRows[] = {
+    {Isa::scalar, "scalar", Isa::scalar, false, [](const CpuFeatures&) { return std::string(); },
+     scalar_entries},
+    {Isa::avx2, "avx2", Isa::scalar, false, missing_avx2, avx2_entries},
+    {Isa::avxvnni, "avxvnni", Isa::avx2, false,
+     [](const CpuFeatures& f) {
+       std::string why = missing_avx2(f);
+       return why.empty() ? need(f.avxvnni, "the CPU lacks AVX-VNNI") : why;
+     },
+     avxvnni_entries},
+    {Isa::avx512vnni, "avx512vnni", Isa::avx2, false, missing_avx512, avx512vnni_entries},
+    {Isa::amx, "amx", Isa::avx512vnni, false, missing_amx, amx_entries},
+    // The AMX kernels on the software tile model: the same sources, testable on any AVX-512 CPU.
+    {Isa::amx_emu, "amx_emu", Isa::avx512vnni, true, missing_avx512, amx_emu_entries},
+    {Isa::neon, "neon", Isa::scalar, false,
+     [](const CpuFeatures& f) {
+       if (!kArm) return std::string("not built for this architecture (AArch64 only)");
+       return need(f.neon, "the CPU lacks Advanced SIMD");
+     },
+     neon_entries},
+    {Isa::neondot, "neondot", Isa::neon, false,
+     [](const CpuFeatures& f) {
+       if (!kArm) return std::string("not built for this architecture (AArch64 only)");
+       return need(f.neon && f.neon_dotprod, "the CPU lacks the dot product extension (ARMv8.2 sdot/udot)");
+     },
+     neondot_entries},
+};
+constexpr int kRowCount = sizeof(kRows) / sizeof(kRows[0]);
+
+const IsaRow& row_of(Isa isa) {
+  for (const IsaRow& r : kRows)
+    if (r.isa == isa) return r;
+  throw std::invalid_argument("unknown ISA id " + std::to_string(static_cast<int>(isa)));
+}
+
+int index_of(Isa isa) { return static_cast<int>(&row_of(isa) - kRows); }
+
+struct Tables {
+  KernelTable table[kRowCount];
+  std::string missing[kRowCount];
+  Tables() {
+    const CpuFeatures& f = cpu_features();
+    for (int i = 0; i < kRowCount; ++i) {
+      const IsaRow& r = kRows[i];
+      if (r.isa != r.base) table[i] = table[index_of(r.base)];
+      r.overrides(table[i]);
+      missing[i] = r.missing(f);
+    }
+  }
+};
+
+const Tables& tables() {
+  static const Tables t;
+  return t;
+}
+
+bool isa_supported(Isa isa) { return tables().missing[index_of(isa)].empty(); }
+
+std::string unsupported_message(Isa isa) {
+  return "ISA '" + isa_name(isa) + "' is not available on this machine: " + isa_missing_reason(isa);
+}
+
+Isa best_isa() {
+  Isa best = Isa::scalar;
+  for (const IsaRow& r : kRows)
+    if (!r.test_only && isa_supported(r.isa)) best = r.isa;
+  return best;
+}
 
 // LOWBIT_ISA forces a path for the whole process (also for C++ tests and benchmarks).
 Isa initial_isa() {
@@ -90,7 +212,7 @@ Isa initial_isa() {
   if (env == nullptr || *env == '\0') return best_isa();
   Isa isa = parse_isa(env);
   if (!isa_supported(isa))
-    throw std::runtime_error("LOWBIT_ISA=" + std::string(env) + ": this CPU does not support it");
+    throw std::runtime_error("LOWBIT_ISA=" + std::string(env) + ": " + unsupported_message(isa));
   return isa;
 }
 
@@ -101,37 +223,38 @@ std::atomic<int>& active_slot() {
 
 }  // namespace
 
-std::string isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avxvnni: return "avxvnni";
-    case Isa::avx512vnni: return "avx512vnni";
-    case Isa::neon: return "neon";
-    case Isa::neondot: return "neondot";
-  }
-  return "unknown";
-}
+std::string isa_name(Isa isa) { return row_of(isa).name; }
 
 Isa parse_isa(const std::string& name) {
-  for (Isa isa : kAllIsas)
-    if (isa_name(isa) == name) return isa;
-  throw std::invalid_argument("unknown ISA '" + name +
-                              "' (expected scalar, avx2, avxvnni, avx512vnni, neon or neondot)");
+  std::string known;
+  for (const IsaRow& r : kRows) {
+    if (name == r.name) return r.isa;
+    known += (known.empty() ? "" : ", ") + std::string(r.name);
+  }
+  throw std::invalid_argument("unknown ISA '" + name + "' (expected one of: " + known + ")");
 }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : kAllIsas)
-    if (isa_supported(isa)) out.push_back(isa);
+  for (const IsaRow& r : kRows)
+    if (isa_supported(r.isa)) out.push_back(r.isa);
   return out;
 }
+
+std::vector<Isa> all_isas() {
+  std::vector<Isa> out;
+  for (const IsaRow& r : kRows) out.push_back(r.isa);
+  return out;
+}
+
+std::string isa_missing_reason(Isa isa) { return tables().missing[index_of(isa)]; }
+
+bool isa_test_only(Isa isa) { return row_of(isa).test_only; }
 
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::runtime_error("ISA '" + isa_name(isa) + "' is not supported by this CPU");
+  if (!isa_supported(isa)) throw std::runtime_error(unsupported_message(isa));
   active_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
@@ -141,19 +264,19 @@ std::vector<std::string> cpu_feature_names() {
   const std::pair<bool, const char*> all[] = {
       {f.avx2, "avx2"},         {f.fma, "fma"},           {f.avx512f, "avx512f"},
       {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"}, {f.avx512dq, "avx512dq"},
-      {f.avx512vnni, "avx512vnni"}, {f.avxvnni, "avxvnni"}, {f.neon, "neon"},
+      {f.avx512vnni, "avx512vnni"}, {f.avxvnni, "avxvnni"}, {f.amx_tile, "amx_tile"},
+      {f.amx_int8, "amx_int8"}, {f.amx_bf16, "amx_bf16"}, {f.neon, "neon"},
       {f.neon_dotprod, "dotprod"}};
   for (const auto& [present, name] : all)
     if (present) out.push_back(name);
   return out;
 }
 
-const KernelTable& kernels() { return table_of(active_isa()); }
+const KernelTable& kernels() { return tables().table[index_of(active_isa())]; }
 
 const KernelTable& kernels_for(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::runtime_error("ISA '" + isa_name(isa) + "' is not supported by this CPU");
-  return table_of(isa);
+  if (!isa_supported(isa)) throw std::runtime_error(unsupported_message(isa));
+  return tables().table[index_of(isa)];
 }
 
 }  // namespace lowbit

@@ -109,18 +109,28 @@ using GemmInt4Fn = void (*)(const Int4GemmProblem& p, int64_t m_begin, int64_t m
 using GemmW8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
                              int64_t panel_begin, int64_t panel_end);
 
+// A GEMM entry: the kernel and its row step. A kernel computes MR rows at a time (a register
+// or tile block) and handles any remainder itself; drivers that split rows over threads give
+// each task a multiple of `mr` rows, asking the entry instead of assuming a step.
+template <typename Fn>
+struct GemmEntry {
+  Fn run = nullptr;
+  int mr = 1;
+};
+
+// Every kernel one ISA path runs. Built from the path rows of dispatch/kernel_table.cpp: a path
+// starts from the table of the path it derives from and overrides entries by name.
 struct KernelTable {
-  const char* name;
-  QuantizeRunFn quantize_run;
-  DequantizeRunFn dequantize_run;
-  MinMaxFn min_max;
-  QuantizeRowU8Fn quantize_row_u8;
-  RequantizeRunFn requantize_run;
-  GemmFn gemm;
-  SumBytesFn sum_bytes;
-  GemmInt4Fn gemm_w4a8;
-  GemmInt4Fn gemm_w4f32;
-  GemmW8F32Fn gemm_w8f32;
+  QuantizeRunFn quantize_run = nullptr;
+  DequantizeRunFn dequantize_run = nullptr;
+  MinMaxFn min_max = nullptr;
+  QuantizeRowU8Fn quantize_row_u8 = nullptr;
+  RequantizeRunFn requantize_run = nullptr;
+  SumBytesFn sum_bytes = nullptr;
+  GemmEntry<GemmFn> gemm;            // w8a8: u8 x s8, int32 sums
+  GemmEntry<GemmInt4Fn> gemm_w4a8;
+  GemmEntry<GemmInt4Fn> gemm_w4f32;
+  GemmEntry<GemmW8F32Fn> gemm_w8f32;
 };
 
 }  // namespace lowbit

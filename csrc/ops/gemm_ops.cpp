@@ -18,7 +18,6 @@ namespace {
 
 // Below this much work a second thread costs more to wake than it saves.
 constexpr double kMinParallelMacs = 6e6;
-constexpr int64_t kRowBlock = 24;  // a multiple of every kernel's MR (6 and 4)
 
 void run_gemm(const GemmProblem& p) {
   const KernelTable& k = kernels();
@@ -27,22 +26,25 @@ void run_gemm(const GemmProblem& p) {
   const int threads = get_num_threads();
   const double macs = static_cast<double>(p.M) * p.N * std::max<int64_t>(p.K, 1);
   if (threads == 1 || macs < kMinParallelMacs) {
-    k.gemm(p, 0, p.M, 0, panels);
+    k.gemm.run(p, 0, p.M, 0, panels);
     return;
   }
+  // Row tasks are whole multiples of the kernel's row step, and at least 4 steps (24 rows for
+  // a 6-row kernel) so each still reuses its panel across several row blocks.
+  const int64_t mr = k.gemm.mr, row_block = std::max<int64_t>(4 * mr, 24);
   // Enough tasks for load balance on a noisy machine, but each still streams a whole panel.
   const int64_t want = 4LL * threads;
   int64_t col_tasks = std::min(panels, want);
   int64_t row_tasks = 1;
-  if (col_tasks < want && p.M > kRowBlock)
-    row_tasks = std::min((p.M + kRowBlock - 1) / kRowBlock, (want + col_tasks - 1) / col_tasks);
-  const int64_t rows_per_task = round_up((p.M + row_tasks - 1) / row_tasks, 6);
+  if (col_tasks < want && p.M > row_block)
+    row_tasks = std::min((p.M + row_block - 1) / row_block, (want + col_tasks - 1) / col_tasks);
+  const int64_t rows_per_task = round_up((p.M + row_tasks - 1) / row_tasks, mr);
   row_tasks = (p.M + rows_per_task - 1) / rows_per_task;
   parallel_for(col_tasks * row_tasks, [&](int64_t t) {
     const int64_t ct = t % col_tasks, rt = t / col_tasks;
     const int64_t p0 = panels * ct / col_tasks, p1 = panels * (ct + 1) / col_tasks;
     const int64_t m0 = rt * rows_per_task, m1 = std::min(p.M, m0 + rows_per_task);
-    if (p0 < p1 && m0 < m1) k.gemm(p, m0, m1, p0, p1);
+    if (p0 < p1 && m0 < m1) k.gemm.run(p, m0, m1, p0, p1);
   });
 }
 

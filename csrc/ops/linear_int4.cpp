@@ -120,7 +120,7 @@ void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix&
   if (!finite.load())
     throw std::invalid_argument("input holds NaN or Inf values");
 
-  const GemmInt4Fn gemm = mode == Int4Compute::w4a8 ? k.gemm_w4a8 : k.gemm_w4f32;
+  const GemmInt4Fn gemm = mode == Int4Compute::w4a8 ? k.gemm_w4a8.run : k.gemm_w4f32.run;
   const int64_t panels = w.panels();
   const int threads = get_num_threads();
   const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);

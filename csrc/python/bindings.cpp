@@ -324,6 +324,16 @@ py::dict cpu_info() {
   py::list available;
   for (lowbit::Isa isa : lowbit::available_isas()) available.append(lowbit::isa_name(isa));
   d["available"] = available;
+  // Every path this build knows that does not run here, with the reason (from the dispatch rows).
+  py::dict unavailable;
+  py::list test_only;
+  for (lowbit::Isa isa : lowbit::all_isas()) {
+    const std::string why = lowbit::isa_missing_reason(isa);
+    if (!why.empty()) unavailable[py::str(lowbit::isa_name(isa))] = why;
+    if (lowbit::isa_test_only(isa)) test_only.append(lowbit::isa_name(isa));
+  }
+  d["unavailable"] = unavailable;
+  d["test_only"] = test_only;
   d["features"] = lowbit::cpu_feature_names();
   d["threads"] = lowbit::get_num_threads();
   d["default_threads"] = lowbit::default_num_threads();

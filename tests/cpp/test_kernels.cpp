@@ -350,6 +350,59 @@ void test_linear_int4(std::mt19937& gen, lowbit::Isa isa, const Int4Case& c, con
   }
 }
 
+// The edge matrix of the blocked kernels (AMX: 32/16-row blocks, 64-deep chunks, 32-column
+// halves; VNNI: 6-row tiles): M, K, N off every multiple, every uint8 zero point of A (one per
+// row), K at the exactness bound of linear(), on this thread count.
+void test_gemm_edges(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  for (int64_t M : {16, 31, 33, 64, 97})
+    for (int64_t K : {64, 65, 124, 131, 260})
+      for (int64_t N : {17, 64, 97}) test_matmul<uint8_t, int8_t>(gen, M, K, N, false, tag);
+  test_matmul<int8_t, uint8_t>(gen, 40, 192, 70, false, tag);
+  test_matmul<uint8_t, int8_t>(gen, 48, 4100, 33, true, tag);  // 255 * -128, a K tail
+  {  // A's zero point takes every uint8 value, one per row
+    const int64_t M = 256, K = 131, N = 65;
+    auto a = random_bytes<uint8_t>(gen, M * K, 0, 255);
+    auto b = random_bytes<int8_t>(gen, K * N, -128, 127);
+    std::vector<int32_t> za(M);
+    for (int64_t m = 0; m < M; ++m) za[m] = static_cast<int32_t>(m);
+    auto packed = lowbit::PackedMatrix::pack(b.data(), lowbit::ElemType::int8, K, N, N, 1, nullptr, 0);
+    std::vector<int32_t> c(M * N);
+    lowbit::matmul_integer(a.data(), lowbit::ElemType::uint8, M, K, K, za.data(), M, *packed, c.data(), N);
+    bool ok = true;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t ref = 0;
+        for (int64_t k = 0; k < K; ++k) ref += (a[m * K + k] - za[m]) * static_cast<int64_t>(b[k * N + n]);
+        ok &= c[m * N + n] == static_cast<int32_t>(ref);
+      }
+    check(ok, tag + " matmul with every uint8 zero point");
+  }
+  // linear() (float epilogue) over the same blocks, bit for bit against the scalar path, with
+  // K at the largest exact depth for symmetric weights.
+  for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{50, 131, 77}, {64, 512, 64}, {33, 1000, 130},
+                         {17, lowbit::kLinearMaxDepth, 20}}) {
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> x(M * K), scale(N), bias(N), y(M * N), y_ref(M * N);
+    for (auto& v : x) v = d(gen);
+    for (auto& v : scale) v = 0.01f + std::fabs(d(gen)) * 0.01f;
+    for (auto& v : bias) v = d(gen);
+    auto w = random_bytes<int8_t>(gen, N * K, -127, 127);
+    auto zw = random_bytes<int32_t>(gen, N, -20, 20);
+    for (bool asym : {false, true}) {
+      if (asym && K > lowbit::kLinearMaxDepthAsymmetric) continue;
+      auto packed = lowbit::PackedMatrix::pack(w.data(), lowbit::ElemType::int8, K, N, 1, K,
+                                               asym ? zw.data() : nullptr, asym ? N : 0);
+      lowbit::set_active_isa(lowbit::Isa::scalar);
+      lowbit::linear(x.data(), M, K, *packed, scale.data(), bias.data(), y_ref.data(), N);
+      lowbit::set_active_isa(isa);
+      lowbit::linear(x.data(), M, K, *packed, scale.data(), bias.data(), y.data(), N);
+      check(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)) == 0,
+            tag + " linear M=" + std::to_string(M) + " K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                (asym ? " asymmetric" : "") + " bit-identical to scalar");
+    }
+  }
+}
+
 std::vector<lowbit::Isa> isas_under_test() {
   const char* env = std::getenv("LOWBIT_ISA");
   if (env != nullptr && *env != '\0') return {lowbit::active_isa()};  // throws if unsupported
@@ -386,6 +439,10 @@ int main(int argc, char** argv) {
       test_matmul<uint8_t, int8_t>(gen, 8, 4096, 33, true, t);  // 255 * -128 everywhere
       test_matmul<int8_t, int8_t>(gen, 3, 1000, 20, true, t);
       test_matmul<uint8_t, int8_t>(gen, 2, 70000, 3, true, t);   // wraps modulo 2^32
+    }
+    for (int threads : {1, 2, 7}) {
+      lowbit::set_num_threads(threads);
+      test_gemm_edges(gen, isa, tag + "/t" + std::to_string(threads));
     }
     for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4, lowbit::QType::uint4})
       test_quantize(gen, qt, tag);

@@ -12,11 +12,18 @@
 namespace lowbit {
 
 // ---- CPU and dispatch --------------------------------------------------------------------------
-enum class Isa : int { scalar = 0, avx2 = 1, avx512vnni = 2, avxvnni = 3, neon = 4, neondot = 5 };
+// One value per row of the dispatch table (csrc/dispatch/kernel_table.cpp), which owns names,
+// detection and preference. amx_emu is test-only: the AMX kernels on a software tile model.
+enum class Isa : int {
+  scalar = 0, avx2 = 1, avx512vnni = 2, avxvnni = 3, neon = 4, neondot = 5, amx = 6, amx_emu = 7
+};
 
 std::string isa_name(Isa isa);
 Isa parse_isa(const std::string& name);          // throws std::invalid_argument for unknown names
 std::vector<Isa> available_isas();               // in order of preference, best last
+std::vector<Isa> all_isas();                     // every row, available here or not
+std::string isa_missing_reason(Isa isa);         // empty if available, else why not
+bool isa_test_only(Isa isa);                     // never the default (amx_emu)
 Isa active_isa();
 void set_active_isa(Isa isa);                    // throws std::runtime_error if the CPU lacks it
 std::vector<std::string> cpu_feature_names();    // e.g. {"avx2", "fma", "avx512f", ...}

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
+#include "kernels/avx512vnni/w8a8_epilogue_avx512.h"
 
 namespace lowbit {
 namespace avx512vnni {
@@ -59,31 +60,9 @@ LOWBIT_INLINE void store_tile(const GemmProblem& p, int64_t m0, int64_t panel,
   for (int j = 0; j < 4; ++j) {
     const int64_t n0 = panel * kPanel + j * 16;
     if (n0 >= p.N) continue;  // not break: the loop must unroll to keep acc in registers
-    const __mmask16 mask =
-        p.N - n0 >= 16 ? static_cast<__mmask16>(0xffff)
-                       : static_cast<__mmask16>((1u << (p.N - n0)) - 1u);
-    const __m512i corr = _mm512_load_si512(p.col_corr + n0);
-    const __m512i col_zero = _mm512_load_si512(p.col_zero + n0);
-    __m512 col_scale = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
-    if (p.y_f32) {
-      col_scale = _mm512_maskz_loadu_ps(mask, p.col_scale + n0);
-      if (p.bias) bias = _mm512_maskz_loadu_ps(mask, p.bias + n0);
-    }
+    const w8a8_epilogue::Columns col = w8a8_epilogue::columns(p, n0);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const int64_t m = m0 + r;
-      __m512i c = _mm512_sub_epi32(acc.v[r][j],
-                                   _mm512_mullo_epi32(_mm512_set1_epi32(p.row_zero[m]), corr));
-      if (!p.b_symmetric)
-        c = _mm512_sub_epi32(c, _mm512_mullo_epi32(col_zero, _mm512_set1_epi32(p.row_sum[m])));
-      if (p.c_i32) {
-        _mm512_mask_storeu_epi32(p.c_i32 + m * p.ldc + n0, mask, c);
-      } else {
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(p.row_scale[m]), col_scale);
-        _mm512_mask_storeu_ps(p.y_f32 + m * p.ldc + n0, mask,
-                              _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), s, bias));
-      }
-    }
+    for (int r = 0; r < MR; ++r) w8a8_epilogue::store(p, m0 + r, n0, col, acc.v[r][j]);
   }
 }
 

@@ -1,0 +1,24 @@
+// Entry points of the AMX translation units (only declared here; no SIMD code). Each source is
+// built twice: namespace amx (the tile instructions) and amx_emu (the software tile model of
+// amx_model.h, a test-only path), with the same signatures.
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/kernel_api.h"
+
+namespace lowbit {
+namespace amx_scratch {
+// This thread's scratch of at least `bytes`, 64-byte aligned; valid until the next call from
+// the same thread. Throws std::bad_alloc.
+void* reserve(size_t bytes);
+}  // namespace amx_scratch
+namespace amx {
+void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+}  // namespace amx
+namespace amx_emu {
+void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+}  // namespace amx_emu
+}  // namespace lowbit
