@@ -66,6 +66,8 @@ def int8_array(a: Any, name: str) -> np.ndarray:
 
 def scales(scale: Any, name: str = "scale") -> np.ndarray:
     """Scales as float32; each must be finite and > 0."""
+    if scale is None:
+        raise TypeError(f"{name} must be a floating-point number or array, got None")
     arr = np.asarray(scale)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a floating-point number or array, got dtype {arr.dtype}")
@@ -79,6 +81,8 @@ def scales(scale: Any, name: str = "scale") -> np.ndarray:
 
 def zero_points(zero_point: Any, lo: int, hi: int, name: str = "zero_point") -> np.ndarray:
     """Zero points as int32, each within [lo, hi]."""
+    if zero_point is None:
+        raise TypeError(f"{name} must be an integer or an array of integers, got None")
     arr = np.asarray(zero_point)
     if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")

@@ -1,0 +1,189 @@
+"""Regression tests for issue 10's NumPy, loader and CLI items (6, 7, 8, 10, 12, 13, 14, 19):
+each test is named after the item it covers and fails on the code before the fix."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lowbit
+from lowbit import Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig
+from lowbit.nn import Embedding, Linear, Model, QuantizedEmbedding, QuantizedLinear, Sequential
+from conftest import F32, assert_bits_equal, assert_int_equal, random_int8, ref_quantize_linear
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _weight(rng, n, k):
+    return (rng.standard_normal((n, k)) / np.sqrt(k)).astype(F32)
+
+
+def _run(args, env_extra=None, cwd=None):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+# ---- item 6: a 16- or 32-bit zero point asks ONNX for 16/32-bit output ------------------------
+@pytest.mark.parametrize("zdtype", [np.int16, np.uint16, np.int32, np.uint32])
+def test_item06_wide_zero_point_raises_instead_of_saturating(isa, rng, zdtype):
+    x = rng.standard_normal(16).astype(F32) * 10
+    for zp in (zdtype(3), np.full((), 3, zdtype), np.array([3], zdtype)):
+        with pytest.raises(TypeError, match=rf"{np.dtype(zdtype).name}.*later issue"):
+            lowbit.quantize_linear(x, 0.1, zp)
+    acc = rng.integers(-1000, 1000, (2, 5)).astype(np.int32)
+    with pytest.raises(TypeError, match="zero_point has dtype"):
+        lowbit.requantize(acc, 0.5, zdtype(1))
+    a, b = random_int8(rng, (2, 8), np.uint8), random_int8(rng, (8, 3), np.int8)
+    with pytest.raises(TypeError, match="y_zero_point has dtype"):
+        lowbit.qlinear_matmul(a, 0.1, np.uint8(0), b, 0.1, np.int8(0), 0.2, zdtype(0))
+    # an explicit output dtype is a clear request: the zero point's value is then used as is
+    got = lowbit.quantize_linear(x, 0.1, zdtype(3), dtype="uint8")
+    assert_int_equal(got, ref_quantize_linear(x, 0.1, 3, "uint8"))
+
+
+def test_item06_eight_bit_and_untyped_zero_points_keep_their_output_types(rng):
+    x = rng.standard_normal(16).astype(F32)
+    assert lowbit.quantize_linear(x, 0.1, np.int8(-3)).dtype == np.int8
+    assert lowbit.quantize_linear(x, 0.1, np.uint8(3)).dtype == np.uint8
+    assert lowbit.quantize_linear(x, 0.1, 3).dtype == np.uint8             # a Python int
+    assert lowbit.quantize_linear(x[:3], np.full(3, 0.1, F32), np.array([1, 2, 3]),
+                                  axis=0).dtype == np.uint8           # int64 from Python ints
+
+
+def _file_parts(path):
+    buf = Path(path).read_bytes()
+    n = int.from_bytes(buf[:8], "little")
+    return json.loads(buf[8:8 + n]), buf[8 + n:]
+
+
+def _write_parts(path, header, data, raw_header=None):
+    raw = raw_header if raw_header is not None else json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    Path(path).write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+
+
+@pytest.fixture
+def saved_file(tmp_path, rng):
+    path = tmp_path / "m.lowbit"
+    lowbit.save({"pw": lowbit.pack_weight(_weight(rng, 12, 8), bits=4, group_size=8),
+                 "fc": QuantizedLinear.from_float(_weight(rng, 6, 16), np.ones(6, F32)),
+                 "emb": QuantizedEmbedding.from_float(_weight(rng, 5, 8), bits=4, group_size=4),
+                 "raw": np.arange(6, dtype=F32)}, path)
+    return path
+
+
+TENSOR_FIELD_MUTATIONS = [
+    ("pw.zero_point", "dtype", [12]), ("pw.zero_point", "dtype", 12),
+    ("pw.zero_point", "dtype", None), ("pw.zero_point", "dtype", {"a": 1}),
+    ("raw", "shape", [True] * 1), ("raw", "shape", "6"), ("raw", "shape", [6.0]),
+    ("raw", "shape", [[6]]), ("raw", "data_offsets", [True, 24]),
+    ("raw", "data_offsets", {"0": 0}), ("raw", "data_offsets", [0, 24.0]),
+    ("raw", "data_offsets", None),
+]
+
+
+LAYER_FIELD_MUTATIONS = [
+    ("pw", "kind", ["packed_weight"]), ("pw", "group_size", 0), ("pw", "group_size", True),
+    ("pw", "group_size", 8.5), ("pw", "shape", [12.0, 8]), ("pw", "shape", [12]),
+    ("pw", "nibbles", "yes"), ("pw", "bits", [4]), ("pw", "dtype", ["int4"]),
+    ("pw", "axis", 7), ("pw", "mode", 3), ("fc", "scheme", None), ("fc", "bias", 1),
+    ("emb", "group_size", 0), ("emb", "shape", [5, 1e400]), ("emb", "bits", "4"),
+    ("emb", None, None), ("fc", None, [1, 2]),
+]
+
+
+# ---- item 8: messages name the argument --------------------------------------------------------
+def test_item08_missing_zero_points_and_scales_are_named(rng):
+    a, b = random_int8(rng, (2, 8), np.uint8), random_int8(rng, (8, 3), np.int8)
+    with pytest.raises(TypeError, match=r"^y_zero_point is required"):
+        lowbit.qlinear_matmul(a, 0.1, np.uint8(0), b, 0.1, np.int8(0), 0.2, None)
+    with pytest.raises(TypeError, match=r"^y_scale .* got None"):
+        lowbit.qlinear_matmul(a, 0.1, np.uint8(0), b, 0.1, np.int8(0), None, np.uint8(0))
+    with pytest.raises(TypeError, match=r"^zero_point must be an integer .* got None"):
+        lowbit.requantize(np.ones(3, np.int32), 0.5, None)
+    with pytest.raises(ValueError, match=r"^y_zero_point must be a single value"):
+        lowbit.qlinear_matmul(a, 0.1, np.uint8(0), b, 0.1, np.int8(0), 0.2,
+                              np.array([1, 2], np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32])
+def test_item08_dequantize_linear_takes_numpy_scalars(isa, dtype):
+    got = lowbit.dequantize_linear(dtype(5), 0.1)
+    assert got.shape == () and got.dtype == np.float32
+    assert_bits_equal(got, lowbit.dequantize_linear(np.array([5], dtype), 0.1).reshape(()))
+    if dtype != np.int32:
+        assert_bits_equal(lowbit.dequantize_linear(dtype(5), 0.1, dtype(2)),
+                          np.float32(3) * np.float32(0.1))
+
+
+def test_item08_dequantize_linear_python_int_says_scalar():
+    with pytest.raises(TypeError, match="array or scalar.*Python int"):
+        lowbit.dequantize_linear(5, 0.1)
+    with pytest.raises(TypeError, match="dtype int8, uint8 or int32, got float32"):
+        lowbit.dequantize_linear(np.float32(5), 0.1)
+
+
+# ---- item 10: batch dims that do not broadcast -------------------------------------------------
+def test_item10_batch_mismatch_names_both_shapes(rng):
+    a = random_int8(rng, (2, 3, 8), np.uint8)
+    b = random_int8(rng, (4, 8, 5), np.int8)
+    with pytest.raises(ValueError, match=r"batch dimensions of A \(2, 3, 8\) and B \(4, 8, 5\)"):
+        lowbit.matmul_integer(a, b)
+    with pytest.raises(ValueError, match=r"A \(2, 3, 8\) and B \(4, 8, 5\)"):
+        lowbit.qlinear_matmul(a, 0.1, np.uint8(1), b, 0.1, np.int8(0), 0.2, np.uint8(0))
+    # batch dims that broadcast still work
+    b1 = random_int8(rng, (1, 8, 5), np.int8)
+    assert lowbit.matmul_integer(a, b1).shape == (2, 3, 5)
+
+
+def _os_threads():
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+BAD_BOOLS = [None, "yes", "no", 1, 0, 1.0, [True]]
+
+
+def _bool_calls(w, x):
+    return {
+        "pack_weight(symmetric)": lambda v: lowbit.pack_weight(w, symmetric=v),
+        "pack_weight(clip_search)": lambda v: lowbit.pack_weight(w, clip_search=v),
+        "pack_weight(bits=4, symmetric)": lambda v: lowbit.pack_weight(w, bits=4, symmetric=v),
+        "quantize(symmetric)": lambda v: lowbit.quantize(x, symmetric=v),
+        "quantize(clip_search)": lambda v: lowbit.quantize(x, axis=0, clip_search=v),
+        "from_float(symmetric)": lambda v: QuantizedLinear.from_float(w, symmetric=v),
+        "Int8DynamicConfig(symmetric)": lambda v: Int8DynamicConfig(symmetric=v),
+        "Int4DynamicConfig(clip_search)": lambda v: Int4DynamicConfig(clip_search=v),
+        "MinMaxObserver(symmetric)": lambda v: lowbit.observers.MinMaxObserver(symmetric=v),
+        "report(verbose)": lambda v: lowbit.report(Sequential([Linear(w)]),
+                                                   Sequential([QuantizedLinear.from_float(w)]),
+                                                   x[:, :16], verbose=v, repeats=1),
+    }
+
+
+def _float_model(rng):
+    w1, b1 = _weight(rng, 32, 16), rng.standard_normal(32).astype(F32)
+    w2, b2 = _weight(rng, 8, 32), rng.standard_normal(8).astype(F32)
+    head = Sequential({"out": Linear(_weight(rng, 4, 8))})
+    return Sequential({"fc1": Linear(w1, b1), "act": lowbit.nn.relu, "fc2": Linear(w2, b2),
+                       "head": head})
+
+
+def _forward(layers, ids, x):
+    return layers["fc"](layers["emb"](ids) + x) * layers["gain"]
+
+
+def _cli():
+    """The installed `lowbit` console script next to this interpreter, if there is one."""
+    exe = shutil.which("lowbit", path=os.path.dirname(sys.executable))
+    return [exe] if exe else None
+
+
