@@ -144,29 +144,31 @@ def test_item10_batch_mismatch_names_both_shapes(rng):
     assert lowbit.matmul_integer(a, b1).shape == (2, 3, 5)
 
 
+# ---- item 12: thread cap, booleans -------------------------------------------------------------
 def _os_threads():
     with open("/proc/self/status") as f:
         return int(next(line for line in f if line.startswith("Threads:")).split()[1])
 
 
-BAD_BOOLS = [None, "yes", "no", 1, 0, 1.0, [True]]
-
-
-def _bool_calls(w, x):
-    return {
-        "pack_weight(symmetric)": lambda v: lowbit.pack_weight(w, symmetric=v),
-        "pack_weight(clip_search)": lambda v: lowbit.pack_weight(w, clip_search=v),
-        "pack_weight(bits=4, symmetric)": lambda v: lowbit.pack_weight(w, bits=4, symmetric=v),
-        "quantize(symmetric)": lambda v: lowbit.quantize(x, symmetric=v),
-        "quantize(clip_search)": lambda v: lowbit.quantize(x, axis=0, clip_search=v),
-        "from_float(symmetric)": lambda v: QuantizedLinear.from_float(w, symmetric=v),
-        "Int8DynamicConfig(symmetric)": lambda v: Int8DynamicConfig(symmetric=v),
-        "Int4DynamicConfig(clip_search)": lambda v: Int4DynamicConfig(clip_search=v),
-        "MinMaxObserver(symmetric)": lambda v: lowbit.observers.MinMaxObserver(symmetric=v),
-        "report(verbose)": lambda v: lowbit.report(Sequential([Linear(w)]),
-                                                   Sequential([QuantizedLinear.from_float(w)]),
-                                                   x[:, :16], verbose=v, repeats=1),
-    }
+def test_item12_set_num_threads_is_capped():
+    info = lowbit.cpu_info()
+    cap = info["max_threads"]   # 4 per CPU (affinity mask or machine count), at least 16
+    assert max(16, 4 * info["default_threads"]) <= cap <= max(16, 4 * (os.cpu_count() or 1),
+                                                               4 * info["default_threads"])
+    before = lowbit.get_num_threads()
+    threads_before = _os_threads() if os.path.exists("/proc/self/status") else None
+    for bad in (cap + 1, 1000, 10**30):
+        with pytest.raises(ValueError, match=rf"at most {cap}"):
+            lowbit.set_num_threads(bad)
+        assert lowbit.get_num_threads() == before
+    if threads_before is not None:
+        assert _os_threads() <= threads_before + 1     # no pool of 1000 workers was started
+    with pytest.raises(ValueError, match="at most"):   # the C++ check behind it
+        lowbit._C.set_num_threads(cap + 1)
+    lowbit.set_num_threads(7)                          # oversubscription below the cap works
+    assert lowbit.get_num_threads() == 7
+    a = np.full((64, 256), 3, np.uint8)
+    assert (lowbit.matmul_integer(a, np.full((256, 70), -2, np.int8)) == -6 * 256).all()
 
 
 def _float_model(rng):

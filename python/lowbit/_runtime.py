@@ -47,11 +47,31 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by every kernel (default: the CPUs in this process's affinity mask)."""
+    """Threads used by every kernel (default: the CPUs in this process's affinity mask).
+
+    Parameters
+    ----------
+    n
+        1 <= n <= `cpu_info()["max_threads"]`: 4 per CPU (the larger of the affinity mask and
+        the machine's CPU count), at least 16. Threads beyond the CPUs only take turns on them
+        (every kernel is compute- or memory-bound), so a larger n is refused rather than
+        starting hundreds of OS threads.
+
+    Raises
+    ------
+    TypeError
+        n is not an int (bool included).
+    ValueError
+        n < 1 or n above the cap.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
+    cap = int(_C.max_num_threads())
+    if n > cap:   # checked here too: a Python int beyond C int would not reach the C++ check
+        raise ValueError(f"number of threads must be at most {cap} ({_C.THREADS_PER_CPU} per "
+                         f"CPU, at least {_C.MIN_THREAD_CAP}), got {n}")
     _C.set_num_threads(n)
 
 
