@@ -101,6 +101,23 @@ LAYER_FIELD_MUTATIONS = [
 
 
 # ---- item 8: messages name the argument --------------------------------------------------------
+def test_item08_weight_errors_name_the_weight(rng):
+    w64 = _weight(rng, 8, 16).astype(np.float64)
+    for bits in (8, 4):
+        with pytest.raises(TypeError, match=r"^weight must be a float32 array, got dtype float64"):
+            lowbit.pack_weight(w64, bits=bits)
+        with pytest.raises(TypeError, match=r"^weight must be a float32"):
+            QuantizedLinear.from_float(w64, bits=bits)
+        w = _weight(rng, 8, 16)
+        w[3, 5] = np.nan
+        with pytest.raises(ValueError, match=r"^weight holds NaN"):
+            lowbit.pack_weight(w, bits=bits)
+        with pytest.raises(ValueError, match=r"^weight holds NaN"):
+            QuantizedLinear.from_float(w, bits=bits)
+    with pytest.raises(TypeError, match=r"^x must be a float32"):   # quantize's own argument
+        lowbit.quantize(w64)
+
+
 def test_item08_missing_zero_points_and_scales_are_named(rng):
     a, b = random_int8(rng, (2, 8), np.uint8), random_int8(rng, (8, 3), np.int8)
     with pytest.raises(TypeError, match=r"^y_zero_point is required"):
@@ -169,6 +186,113 @@ def test_item12_set_num_threads_is_capped():
     assert lowbit.get_num_threads() == 7
     a = np.full((64, 256), 3, np.uint8)
     assert (lowbit.matmul_integer(a, np.full((256, 70), -2, np.int8)) == -6 * 256).all()
+
+
+BAD_BOOLS = [None, "yes", "no", 1, 0, 1.0, [True]]
+
+
+def _bool_calls(w, x):
+    return {
+        "pack_weight(symmetric)": lambda v: lowbit.pack_weight(w, symmetric=v),
+        "pack_weight(clip_search)": lambda v: lowbit.pack_weight(w, clip_search=v),
+        "pack_weight(bits=4, symmetric)": lambda v: lowbit.pack_weight(w, bits=4, symmetric=v),
+        "quantize(symmetric)": lambda v: lowbit.quantize(x, symmetric=v),
+        "quantize(clip_search)": lambda v: lowbit.quantize(x, axis=0, clip_search=v),
+        "from_float(symmetric)": lambda v: QuantizedLinear.from_float(w, symmetric=v),
+        "Int8DynamicConfig(symmetric)": lambda v: Int8DynamicConfig(symmetric=v),
+        "Int4DynamicConfig(clip_search)": lambda v: Int4DynamicConfig(clip_search=v),
+        "MinMaxObserver(symmetric)": lambda v: lowbit.observers.MinMaxObserver(symmetric=v),
+        "report(verbose)": lambda v: lowbit.report(Sequential([Linear(w)]),
+                                                   Sequential([QuantizedLinear.from_float(w)]),
+                                                   x[:, :16], verbose=v, repeats=1),
+    }
+
+
+@pytest.mark.parametrize("bad", BAD_BOOLS, ids=repr)
+def test_item12_boolean_parameters_must_be_booleans(rng, bad):
+    w = _weight(rng, 8, 16)
+    x = rng.standard_normal((4, 16)).astype(F32)
+    for what, call in _bool_calls(w, x).items():
+        with pytest.raises(TypeError, match="must be True or False"):
+            call(bad)
+            pytest.fail(f"{what} accepted {bad!r}")
+
+
+def test_item12_symmetric_none_no_longer_gives_asymmetric_weights(rng):
+    w = _weight(rng, 8, 16) + np.float32(0.5)   # skewed: asymmetric packing would differ
+    with pytest.raises(TypeError, match="symmetric must be True or False, got None"):
+        lowbit.pack_weight(w, symmetric=None)
+    assert lowbit.pack_weight(w, symmetric=np.bool_(True)).symmetric      # NumPy bools are bools
+    assert not lowbit.pack_weight(w, symmetric=np.bool_(False)).symmetric
+
+
+def test_item12_torch_boolean_parameters_must_be_booleans(rng):
+    torch = pytest.importorskip("torch")
+    from lowbit.torch import prepare_qat, quantize_, use_torch_threads
+    for bad in (None, "yes", 1):
+        model = torch.nn.Sequential(torch.nn.Linear(16, 8))
+        with pytest.raises(TypeError, match="skip_slower must be True or False"):
+            quantize_(model, Int8DynamicConfig(), skip_slower=bad)
+        with pytest.raises(TypeError, match="learnable_scales must be True or False"):
+            prepare_qat(model, Int8DynamicConfig(), learnable_scales=bad)
+        assert isinstance(model[0], torch.nn.Linear)   # nothing was converted
+        with pytest.raises(TypeError, match="enabled must be True or False"):
+            use_torch_threads(bad)
+
+
+# ---- item 13: one rule for a group larger than in_features -------------------------------------
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_item13_group_larger_than_in_features_is_one_group_everywhere(isa, rng, symmetric):
+    k, big = 24, 64
+    w, b = _weight(rng, 10, k), rng.standard_normal(10).astype(F32)
+    x = rng.standard_normal((5, k)).astype(F32)
+    name = "int4" if symmetric else "uint4"
+    ref = lowbit.pack_weight(w, bits=4, group_size=k, symmetric=symmetric)
+    expected = lowbit.linear(x, ref, b)
+    qt = lowbit.quantize(w, name, symmetric=symmetric, axis=1, group_size=big)
+    assert qt.group_size == k and qt.scale.shape == (10, 1)
+    cfg = Int4DynamicConfig(group_size=big, symmetric=symmetric)
+    layers = {
+        "pack_weight(float)": QuantizedLinear(lowbit.pack_weight(w, bits=4, group_size=big,
+                                                                 symmetric=symmetric), b),
+        "pack_weight(QTensor)": QuantizedLinear(lowbit.pack_weight(qt, bits=4), b),
+        "pack_weight(QTensor, group_size)": QuantizedLinear(
+            lowbit.pack_weight(qt, bits=4, group_size=big), b),
+        "from_float": QuantizedLinear.from_float(w, b, bits=4, group_size=big,
+                                                 symmetric=symmetric),
+        "from_config": QuantizedLinear.from_config(w, b, cfg),
+        "quantize_weights": lowbit.quantize_weights({"fc": Linear(w, b)}, cfg)["fc"],
+    }
+    for what, layer in layers.items():
+        assert layer.weight.group_size == k, what
+        assert_bits_equal(layer(x), expected, what)
+    summary = lowbit.quantize_weights({"fc": Linear(w, b)}, cfg).summary
+    assert f"group_size {big} > in_features {k}" in str(summary)
+    # a QTensor grouped by more than the row, as made before this rule (group_size recorded
+    # as asked), packs as is too
+    old = lowbit.QTensor(qt.data, qt.scale, qt.zero_point, name, 1, big)
+    assert_bits_equal(lowbit.linear(x, lowbit.pack_weight(old, bits=4), b), expected)
+
+
+def test_item13_embedding_group_larger_than_the_row(rng):
+    table = _weight(rng, 7, 12)
+    for bits in (8, 4):
+        whole = QuantizedEmbedding.from_float(table, bits)
+        big = QuantizedEmbedding.from_float(table, bits, group_size=100)
+        ids = np.arange(7)
+        assert_bits_equal(big(ids), whole(ids))
+        assert big.scale.shape == (7, 1)
+
+
+def test_item13_group_sizes_that_stay_errors(rng):
+    w = _weight(rng, 4, 8)
+    for bad in (3, 0, -2):
+        with pytest.raises(ValueError):
+            lowbit.pack_weight(w, bits=4, group_size=bad)
+    with pytest.raises(ValueError, match="at most"):
+        lowbit.pack_weight(w, bits=4, group_size=2**21)
+    with pytest.raises(TypeError):
+        lowbit.pack_weight(w, bits=4, group_size=8.0)
 
 
 def _float_model(rng):

@@ -92,6 +92,23 @@ def zero_points(zero_point: Any, lo: int, hi: int, name: str = "zero_point") -> 
     return kernel_array(np.asarray(arr, dtype=np.int32))
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """Booleans must be booleans: None, 0, "yes" or "no" would each be read as True or False
+    without a word (symmetric=None gave asymmetric weights). Python and NumPy bools only."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def group_for_axis(group_size: int, length: int) -> int:
+    """The one rule for a group (block) longer than the axis it groups: it is one group of the
+    whole axis, as ONNX blocked quantization treats a block longer than the axis. Every
+    grouped quantization (quantize, pack_weight of a float weight or a QTensor, from_float,
+    from_config, quantize_, embeddings) uses it, so each gives the same group for the same
+    request; values are identical either way (one group covers the axis)."""
+    return min(group_size, length) if length else group_size
+
+
 def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
