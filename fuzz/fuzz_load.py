@@ -30,11 +30,28 @@ def seed_objects() -> list[dict[str, object]]:
          "raw": rng.standard_normal((2, 3)).astype(np.float32)},
         {"pw": lowbit.pack_weight(w[:, :8], bits=4, group_size=8, mode="weight_only"),
          "pw8": lowbit.pack_weight(w, symmetric=False)},
+        {"emb": lowbit.nn.QuantizedEmbedding.from_float(w, bits=4, group_size=8),
+         "table": lowbit.nn.Embedding(w), "float": lowbit.nn.Linear(w[:, :8], b)},
     ]
+
+
+def seed_models() -> list[object]:
+    """NumPy models: the structure record (entries, lowbit's functions, nesting) is input too."""
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((16, 8)).astype(np.float32)
+    w2 = rng.standard_normal((8, 16)).astype(np.float32)
+    inner = lowbit.nn.Sequential({"fc": lowbit.nn.QuantizedLinear.from_float(w2, bits=4,
+                                                                             group_size=8)})
+    return [lowbit.nn.Sequential({"fc1": lowbit.nn.Linear(w1), "act": lowbit.nn.relu,
+                                  "block": inner})]
 
 
 def exercise(obj: object) -> None:
     """Whatever loaded must also run: a loader that accepts a file must give working layers."""
+    if isinstance(obj, lowbit.nn.Model):
+        for value in obj.layers.values():
+            exercise({"": value})
+        return
     items = obj.items() if isinstance(obj, dict) else []
     for value in (v for _, v in items):
         layer_k = getattr(value, "in_features", None)
@@ -57,7 +74,7 @@ def test_one_input(data: bytes) -> None:
 
 def make_seeds(folder: str) -> None:
     os.makedirs(folder, exist_ok=True)
-    for i, objects in enumerate(seed_objects()):
+    for i, objects in enumerate(seed_objects() + seed_models()):
         lowbit.save(objects, os.path.join(folder, f"seed_{i}.lowbit"))
 
 

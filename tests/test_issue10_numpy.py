@@ -58,6 +58,7 @@ def test_item06_eight_bit_and_untyped_zero_points_keep_their_output_types(rng):
                                   axis=0).dtype == np.uint8           # int64 from Python ints
 
 
+# ---- item 7: every header field's type is checked before use ---------------------------------
 def _file_parts(path):
     buf = Path(path).read_bytes()
     n = int.from_bytes(buf[:8], "little")
@@ -90,6 +91,16 @@ TENSOR_FIELD_MUTATIONS = [
 ]
 
 
+@pytest.mark.parametrize("tensor,field,value", TENSOR_FIELD_MUTATIONS)
+def test_item07_tensor_header_fields_of_any_json_type_raise_value_error(saved_file, tensor,
+                                                                          field, value):
+    header, data = _file_parts(saved_file)
+    header[tensor][field] = value
+    _write_parts(saved_file, header, data)
+    with pytest.raises(ValueError, match=re.escape(repr(tensor))):
+        lowbit.load(saved_file)
+
+
 LAYER_FIELD_MUTATIONS = [
     ("pw", "kind", ["packed_weight"]), ("pw", "group_size", 0), ("pw", "group_size", True),
     ("pw", "group_size", 8.5), ("pw", "shape", [12.0, 8]), ("pw", "shape", [12]),
@@ -98,6 +109,65 @@ LAYER_FIELD_MUTATIONS = [
     ("emb", "group_size", 0), ("emb", "shape", [5, 1e400]), ("emb", "bits", "4"),
     ("emb", None, None), ("fc", None, [1, 2]),
 ]
+
+
+@pytest.mark.parametrize("layer,field,value", LAYER_FIELD_MUTATIONS)
+def test_item07_layer_metadata_fields_of_any_json_type_raise_value_error(saved_file, layer,
+                                                                           field, value):
+    header, data = _file_parts(saved_file)
+    layers = json.loads(header["__metadata__"]["layers"])
+    if field is None:
+        layers[layer] = value          # the whole record replaced
+    else:
+        layers[layer][field] = value
+    header["__metadata__"]["layers"] = json.dumps(layers)
+    _write_parts(saved_file, header, data)
+    with pytest.raises(ValueError, match=re.escape(repr(layer))):
+        lowbit.load(saved_file)
+
+
+def test_item07_json_the_parser_cannot_take_raises_value_error(saved_file):
+    header, data = _file_parts(saved_file)
+    raw = json.dumps(header).encode()
+    deep = b"[" * 100_000 + b"]" * 100_000                        # RecursionError in json
+    cases = {"duplicate key": raw[:-1] + b', "raw": ' + json.dumps(header["raw"]).encode() + b"}",
+             "deep nesting": raw[:-1] + b', "x": ' + deep + b"}"}
+    for what, bad in cases.items():
+        _write_parts(saved_file, None, data, raw_header=bad)
+        with pytest.raises(ValueError, match="corrupted header"):
+            lowbit.load(saved_file)
+    header["__metadata__"]["layers"] = "[" * 100_000 + "]" * 100_000
+    _write_parts(saved_file, header, data)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        lowbit.load(saved_file)
+
+
+def test_item07_committed_fuzz_input_raises_value_error():
+    """The input CI's fuzz_load stage crashed on (a tensor's dtype given as a JSON list), as
+    committed to the fuzz corpus."""
+    path = REPO / "fuzz" / "corpus" / "fuzz_load" / "crash_dtype_list.lowbit"
+    header, _ = _file_parts(path)
+    assert header["pw.zero_point"]["dtype"] == [12]
+    with pytest.raises(ValueError, match=r"tensor 'pw.zero_point': unknown dtype \[12\]"):
+        lowbit.load(path)
+
+
+def test_item07_packed_nibbles_of_the_wrong_form_raise_value_error(saved_file):
+    """A 0-d or wrongly typed 4-bit weight tensor (right CRC, consistent header) must not reach
+    the nibble unpacking (an IndexError before)."""
+    import zlib
+
+    from lowbit import _safetensors
+    tensors, metadata, codes = _safetensors.read(saved_file.read_bytes())
+    codes = {k: v for k, v in codes.items() if k != "pw.qweight"}   # the array's own dtype
+    for bad in (np.array(7, np.uint8), np.zeros((12, 4), np.int8), np.zeros((12, 3), np.uint8)):
+        t = dict(tensors, **{"pw.qweight": bad})
+        crc = {k: zlib.crc32(np.ascontiguousarray(v).data) for k, v in t.items()}
+        meta = dict(metadata, crc32=json.dumps(crc))
+        with open(saved_file, "wb") as f:
+            _safetensors.write(f, t, meta, codes)
+        with pytest.raises(ValueError, match="'pw'.*4-bit values must be uint8"):
+            lowbit.load(saved_file)
 
 
 # ---- item 8: messages name the argument --------------------------------------------------------
@@ -295,6 +365,7 @@ def test_item13_group_sizes_that_stay_errors(rng):
         lowbit.pack_weight(w, bits=4, group_size=8.0)
 
 
+# ---- item 14: NumPy models save and load --------------------------------------------------------
 def _float_model(rng):
     w1, b1 = _weight(rng, 32, 16), rng.standard_normal(32).astype(F32)
     w2, b2 = _weight(rng, 8, 32), rng.standard_normal(8).astype(F32)
@@ -303,8 +374,100 @@ def _float_model(rng):
                        "head": head})
 
 
+def test_item14_sequential_round_trip_bit_exact(tmp_path, rng, isa):
+    model = _float_model(rng)
+    q8 = model.with_layers(lowbit.quantize_weights(model.layers, Int8DynamicConfig()))
+    q4 = model.with_layers(lowbit.quantize_weights(
+        model.layers, {"fc1": Int4WeightOnlyConfig(group_size=8), "*": None}))
+    x = rng.standard_normal((5, 16)).astype(F32)
+    for i, m in enumerate((model, q8, q4)):
+        path = tmp_path / f"m{i}.lowbit"
+        lowbit.save(m, path)
+        back = lowbit.load(path)
+        assert isinstance(back, Sequential) and list(back.layers) == list(m.layers)
+        assert back.layers["act"] is lowbit.nn.relu
+        assert isinstance(back.layers["head"], Sequential)
+        assert type(back.layers["fc1"]) is type(m.layers["fc1"])
+        assert_bits_equal(back(x), m(x), f"model {i}")
+
+
 def _forward(layers, ids, x):
     return layers["fc"](layers["emb"](ids) + x) * layers["gain"]
+
+
+def test_item14_model_with_own_forward_loads_into_its_float_model(tmp_path, rng):
+    table, w = _weight(rng, 10, 16), _weight(rng, 6, 16)
+    model = Model(_forward, {"emb": Embedding(table), "fc": Linear(w),
+                             "gain": np.full(6, 2, F32)})
+    q = model.with_layers(lowbit.quantize_weights(model.layers, Int8DynamicConfig(),
+                                                  embeddings=True))
+    ids, x = np.array([1, 3, 3]), rng.standard_normal((3, 16)).astype(F32)
+    path = tmp_path / "model.lowbit"
+    lowbit.save(q, path)
+    with pytest.raises(ValueError, match=r"forward \(.*_forward\) is code"):
+        lowbit.load(path)
+    before = dict(model.layers)
+    back = lowbit.load(path, model)
+    assert model.layers == before                           # the skeleton is not modified
+    assert isinstance(back.layers["fc"], QuantizedLinear)
+    assert isinstance(back.layers["emb"], QuantizedEmbedding)
+    assert_bits_equal(back(ids, x), q(ids, x))
+    wrong = Model(_forward, {"emb": Embedding(table), "fc": Linear(w[:, :8]),
+                             "gain": np.full(6, 2, F32)})
+    with pytest.raises(ValueError, match="model entry 'fc'"):
+        lowbit.load(path, wrong)
+    with pytest.raises(ValueError, match="entries"):
+        lowbit.load(path, Model(_forward, {"fc": Linear(w)}))
+
+
+def test_item14_entries_a_file_cannot_hold_raise_naming_the_entry(tmp_path, rng):
+    w = _weight(rng, 4, 8)
+    path = tmp_path / "m.lowbit"
+    inner = Sequential({"fc": Linear(w), "act": np.tanh})
+    cases = {"'act'": Sequential({"fc": Linear(w), "act": np.tanh}),
+             "'f'": Sequential({"f": lambda v: v * 2}),
+             "'block.act'": Sequential({"block": inner}),
+             "'cfg'": Model(_forward, {"cfg": {"a": 1}})}
+    for name, model in cases.items():
+        with pytest.raises(TypeError, match=f"cannot save model entry {re.escape(name)}"):
+            lowbit.save(model, path)
+        assert not path.exists() and not list(tmp_path.iterdir())   # no partial file
+
+
+def test_item14_structure_corruption_raises_value_error(tmp_path, rng):
+    path = tmp_path / "m.lowbit"
+    lowbit.save(_float_model(rng), path)
+    header, data = _file_parts(path)
+    good = json.loads(header["__metadata__"]["model"])
+    bad_structures = [[1], {"class": "Sequential"}, {"class": "Nope", "entries": []},
+                      {"class": "Sequential", "entries": [{"name": "x", "function": "exit"}]},
+                      {"class": "Sequential", "entries": [{"name": "x", "object": "nope"}]},
+                      {"class": "Sequential", "entries": good["entries"][:1]},
+                      {"class": "Sequential", "entries": good["entries"] + good["entries"][:1]}]
+    nested = {"class": "Sequential", "entries": []}
+    for _ in range(70):
+        nested = {"class": "Sequential", "entries": [{"name": "n", "model": nested}]}
+    bad_structures.append(nested)
+    for bad in bad_structures:
+        header["__metadata__"]["model"] = json.dumps(bad)
+        _write_parts(path, header, data)
+        with pytest.raises(ValueError, match="model structure"):
+            lowbit.load(path)
+
+
+def test_item14_float_layers_in_a_dict_save_too(tmp_path, rng):
+    w, b = _weight(rng, 6, 8), rng.standard_normal(6).astype(F32)
+    path = tmp_path / "d.lowbit"
+    q = QuantizedLinear.from_float(w, b)
+    lowbit.save({"fc": Linear(w, b), "emb": Embedding(w), "q": q, "q.weight": w}, path)
+    back = lowbit.load(path)
+    x = rng.standard_normal((3, 8)).astype(F32)
+    assert_bits_equal(back["fc"](x), Linear(w, b)(x))
+    assert_bits_equal(back["emb"](np.array([0, 5])), w[[0, 5]])
+    assert_bits_equal(back["q"](x), q(x))
+    np.testing.assert_array_equal(back["q.weight"], w)   # a tensor, not part of the layer "q"
+    with pytest.raises(ValueError, match="collide"):       # the float layer "fc" owns it
+        lowbit.save({"fc": Linear(w, b), "fc.weight": w}, path)
 
 
 def _cli():
