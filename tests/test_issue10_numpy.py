@@ -470,9 +470,67 @@ def test_item14_float_layers_in_a_dict_save_too(tmp_path, rng):
         lowbit.save({"fc": Linear(w, b), "fc.weight": w}, path)
 
 
+# ---- item 19: the command line -------------------------------------------------------------------
 def _cli():
     """The installed `lowbit` console script next to this interpreter, if there is one."""
     exe = shutil.which("lowbit", path=os.path.dirname(sys.executable))
     return [exe] if exe else None
 
 
+def test_item19_version_and_help(tmp_path):
+    r = _run([sys.executable, "-m", "lowbit.cli", "--version"], cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"lowbit {lowbit.__version__}"
+    r = _run([sys.executable, "-m", "lowbit.cli", "--help"], cwd=tmp_path)
+    assert r.returncode == 0
+    assert "int4" in r.stdout and "int8" in r.stdout and "--version" in r.stdout
+
+
+@pytest.mark.parametrize("value", ["bogus", "neon-bogus"])
+def test_item19_bad_lowbit_isa_is_one_line(tmp_path, value):
+    commands = [[sys.executable, "-m", "lowbit.cli", "info"]]
+    if _cli():
+        commands.append(_cli() + ["info"])
+    for cmd in commands:
+        r = _run(cmd, {"LOWBIT_ISA": value}, cwd=tmp_path)
+        assert r.returncode != 0, cmd
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith("lowbit: LOWBIT_ISA=") and value in lines[0]
+    # importing lowbit from other code still raises (the documented import-time failure)
+    r = _run([sys.executable, "-c", "import lowbit"], {"LOWBIT_ISA": value}, cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_item19_bench_options(monkeypatch):
+    import lowbit.benchmark
+    from lowbit import cli
+    calls = []
+    monkeypatch.setattr(lowbit.benchmark, "run_short", lambda **kw: calls.append(kw))
+    assert cli.main(["bench"]) == 0
+    assert cli.main(["bench", "--quick"]) == 0
+    assert cli.main(["bench", "--quick", "--M", "4", "--threads", "1"]) == 0
+    assert cli.main(["bench", "--shapes", "64x32,128X256", "--M", "1,8", "--repeats", "2"]) == 0
+    assert calls[0] == {}
+    assert calls[1] == {"Ms": cli.QUICK_MS, "shapes": cli.QUICK_SHAPES, "repeats": 1}
+    assert calls[2] == {"Ms": (4,), "shapes": cli.QUICK_SHAPES, "repeats": 1, "threads": 1}
+    assert calls[3] == {"Ms": (1, 8), "shapes": ((64, 32), (128, 256)), "repeats": 2}
+    for bad in (["--shapes", "64"], ["--shapes", "0x4"], ["--M", "1,x"], ["--M", ","],
+                ["--threads", "0"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["bench"] + bad)
+        assert e.value.code == 2
+    assert len(calls) == 4
+
+
+def test_item19_run_short_takes_the_options(monkeypatch):
+    """run_short passes the CLI's settings to the grid (no benchmark is run here)."""
+    from lowbit.benchmark import runner
+    seen = {}
+
+    def fake_grid(Ms, shapes, threads_list, methods, repeats, progress=True, **kw):
+        seen.update(Ms=Ms, shapes=shapes, threads=threads_list, repeats=repeats)
+        return []
+    monkeypatch.setattr(runner, "run_grid", fake_grid)
+    monkeypatch.setattr(runner, "to_markdown", lambda rows: "")
+    runner.run_short(Ms=(2,), shapes=((8, 4),), repeats=1, threads=3)
+    assert seen == {"Ms": (2,), "shapes": ((8, 4),), "threads": [3], "repeats": 1}

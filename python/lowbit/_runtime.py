@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import sys
 import threading
 from typing import Any, Iterator
 
 from . import _C
 
 _isa_lock = threading.Lock()
+
+
+def started_as_cli() -> bool:
+    """Whether this process is the `lowbit` command: its console script (whose file is named
+    lowbit, lowbit.exe or lowbit-script.py) or `python -m lowbit.cli`. The package's import
+    runs before the command's code, so the import asks this to turn a bad LOWBIT_ISA into one
+    line for the command while other importers keep their exception."""
+    main = sys.modules.get("__main__")
+    script = os.path.basename(getattr(main, "__file__", None) or "")
+    if re.sub(r"(-script\.pyw?|\.exe)$", "", script) == "lowbit":
+        return True
+    argv = list(getattr(sys, "orig_argv", []))
+    return "-m" in argv[:-1] and argv[argv.index("-m") + 1] == "lowbit.cli"
 
 
 def cpu_info() -> dict[str, Any]:
