@@ -64,6 +64,15 @@ def int8_array(a: Any, name: str) -> np.ndarray:
     return a
 
 
+def per_tensor_form(a: np.ndarray, block_size: int = 0) -> np.ndarray:
+    """ONNX gives a per-tensor scale or zero point either as a scalar or as a 1-element 1-D
+    array: both become 0-d here, so either form, in any mix, is per tensor (with block_size
+    > 0 the shapes are the blocked ones and stay as given)."""
+    if block_size == 0 and a.ndim == 1 and a.size == 1:
+        return a.reshape(())
+    return a
+
+
 def scales(scale: Any, name: str = "scale") -> np.ndarray:
     """Scales as float32; each must be finite and > 0."""
     if scale is None:

@@ -9,8 +9,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, qtype_name,
-                      scales, zero_points)
+from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, per_tensor_form,
+                      qtype_name, scales, zero_points)
 from ._layout import scale_layout
 from .packed import INT4_MODE_CODES, PackedWeight
 
@@ -49,10 +49,12 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
     x
         float32 (or float16, or Python numbers) data.
     scale
-        A scalar (per tensor), 1-D along `axis` (per axis), or, with block_size > 0, the shape
-        of x with ceil(x.shape[axis] / block_size) along `axis` (blocked).
+        A scalar or a 1-element 1-D array (per tensor, as ONNX gives either), 1-D along `axis`
+        (per axis), or, with block_size > 0, the shape of x with ceil(x.shape[axis] /
+        block_size) along `axis` (blocked).
     zero_point
-        None (0), or the scale's shape.
+        None (0), or the scale's shape (per tensor: a scalar or a 1-element array, in any mix
+        with the scale's form).
     dtype
         "int8", "uint8", "int4", "uint4" (4-bit values are returned one per byte in
         int8/uint8 arrays); default: the zero point's dtype (int8/uint8), else uint8.
@@ -73,11 +75,11 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
     xa = float_array(x, "x")
     name = _output_qtype(dtype, zero_point)
     _, lo, hi = QTYPES[name]
-    s = scales(scale)
+    s = per_tensor_form(scales(scale), block_size)
     layout = scale_layout(xa.shape, s.shape, axis, block_size)
     zp = None
     if zero_point is not None:
-        zp = zero_points(zero_point, lo, hi)
+        zp = per_tensor_form(zero_points(zero_point, lo, hi), block_size)
         if zp.shape != s.shape:
             raise ValueError(f"zero_point shape {zp.shape} differs from scale shape {s.shape}")
     return _C.quantize_linear(xa, layout.outer, layout.axis, layout.inner, layout.mode,
@@ -94,7 +96,8 @@ def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = No
         A NumPy int8, uint8 or int32 array, or a NumPy scalar of those types (np.int8(5): the
         result is then 0-d). A Python int has no quantized type and is refused.
     scale, zero_point, axis, block_size
-        As in `quantize_linear`; int32 input takes a zero point of 0 (as in ONNX).
+        As in `quantize_linear` (per tensor: a scalar or a 1-element array); int32 input takes
+        a zero point of 0 (as in ONNX).
     dtype
         The output type: float32 (default) or float16 (rounded from the float32 result).
 
@@ -122,12 +125,12 @@ def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = No
     out_dtype = np.dtype(np.float32 if dtype is None else dtype)
     if out_dtype not in (np.float32, np.float16):
         raise ValueError(f"dequantize_linear outputs float32 or float16, not {out_dtype}")
-    s = scales(scale)
+    s = per_tensor_form(scales(scale), block_size)
     layout = scale_layout(q.shape, s.shape, axis, block_size)
     zp = None
     if zero_point is not None:
         info = np.iinfo(q.dtype)
-        zp = zero_points(zero_point, info.min, info.max)
+        zp = per_tensor_form(zero_points(zero_point, info.min, info.max), block_size)
         if q.dtype == np.int32 and np.any(zp != 0):
             raise ValueError("int32 input takes a zero point of 0 (as in ONNX)")
         if zp.shape != s.shape:
@@ -314,7 +317,8 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
     a_scale: scalar or one per row of A; b_scale: scalar or one per column of B; y_scale and
     y_zero_point: scalars. The multiplier is formed in float32 (as the ONNX reference does),
     the product with acc in float64. The output dtype is y_zero_point's (uint8 if untyped).
-    y_zero_point is required, as in ONNX (its type sets the output type); a_zero_point
+    Every scale and zero point may also be given as a 1-element array (ONNX's per-tensor
+    form). y_zero_point is required, as in ONNX (its type sets the output type); a_zero_point
     and b_zero_point may be None (0).
 
     Raises TypeError for wrong dtypes or a missing y_zero_point, ValueError for bad values or
