@@ -107,6 +107,7 @@ LAYER_FIELD_MUTATIONS = [
     ("pw", "nibbles", "yes"), ("pw", "bits", [4]), ("pw", "dtype", ["int4"]),
     ("pw", "axis", 7), ("pw", "mode", 3), ("fc", "scheme", None), ("fc", "bias", 1),
     ("emb", "group_size", 0), ("emb", "shape", [5, 1e400]), ("emb", "bits", "4"),
+    ("emb", "shape", [5, 7]), ("emb", "shape", [5, 9]),
     ("emb", None, None), ("fc", None, [1, 2]),
 ]
 
@@ -418,6 +419,16 @@ def test_item14_model_with_own_forward_loads_into_its_float_model(tmp_path, rng)
         lowbit.load(path, wrong)
     with pytest.raises(ValueError, match="entries"):
         lowbit.load(path, Model(_forward, {"fc": Linear(w)}))
+    with pytest.raises(ValueError, match="Sequential in the given model"):
+        lowbit.load(path, Sequential({"emb": Embedding(table), "fc": Linear(w),
+                                      "gain": lowbit.nn.relu}))
+    # the same file claiming to be a Sequential: the array entry is not a layer
+    header, data = _file_parts(path)
+    structure = json.loads(header["__metadata__"]["model"])
+    header["__metadata__"]["model"] = json.dumps(dict(structure, **{"class": "Sequential"}))
+    _write_parts(path, header, data)
+    with pytest.raises(ValueError, match=r"entries \['gain'\] are not layers"):
+        lowbit.load(path)
 
 
 def test_item14_entries_a_file_cannot_hold_raise_naming_the_entry(tmp_path, rng):

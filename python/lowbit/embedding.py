@@ -33,6 +33,10 @@ class QuantizedEmbedding:
                  group_size: Optional[int] = None) -> None:
         if bits not in (4, 8):
             raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        if bits == 4 and embedding_dim % 2:
+            raise ValueError(f"4-bit rows need an even embedding_dim, got {embedding_dim}")
+        if group_size is not None and int(group_size) < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
         storage_dim = embedding_dim // 2 if bits == 4 else embedding_dim
         expected = np.int8 if bits == 8 else np.uint8
         if data.ndim != 2 or data.dtype != expected or data.shape[1] != storage_dim:

@@ -23,8 +23,7 @@ from ._checks import QTYPES
 from ._nibbles import pack_nibbles, unpack_nibbles
 from ._safetensors import is_int
 from .embedding import QuantizedEmbedding
-from .models import (FUNCTIONS, Embedding, Linear, Model, Sequential, function_name,
-                     run_in_order)
+from .models import FUNCTIONS, Embedding, Linear, Model, Sequential, function_name
 from .nn import SCHEMES, QuantizedLinear
 from .packed import INT4_MODES, PackedWeight, pack_weight
 from .qtensor import QTensor
@@ -154,7 +153,7 @@ def model_objects(model: Model, path: tuple[str, ...] = (),
     if len(path) >= MAX_MODEL_DEPTH:
         raise ValueError(f"model entry {'.'.join(path)!r}: models nested more than "
                          f"{MAX_MODEL_DEPTH} deep")
-    if isinstance(model, Sequential) or model.forward is run_in_order:
+    if isinstance(model, Sequential):
         structure: dict[str, Any] = {"class": "Sequential"}
     else:
         structure = {"class": "Model", "forward": _qualified_name(model.forward)}
@@ -489,6 +488,9 @@ def build_model(structure: dict[str, Any], objects: dict[str, Any], skeleton: Op
     if skeleton is not None and list(skeleton.layers) != names:
         raise ValueError(f"{path!r}: {label} has the entries {names} in the file and "
                          f"{list(skeleton.layers)} in the given model")
+    if structure["class"] == "Model" and isinstance(skeleton, Sequential):
+        raise ValueError(f"{path!r}: {label} is a lowbit.nn.Model in the file but a Sequential "
+                         "in the given model")
     if structure["class"] == "Model" and skeleton is None:
         raise ValueError(f"{path!r}: {label} is a lowbit.nn.Model whose forward "
                          f"({structure['forward']}) is code the file cannot hold: load it with "
@@ -511,6 +513,10 @@ def build_model(structure: dict[str, Any], objects: dict[str, Any], skeleton: Op
             if target is not None:
                 _check_like(layers[name], target, path, sub)
     if structure["class"] == "Sequential":
+        not_callable = [name for name, value in layers.items() if not callable(value)]
+        if not_callable:
+            raise ValueError(f"{path!r}: {label} is a Sequential in the file, but its entries "
+                             f"{not_callable} are not layers")
         return Sequential(layers)
     assert skeleton is not None
     return skeleton.with_layers(layers)
