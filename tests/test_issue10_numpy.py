@@ -304,6 +304,11 @@ def test_item12_torch_boolean_parameters_must_be_booleans(rng):
         model = torch.nn.Sequential(torch.nn.Linear(16, 8))
         with pytest.raises(TypeError, match="skip_slower must be True or False"):
             quantize_(model, Int8DynamicConfig(), skip_slower=bad)
+        with pytest.raises(TypeError, match="embeddings must be True or False"):
+            quantize_(model, Int8DynamicConfig(), embeddings=bad)
+        if bad is not None:   # progress=None means "decide by model size"
+            with pytest.raises(TypeError, match="progress must be True or False"):
+                quantize_(model, Int8DynamicConfig(), progress=bad)
         with pytest.raises(TypeError, match="learnable_scales must be True or False"):
             prepare_qat(model, Int8DynamicConfig(), learnable_scales=bad)
         assert isinstance(model[0], torch.nn.Linear)   # nothing was converted
