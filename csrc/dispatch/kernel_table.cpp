@@ -210,7 +210,12 @@ Isa best_isa() {
 Isa initial_isa() {
   const char* env = std::getenv("LOWBIT_ISA");
   if (env == nullptr || *env == '\0') return best_isa();
-  Isa isa = parse_isa(env);
+  Isa isa;
+  try {
+    isa = parse_isa(env);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("LOWBIT_ISA=" + std::string(env) + ": " + e.what());
+  }
   if (!isa_supported(isa))
     throw std::runtime_error("LOWBIT_ISA=" + std::string(env) + ": " + unsupported_message(isa));
   return isa;

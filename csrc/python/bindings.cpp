@@ -337,6 +337,7 @@ py::dict cpu_info() {
   d["features"] = lowbit::cpu_feature_names();
   d["threads"] = lowbit::get_num_threads();
   d["default_threads"] = lowbit::default_num_threads();
+  d["max_threads"] = lowbit::max_num_threads();
   return d;
 }
 
@@ -355,6 +356,7 @@ PYBIND11_MODULE(_C, m) {
     lowbit::set_num_threads(n);
   });
   m.def("default_num_threads", &lowbit::default_num_threads);
+  m.def("max_num_threads", &lowbit::max_num_threads);
   m.def("_use_openmp_runtime", [](const std::string& path) {
     py::gil_scoped_release release;
     lowbit::use_openmp_runtime(path);
@@ -418,5 +420,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear_int4", &linear_int4, py::arg("x"), py::arg("w"), py::arg("mode"), py::arg("bias"));
   m.attr("INT4_MAX_GROUP_SIZE") = lowbit::PackedInt4Matrix::kMaxGroupSize;
   m.attr("LINEAR_MAX_DEPTH") = lowbit::kLinearMaxDepth;
+  m.attr("THREADS_PER_CPU") = lowbit::kThreadsPerCpu;
+  m.attr("MIN_THREAD_CAP") = lowbit::kMinThreadCap;
   m.attr("LINEAR_MAX_DEPTH_ASYMMETRIC") = lowbit::kLinearMaxDepthAsymmetric;
 }

@@ -15,6 +15,7 @@ namespace lowbit {
 int get_num_threads() { return pool_num_threads(); }
 void set_num_threads(int n) { pool_set_num_threads(n); }
 int default_num_threads() { return usable_cores(); }
+int max_num_threads() { return thread_cap(); }
 
 double memory_read_bandwidth(size_t nbytes, int repeats) {
   const size_t bytes = std::max<size_t>(nbytes, 1 << 20);

@@ -3,11 +3,14 @@
 #include "runtime/openmp_runtime.h"
 #include "runtime/task_slices.h"
 
+#include "lowbit/lowbit.h"
+
 #include <pthread.h>
 #include <sched.h>
 
 #include <new>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +18,7 @@
 #include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -29,6 +33,12 @@ int usable_cores() {
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+int thread_cap() {
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  const int cpus = std::max(usable_cores(), hw);
+  return std::max(kMinThreadCap, kThreadsPerCpu * cpus);
 }
 
 namespace {
@@ -62,6 +72,11 @@ class ThreadPool {
 
   void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
+    const int cap = thread_cap();
+    if (n > cap)
+      throw std::invalid_argument("number of threads must be at most " + std::to_string(cap) +
+                                  " (" + std::to_string(kThreadsPerCpu) + " per CPU, at least " +
+                                  std::to_string(kMinThreadCap) + "), got " + std::to_string(n));
     std::lock_guard<std::mutex> busy(busy_mutex_);
     stop_workers();
     num_threads_ = n;

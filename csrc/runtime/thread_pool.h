@@ -9,6 +9,7 @@
 namespace lowbit {
 
 int usable_cores();  // CPUs in this process's affinity mask
+int thread_cap();    // lowbit::max_num_threads()
 
 // Runs fn(task) for task in [0, n_tasks), spread over at most get_num_threads() threads.
 // Nested calls, and calls made while another thread is using the pool, run serially in the

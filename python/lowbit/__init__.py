@@ -22,7 +22,13 @@ from .conversion import quantize_weights
 from .io import load, save
 from .report import report
 
-_C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
+try:
+    _C.get_isa()  # resolves LOWBIT_ISA now, so a bad value fails at import, not mid-computation
+except (RuntimeError, ValueError) as _error:
+    from ._runtime import started_as_cli
+    if started_as_cli():   # the `lowbit` command: one line and exit status 1, not a traceback
+        raise SystemExit(f"lowbit: {_error}") from None
+    raise
 
 __all__ = [
     "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads", "parallel_runtime",

@@ -64,8 +64,19 @@ def int8_array(a: Any, name: str) -> np.ndarray:
     return a
 
 
+def per_tensor_form(a: np.ndarray, block_size: int = 0) -> np.ndarray:
+    """ONNX gives a per-tensor scale or zero point either as a scalar or as a 1-element 1-D
+    array: both become 0-d here, so either form, in any mix, is per tensor (with block_size
+    > 0 the shapes are the blocked ones and stay as given)."""
+    if block_size == 0 and a.ndim == 1 and a.size == 1:
+        return a.reshape(())
+    return a
+
+
 def scales(scale: Any, name: str = "scale") -> np.ndarray:
     """Scales as float32; each must be finite and > 0."""
+    if scale is None:
+        raise TypeError(f"{name} must be a floating-point number or array, got None")
     arr = np.asarray(scale)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a floating-point number or array, got dtype {arr.dtype}")
@@ -79,6 +90,8 @@ def scales(scale: Any, name: str = "scale") -> np.ndarray:
 
 def zero_points(zero_point: Any, lo: int, hi: int, name: str = "zero_point") -> np.ndarray:
     """Zero points as int32, each within [lo, hi]."""
+    if zero_point is None:
+        raise TypeError(f"{name} must be an integer or an array of integers, got None")
     arr = np.asarray(zero_point)
     if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
@@ -86,6 +99,23 @@ def zero_points(zero_point: Any, lo: int, hi: int, name: str = "zero_point") -> 
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got values in "
                          f"[{arr.min()}, {arr.max()}]")
     return kernel_array(np.asarray(arr, dtype=np.int32))
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Booleans must be booleans: None, 0, "yes" or "no" would each be read as True or False
+    without a word (symmetric=None gave asymmetric weights). Python and NumPy bools only."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def group_for_axis(group_size: int, length: int) -> int:
+    """The one rule for a group (block) longer than the axis it groups: it is one group of the
+    whole axis, as ONNX blocked quantization treats a block longer than the axis. Every
+    grouped quantization (quantize, pack_weight of a float weight or a QTensor, from_float,
+    from_config, quantize_, embeddings) uses it, so each gives the same group for the same
+    request; values are identical either way (one group covers the axis)."""
+    return min(group_size, length) if length else group_size
 
 
 def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import _C
+from ._checks import group_for_axis
 from .config import QuantConfig
 
 
@@ -38,7 +39,8 @@ def plan_linear(config: QuantConfig, out_features: int, in_features: int) -> Lay
                                "values per byte and need an even in_features")
     g = config.group_size
     assert g is not None
-    if g > in_features:
-        return LayerPlan(in_features, f"group_size {g} > in_features {in_features}: "
-                                      f"one group of {in_features} per row")
+    used = group_for_axis(g, in_features)
+    if used != g:
+        return LayerPlan(used, f"group_size {g} > in_features {in_features}: "
+                               f"one group of {in_features} per row")
     return LayerPlan(g)

@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import sys
 import threading
 from typing import Any, Iterator
 
 from . import _C
 
 _isa_lock = threading.Lock()
+
+
+def started_as_cli() -> bool:
+    """Whether this process is the `lowbit` command: its console script (whose file is named
+    lowbit, lowbit.exe or lowbit-script.py) or `python -m lowbit.cli`. The package's import
+    runs before the command's code, so the import asks this to turn a bad LOWBIT_ISA into one
+    line for the command while other importers keep their exception."""
+    main = sys.modules.get("__main__")
+    script = os.path.basename(getattr(main, "__file__", None) or "")
+    if re.sub(r"(-script\.pyw?|\.exe)$", "", script) == "lowbit":
+        return True
+    argv = list(getattr(sys, "orig_argv", []))
+    return "-m" in argv[:-1] and argv[argv.index("-m") + 1] == "lowbit.cli"
 
 
 def cpu_info() -> dict[str, Any]:
@@ -47,11 +63,31 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by every kernel (default: the CPUs in this process's affinity mask)."""
+    """Threads used by every kernel (default: the CPUs in this process's affinity mask).
+
+    Parameters
+    ----------
+    n
+        1 <= n <= `cpu_info()["max_threads"]`: 4 per CPU (the larger of the affinity mask and
+        the machine's CPU count), at least 16. Threads beyond the CPUs only take turns on them
+        (every kernel is compute- or memory-bound), so a larger n is refused rather than
+        starting hundreds of OS threads.
+
+    Raises
+    ------
+    TypeError
+        n is not an int (bool included).
+    ValueError
+        n < 1 or n above the cap.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
+    cap = int(_C.max_num_threads())
+    if n > cap:   # checked here too: a Python int beyond C int would not reach the C++ check
+        raise ValueError(f"number of threads must be at most {cap} ({_C.THREADS_PER_CPU} per "
+                         f"CPU, at least {_C.MIN_THREAD_CAP}), got {n}")
     _C.set_num_threads(n)
 
 

@@ -70,10 +70,7 @@ def read(buf: bytes) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, s
     if n > MAX_HEADER_BYTES or 8 + n > len(buf):
         raise ValueError(f"header length {n} does not fit the file's {len(buf)} bytes "
                          "(truncated or not a safetensors file)")
-    try:
-        header = json.loads(buf[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"corrupted header: not valid JSON ({e})") from None
+    header = parse_json(bytes(buf[8:8 + n]), "header")
     if not isinstance(header, dict):
         raise ValueError("corrupted header: not a JSON object")
     metadata = header.pop("__metadata__", {})
@@ -101,16 +98,44 @@ def read(buf: bytes) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, s
     return tensors, metadata, codes
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def parse_json(raw: bytes, what: str) -> object:
+    """JSON from a file, where every failure is a ValueError saying what is wrong: invalid
+    UTF-8 or JSON, a key given twice (two readers could take different values), nesting deep
+    enough to exhaust the parser's recursion."""
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise ValueError(f"corrupted {what}: JSON nested too deeply") from None
+    except ValueError as e:   # UnicodeDecodeError, JSONDecodeError, a duplicate key
+        raise ValueError(f"corrupted {what}: not valid JSON ({e})") from None
+
+
+def is_int(value: object) -> bool:
+    """A JSON integer (bool is a subclass of int in Python, but `true` is not a number)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _tensor(name: str, info: object, data: memoryview) -> tuple[np.ndarray, int, int]:
+    # Every field's type is checked before the field is used: a fuzzed header can put any JSON
+    # value anywhere (a list as the dtype made `code not in DTYPES` raise TypeError).
     if not isinstance(info, dict):
         raise ValueError(f"corrupted header: entry {name!r} is not an object")
     code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if code not in DTYPES:
+    if not isinstance(code, str) or code not in DTYPES:
         raise ValueError(f"tensor {name!r}: unknown dtype {code!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+    if not (isinstance(shape, list) and all(is_int(d) and d >= 0 for d in shape)):
         raise ValueError(f"tensor {name!r}: bad shape {shape!r}")
     if not (isinstance(offsets, list) and len(offsets) == 2
-            and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+            and all(is_int(o) for o in offsets) and 0 <= offsets[0] <= offsets[1]):
         raise ValueError(f"tensor {name!r}: bad data_offsets {offsets!r}")
     begin, end = offsets
     dt = DTYPES[code]
@@ -119,7 +144,10 @@ def _tensor(name: str, info: object, data: memoryview) -> tuple[np.ndarray, int,
     if end > len(data):
         raise ValueError(f"truncated: tensor {name!r} ends at byte {end} of a {len(data)}-byte "
                          "data buffer")
-    a = np.frombuffer(data[begin:end], dtype=dt).reshape(shape)
+    try:
+        a = np.frombuffer(data[begin:end], dtype=dt).reshape(shape)
+    except ValueError as e:   # an empty tensor whose other dimensions NumPy cannot represent
+        raise ValueError(f"tensor {name!r}: shape {shape} cannot be represented ({e})") from None
     return a, begin, end
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Union
 
 from . import _C
+from ._checks import check_bool
 from .observers import MinMaxObserver, Observer
 
 
@@ -23,8 +24,7 @@ def _check_group_size(group_size: int) -> None:
 
 
 def _check_bool(value: object, name: str) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    check_bool(value, name)
 
 
 def _clip_note(clip_search: bool) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import float_array
+from ._checks import float_array, group_for_axis
 from ._nibbles import pack_nibbles, unpack_nibbles
 from .qtensor import quantize
 
@@ -33,6 +33,10 @@ class QuantizedEmbedding:
                  group_size: Optional[int] = None) -> None:
         if bits not in (4, 8):
             raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        if bits == 4 and embedding_dim % 2:
+            raise ValueError(f"4-bit rows need an even embedding_dim, got {embedding_dim}")
+        if group_size is not None and int(group_size) < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
         storage_dim = embedding_dim // 2 if bits == 4 else embedding_dim
         expected = np.int8 if bits == 8 else np.uint8
         if data.ndim != 2 or data.dtype != expected or data.shape[1] != storage_dim:
@@ -64,11 +68,15 @@ class QuantizedEmbedding:
             raise ValueError("embedding_dim must be > 0")
         if bits == 4 and dim % 2:
             raise ValueError(f"4-bit rows need an even embedding_dim, got {dim}")
-        g = dim if group_size is None else int(group_size)
-        if g <= 0 or g > max(dim, 1):
-            raise ValueError(f"group_size must be in [1, {dim}], got {group_size}")
-        qt = quantize(w, "int8" if bits == 8 else "int4", symmetric=True, axis=1,
-                      group_size=max(g, 1))
+        if group_size is not None and (isinstance(group_size, bool)
+                                       or not isinstance(group_size, (int, np.integer))):
+            raise TypeError(f"group_size must be an int or None, got {type(group_size).__name__}")
+        if group_size is not None and group_size <= 0:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        # a group longer than the row is one group per row, as everywhere (group_for_axis)
+        group_size = None if group_size is None else group_for_axis(int(group_size), dim)
+        g = dim if group_size is None else group_size
+        qt = quantize(w, "int8" if bits == 8 else "int4", symmetric=True, axis=1, group_size=g)
         data = qt.data if bits == 8 else pack_nibbles((qt.data.astype(np.int16) + 8)
                                                       .astype(np.uint8))
         return cls(np.ascontiguousarray(data), np.ascontiguousarray(qt.scale, np.float32), bits,

@@ -21,12 +21,22 @@ from . import __version__ as _lowbit_version  # noqa: F401  (set before this mod
 from . import _safetensors
 from ._checks import QTYPES
 from ._nibbles import pack_nibbles, unpack_nibbles
+from ._safetensors import is_int
 from .embedding import QuantizedEmbedding
-from .nn import QuantizedLinear
-from .packed import PackedWeight, pack_weight
+from .models import FUNCTIONS, Embedding, Linear, Model, Sequential, function_name
+from .nn import SCHEMES, QuantizedLinear
+from .packed import INT4_MODES, PackedWeight, pack_weight
 from .qtensor import QTensor
 
-_SUFFIXES = ("qweight", "scale", "zero_point", "bias", "input_scale", "input_zero_point")
+# The tensors each kind of layer owns, as suffixes of its name.
+_SUFFIXES = {
+    "linear": ("qweight", "scale", "zero_point", "bias", "input_scale", "input_zero_point"),
+    "packed_weight": ("qweight", "scale", "zero_point"),
+    "embedding": ("qweight", "scale"),
+    "float_linear": ("weight", "bias"),
+    "float_embedding": ("weight",),
+}
+MAX_MODEL_DEPTH = 64   # nested lowbit.nn models in one file
 FORMAT = "lowbit"
 FORMAT_VERSION = "1"
 Tensors = dict[str, np.ndarray]
@@ -84,13 +94,26 @@ def _encode_embedding(name: str, emb: QuantizedEmbedding, out: Tensors) -> dict[
             "shape": [emb.num_embeddings, emb.embedding_dim]}
 
 
+def _encode_float(name: str, layer: Any, out: Tensors) -> dict[str, Any]:
+    """A float lowbit.nn.Linear / Embedding (a layer a NumPy model keeps float)."""
+    out[key_prefix(name) + "weight"] = layer.weight
+    if isinstance(layer, Embedding):
+        return {"kind": "float_embedding"}
+    if layer.bias is not None:
+        out[key_prefix(name) + "bias"] = layer.bias
+    return {"kind": "float_linear", "bias": layer.bias is not None}
+
+
+LAYER_TYPES = (QuantizedLinear, PackedWeight, QuantizedEmbedding, Linear, Embedding)
+
+
 def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[str, Any]]:
     """NumPy-side objects -> (tensors, dtype codes, layer metadata)."""
     tensors: Tensors = {}
     codes: dict[str, str] = {}
     layers: dict[str, Any] = {}
     for name, obj in objects.items():
-        layer = isinstance(obj, (QuantizedLinear, PackedWeight, QuantizedEmbedding))
+        layer = isinstance(obj, LAYER_TYPES)
         if not isinstance(name, str) or not (name or layer):
             raise ValueError(f"names must be non-empty strings (only a lowbit layer may have the "
                              f"name '': a layer saved on its own), got {name!r}")
@@ -102,13 +125,16 @@ def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[st
             layers[name] = _encode_packed(name, obj, part)
         elif isinstance(obj, QuantizedEmbedding):
             layers[name] = _encode_embedding(name, obj, part)
+        elif isinstance(obj, (Linear, Embedding)):
+            layers[name] = _encode_float(name, obj, part)
         elif isinstance(obj, np.ndarray):
             part[name] = obj
         elif isinstance(obj, tuple) and len(obj) == 2 and obj[1] == "BF16":
             part[name], codes[name] = obj[0], "BF16"
         else:
             raise TypeError(f"cannot save {name!r}: a {type(obj).__name__} (expected a lowbit "
-                            "layer, a PackedWeight or an array)")
+                            "layer, a float lowbit.nn.Linear / Embedding, a PackedWeight or an "
+                            "array)")
         clash = before & set(part)
         if clash:
             raise ValueError(f"tensor names collide: {sorted(clash)}")
@@ -116,76 +142,275 @@ def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[st
     return tensors, codes, layers
 
 
-def _metadata(tensors: Tensors, layers: dict[str, Any]) -> dict[str, str]:
+def model_objects(model: Model, path: tuple[str, ...] = (),
+                  objects: Optional[dict[str, Any]] = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A lowbit.nn.Model -> (the objects to encode, by their file names; the model's structure
+    for the metadata). Entries: layers and arrays are stored as objects named by their path
+    ("enc.fc1" for the entry "fc1" of the nested model "enc"), lowbit's own functions by name,
+    nested models recursively. Anything else raises TypeError naming the entry."""
+    objects = {} if objects is None else objects
+    if len(path) >= MAX_MODEL_DEPTH:
+        raise ValueError(f"model entry {'.'.join(path)!r}: models nested more than "
+                         f"{MAX_MODEL_DEPTH} deep")
+    if isinstance(model, Sequential):
+        structure: dict[str, Any] = {"class": "Sequential"}
+    else:
+        structure = {"class": "Model", "forward": _qualified_name(model.forward)}
+    entries = []
+    for name, value in model.layers.items():
+        where = ".".join(path + (name,))
+        if isinstance(value, Model):
+            entries.append({"name": name,
+                            "model": model_objects(value, path + (name,), objects)[1]})
+        elif isinstance(value, (LAYER_TYPES, np.ndarray)):
+            if where in objects:
+                raise ValueError(f"model entries {where!r} and another one would both be "
+                                 f"saved as {where!r}: rename one")
+            objects[where] = value
+            entries.append({"name": name, "object": where})
+        elif function_name(value) is not None:
+            entries.append({"name": name, "function": function_name(value)})
+        else:
+            kind = (f"the function {_qualified_name(value)}" if callable(value)
+                    else f"a {type(value).__name__}")
+            raise TypeError(f"cannot save model entry {where!r}: {kind} is not something a "
+                            "file can hold (lowbit saves lowbit layers, float lowbit.nn.Linear "
+                            "/ Embedding, NumPy arrays, nested lowbit.nn models and lowbit's "
+                            f"own functions: {', '.join(FUNCTIONS)}); keep it out of the model's "
+                            "layers (in its forward) or save model.layers without it")
+    structure["entries"] = entries
+    return objects, structure
+
+
+def _qualified_name(f: Any) -> str:
+    return f"{getattr(f, '__module__', None) or '?'}.{getattr(f, '__qualname__', repr(f))}"
+
+
+def _metadata(tensors: Tensors, layers: dict[str, Any],
+              model: Optional[dict[str, Any]] = None) -> dict[str, str]:
     crc = {k: zlib.crc32(np.ascontiguousarray(v).data) for k, v in tensors.items()}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "lowbit_version": _lowbit_version, "layers": json.dumps(layers, sort_keys=True),
             "crc32": json.dumps(crc, sort_keys=True)}
+    if model is not None:
+        meta["model"] = json.dumps(model)
+    return meta
 
 
 def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     """Writes a model or layers to `path` (safetensors), atomically.
 
-    obj: a PyTorch module (its lowbit layers plus the rest of its state_dict; a lowbit layer on
-    its own is stored under the name '', its tensors unprefixed), or a dict
-    name -> lowbit.nn.QuantizedLinear / QuantizedEmbedding / PackedWeight / NumPy array (what
-    `lowbit.quantize_weights` returns), or such a dict with lowbit.torch layers and tensors."""
+    Parameters
+    ----------
+    obj
+        - a PyTorch module: its lowbit layers plus the rest of its state_dict (a lowbit layer
+          on its own is stored under the name '', its tensors unprefixed);
+        - a NumPy model (lowbit.nn.Sequential or Model, nested ones included): its layers
+          (lowbit layers, float lowbit.nn.Linear / Embedding, arrays) and its structure, with
+          lowbit's own functions (lowbit.nn.relu) by name; `load` gives the model back;
+        - a dict name -> lowbit.nn.QuantizedLinear / QuantizedEmbedding / PackedWeight / float
+          lowbit.nn.Linear / Embedding / NumPy array (what `lowbit.quantize_weights` returns),
+          or such a dict with lowbit.torch layers and tensors.
+    path
+        The file to write; it is replaced only once the whole file is written.
+
+    Raises
+    ------
+    TypeError
+        obj is none of the above, or a NumPy model holds an entry a file cannot store (a
+        function that is not lowbit's own, any other object): the message names the entry.
+    ValueError
+        Two entries would be stored under one name, or a model is still prepared (not
+        converted). Nothing is written when save raises.
+    """
     torch = sys.modules.get("torch")
+    model = None
     if torch is not None and isinstance(obj, torch.nn.Module):
         from .torch.io import module_objects
         objects = module_objects(obj)
+    elif isinstance(obj, Model):
+        objects, model = model_objects(obj)
     elif isinstance(obj, Mapping):
         objects = dict(obj)
         if torch is not None:
             from .torch.io import numpy_objects
             objects = numpy_objects(objects)
     else:
-        raise TypeError(f"save takes a torch.nn.Module or a dict, got {type(obj).__name__}")
+        raise TypeError(f"save takes a torch.nn.Module, a lowbit.nn model or a dict, got "
+                        f"{type(obj).__name__}")
     tensors, codes, layers = encode(objects)
-    metadata = _metadata(tensors, layers)
+    metadata = _metadata(tensors, layers, model)
     _safetensors.atomic_write(os.fspath(path),
                               lambda f: _safetensors.write(f, tensors, metadata, codes))
 
 
 # ---- decoding -------------------------------------------------------------------------------
-def read(path: "os.PathLike[str] | str") -> tuple[Tensors, dict[str, str], dict[str, Any]]:
-    """Reads and checks a lowbit file: (tensors, dtype codes, layer metadata)."""
+def read(path: "os.PathLike[str] | str"
+         ) -> tuple[Tensors, dict[str, str], dict[str, Any], Optional[dict[str, Any]]]:
+    """Reads and checks a lowbit file: (tensors, dtype codes, layer metadata, the structure of
+    the NumPy model it holds or None). The metadata is checked field by field here, before
+    anything uses it."""
+    where = repr(os.fspath(path))
     with open(os.fspath(path), "rb") as f:
         buf = f.read()
     try:
         tensors, metadata, codes = _safetensors.read(buf)
     except ValueError as e:
-        raise ValueError(f"{os.fspath(path)!r}: {e}") from None
+        raise ValueError(f"{where}: {e}") from None
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not a lowbit file (no lowbit format tag in its "
+        raise ValueError(f"{where} is not a lowbit file (no lowbit format tag in its "
                          "safetensors metadata)")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(f"{os.fspath(path)!r} has lowbit format version {version!r}; this "
+        raise ValueError(f"{where} has lowbit format version {version!r}; this "
                          f"lowbit ({_lowbit_version}) reads version {FORMAT_VERSION}")
     try:
-        layers = json.loads(metadata["layers"])
-        crc = json.loads(metadata["crc32"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ValueError(f"{os.fspath(path)!r}: corrupted lowbit metadata ({e})") from None
+        layers = _safetensors.parse_json(metadata["layers"].encode(), "lowbit metadata (layers)")
+        crc = _safetensors.parse_json(metadata["crc32"].encode(), "lowbit metadata (crc32)")
+        model = (None if "model" not in metadata else
+                 _safetensors.parse_json(metadata["model"].encode(), "lowbit metadata (model structure)"))
+    except KeyError as e:
+        raise ValueError(f"{where}: corrupted lowbit metadata (no {e} entry)") from None
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     if not isinstance(layers, dict) or not isinstance(crc, dict) or set(crc) != set(tensors):
-        raise ValueError(f"{os.fspath(path)!r}: corrupted lowbit metadata (layer or checksum "
+        raise ValueError(f"{where}: corrupted lowbit metadata (layer or checksum "
                          "table does not match the tensors)")
     for name, a in tensors.items():
-        if zlib.crc32(np.ascontiguousarray(a).data) != crc[name]:
-            raise ValueError(f"{os.fspath(path)!r}: tensor {name!r} is corrupted (CRC-32 "
-                             "mismatch)")
-    return tensors, codes, layers
+        if not is_int(crc[name]) or zlib.crc32(np.ascontiguousarray(a).data) != crc[name]:
+            raise ValueError(f"{where}: tensor {name!r} is corrupted (CRC-32 mismatch)")
+    for name, meta in layers.items():
+        try:
+            check_layer_meta(meta)
+        except ValueError as e:
+            raise ValueError(f"{where}: layer {name!r}: {e}") from None
+    if model is not None:
+        try:
+            _check_structure(model, set(_owner_names(tensors, layers)), set(), 0)
+        except ValueError as e:
+            raise ValueError(f"{where}: corrupted lowbit model structure: {e}") from None
+    return tensors, codes, layers, model
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_shape2(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(is_int(d) and d >= 0 for d in v)
+
+
+def _is_group(v: Any) -> bool:
+    return v is None or (is_int(v) and 0 < v)
+
+
+def _is_bits(v: Any) -> bool:
+    return is_int(v) and v in (4, 8)
+
+
+def _is_qtype(v: Any) -> bool:
+    return isinstance(v, str) and v in QTYPES
+
+
+def _is_axis(v: Any) -> bool:
+    return v is None or (is_int(v) and v in (0, 1))
+
+
+def _is_mode(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v in INT4_MODES)
+
+
+def _is_scheme(v: Any) -> bool:
+    return isinstance(v, str) and v in SCHEMES
+
+
+_QTENSOR_FIELDS = {"dtype": _is_qtype, "axis": _is_axis, "group_size": _is_group,
+                   "shape": _is_shape2, "nibbles": _is_bool, "bits": _is_bits, "mode": _is_mode}
+# Every field each kind of layer record must have, with its check: a file is input, and a
+# fuzzed one can put any JSON value in any field.
+LAYER_FIELDS: dict[str, dict[str, Any]] = {
+    "linear": {**_QTENSOR_FIELDS, "scheme": _is_scheme, "bias": _is_bool},
+    "packed_weight": _QTENSOR_FIELDS,
+    "embedding": {"bits": _is_bits, "group_size": _is_group, "shape": _is_shape2},
+    "float_linear": {"bias": _is_bool},
+    "float_embedding": {},
+}
+
+
+def check_layer_meta(meta: Any) -> dict[str, Any]:
+    """A layer record of the file's metadata, every field present with a value of its type
+    and range, or ValueError saying which is not."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"its record is not a JSON object ({_short(meta)})")
+    kind = meta.get("kind")
+    if not isinstance(kind, str) or kind not in LAYER_FIELDS:
+        raise ValueError(f"unknown layer kind {_short(kind)}")
+    for key, check in LAYER_FIELDS[kind].items():
+        if key not in meta:
+            raise ValueError(f"its record lacks {key!r}")
+        if not check(meta[key]):
+            raise ValueError(f"bad {key!r} in its record: {_short(meta[key])}")
+    return meta
+
+
+def _owner_names(tensors: Tensors, layers: dict[str, Any]) -> list[str]:
+    """The names decode returns: one per layer, and the tensors no layer owns."""
+    owned = {key_prefix(name) + suffix for name, meta in layers.items()
+             for suffix in _SUFFIXES[meta["kind"]]}
+    return list(layers) + [t for t in tensors if t not in owned]
+
+
+def _check_structure(node: Any, names: set[str], used: set[str], depth: int) -> None:
+    """A model structure (what model_objects writes): every field typed, every object named
+    once, and, at the top (depth 0), every layer and tensor of the file part of the model."""
+    if depth >= MAX_MODEL_DEPTH:
+        raise ValueError(f"models nested more than {MAX_MODEL_DEPTH} deep")
+    if not isinstance(node, dict) or node.get("class") not in ("Sequential", "Model") \
+            or not isinstance(node.get("entries"), list):
+        raise ValueError(f"a model record must have a class and entries: {_short(node)}")
+    if node["class"] == "Model" and not isinstance(node.get("forward"), str):
+        raise ValueError("a Model record must name its forward")
+    seen: set[str] = set()
+    for entry in node["entries"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"bad entry {_short(entry)}")
+        if entry["name"] in seen:
+            raise ValueError(f"entry {entry['name']!r} appears twice")
+        seen.add(entry["name"])
+        kinds = [k for k in ("object", "function", "model") if k in entry]
+        if len(kinds) != 1:
+            raise ValueError(f"entry {entry['name']!r} must be one object, function or model")
+        value = entry[kinds[0]]
+        if kinds[0] == "model":
+            _check_structure(value, names, used, depth + 1)
+        elif kinds[0] == "function":
+            if not isinstance(value, str) or value not in FUNCTIONS:
+                raise ValueError(f"entry {entry['name']!r}: unknown function {_short(value)}")
+        else:
+            if not isinstance(value, str) or value not in names or value in used:
+                raise ValueError(f"entry {entry['name']!r}: {_short(value)} is not a layer or "
+                                 "tensor of the file, or is used twice")
+            used.add(value)
+    if depth == 0 and used != names:
+        raise ValueError(f"layers or tensors outside the model: {sorted(names - used)[:8]}")
 
 
 def _qtensor(name: str, meta: dict[str, Any], t: Tensors) -> QTensor:
     dtype = meta["dtype"]
-    if dtype not in QTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}")
     p = key_prefix(name)
     q, scale, zero = t[p + "qweight"], t[p + "scale"], t[p + "zero_point"]
     shape = tuple(meta["shape"])
     if meta["nibbles"]:
+        packed_shape = (shape[0], shape[1] // 2)
+        if shape[1] % 2 or q.dtype != np.uint8 or q.shape != packed_shape:
+            raise ValueError(f"4-bit values must be uint8 of shape {packed_shape} for a "
+                             f"{shape} weight (two per byte), got {q.dtype} {q.shape}")
         u = unpack_nibbles(q)
         data = (u.astype(np.int8) - np.int8(8)) if dtype == "int4" else u
     else:
@@ -202,17 +427,21 @@ def _qtensor(name: str, meta: dict[str, Any], t: Tensors) -> QTensor:
 
 def decode_layer(name: str, meta: dict[str, Any], t: Tensors) -> Any:
     """The layer `meta` describes, from its tensors in `t` (re-packed for this CPU)."""
+    check_layer_meta(meta)
     p = key_prefix(name)
     kind = meta["kind"]
     if kind == "embedding":
         rows, dim = meta["shape"]
         return QuantizedEmbedding(np.array(t[p + "qweight"]), np.array(t[p + "scale"]),
                                   meta["bits"], dim, meta["group_size"])
+    if kind == "float_linear":
+        return Linear(np.array(t[p + "weight"]), np.array(t[p + "bias"]) if meta["bias"]
+                      else None)
+    if kind == "float_embedding":
+        return Embedding(np.array(t[p + "weight"]))
     qt = _qtensor(name, meta, t)
     if kind == "packed_weight":
         return pack_weight(qt, bits=meta["bits"], mode=meta["mode"])
-    if kind != "linear":
-        raise ValueError(f"unknown layer kind {kind!r}")
     bias = t[p + "bias"] if meta["bias"] else None
     if meta["scheme"] == "weight_only" and meta["bits"] == 8:
         return QuantizedLinear(qt, bias)
@@ -230,12 +459,12 @@ def decode(tensors: Tensors, codes: dict[str, str], layers: dict[str, Any], path
     out: dict[str, Any] = {}
     used: set[str] = set()
     for name, meta in layers.items():
-        owned = {key_prefix(name) + suffix for suffix in _SUFFIXES} & set(tensors)
         try:
+            kind = check_layer_meta(meta)["kind"]
             out[name] = decode_layer(name, meta, tensors)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path!r}: layer {name!r} cannot be restored: {e}") from None
-        used |= owned
+        used |= {key_prefix(name) + suffix for suffix in _SUFFIXES[kind]} & set(tensors)
     for name, a in tensors.items():
         if name in used:
             continue
@@ -246,23 +475,118 @@ def decode(tensors: Tensors, codes: dict[str, str], layers: dict[str, Any], path
     return out
 
 
+def build_model(structure: dict[str, Any], objects: dict[str, Any], skeleton: Optional[Model],
+                path: str, where: str = "") -> Model:
+    """The NumPy model `structure` describes, over the decoded `objects`. A Model's forward is
+    code, which the file does not hold: it comes from `skeleton` (a model of the same entries);
+    every check runs before anything is built, and the skeleton is not modified."""
+    label = f"model entry {where!r}" if where else "the model"
+    if skeleton is not None and not isinstance(skeleton, Model):
+        raise ValueError(f"{path!r}: {label} is a lowbit.nn model in the file but a "
+                         f"{type(skeleton).__name__} in the given model")
+    names = [e["name"] for e in structure["entries"]]
+    if skeleton is not None and list(skeleton.layers) != names:
+        raise ValueError(f"{path!r}: {label} has the entries {names} in the file and "
+                         f"{list(skeleton.layers)} in the given model")
+    if structure["class"] == "Model" and isinstance(skeleton, Sequential):
+        raise ValueError(f"{path!r}: {label} is a lowbit.nn.Model in the file but a Sequential "
+                         "in the given model")
+    if structure["class"] == "Model" and skeleton is None:
+        raise ValueError(f"{path!r}: {label} is a lowbit.nn.Model whose forward "
+                         f"({structure['forward']}) is code the file cannot hold: load it with "
+                         "lowbit.load(path, model), model a lowbit.nn model with that forward "
+                         "and the same entries (the float model, say)")
+    layers: dict[str, Any] = {}
+    for entry in structure["entries"]:
+        name = entry["name"]
+        sub = ".".join(filter(None, (where, name)))
+        target = None if skeleton is None else skeleton.layers[name]
+        if "model" in entry:
+            layers[name] = build_model(entry["model"], objects, target, path, sub)
+        elif "function" in entry:
+            layers[name] = FUNCTIONS[entry["function"]]
+            if target is not None and target is not layers[name]:
+                raise ValueError(f"{path!r}: model entry {sub!r} is lowbit.nn."
+                                 f"{entry['function']} in the file but not in the given model")
+        else:
+            layers[name] = objects[entry["object"]]
+            if target is not None:
+                _check_like(layers[name], target, path, sub)
+    if structure["class"] == "Sequential":
+        not_callable = [name for name, value in layers.items() if not callable(value)]
+        if not_callable:
+            raise ValueError(f"{path!r}: {label} is a Sequential in the file, but its entries "
+                             f"{not_callable} are not layers")
+        return Sequential(layers)
+    assert skeleton is not None
+    return skeleton.with_layers(layers)
+
+
+def _check_like(value: Any, target: Any, path: str, where: str) -> None:
+    """A loaded entry against the given model's: arrays keep their shape, layers their
+    in/out features (a float layer may become a quantized one)."""
+    def shape_of(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return ("array", v.shape)
+        if isinstance(v, (QuantizedEmbedding, Embedding)):
+            return ("table", (v.num_embeddings, v.embedding_dim))
+        if isinstance(v, (QuantizedLinear, Linear, PackedWeight)):
+            return ("linear", (v.out_features, v.in_features))
+        return (type(v).__name__, None)
+    got, want = shape_of(value), shape_of(target)
+    if got != want:
+        raise ValueError(f"{path!r}: model entry {where!r} is a {got[0]} {got[1]} in the file "
+                         f"and a {want[0]} {want[1]} in the given model")
+
+
 def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
     """Reads a file written by `save`.
 
-    model=None: returns a dict name -> lowbit.nn.QuantizedLinear / QuantizedEmbedding /
-    PackedWeight (re-packed for this CPU) or NumPy array. model=a PyTorch module with the same
-    structure as the saved one, in float (e.g. freshly built): its nn.Linear / nn.Embedding
-    layers named in the file are replaced by lowbit layers, the other tensors are loaded into it,
-    and the model is returned. A layer missing from the model, or a shape that differs, raises
-    ValueError naming it; so does a truncated, corrupted or other-version file. A file holding
-    a single lowbit layer saved on its own (`save(QuantizedLinear...)`: the name '') loads into
-    a skeleton nn.Linear / nn.Embedding of the same shape (or a lowbit layer) and returns the
-    new lowbit layer, since a module cannot change its class in place."""
-    tensors, codes, layers = read(path)
-    if model is None:
-        return decode(tensors, codes, layers, os.fspath(path))
+    Parameters
+    ----------
+    path
+        The file.
+    model
+        None, a PyTorch module, or a lowbit.nn model (see Returns).
+
+    Returns
+    -------
+    - model=None: for a file of layers, a dict name -> lowbit.nn.QuantizedLinear /
+      QuantizedEmbedding / PackedWeight (re-packed for this CPU) / float lowbit.nn.Linear /
+      Embedding / NumPy array; for a saved lowbit.nn.Sequential, the Sequential (its entries
+      in order, lowbit's functions included).
+    - model=a lowbit.nn.Model or Sequential with the same entries as the saved one (the float
+      model it was quantized from, say): a new model with that model's forward over the loaded
+      layers (a Model's forward is code, which a file cannot hold). `model` is not modified.
+    - model=a PyTorch module with the same structure as the saved one, in float (e.g. freshly
+      built): its nn.Linear / nn.Embedding layers named in the file are replaced by lowbit
+      layers, the other tensors are loaded into it, and the model is returned. A file holding
+      a single lowbit layer saved on its own (`save(QuantizedLinear...)`: the name '') loads
+      into a skeleton nn.Linear / nn.Embedding of the same shape (or a lowbit layer) and
+      returns the new lowbit layer, since a module cannot change its class in place.
+
+    Raises
+    ------
+    ValueError
+        A truncated, corrupted or other-version file; a layer missing from the model, or an
+        entry or shape that differs from it (named); a saved lowbit.nn.Model loaded without a
+        model to take its forward from.
+    TypeError
+        model is of another type.
+    """
+    tensors, codes, layers, structure = read(path)
+    where = os.fspath(path)
     torch = sys.modules.get("torch")
+    if model is None or isinstance(model, Model):
+        objects = decode(tensors, codes, layers, where)
+        if structure is None:
+            if model is not None:
+                raise ValueError(f"{where!r} holds layers, not a lowbit.nn model: load it "
+                                 "without a model and build one with model.with_layers")
+            return objects
+        return build_model(structure, objects, model, where)
     if torch is None or not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module, a lowbit.nn model or None, got "
+                        f"{type(model).__name__}")
     from .torch.io import restore_module
-    return restore_module(model, tensors, codes, layers, os.fspath(path))
+    return restore_module(model, tensors, codes, layers, where)

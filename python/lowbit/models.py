@@ -97,6 +97,16 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, np.float32(0))
 
 
+# lowbit's own functions a model may hold as entries: lowbit.save stores them by these names
+# (any other function is code, which a file of tensors cannot hold).
+FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"relu": relu}
+
+
+def function_name(value: Any) -> Union[str, None]:
+    """The FUNCTIONS name of `value`, or None if it is not one of lowbit's own functions."""
+    return next((name for name, f in FUNCTIONS.items() if f is value), None)
+
+
 def nbytes_of(value: Any) -> int:
     """Bytes a layer-dict entry holds: its `nbytes` (arrays, lowbit and float layers, nested
     models), 0 for functions and anything else."""

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import QTYPES, float_array, normalize_axis, qtype_name, require_finite
+from ._checks import QTYPES, check_bool, float_array, normalize_axis, qtype_name, require_finite
 from ._histogram import RangeHistogram, l2_optimal_range
 
 
@@ -27,8 +27,7 @@ class Observer:
     def __init__(self, dtype: str = "uint8", symmetric: bool = False,
                  axis: Optional[int] = None) -> None:
         self.dtype = qtype_name(dtype)
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+        symmetric = check_bool(symmetric, "symmetric")
         if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
             raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
         self.symmetric = symmetric

@@ -9,20 +9,34 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, qtype_name,
-                      scales, zero_points)
+from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, per_tensor_form,
+                      qtype_name, scales, zero_points)
 from ._layout import scale_layout
 from .packed import INT4_MODE_CODES, PackedWeight
 
 ArrayLike = Any
 
 
-def _output_qtype(dtype: Any, zero_point: Any) -> str:
-    """ONNX: the output type follows the zero point's type; uint8 when neither is given."""
+# Zero point types whose ONNX output type (int16, uint16, int32) lowbit has no kernels for yet.
+# int64 is not among them: it is what NumPy makes of Python ints (np.array([1, 2])), and ONNX
+# has no int64 quantized type, so such a zero point says nothing about the output type.
+_WIDE_ZERO_POINT_TYPES = ("int16", "uint16", "int32", "uint32")
+
+
+def _output_qtype(dtype: Any, zero_point: Any, name: str = "zero_point") -> str:
+    """ONNX: the output type follows the zero point's type; uint8 when neither is given.
+    A 16- or 32-bit zero point asks for 16- or 32-bit output, which is not implemented yet:
+    TypeError (saturating to uint8 instead would be a silent wrong answer)."""
     if dtype is not None:
         return qtype_name(dtype)
-    if isinstance(zero_point, (np.ndarray, np.generic)) and zero_point.dtype in (np.int8, np.uint8):
-        return zero_point.dtype.name
+    if isinstance(zero_point, (np.ndarray, np.generic)):
+        if zero_point.dtype in (np.int8, np.uint8):
+            return zero_point.dtype.name
+        if zero_point.dtype.name in _WIDE_ZERO_POINT_TYPES:
+            raise TypeError(f"{name} has dtype {zero_point.dtype}: ONNX takes the output type "
+                            f"from the zero point's, and {zero_point.dtype} output is not "
+                            "supported yet (16- and 32-bit quantization is a later issue); "
+                            "give an int8 or uint8 zero point, or dtype=")
     return "uint8"
 
 
@@ -30,20 +44,42 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
                     block_size: int = 0, dtype: Any = None) -> np.ndarray:
     """q = saturate(round_half_to_even(x / scale) + zero_point), in float32.
 
-    scale is a scalar (per tensor), 1-D along `axis` (per axis), or, with block_size > 0, the
-    shape of x with ceil(x.shape[axis] / block_size) along `axis` (blocked). zero_point has the
-    scale's shape. dtype: "int8", "uint8", "int4", "uint4" (4-bit values are returned one per
-    byte in int8/uint8 arrays); default: the zero point's dtype, else uint8. NaN/Inf in x raise
-    ValueError.
+    Parameters
+    ----------
+    x
+        float32 (or float16, or Python numbers) data.
+    scale
+        A scalar or a 1-element 1-D array (per tensor, as ONNX gives either), 1-D along `axis`
+        (per axis), or, with block_size > 0, the shape of x with ceil(x.shape[axis] /
+        block_size) along `axis` (blocked).
+    zero_point
+        None (0), or the scale's shape (per tensor: a scalar or a 1-element array, in any mix
+        with the scale's form).
+    dtype
+        "int8", "uint8", "int4", "uint4" (4-bit values are returned one per byte in
+        int8/uint8 arrays); default: the zero point's dtype (int8/uint8), else uint8.
+
+    Returns
+    -------
+    The quantized array, x's shape.
+
+    Raises
+    ------
+    TypeError
+        x is not float32/float16 data; the zero point is int16/uint16/int32/uint32 and dtype
+        is None (ONNX would give 16- or 32-bit output, not supported yet).
+    ValueError
+        NaN/Inf in x; a scale that is not finite and > 0; a zero point outside the type's
+        range; shapes that do not fit.
     """
     xa = float_array(x, "x")
     name = _output_qtype(dtype, zero_point)
     _, lo, hi = QTYPES[name]
-    s = scales(scale)
+    s = per_tensor_form(scales(scale), block_size)
     layout = scale_layout(xa.shape, s.shape, axis, block_size)
     zp = None
     if zero_point is not None:
-        zp = zero_points(zero_point, lo, hi)
+        zp = per_tensor_form(zero_points(zero_point, lo, hi), block_size)
         if zp.shape != s.shape:
             raise ValueError(f"zero_point shape {zp.shape} differs from scale shape {s.shape}")
     return _C.quantize_linear(xa, layout.outer, layout.axis, layout.inner, layout.mode,
@@ -52,23 +88,49 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
 
 def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None,
                       axis: int = 1, block_size: int = 0, dtype: Any = None) -> np.ndarray:
-    """x = (q - zero_point) * scale in float32; q is int8, uint8 or int32 (zero point 0).
+    """x = (q - zero_point) * scale in float32.
 
-    dtype is the output type: float32 (default) or float16 (rounded from the float32 result).
+    Parameters
+    ----------
+    q
+        A NumPy int8, uint8 or int32 array, or a NumPy scalar of those types (np.int8(5): the
+        result is then 0-d). A Python int has no quantized type and is refused.
+    scale, zero_point, axis, block_size
+        As in `quantize_linear` (per tensor: a scalar or a 1-element array); int32 input takes
+        a zero point of 0 (as in ONNX).
+    dtype
+        The output type: float32 (default) or float16 (rounded from the float32 result).
+
+    Returns
+    -------
+    The dequantized array, q's shape.
+
+    Raises
+    ------
+    TypeError
+        q is not a NumPy int8/uint8/int32 array or scalar.
+    ValueError
+        A bad scale or zero point (see `quantize_linear`), or an output dtype other than
+        float32/float16.
     """
+    if isinstance(q, np.generic):
+        q = np.asarray(q)   # a NumPy scalar: 0-d, per tensor
     if not isinstance(q, np.ndarray):
-        raise TypeError(f"q must be a NumPy int8, uint8 or int32 array, got {type(q).__name__}")
+        raise TypeError(f"q must be a NumPy int8, uint8 or int32 array or scalar, got "
+                        f"{type(q).__name__}"
+                        + (" (a Python int has no quantized type: e.g. np.int8(q))"
+                           if isinstance(q, int) else ""))
     if q.dtype not in (np.int8, np.uint8, np.int32):
         raise TypeError(f"q must have dtype int8, uint8 or int32, got {q.dtype}")
     out_dtype = np.dtype(np.float32 if dtype is None else dtype)
     if out_dtype not in (np.float32, np.float16):
         raise ValueError(f"dequantize_linear outputs float32 or float16, not {out_dtype}")
-    s = scales(scale)
+    s = per_tensor_form(scales(scale), block_size)
     layout = scale_layout(q.shape, s.shape, axis, block_size)
     zp = None
     if zero_point is not None:
         info = np.iinfo(q.dtype)
-        zp = zero_points(zero_point, info.min, info.max)
+        zp = per_tensor_form(zero_points(zero_point, info.min, info.max), block_size)
         if q.dtype == np.int32 and np.any(zp != 0):
             raise ValueError("int32 input takes a zero point of 0 (as in ONNX)")
         if zp.shape != s.shape:
@@ -95,13 +157,19 @@ def requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike = 0,
     ties round as in the float64 ONNX reference. dtype: int8/uint8/int4/uint4; default from the
     zero point's dtype, else uint8.
     """
+    return _requantize(acc, multiplier, zero_point, dtype, "zero_point")
+
+
+def _requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike, dtype: Any,
+                zp_name: str) -> np.ndarray:
+    """requantize, with the zero point's name for its errors (qlinear_matmul's y_zero_point)."""
     if not isinstance(acc, np.ndarray) or acc.dtype != np.int32:
         raise TypeError("acc must be a NumPy int32 array")
-    name = _output_qtype(dtype, zero_point)
+    name = _output_qtype(dtype, zero_point, zp_name)
     _, lo, hi = QTYPES[name]
-    zp = zero_points(zero_point, lo, hi)
+    zp = zero_points(zero_point, lo, hi, zp_name)
     if zp.size != 1:
-        raise ValueError("requantize takes one zero point")
+        raise ValueError(f"{zp_name} must be a single value (a scalar or a 1-element array)")
     m = scales(multiplier, "multiplier")
     a = kernel_array(acc)
     if a.ndim == 0:
@@ -186,6 +254,11 @@ def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point
     b2 = b.reshape(-1, 1) if squeeze_b else b
     if a2.shape[-1] != b2.shape[-2]:
         raise ValueError(f"matmul_integer: inner dimensions differ: A {a.shape} and B {b.shape}")
+    try:
+        np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul_integer: the batch dimensions of A {a.shape} and B {b.shape} "
+                         "do not broadcast") from None
     zb = _col_zero_points(b_zero_point, b2)
     if b2.ndim == 2 and (zb is None or zb.ndim == 1):
         packed = _C.pack_matrix(kernel_array(b2), False, zb)
@@ -244,7 +317,16 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
     a_scale: scalar or one per row of A; b_scale: scalar or one per column of B; y_scale and
     y_zero_point: scalars. The multiplier is formed in float32 (as the ONNX reference does),
     the product with acc in float64. The output dtype is y_zero_point's (uint8 if untyped).
+    Every scale and zero point may also be given as a 1-element array (ONNX's per-tensor
+    form). y_zero_point is required, as in ONNX (its type sets the output type); a_zero_point
+    and b_zero_point may be None (0).
+
+    Raises TypeError for wrong dtypes or a missing y_zero_point, ValueError for bad values or
+    shapes (each naming the argument).
     """
+    if y_zero_point is None:
+        raise TypeError("y_zero_point is required (ONNX QLinearMatMul): its type sets the "
+                        "output type; give e.g. np.uint8(0) or np.int8(0)")
     acc = matmul_integer(a, b, a_zero_point, b_zero_point)
     sa, sb, sy = scales(a_scale, "a_scale"), scales(b_scale, "b_scale"), scales(y_scale, "y_scale")
     if sy.size != 1:
@@ -260,8 +342,8 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
                       sb.reshape(-1 if sb.size > 1 else ())) / sy.reshape(())
     if not np.all(np.isfinite(multiplier)):
         raise ValueError("a_scale * b_scale / y_scale overflows float32 (y_scale too small)")
-    return requantize(acc, np.asarray(multiplier, dtype=np.float32), y_zero_point,
-                      _output_qtype(None, y_zero_point))
+    return _requantize(acc, np.asarray(multiplier, dtype=np.float32), y_zero_point,
+                       _output_qtype(None, y_zero_point, "y_zero_point"), "y_zero_point")
 
 
 def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import kernel_array, scales
+from ._checks import check_bool, group_for_axis, kernel_array, scales
 
 if TYPE_CHECKING:
     from .qtensor import QTensor
@@ -106,7 +106,8 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
     must be int8/uint8, per tensor or per channel along axis 0.
 
     bits=4: a float32 weight is quantized per group of `group_size` input features (default
-    128, or in_features if smaller; any even size; the last group may be shorter), to int4 with
+    128; any even size up to 2**20; a group larger than in_features is one group per row, i.e.
+    in_features, the rule of every grouped quantization; the last group may be shorter), to int4 with
     scale = max|w| / 7 (symmetric) or to uint4 over [min(0, w), max(0, w)] with a zero point per
     group (symmetric=False). A QTensor must be int4/uint4, grouped along axis 1 (or per channel
     along axis 0: one group per row). in_features must be even. `mode` picks the computation of
@@ -117,8 +118,21 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
 
     clip_search=True picks each channel's (8-bit) or group's (4-bit) range by least squared
     quantization error over a grid of clipping ratios (see `lowbit.quantize`); off by default.
+
+    Returns a PackedWeight (its `group_size` is the group actually used).
+
+    Raises
+    ------
+    TypeError
+        weight is not a float32 array or a QTensor; symmetric / clip_search not a bool;
+        group_size not an int.
+    ValueError
+        NaN/Inf in weight, a weight that is not 2-D, an odd in_features or group_size for
+        4-bit, a QTensor of another bit width or layout, unknown bits or mode.
     """
     from .qtensor import QTensor
+    symmetric = check_bool(symmetric, "symmetric")
+    clip_search = check_bool(clip_search, "clip_search")
     if isinstance(bits, bool) or bits not in (4, 8):
         raise ValueError(f"bits must be 8 or 4, got {bits!r}")
     if not isinstance(w, QTensor):
@@ -139,7 +153,7 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
 
 def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bool,
                mode: Optional[str] = None) -> PackedWeight:
-    from .qtensor import QTensor, quantize
+    from .qtensor import QTensor, quantize_array
     if isinstance(w, QTensor):
         qt = w
         if qt.dtype not in ("int8", "uint8"):
@@ -148,7 +162,8 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
         if qt.group_size is not None or qt.axis not in (None, 0):
             raise ValueError("pack_weight takes a per-tensor or per-output-channel (axis=0) QTensor")
     else:
-        qt = quantize(w, "int8", symmetric=symmetric, axis=0, clip_search=clip_search)
+        qt = quantize_array(w, "weight", "int8", symmetric=symmetric, axis=0,
+                            clip_search=clip_search)
     if qt.data.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {qt.data.shape}")
     n = qt.data.shape[0]
@@ -163,8 +178,11 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
 
 
 def _check_group_size(group_size: Any, k: int) -> int:
+    """The 4-bit group used for a requested group_size (None: the default) and in_features k:
+    a positive even int up to INT4_MAX_GROUP_SIZE, and, larger than k, one group per row (k;
+    lowbit._checks.group_for_axis, the rule every grouped quantization follows)."""
     if group_size is None:
-        return min(DEFAULT_INT4_GROUP_SIZE, k) if k else DEFAULT_INT4_GROUP_SIZE
+        return group_for_axis(DEFAULT_INT4_GROUP_SIZE, k)
     if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):
         raise TypeError(f"group_size must be an int, got {type(group_size).__name__}")
     g = int(group_size)
@@ -172,14 +190,12 @@ def _check_group_size(group_size: Any, k: int) -> int:
         raise ValueError(f"group_size must be a positive even number, got {g}")
     if g > _C.INT4_MAX_GROUP_SIZE:
         raise ValueError(f"group_size must be at most {_C.INT4_MAX_GROUP_SIZE}, got {g}")
-    if k and g > k:
-        raise ValueError(f"group_size={g} exceeds in_features={k}")
-    return g
+    return group_for_axis(g, k)
 
 
 def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symmetric: bool,
                mode: Optional[str], clip_search: bool) -> PackedWeight:
-    from .qtensor import QTensor, quantize
+    from .qtensor import QTensor, quantize_array
     mode = "w4a8" if mode is None else mode
     if mode not in INT4_MODES:
         raise ValueError(f"mode must be one of {INT4_MODES}, got {mode!r}")
@@ -204,14 +220,14 @@ def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symme
             zero = np.asarray(qt.zero_point).reshape(n, 1)
         else:
             raise ValueError("a 4-bit QTensor must be grouped along axis 1 or per channel (axis 0)")
-        if group_size is not None and int(group_size) != g:
+        if group_size is not None and _check_group_size(group_size, k) != g:
             raise ValueError(f"group_size={group_size} differs from the QTensor's ({g})")
     else:
         if w.shape[1] % 2:
             raise ValueError(f"4-bit weights need an even in_features, got {w.shape[1]}")
         g = _check_group_size(group_size, w.shape[1])
-        qt = quantize(w, "int4" if symmetric else "uint4", symmetric=symmetric, axis=1,
-                      group_size=g, clip_search=clip_search)
+        qt = quantize_array(w, "weight", "int4" if symmetric else "uint4", symmetric=symmetric,
+                            axis=1, group_size=g, clip_search=clip_search)
         scale, zero = qt.scale, qt.zero_point
     n, k = qt.data.shape
     groups = -(-k // g) if k else 0

@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import QTYPES, float_array, normalize_axis, qtype_name, require_finite
+from ._checks import (QTYPES, check_bool, float_array, group_for_axis, normalize_axis, qtype_name,
+                      require_finite)
 from .ops import dequantize_linear, quantize_linear
 
 _SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7}
@@ -147,9 +148,25 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
     clip_search=True (per channel or per group): instead of each unit's full range, use the
     range scaled by the ratio in CLIP_RATIOS (1.0 down to 0.5) whose quantization has the least
     squared error; it helps low bit widths on weights with outliers. Off by default.
+
+    A group_size larger than the axis is one group of the whole axis (ONNX blocked
+    quantization), and the QTensor records that group (the axis length), the rule every
+    grouped quantization follows (lowbit._checks.group_for_axis).
+
+    Raises TypeError for a non-float32 x or a symmetric / clip_search that is not a bool;
+    ValueError for NaN/Inf in x, bad axis or group_size.
     """
-    xa = float_array(x, "x")
-    require_finite(xa, "x")
+    return quantize_array(x, "x", dtype, symmetric, axis, group_size, clip_search)
+
+
+def quantize_array(x: Any, what: str, dtype: Any = "int8", symmetric: bool = True,
+                   axis: Optional[int] = None, group_size: Optional[int] = None,
+                   clip_search: bool = False) -> QTensor:
+    """`quantize`, with the argument's name for its errors (pack_weight's "weight")."""
+    xa = float_array(x, what)
+    require_finite(xa, what)
+    symmetric = check_bool(symmetric, "symmetric")
+    clip_search = check_bool(clip_search, "clip_search")
     name = qtype_name(dtype)
     storage = QTYPES[name][0]
     if group_size is not None:
@@ -159,10 +176,10 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
         if xa.ndim == 0:
             raise ValueError("group_size needs an array with at least one dimension")
         ax = normalize_axis(-1 if axis is None else axis, xa.ndim)
-        scale, zero = _group_params(xa, ax, int(group_size), name, symmetric, clip_search)
-        data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, block_size=int(group_size),
-                               dtype=name)
-        return QTensor(data, scale, zero.astype(storage), name, ax, int(group_size))
+        g = group_for_axis(int(group_size), xa.shape[ax])
+        scale, zero = _group_params(xa, ax, g, name, symmetric, clip_search)
+        data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, block_size=g, dtype=name)
+        return QTensor(data, scale, zero.astype(storage), name, ax, g)
     if axis is None:
         if clip_search:
             raise ValueError("clip_search applies to per-channel (axis) or per-group quantization")

@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._checks import check_bool
+
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     """10 log10(sum(ref^2) / sum((ref - test)^2)), in float64; inf when they are equal."""
@@ -149,6 +151,7 @@ def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
     the model's bytes, end-to-end latency, and the error of all floating-point outputs
     together. threads: lowbit's (and PyTorch's) thread count during the measurement (restored
     after). Prints the table unless verbose=False; returns the Report."""
+    verbose = check_bool(verbose, "verbose")
     torch = sys.modules.get("torch")   # only a model that is already a torch object needs it
     if torch is not None and isinstance(float_model, torch.nn.Module):
         if not isinstance(quantized_model, torch.nn.Module):

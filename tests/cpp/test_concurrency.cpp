@@ -184,6 +184,30 @@ void test_task_exception() {
   check(sum.load() == 4950, "the pool works after a task threw");
 }
 
+// set_num_threads refuses counts above max_num_threads() (kThreadsPerCpu per CPU, at least
+// kMinThreadCap) and keeps the pool it had; the cap itself works.
+void test_thread_cap() {
+  lowbit::set_num_threads(2);
+  const int cap = lowbit::max_num_threads();
+  check(cap >= lowbit::kMinThreadCap && cap >= lowbit::kThreadsPerCpu * lowbit::default_num_threads(),
+        "the thread cap is at least kMinThreadCap and kThreadsPerCpu per usable CPU");
+  for (int bad : {cap + 1, 1000}) {
+    bool refused = false;
+    try {
+      lowbit::set_num_threads(bad);
+    } catch (const std::invalid_argument&) {
+      refused = true;
+    }
+    check(refused && lowbit::get_num_threads() == 2,
+          "set_num_threads(" + std::to_string(bad) + ") is refused and changes nothing");
+  }
+  lowbit::set_num_threads(cap);
+  std::atomic<int64_t> sum{0};
+  lowbit::parallel_for(1000, [&](int64_t t) { sum.fetch_add(t); });
+  check(lowbit::get_num_threads() == cap && sum.load() == 499500, "the pool works at the cap");
+  lowbit::set_num_threads(2);
+}
+
 #if !(defined(__SANITIZE_THREAD__) || LOWBIT_HAS_FEATURE(thread_sanitizer))
 // The same checks with jobs running on an OpenMP runtime's threads (how lowbit runs inside
 // PyTorch), plus: the team really is used, and a library without OpenMP entry points is refused.
@@ -239,6 +263,7 @@ int main() {
   }
   test_parallel_for_exactly_once(4, 200);
   test_task_exception();
+  test_thread_cap();
 #if defined(__SANITIZE_THREAD__) || LOWBIT_HAS_FEATURE(thread_sanitizer)
   // libgomp is not built with ThreadSanitizer, which then cannot see its synchronization.
   std::printf("skipped the OpenMP runtime tests under ThreadSanitizer\n");

@@ -29,8 +29,15 @@ void set_active_isa(Isa isa);                    // throws std::runtime_error if
 std::vector<std::string> cpu_feature_names();    // e.g. {"avx2", "fma", "avx512f", ...}
 
 int get_num_threads();
-void set_num_threads(int n);                     // n >= 1
+void set_num_threads(int n);                     // 1 <= n <= max_num_threads()
 int default_num_threads();                       // usable cores (respects CPU affinity)
+// The most threads set_num_threads accepts: kThreadsPerCpu per CPU (the larger of the affinity
+// mask and the machine's count), and at least kMinThreadCap. Every kernel is compute- or
+// memory-bound, so threads beyond the CPUs only take turns; a few per CPU stay allowed for
+// tests and experiments that oversubscribe (thread counts 3 and 7 on a 2-CPU machine).
+constexpr int kThreadsPerCpu = 4;
+constexpr int kMinThreadCap = 16;
+int max_num_threads();
 // Run parallel work on the threads of an OpenMP runtime already in the process (PyTorch's
 // libgomp) instead of lowbit's own: inside a PyTorch model the two pools would fight for the
 // cores. Threads per call: the smaller of get_num_threads() and that runtime's setting.

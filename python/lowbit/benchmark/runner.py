@@ -192,11 +192,13 @@ SHORT_SHAPES: tuple[Shape, ...] = ((1536, 384), (4096, 4096))
 
 
 def run_short(Ms: Sequence[int] = SHORT_MS, shapes: Sequence[Shape] = SHORT_SHAPES,
-              repeats: int = 3, progress: bool = False) -> list[dict[str, Any]]:
-    """`lowbit bench`: NumPy float32, lowbit.linear and the installed peers at lowbit's thread
-    count; prints the markdown table and returns the rows."""
+              repeats: int = 3, progress: bool = False,
+              threads: Optional[int] = None) -> list[dict[str, Any]]:
+    """`lowbit bench`: NumPy float32, lowbit.linear and the installed peers at `threads`
+    (default lowbit's thread count), at every M and (K, N) shape; prints the markdown table
+    and returns the rows."""
     methods = ["numpy_f32", "lowbit_linear"] + [p for p in PEERS if method_available(p)]
-    threads = default_threads()
+    threads = default_threads() if threads is None else threads
     print(f"lowbit bench: {threads} thread(s), methods {', '.join(methods)} ...", flush=True)
     start = time.perf_counter()
     rows = run_grid(Ms, shapes, [threads], methods, repeats, progress=progress)

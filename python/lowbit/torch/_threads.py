@@ -15,6 +15,7 @@ import warnings
 import torch
 
 from .. import _C
+from .._checks import check_bool
 
 # libgomp.so.1, libgomp-a34b3233.so.1 (a wheel's vendored copy), libiomp5.so, libomp.so.5
 _OPENMP_LIBRARY = re.compile(r"^lib(gomp|iomp5|omp)(-[0-9a-f]+)?\.so(\.\d+)*$")
@@ -48,7 +49,7 @@ def use_torch_threads(enabled: bool = True) -> bool:
     or its runtime cannot be found. In a process forked after the runtime was in use it raises
     RuntimeError (the parent's OpenMP threads do not exist in the child).
     """
-    if not enabled:
+    if not check_bool(enabled, "enabled"):
         _C._use_own_threads()
         return False
     library = _loaded_openmp_library() if _torch_uses_openmp() else None

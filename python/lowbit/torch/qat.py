@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import nn as lnn
-from .._checks import QTYPES
+from .._checks import QTYPES, check_bool
 from .._plan import LayerPlan, UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig, QuantConfig, check_config
 from ..conversion import ConfigSpec, config_for
@@ -42,6 +42,7 @@ class FakeQuantLinear(nn.Module):
     def __init__(self, linear: nn.Linear, config: QuantConfig, plan: LayerPlan,
                  learnable_scales: bool = False) -> None:
         super().__init__()
+        learnable_scales = check_bool(learnable_scales, "learnable_scales")
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.weight = linear.weight
@@ -196,6 +197,7 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
     quantize_ (one config or a dict of fnmatch patterns). Train as usual (the layers keep the
     original weight/bias Parameters, so an existing optimizer still holds them; with
     learnable_scales=True add the new scale Parameters to it), then `convert(model)`."""
+    learnable_scales = check_bool(learnable_scales, "learnable_scales")
     linears = find(model, (nn.Linear,), filter_fn)
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear layers to prepare for QAT")

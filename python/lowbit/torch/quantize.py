@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
+from .._checks import check_bool
 from .._measure import call
 from .._plan import UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig
@@ -108,6 +109,9 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     a UserWarning also says why."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize_ takes an nn.Module, got {type(model).__name__}")
+    skip_slower = check_bool(skip_slower, "skip_slower")
+    embeddings = check_bool(embeddings, "embeddings")
+    progress = None if progress is None else check_bool(progress, "progress")
     if not isinstance(config, dict) and isinstance(config, Int8StaticConfig):
         raise ValueError("Int8StaticConfig needs calibration: prepare(model, config), run "
                          "representative data through the model, then convert(model)")
