@@ -73,6 +73,28 @@ void BM_linear(benchmark::State& state) {
                                               benchmark::Counter::kIs1000);
 }
 
+// args: isa, threads, M, K, N, group (w4a8: int8 activations x 4-bit weights)
+void BM_linear_w4a8(benchmark::State& state) {
+  set_isa_or_skip(state, static_cast<int>(state.range(0)));
+  lowbit::set_num_threads(static_cast<int>(state.range(1)));
+  const int64_t M = state.range(2), K = state.range(3), N = state.range(4), group = state.range(5);
+  std::mt19937 gen(5);
+  std::uniform_int_distribution<int> nib(0, 15);
+  std::vector<uint8_t> u(N * K);
+  for (auto& v : u) v = static_cast<uint8_t>(nib(gen));
+  std::vector<float> scale(N * ((K + group - 1) / group), 0.01f);
+  auto w = lowbit::PackedInt4Matrix::pack(u.data(), N, K, group, scale.data(), nullptr);
+  std::vector<float> x(M * K), y(M * N);
+  std::normal_distribution<float> d;
+  for (auto& v : x) v = d(gen);
+  for (auto _ : state) {
+    lowbit::linear_int4(x.data(), M, K, *w, lowbit::Int4Compute::w4a8, nullptr, y.data(), N);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GOPS"] = benchmark::Counter(2.0 * M * N * K, benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+
 void BM_quantize_linear(benchmark::State& state) {
   set_isa_or_skip(state, static_cast<int>(state.range(0)));
   lowbit::set_num_threads(1);
@@ -104,5 +126,7 @@ void gemm_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_matmul_integer_packed)->Apply(gemm_args);
 BENCHMARK(BM_linear)->Apply(gemm_args);
+BENCHMARK(BM_linear_w4a8)->ArgNames({"isa", "threads", "M", "K", "N", "group"})
+    ->ArgsProduct({{2, 6}, {1, 2}, {1, 8, 16, 64, 256}, {4096}, {4096}, {32, 128}})->UseRealTime();
 BENCHMARK(BM_quantize_linear)->ArgNames({"isa", "n"})->Args({0, 1 << 20})->Args({1, 1 << 20})->Args({2, 1 << 20});
 BENCHMARK_MAIN();

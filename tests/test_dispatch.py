@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -54,7 +55,20 @@ def test_default_isa_is_best(tmp_path):
     r = _run_python("import json, lowbit; print(json.dumps(lowbit.cpu_info()))", {}, tmp_path)
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
-    assert info["isa"] == info["available"][-1]
+    preferred = [n for n in info["available"] if n not in info["test_only"]]
+    assert info["isa"] == preferred[-1]
+    assert info["test_only"] == (["amx_emu"] if "amx_emu" in info["available"] + list(info["unavailable"]) else [])
+
+
+def test_cpu_info_names_why_a_path_is_missing():
+    info = lowbit.cpu_info()
+    assert set(info["available"]).isdisjoint(info["unavailable"])
+    for name, why in info["unavailable"].items():
+        assert isinstance(why, str) and why, name
+        with pytest.raises(RuntimeError, match=re.escape(why.split(":")[0][:30])):
+            lowbit.set_isa(name)
+    if "amx" in info["unavailable"]:  # the software model runs the same kernels wherever AVX-512 does
+        assert ("amx_emu" in info["available"]) == ("avx512vnni" in info["available"])
 
 
 @pytest.mark.parametrize("name", ISAS)
@@ -131,7 +145,8 @@ def test_lowbit_isa_scalar(tmp_path):
 def test_lowbit_isa_empty_means_default(tmp_path):
     r = _run_python("import lowbit; print(lowbit.cpu_info()['isa'])", {"LOWBIT_ISA": ""}, tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == ISAS[-1]
+    test_only = lowbit.cpu_info()["test_only"]
+    assert r.stdout.strip() == [n for n in ISAS if n not in test_only][-1]
 
 
 def test_num_threads_round_trip():

@@ -89,9 +89,15 @@ void avx512vnni_entries(KernelTable& t) {
   t.gemm_w4f32 = {avx512vnni::gemm_w4f32, 4};
   t.gemm_w8f32 = {avx512vnni::gemm_w8f32, 4};
 }
-// The tile unit takes the int8 GEMM at 32 rows a step (small M falls back inside the kernel).
-void amx_entries(KernelTable& t) { t.gemm = {amx::gemm, 32}; }
-void amx_emu_entries(KernelTable& t) { t.gemm = {amx_emu::gemm, 32}; }
+// The tile unit takes the w8a8 and w4a8 GEMMs at 32 rows a step (small M falls back inside).
+void amx_entries(KernelTable& t) {
+  t.gemm = {amx::gemm, 32};
+  t.gemm_w4a8 = {amx::gemm_w4a8, 32};
+}
+void amx_emu_entries(KernelTable& t) {
+  t.gemm = {amx_emu::gemm, 32};
+  t.gemm_w4a8 = {amx_emu::gemm_w4a8, 32};
+}
 #else
 void avx2_entries(KernelTable&) {}
 void avxvnni_entries(KernelTable&) {}

@@ -27,7 +27,18 @@ def started_as_cli() -> bool:
 
 
 def cpu_info() -> dict[str, Any]:
-    """Active ISA path, the usable paths on this CPU, CPU features and the thread count."""
+    """What runs here: the kernel paths and threads.
+
+    Returns
+    -------
+    dict
+        ``isa``: the active path; ``available``: the usable paths, in order of preference (best
+        last); ``unavailable``: every other path lowbit knows, with the reason it cannot run here
+        (for ``amx``: the CPU bits, the OS's XCR0 tile state or a refused Linux permission);
+        ``test_only``: paths never chosen by default (``amx_emu``: the AMX kernels on a software
+        model of the tile unit); ``features``: CPU feature names; ``threads``,
+        ``default_threads``, ``max_threads``.
+    """
     return dict(_C.cpu_info())
 
 
@@ -44,7 +55,7 @@ def set_isa(name: str) -> None:
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[str]:
-    """Run the block on one kernel path (scalar, avx2, avx512vnni), then restore the previous.
+    """Run the block on one kernel path (a name of ``cpu_info()["available"]``), then restore.
 
     The setting is process-wide: other Python threads running at the same time use it too.
     """

@@ -181,6 +181,29 @@ void test_tile_walk(std::mt19937& gen) {
   }
 }
 
+// The w4a8 tile walk: one tdpbssd chain per group and half panel, counted on the model; the
+// results themselves are checked bit for bit against scalar in test_kernels.
+void test_w4a8_tile_walk(std::mt19937& gen) {
+  lowbit::set_active_isa(lowbit::Isa::amx_emu);
+  lowbit::set_num_threads(1);
+  std::uniform_int_distribution<int> nib(0, 15);
+  // M=32, K=256, group 64 (one 64-byte step), N=64: 4 groups x 2 halves x 4 products = 32;
+  // group 32 (32-byte steps): 8 x 2 x 4 = 64; M=20 the same with padded rows; M=15: avx512vnni.
+  for (auto [M, group, want] : {std::tuple<int64_t, int64_t, uint64_t>{32, 64, 32}, {32, 32, 64},
+                               {20, 32, 64}, {32, 128, 32}, {15, 64, 0}}) {
+    const int64_t K = 256, N = 64, G = K / group;
+    std::vector<uint8_t> u(N * K);
+    for (auto& v : u) v = static_cast<uint8_t>(nib(gen));
+    std::vector<float> scale(N * G, 0.5f), x(M * K, 1.0f), y(M * N);
+    auto w = lowbit::PackedInt4Matrix::pack(u.data(), N, K, group, scale.data(), nullptr);
+    const uint64_t before = model::dot_count();
+    lowbit::linear_int4(x.data(), M, K, *w, lowbit::Int4Compute::w4a8, nullptr, y.data(), N);
+    const uint64_t dots = model::dot_count() - before;
+    check(dots == want, "amx_emu w4a8 M=" + std::to_string(M) + " group " + std::to_string(group) + ": " +
+                            std::to_string(dots) + " tile products (want " + std::to_string(want) + ")");
+  }
+}
+
 // Every thread configures its own tiles: fresh threads, a thread whose tiles another library
 // shaped differently, a forked child.
 void test_thread_config(std::mt19937& gen, lowbit::Isa isa) {
@@ -226,6 +249,7 @@ int main() {
   test_model_faults();
   if (lowbit::isa_missing_reason(lowbit::Isa::amx_emu).empty()) {
     test_tile_walk(gen);
+    test_w4a8_tile_walk(gen);
     test_thread_config(gen, lowbit::Isa::amx_emu);
   } else {
     std::printf("amx_emu not available here: %s\n", lowbit::isa_missing_reason(lowbit::Isa::amx_emu).c_str());

@@ -460,6 +460,12 @@ int main(int argc, char** argv) {
                                        {384, 128}, {512, 256}, {256, 256}, {1030, 1030}, {4096, 32}})
           test_linear_int4(gen, isa, {7, K, 70, group, sym}, t);
         test_linear_int4(gen, isa, {1, 4096, 300, 128, sym}, t);
+        // Row counts of the tile kernels' blocks (16 / 32 rows, padded), every tile step width
+        // (group 64: 64 bytes, 96: 32, 48: 16, 40: 8) and column tails.
+        for (int64_t M : {8, 16, 33, 64})
+          for (const auto& [K, group] : {std::pair<int64_t, int64_t>{256, 64}, {192, 96}, {100, 48},
+                                         {120, 40}, {260, 32}, {512, 128}})
+            test_linear_int4(gen, isa, {M, K, 97, group, sym}, t);
       }
     }
   }

@@ -9,16 +9,20 @@
 
 namespace lowbit {
 namespace amx_scratch {
-// This thread's scratch of at least `bytes`, 64-byte aligned; valid until the next call from
-// the same thread. Throws std::bad_alloc.
-void* reserve(size_t bytes);
+// This thread's scratch slot `slot` (0 or 1) of at least `bytes`, 64-byte aligned; valid until
+// the next call for the same slot from the same thread. Throws std::bad_alloc.
+void* reserve(int slot, size_t bytes);
 }  // namespace amx_scratch
 namespace amx {
 void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
+void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+               int64_t panel_end);
 }  // namespace amx
 namespace amx_emu {
 void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
+void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+               int64_t panel_end);
 }  // namespace amx_emu
 }  // namespace lowbit

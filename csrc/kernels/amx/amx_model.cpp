@@ -126,6 +126,7 @@ uint64_t dot_count() { return g_dots.load(std::memory_order_relaxed); }
 
 void tdpbusd(int c, int a, int b) { dot<false, true>(c, a, b, "tdpbusd"); }
 void tdpbsud(int c, int a, int b) { dot<true, false>(c, a, b, "tdpbsud"); }
+void tdpbssd(int c, int a, int b) { dot<true, true>(c, a, b, "tdpbssd"); }
 
 }  // namespace amx_model
 }  // namespace lowbit

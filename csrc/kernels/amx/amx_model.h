@@ -1,5 +1,5 @@
 // A software model of the AMX tile instructions the amx kernels use (ldtilecfg, sttilecfg,
-// tilezero, tileloadd, tilestored, tdpbusd, tdpbsud, tilerelease), for the test-only `amx_emu`
+// tilezero, tileloadd, tilestored, tdpbusd, tdpbsud, tdpbssd, tilerelease), for the test-only `amx_emu`
 // path: the same kernel sources run on every x86 machine, so the tile walk, the K and M tails
 // and the epilogue are tested (also under ASan and TSan) where the CPU has no tile unit.
 //
@@ -41,9 +41,10 @@ void tilezero(int t);
 void tileloadd(int t, const void* base, int64_t stride);
 void tilestored(int t, void* base, int64_t stride);
 // c[m][n] += sum over k < colsb(a)/4, i < 4 of a[m][4k+i] * b[k][4n+i], int32, wrapping:
-// tdpbusd: a unsigned, b signed bytes; tdpbsud: a signed, b unsigned.
+// tdpbusd: a unsigned, b signed bytes; tdpbsud: a signed, b unsigned; tdpbssd: both signed.
 void tdpbusd(int c, int a, int b);
 void tdpbsud(int c, int a, int b);
+void tdpbssd(int c, int a, int b);
 
 // Dot-product instructions executed by every thread so far (tests check the tile walk with it).
 uint64_t dot_count();

@@ -18,8 +18,9 @@ struct Buffer {
 
 }  // namespace
 
-void* reserve(size_t bytes) {
-  thread_local Buffer b;
+void* reserve(int slot, size_t bytes) {
+  thread_local Buffer buffers[2];
+  Buffer& b = buffers[slot & 1];
   if (bytes > b.bytes) {
     void* fresh = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (fresh == nullptr) throw std::bad_alloc();

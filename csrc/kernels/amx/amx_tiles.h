@@ -31,6 +31,7 @@ static inline void tile_load_config(const TileConfig* cfg) { amx_model::ldtilecf
 #define LOWBIT_TILE_STORE(t, p, stride) ::lowbit::amx_model::tilestored(t, p, stride)
 #define LOWBIT_TILE_DPBUSD(c, a, b) ::lowbit::amx_model::tdpbusd(c, a, b)
 #define LOWBIT_TILE_DPBSUD(c, a, b) ::lowbit::amx_model::tdpbsud(c, a, b)
+#define LOWBIT_TILE_DPBSSD(c, a, b) ::lowbit::amx_model::tdpbssd(c, a, b)
 #else
 static inline void tile_store_config(TileConfig* cfg) { _tile_storeconfig(cfg); }
 static inline void tile_load_config(const TileConfig* cfg) { _tile_loadconfig(cfg); }
@@ -39,6 +40,7 @@ static inline void tile_load_config(const TileConfig* cfg) { _tile_loadconfig(cf
 #define LOWBIT_TILE_STORE(t, p, stride) _tile_stored(t, p, stride)
 #define LOWBIT_TILE_DPBUSD(c, a, b) _tile_dpbusd(c, a, b)
 #define LOWBIT_TILE_DPBSUD(c, a, b) _tile_dpbsud(c, a, b)
+#define LOWBIT_TILE_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
 #endif
 
 // Tile configuration is per thread (the caller, lowbit's pool workers, PyTorch's OpenMP team,

@@ -61,7 +61,7 @@ TileA copy_a(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t block
   const bool tail = groups % kTileGroups != 0;
   TileA t;
   t.chunks = full + (tail ? 1 : 0);
-  auto* dst = static_cast<uint8_t*>(amx_scratch::reserve(static_cast<size_t>(blocks * t.chunks * 1024)));
+  auto* dst = static_cast<uint8_t*>(amx_scratch::reserve(0, static_cast<size_t>(blocks * t.chunks * 1024)));
   t.data = dst;
   const int64_t k0 = (groups - kTileGroups) * 4;   // the tail chunk: the last 64 k of the row,
   const int64_t done = full * 64 - k0;             // of which the first `done` are summed already
