@@ -2,10 +2,12 @@
 //   panel p (64 columns) is KP/4 groups of [64 columns x 4 consecutive k] signed bytes.
 // uint8 input is stored as B - 128 and the shift moves into the column zero point, so kernels
 // only ever see u8 (A) x s8 (B).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "lowbit/lowbit.h"
 #include "runtime/aligned_buffer.h"
@@ -57,39 +59,125 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
   pm->storage_bytes_ = static_cast<size_t>(
       checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
   pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
-  std::memset(pm->storage_, 0, pm->storage_bytes_);
   auto* base = static_cast<uint8_t*>(pm->storage_);
   pm->panels_ = reinterpret_cast<int8_t*>(base);
   pm->col_zero_ = reinterpret_cast<int32_t*>(base + panel_bytes);
   pm->col_corr_ = reinterpret_cast<int32_t*>(base + panel_bytes + col_bytes);
   pm->zero_points_ = reinterpret_cast<int32_t*>(base + panel_bytes + 2 * col_bytes);
+  // Every byte of the panels of whole columns is written below; only the per-column data and
+  // the last panel's columns past N need zeros.
+  std::memset(base + panel_bytes, 0, pm->storage_bytes_ - static_cast<size_t>(panel_bytes));
+  if (N % kPanelCols != 0)
+    std::memset(base + (pm->NP_ - kPanelCols) * pm->KP_, 0, static_cast<size_t>(kPanelCols * pm->KP_));
 
-  const int32_t shift = type == ElemType::uint8 ? 128 : 0;
+  // uint8 B is stored as B - 128, which as a byte is B ^ 0x80.
+  const uint8_t flip = type == ElemType::uint8 ? 0x80 : 0x00;
+  const uint32_t flip4 = 0x01010101u * flip;
   const auto* b8 = static_cast<const uint8_t*>(b);
   const int64_t KP = pm->KP_;
   const int64_t n_panels = pm->NP_ / kPanelCols;
   PackedMatrix* raw = pm.get();
-  parallel_for(n_panels, [&](int64_t panel) {
-    int8_t* dst = raw->panels_ + panel * kPanelCols * KP;
-    for (int64_t c = 0; c < kPanelCols; ++c) {
+  // Column sums of the stored (shifted) values, sums[c] for the panel's columns.
+  auto finish_columns = [&](int64_t panel, const int32_t* sums, int64_t cols) {
+    for (int64_t c = 0; c < cols; ++c) {
       const int64_t n = panel * kPanelCols + c;
-      if (n >= N) break;
-      uint32_t sum = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        const uint8_t raw_byte = b8[k * stride_k + n * stride_n];
-        const int32_t v = (type == ElemType::uint8 ? static_cast<int32_t>(raw_byte)
-                                                   : static_cast<int32_t>(static_cast<int8_t>(raw_byte))) -
-                          shift;
-        dst[(k / 4) * kPanelCols * 4 + c * 4 + (k % 4)] = static_cast<int8_t>(v);
-        sum += static_cast<uint32_t>(v);
-      }
       const int32_t zp = zero_point_count == 0 ? 0 : zero_point[zero_point_count == 1 ? 0 : n];
-      const int32_t effective = zp - shift;
+      const int32_t effective = zp - (type == ElemType::uint8 ? 128 : 0);
       raw->zero_points_[n] = zp;
       raw->col_zero_[n] = effective;
-      raw->col_corr_[n] = static_cast<int32_t>(sum - static_cast<uint32_t>(K) * static_cast<uint32_t>(effective));
+      raw->col_corr_[n] = static_cast<int32_t>(static_cast<uint32_t>(sums[c]) -
+                                               static_cast<uint32_t>(K) * static_cast<uint32_t>(effective));
     }
-  });
+  };
+  // Row-major B (K x N, matmul_integer's operand): a k group is 4 rows; each task takes a run of
+  // panels and walks the k groups outside them, so it reads B in long runs of contiguous rows
+  // (a panel-at-a-time walk reads one line from each of K rows: a stride the prefetchers miss).
+  // Plain loops the compiler vectorizes with the baseline ISA (this file is built at -O3).
+  if (stride_n == 1) {
+    // One task per thread: a task's rows are as long as possible.
+    const int64_t tasks = std::min<int64_t>(n_panels, get_num_threads());
+    parallel_for(tasks, [&](int64_t t) {
+      const int64_t p0 = n_panels * t / tasks, p1 = n_panels * (t + 1) / tasks;
+      std::vector<int32_t> sum_data(static_cast<size_t>((p1 - p0) * kPanelCols), 0);
+      auto sums = [&](int64_t i) { return sum_data.data() + i * kPanelCols; };
+      for (int64_t g = 0; g < KP / 4; ++g) {
+        const uint8_t* src[4];
+        for (int i = 0; i < 4; ++i) src[i] = 4 * g + i < K ? b8 + (4 * g + i) * stride_k : nullptr;
+        for (int64_t panel = p0; panel < p1; ++panel) {
+          const int64_t n0 = panel * kPanelCols, cols = std::min<int64_t>(kPanelCols, N - n0);
+          uint8_t rows[4][kPanelCols];
+          for (int i = 0; i < 4; ++i) {
+            if (src[i] == nullptr || cols < kPanelCols) std::memset(rows[i], 0, kPanelCols);
+            if (src[i] != nullptr)
+              for (int64_t c = 0; c < cols; ++c) rows[i][c] = static_cast<uint8_t>(src[i][n0 + c] ^ flip);
+          }
+          auto* out = reinterpret_cast<uint32_t*>(raw->panels_ + panel * kPanelCols * KP) + g * kPanelCols;
+          int32_t* sum = sums(panel - p0);
+          for (int64_t c = 0; c < kPanelCols; ++c) {
+            out[c] = static_cast<uint32_t>(rows[0][c]) | static_cast<uint32_t>(rows[1][c]) << 8 |
+                     static_cast<uint32_t>(rows[2][c]) << 16 | static_cast<uint32_t>(rows[3][c]) << 24;
+            sum[c] += static_cast<int8_t>(rows[0][c]) + static_cast<int8_t>(rows[1][c]) +
+                      static_cast<int8_t>(rows[2][c]) + static_cast<int8_t>(rows[3][c]);
+          }
+        }
+      }
+      for (int64_t panel = p0; panel < p1; ++panel)
+        finish_columns(panel, sums(panel - p0), std::min<int64_t>(kPanelCols, N - panel * kPanelCols));
+    });
+  } else {
+    parallel_for(n_panels, [&](int64_t panel) {
+      auto* dst = reinterpret_cast<uint8_t*>(raw->panels_ + panel * kPanelCols * KP);
+      const int64_t n0 = panel * kPanelCols;
+      const int64_t cols = std::min<int64_t>(kPanelCols, N - n0);
+      int32_t sums[kPanelCols] = {};
+      if (stride_k == 1) {
+        // Columns of B contiguous (a weight, N x K row-major): each column's 4-byte k groups
+        // are words to spread 256 bytes apart, done in blocks of 16 groups so the 64 lines
+        // written stay in L1 while the 64 source rows advance one line each.
+        const int64_t whole = K / 4;
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint8_t* src = b8 + (n0 + c) * stride_n;
+          int32_t s = 0;
+          for (int64_t k = 0; k < K; ++k) s += static_cast<int8_t>(static_cast<uint8_t>(src[k] ^ flip));
+          sums[c] = s;
+        }
+        for (int64_t g0 = 0; g0 < whole; g0 += 16) {
+          const int64_t g1 = std::min(whole, g0 + 16);
+          for (int64_t c = 0; c < cols; ++c) {
+            const uint8_t* src = b8 + (n0 + c) * stride_n;
+            // The next block's line of this row: 64 rows are 64 streams, more than the
+            // hardware prefetchers follow.
+            if (g1 < whole) __builtin_prefetch(src + 4 * g1);
+            for (int64_t g = g0; g < g1; ++g) {
+              uint32_t w;
+              std::memcpy(&w, src + 4 * g, 4);
+              w ^= flip4;
+              std::memcpy(dst + g * kPanelCols * 4 + 4 * c, &w, 4);
+            }
+          }
+        }
+        if (whole * 4 < K)  // the last, partial k group: zeros past K
+          for (int64_t c = 0; c < cols; ++c) {
+            const uint8_t* src = b8 + (n0 + c) * stride_n;
+            uint8_t* out = dst + whole * kPanelCols * 4 + 4 * c;
+            for (int i = 0; i < 4; ++i)
+              out[i] = whole * 4 + i < K ? static_cast<uint8_t>(src[whole * 4 + i] ^ flip) : 0;
+          }
+      } else {  // any other strides: element by element
+        for (int64_t c = 0; c < cols; ++c) {
+          const int64_t n = n0 + c;
+          int32_t sum = 0;
+          for (int64_t k = 0; k < KP; ++k) {
+            const uint8_t v = k < K ? static_cast<uint8_t>(b8[k * stride_k + n * stride_n] ^ flip) : 0;
+            dst[(k / 4) * kPanelCols * 4 + c * 4 + (k % 4)] = v;
+            sum += static_cast<int8_t>(v);
+          }
+          sums[c] = sum;
+        }
+      }
+      finish_columns(panel, sums, cols);
+    });
+  }
   pm->symmetric_ = true;
   for (int64_t n = 0; n < N; ++n) pm->symmetric_ &= pm->col_zero_[n] == 0;
   return pm;
