@@ -18,7 +18,8 @@ from ..config import Int8StaticConfig, QuantConfig, check_config
 from ..conversion import ConfigSpec, config_for
 from ..qtensor import QTensor
 from . import fake_quant as fq
-from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, set_submodule)
 from .layers import QuantizedLinear, float_weight
 from ..summary import ConversionSummary, Replaced, Skipped
 
@@ -192,11 +193,17 @@ class FakeQuantLinear(nn.Module):
 
 
 def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] = None, *,
-                learnable_scales: bool = False) -> ConversionSummary:
+                learnable_scales: bool = False, progress: Optional[bool] = None
+                ) -> ConversionSummary:
     """Swaps the model's nn.Linear layers for FakeQuantLinear (in place); config as in
     quantize_ (one config or a dict of fnmatch patterns). Train as usual (the layers keep the
     original weight/bias Parameters, so an existing optimizer still holds them; with
-    learnable_scales=True add the new scale Parameters to it), then `convert(model)`."""
+    learnable_scales=True add the new scale Parameters to it), then `convert(model)`.
+    filter_fn and progress as in quantize_. Returns a ConversionSummary (the modules holding
+    weight matrices that stay float are listed in its `kept`)."""
+    from .quantize import _progress
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"prepare_qat takes an nn.Module, got {type(model).__name__}")
     learnable_scales = check_bool(learnable_scales, "learnable_scales")
     linears = find(model, (nn.Linear,), filter_fn)
     if not linears:
@@ -204,7 +211,7 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare_qat")
     done: dict[int, nn.Module] = {}
-    for name, module in linears:
+    for name, module in _progress(linears, progress, "lowbit prepare_qat"):
         if id(module) in done:
             set_submodule(model, name, done[id(module)])
             continue
@@ -228,4 +235,6 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
         summary.replaced.append(Replaced(name, "fake_quant", (module.out_features,
                                                               module.in_features),
                                          cfg.describe(), size, size, plan.note))
+    summary.kept = kept_float(model, handled_ids(model, linears),
+                              "an nn.Embedding: prepare_qat converts nn.Linear layers only")
     return summary

@@ -14,7 +14,9 @@ from .._measure import call
 from .._plan import UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig
 from ..conversion import ConfigSpec, config_for
-from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from ._hf import guard_hf_saves
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, set_names, set_submodule, tied_weights)
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
 from .layers import QuantizedLinear, float_weight
@@ -45,6 +47,8 @@ def model_nbytes(model: nn.Module) -> int:
 
 
 def _progress(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[Any]:
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"progress must be True, False or None, got {enabled!r}")
     if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_LAYERS):
         return items
     try:
@@ -126,6 +130,8 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         rows = _observed_rows(model, linears, example_inputs)
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("quantize_")
+    ties = tied_weights(model, linears + embs)
+    weight_bytes = {name: m.weight.nbytes for name, m in linears + embs}
     done: dict[int, nn.Module] = {}
     for name, module in _progress(linears + embs, progress, "lowbit quantize_"):
         if id(module) in done:   # the same module under a second name: reuse its replacement
@@ -140,11 +146,61 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         if new is not None:
             set_submodule(model, name, new)
             done[id(module)] = new
+    untied = note_ties(summary, ties, weight_bytes)
+    if untied:
+        warnings.warn(f"quantize_ untied {untied}: each converted module now holds its own "
+                      "quantized copy of the weight they shared (print the returned summary "
+                      "for the notes)", UserWarning, stacklevel=2)
+    summary.kept = kept_float(model, handled_ids(model, linears + embs),
+                              "an nn.Embedding: pass embeddings=True to quantize it"
+                              if not embeddings else "an nn.Embedding that filter_fn did not "
+                              "select")
+    finish(model)
     if not summary.replaced:
         # the model had layers to convert, so a summary of 0 replaced is most likely a surprise
         # (an odd in_features at 4 bits, a pattern dict that matches nothing): say why
         warnings.warn(_nothing_replaced(model, summary), UserWarning, stacklevel=2)
     return summary
+
+
+def finish(model: nn.Module) -> None:
+    """After any conversion: lowbit layers learn their names (for errors) and the model's
+    Hugging Face save methods refuse (lowbit.torch._hf)."""
+    set_names(model)
+    guard_hf_saves(model)
+
+
+def note_ties(summary: ConversionSummary, ties: dict[str, list[str]],
+              weight_bytes: dict[str, int]) -> str:
+    """Notes, on each replaced layer whose weight Parameter another module held, that the tie
+    is gone, and counts the shared float weight once in the summary's bytes (not at all where
+    a float holder keeps it in memory). Returns a description of the untied pairs ('' if
+    none)."""
+    replaced = {r.name: r for r in summary.replaced}
+    pairs = []
+    seen: set[frozenset[str]] = set()
+    for r in summary.replaced:
+        others = sorted(set(ties.get(r.name, [])))
+        if not others:
+            continue
+        floats = [o for o in others if o not in replaced]
+        converted = [o for o in others if o in replaced]
+        listed = ", ".join(repr(o) for o in others)
+        if floats:
+            note = (f"weight was tied to {listed}; untied: {', '.join(repr(o) for o in floats)} "
+                    "keeps the float weight (still in memory), this layer its own quantized copy")
+            r.bytes_before -= weight_bytes[r.name]
+        else:
+            first = min(summary.replaced.index(replaced[o]) for o in converted)
+            note = (f"weight was tied to {listed}; untied: each holds its own quantized copy")
+            if first < summary.replaced.index(r):
+                r.bytes_before -= weight_bytes[r.name]   # the shared float weight counted once
+        r.note = "; ".join(filter(None, [r.note, note]))
+        group = frozenset([r.name, *others])
+        if group not in seen:
+            seen.add(group)
+            pairs.append(" and ".join(repr(n) for n in sorted(group)))
+    return "; ".join(pairs)
 
 
 def _nothing_replaced(model: nn.Module, summary: ConversionSummary, shown: int = 4) -> str:
@@ -178,7 +234,7 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     except UnsupportedLayer as e:
         summary.skipped.append(Skipped(name, str(e)))
         return None
-    new = QuantizedLinear(lnn.QuantizedLinear.from_config(w, b, cfg), cfg.describe())
+    new = QuantizedLinear(lnn.QuantizedLinear.from_config(w, b, cfg), cfg.describe(), name)
     note = plan.note
     if skip_slower:
         t_float, t_quant = compare(module, new, rows, module.in_features)
@@ -205,6 +261,7 @@ def _convert_embedding(name: str, module: nn.Embedding, bits: int, group_size: O
         summary.skipped.append(Skipped(name, reason))
         return None
     new = QuantizedEmbedding.from_float(module, bits, group_size)
+    new.lowbit_name = name
     desc = f"int{bits} rows" + (f", groups of {group_size}" if group_size else ", per-row scales")
     summary.replaced.append(Replaced(name, "embedding",
                                      (module.num_embeddings, module.embedding_dim), desc,
