@@ -246,12 +246,44 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
 
 
 # ---- decoding -------------------------------------------------------------------------------
+def _directory_error(path: str) -> IsADirectoryError:
+    inside = sorted(n for n in os.listdir(path) if n.endswith(".safetensors"))
+    hf = os.path.exists(os.path.join(path, "config.json"))
+    what = (" (it looks like a Hugging Face / sentence-transformers model folder)" if hf else "")
+    files = f"; it holds {inside[:4]}" if inside else ""
+    return IsADirectoryError(f"{path!r} is a directory{what}{files}: lowbit.load reads one file "
+                             "written by lowbit.save")
+
+
+def _not_lowbit(path: str, tensors: Tensors, metadata: dict[str, str]) -> str:
+    """What a safetensors file without lowbit's format tag is, as far as its names tell."""
+    quantized = sorted(k[:-len(".qweight")] for k in tensors
+                       if k.endswith(".qweight") and k[:-len("qweight")] + "scale" in tensors)
+    tag = metadata.get("format")
+    written = f" (its metadata says format {tag!r})" if tag is not None else ""
+    if quantized:
+        return (f"{path!r} holds lowbit-quantized layers ({len(quantized)}, e.g. "
+                f"{quantized[0] + '.qweight'!r}) but no lowbit metadata{written}: it was written "
+                "from a quantized model's state_dict by another tool, such as Hugging Face "
+                "save_pretrained or SentenceTransformer.save. Neither lowbit nor transformers "
+                "can load it correctly (from_pretrained gives those layers random weights): "
+                "quantize the float model again and save it with lowbit.save")
+    if tag == "pt":
+        return (f"{path!r} is a PyTorch / Hugging Face safetensors file (metadata format 'pt'), "
+                "not a lowbit file: load it with transformers or safetensors, quantize with "
+                "lowbit.torch.quantize_, then save with lowbit.save")
+    return (f"{path!r} is not a lowbit file (no lowbit format tag in its safetensors "
+            f"metadata{written})")
+
+
 def read(path: "os.PathLike[str] | str"
          ) -> tuple[Tensors, dict[str, str], dict[str, Any], Optional[dict[str, Any]]]:
     """Reads and checks a lowbit file: (tensors, dtype codes, layer metadata, the structure of
     the NumPy model it holds or None). The metadata is checked field by field here, before
     anything uses it."""
     where = repr(os.fspath(path))
+    if os.path.isdir(os.fspath(path)):
+        raise _directory_error(os.fspath(path))
     with open(os.fspath(path), "rb") as f:
         buf = f.read()
     try:
@@ -259,8 +291,7 @@ def read(path: "os.PathLike[str] | str"
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{where} is not a lowbit file (no lowbit format tag in its "
-                         "safetensors metadata)")
+        raise ValueError(_not_lowbit(os.fspath(path), tensors, metadata))
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{where} has lowbit format version {version!r}; this "
