@@ -57,6 +57,7 @@ class Report:
     threads: int
     isa: str
     notes: list[str] = field(default_factory=list)
+    outputs: str = ""              # the model outputs the model row compares, by name
 
     def _cells(self, row: ReportRow) -> list[str]:
         def ms(v: Optional[float]) -> str:
@@ -133,7 +134,8 @@ class Report:
 
 
 def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
-           threads: Optional[int] = None, repeats: int = 20, verbose: bool = True) -> Report:
+           threads: Optional[int] = None, repeats: int = 20, verbose: bool = True,
+           output: Any = None) -> Report:
     """Compares a float model and its lowbit-converted copy on `example_inputs`.
 
     Models: two torch.nn.Module (the copy converted by lowbit.torch), or two NumPy models: a
@@ -144,13 +146,29 @@ def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
     imports PyTorch.
 
     example_inputs: one input, a tuple of positional arguments, or a dict of keyword arguments
-    (model(**inputs), as HF-style models take input_ids=..., attention_mask=...).
+    (model(**inputs), as HF-style models take input_ids=..., attention_mask=...). Every model
+    call gets its own copy of them (dicts, lists and tuples anew; the tensors or arrays too for
+    the calls whose outputs are compared), so a model that writes into its input dict, as a
+    SentenceTransformer does, cannot pass its outputs to the other model; the report's inputs
+    line describes them as given.
+
+    output: what the model row compares. None: every floating-point output together (the
+    note names them, e.g. token_embeddings, sentence_embedding); a key of a dict / ModelOutput
+    output (output="sentence_embedding"), an index of a tuple output, or a function of the
+    output.
 
     Per lowbit layer: bytes, median latency at the shape the layer sees during the example run,
     and the output error of the layer alone (the float layer's input fed to both). Model row:
     the model's bytes, end-to-end latency, and the error of all floating-point outputs
     together. threads: lowbit's (and PyTorch's) thread count during the measurement (restored
-    after). Prints the table unless verbose=False; returns the Report."""
+    after). A quantized model without lowbit layers (quantize_ kept every layer float, e.g.
+    with skip_slower=True) gives a report with no layer rows and a note saying nothing was
+    quantized. Prints the table unless verbose=False; returns the Report.
+
+    Raises TypeError for models of different kinds or that are not models, or an output= the
+    model's output cannot take (ValueError for a missing key or index); ValueError when a
+    lowbit layer of the quantized model is not in the float model, or the same model is given
+    twice."""
     verbose = check_bool(verbose, "verbose")
     torch = sys.modules.get("torch")   # only a model that is already a torch object needs it
     if torch is not None and isinstance(float_model, torch.nn.Module):
@@ -158,7 +176,7 @@ def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
             raise TypeError("report compares a torch.nn.Module with a torch.nn.Module, got "
                             f"{type(quantized_model).__name__}")
         from .torch.measure import measure
-        result = measure(float_model, quantized_model, example_inputs, threads, repeats)
+        result = measure(float_model, quantized_model, example_inputs, threads, repeats, output)
     else:
         from ._measure import as_model, measure_numpy
         float_np, quantized_np = as_model(float_model), as_model(quantized_model)
@@ -167,7 +185,7 @@ def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
             raise TypeError("report compares two torch.nn.Module models, or two NumPy models "
                             "(lowbit.nn.Model / Sequential, or (forward, layers) pairs); got "
                             f"{type(bad).__name__}")
-        result = measure_numpy(float_np, quantized_np, example_inputs, threads, repeats)
+        result = measure_numpy(float_np, quantized_np, example_inputs, threads, repeats, output)
     if verbose:
         print(result)
     return result
