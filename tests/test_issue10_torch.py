@@ -7,6 +7,7 @@ modules kept float and counted tied weights twice, prepare took other arguments 
 QuantizedLinear had no .weight, and report raised on a model that skip_slower kept float."""
 from __future__ import annotations
 
+import collections
 import copy
 import io
 import json
@@ -137,7 +138,8 @@ def test_item02_report_gives_each_model_its_own_inputs():
     model = DictWriter().eval()
     quantized = copy.deepcopy(model)
     quantize_(quantized, Int4WeightOnlyConfig(group_size=32), progress=False)
-    features = {"input_ids": torch.randint(0, 30, (3, 5), generator=torch.Generator().manual_seed(2))}
+    ids = torch.randint(0, 30, (3, 5), generator=torch.Generator().manual_seed(2))
+    features = {"input_ids": ids}
     given = dict(features)
     rep = lowbit.report(model, quantized, (features,), repeats=1, verbose=False)
     assert features.keys() == given.keys() and features["input_ids"] is given["input_ids"]
@@ -158,6 +160,9 @@ def test_item02_report_gives_each_model_its_own_inputs():
     assert picked.total.cosine == pytest.approx(expected, abs=1e-9)
     with pytest.raises(ValueError, match="output='pooled'.*no such key.*sentence_embedding"):
         lowbit.report(model, quantized, (features,), repeats=1, verbose=False, output="pooled")
+    wrapped = collections.UserDict(features)   # a tokenizer's BatchEncoding is a UserDict
+    again = lowbit.report(model, quantized, (wrapped,), repeats=1, verbose=False)
+    assert list(wrapped) == ["input_ids"] and again.total.cosine == rep.total.cosine
 
 
 def test_item02_report_on_a_sentence_transformer(minilm):
@@ -208,6 +213,40 @@ def test_item03_meta_skeleton_the_file_cannot_fill_is_refused_untouched(tmp_path
         lowbit.load(path, skeleton)
     assert dict(skeleton.named_modules()) == before   # no layer replaced
     assert all(t.is_meta for _, t in _all_tensors(skeleton))
+
+
+def test_item03_non_persistent_buffers_in_the_file(tmp_path):
+    model = _quantized_net()
+    model.blocks[0].register_buffer("steps", torch.arange(5), persistent=False)
+    model.blocks[0].register_buffer("rotary", torch.ones(3, dtype=torch.complex64),
+                                    persistent=False)   # safetensors has no complex dtype
+    path = tmp_path / "net.safetensors"
+    lowbit.save(model, path)
+    stored = lowbit.load(path)
+    assert np.array_equal(stored["blocks.0.steps"], np.arange(5)) and "blocks.0.rotary" not in stored
+    cpu = _net(1)
+    cpu.blocks[0].register_buffer("steps", torch.zeros(5, dtype=torch.int64), persistent=False)
+    cpu.blocks[0].register_buffer("rotary", torch.zeros(3, dtype=torch.complex64),
+                                  persistent=False)
+    lowbit.load(path, cpu)
+    assert torch.equal(cpu.blocks[0].steps, torch.arange(5))   # filled in
+    assert torch.equal(cpu.blocks[0].rotary, torch.zeros(3, dtype=torch.complex64))   # kept
+    plain = lowbit.load(path, _net(1))   # a skeleton without those buffers: they are optional
+    with torch.no_grad():
+        assert torch.equal(plain(_ids()), model(_ids()))
+    from lowbit import _safetensors
+    tensors, metadata, codes = _safetensors.read(path.read_bytes())
+    bad = tmp_path / "bad.safetensors"
+    with open(bad, "wb") as f:
+        _safetensors.write(f, tensors, dict(metadata, buffers='["nowhere"]'), codes)
+    with pytest.raises(ValueError, match="corrupted lowbit metadata.*buffer list"):
+        lowbit.load(bad, _net(1))
+    with torch.device("meta"):
+        meta = Net()
+        meta.blocks[0].register_buffer("rotary", torch.ones(3, dtype=torch.complex64),
+                                       persistent=False)
+    with pytest.raises(ValueError, match=r"meta device.*'blocks\.0\.rotary'"):
+        lowbit.load(path, meta)
 
 
 def test_item03_hugging_face_meta_skeleton(minilm, tmp_path):
@@ -348,6 +387,10 @@ def test_item09_errors_name_the_layer(tmp_path):
     prepare(static, Int8StaticConfig(), progress=False)
     with pytest.raises(ValueError, match=r"ObservedLinear '2'.*NaN"):
         static[2](torch.full((1, 8), float("nan")))
+    qat = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    prepare_qat(qat, Int8DynamicConfig(), progress=False)
+    with pytest.raises(TypeError, match=r"FakeQuantLinear '2' takes float32"):
+        qat[2](torch.ones(1, 8, dtype=torch.float64))
 
 
 # ---- item 11: torch.export, torch.jit.script, torch.compile(fullgraph=True) ------------------

@@ -4,9 +4,11 @@ function with its dict of layers). lowbit.torch.measure is the PyTorch side; it 
 layers with module hooks where this module puts recording layers in the dict."""
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
+from collections import UserDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -40,9 +42,15 @@ def fresh_inputs(inputs: Any, copy_leaf: Optional[Copy] = None) -> Any:
     the next model; with copy_leaf, every array or tensor copied too (a model may also change
     its input tensors in place)."""
     if isinstance(inputs, Mapping):
-        return {k: fresh_inputs(v, copy_leaf) for k, v in inputs.items()}
+        values = {k: fresh_inputs(v, copy_leaf) for k, v in inputs.items()}
+        if isinstance(inputs, UserDict):   # e.g. a tokenizer's BatchEncoding: keep the type
+            copied = copy.copy(inputs)      # UserDict.__copy__ gives it a dict of its own
+            copied.data = values
+            return copied
+        return values
     if isinstance(inputs, tuple):
-        return tuple(fresh_inputs(v, copy_leaf) for v in inputs)
+        values_t = [fresh_inputs(v, copy_leaf) for v in inputs]
+        return type(inputs)(*values_t) if hasattr(inputs, "_fields") else tuple(values_t)
     if isinstance(inputs, list):
         return [fresh_inputs(v, copy_leaf) for v in inputs]
     return inputs if copy_leaf is None else copy_leaf(inputs)

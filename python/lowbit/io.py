@@ -188,13 +188,18 @@ def _qualified_name(f: Any) -> str:
 
 
 def _metadata(tensors: Tensors, layers: dict[str, Any],
-              model: Optional[dict[str, Any]] = None) -> dict[str, str]:
+              model: Optional[dict[str, Any]] = None, buffers: tuple[str, ...] = ()
+              ) -> dict[str, str]:
     crc = {k: zlib.crc32(np.ascontiguousarray(v).data) for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "lowbit_version": _lowbit_version, "layers": json.dumps(layers, sort_keys=True),
             "crc32": json.dumps(crc, sort_keys=True)}
     if model is not None:
         meta["model"] = json.dumps(model)
+    if buffers:
+        # a PyTorch model's non-persistent buffers: optional when loading (a skeleton without
+        # them, e.g. from another transformers version, still loads)
+        meta["buffers"] = json.dumps(sorted(buffers))
     return meta
 
 
@@ -226,13 +231,14 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     """
     torch = sys.modules.get("torch")
     model = None
+    buffers: tuple[str, ...] = ()
     if torch is not None and isinstance(obj, torch.nn.Module):
         from .torch.io import module_objects
-        objects = module_objects(obj)
+        objects, buffers = module_objects(obj)
     elif isinstance(obj, Model):
         objects, model = model_objects(obj)
     elif isinstance(obj, Mapping):
-        objects = dict(obj)
+        objects, buffers = dict(obj), ()
         if torch is not None:
             from .torch.io import numpy_objects
             objects = numpy_objects(objects)
@@ -240,7 +246,7 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
         raise TypeError(f"save takes a torch.nn.Module, a lowbit.nn model or a dict, got "
                         f"{type(obj).__name__}")
     tensors, codes, layers = encode(objects)
-    metadata = _metadata(tensors, layers, model)
+    metadata = _metadata(tensors, layers, model, buffers)
     _safetensors.atomic_write(os.fspath(path),
                               lambda f: _safetensors.write(f, tensors, metadata, codes))
 
@@ -277,10 +283,12 @@ def _not_lowbit(path: str, tensors: Tensors, metadata: dict[str, str]) -> str:
 
 
 def read(path: "os.PathLike[str] | str"
-         ) -> tuple[Tensors, dict[str, str], dict[str, Any], Optional[dict[str, Any]]]:
+         ) -> tuple[Tensors, dict[str, str], dict[str, Any], Optional[dict[str, Any]],
+                    tuple[str, ...]]:
     """Reads and checks a lowbit file: (tensors, dtype codes, layer metadata, the structure of
-    the NumPy model it holds or None). The metadata is checked field by field here, before
-    anything uses it."""
+    the NumPy model it holds or None, the names of the tensors that are a PyTorch model's
+    non-persistent buffers). The metadata is checked field by field here, before anything
+    uses it."""
     where = repr(os.fspath(path))
     if os.path.isdir(os.fspath(path)):
         raise _directory_error(os.fspath(path))
@@ -301,6 +309,8 @@ def read(path: "os.PathLike[str] | str"
         crc = _safetensors.parse_json(metadata["crc32"].encode(), "lowbit metadata (crc32)")
         model = (None if "model" not in metadata else
                  _safetensors.parse_json(metadata["model"].encode(), "lowbit metadata (model structure)"))
+        buffers = _safetensors.parse_json(metadata.get("buffers", "[]").encode(),
+                                          "lowbit metadata (buffers)")
     except KeyError as e:
         raise ValueError(f"{where}: corrupted lowbit metadata (no {e} entry)") from None
     except ValueError as e:
@@ -308,6 +318,10 @@ def read(path: "os.PathLike[str] | str"
     if not isinstance(layers, dict) or not isinstance(crc, dict) or set(crc) != set(tensors):
         raise ValueError(f"{where}: corrupted lowbit metadata (layer or checksum "
                          "table does not match the tensors)")
+    if not (isinstance(buffers, list) and all(isinstance(b, str) and b in tensors
+                                              for b in buffers)):
+        raise ValueError(f"{where}: corrupted lowbit metadata (the buffer list does not name "
+                         "the file's tensors)")
     for name, a in tensors.items():
         if not is_int(crc[name]) or zlib.crc32(np.ascontiguousarray(a).data) != crc[name]:
             raise ValueError(f"{where}: tensor {name!r} is corrupted (CRC-32 mismatch)")
@@ -321,7 +335,7 @@ def read(path: "os.PathLike[str] | str"
             _check_structure(model, set(_owner_names(tensors, layers)), set(), 0)
         except ValueError as e:
             raise ValueError(f"{where}: corrupted lowbit model structure: {e}") from None
-    return tensors, codes, layers, model
+    return tensors, codes, layers, model, tuple(buffers)
 
 
 def _short(value: Any) -> str:
@@ -605,7 +619,7 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
     TypeError
         model is of another type.
     """
-    tensors, codes, layers, structure = read(path)
+    tensors, codes, layers, structure, buffers = read(path)
     where = os.fspath(path)
     torch = sys.modules.get("torch")
     if model is None or isinstance(model, Model):
@@ -620,4 +634,4 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
         raise TypeError(f"model must be a torch.nn.Module, a lowbit.nn model or None, got "
                         f"{type(model).__name__}")
     from .torch.io import restore_module
-    return restore_module(model, tensors, codes, layers, where)
+    return restore_module(model, tensors, codes, layers, where, buffers)

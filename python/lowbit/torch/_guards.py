@@ -33,6 +33,16 @@ def layer_label(kind: str, name: Optional[str], details: str) -> str:
     return f"lowbit {kind}{where}({details})"
 
 
+def _is_compiling() -> bool:
+    check = getattr(torch.compiler, "is_compiling", None)   # torch >= 2.3
+    return bool(check()) if check is not None else False
+
+
+def _is_exporting() -> bool:
+    check = getattr(torch.compiler, "is_exporting", None)   # torch >= 2.5
+    return bool(check()) if check is not None else False
+
+
 def refuse_tracing(label: Callable[[], str]) -> None:
     """Raises (or, inside Dynamo, forces a graph break) when the caller is a tracer or an
     exporter that would record a lowbit layer wrongly. Cheap in eager mode: two flag reads."""
@@ -41,8 +51,8 @@ def refuse_tracing(label: Callable[[], str]) -> None:
             f"{label()} cannot be traced: torch.jit.trace (and torch.onnx.export with "
             "dynamo=False, which traces) would record this layer's output as a constant, so "
             f"the traced model would return the same output for every input. {SUPPORTED}")
-    if torch.compiler.is_compiling():
-        exporting = torch.compiler.is_exporting()
+    if _is_compiling():
+        exporting = _is_exporting()
         if exporting:
             msg = (f"{label()} cannot be exported: torch.export (also under torch.onnx.export) "
                    "needs every operation to be a torch operator, and this layer computes in "

@@ -54,10 +54,10 @@ def guard_hf_saves(model: nn.Module) -> None:
     from .embedding import QuantizedEmbedding
     from .layers import QuantizedLinear
     for _, module in model.named_modules():
-        if not _is_hf(module):
+        methods = [m for m in SAVE_METHODS if callable(getattr(type(module), m, None))]
+        if not methods or not _is_hf(module):
             continue
         if not any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in module.modules()):
             continue
-        for method in SAVE_METHODS:
-            if callable(getattr(type(module), method, None)):
-                object.__setattr__(module, method, RefusedSave(type(module).__name__, method))
+        for method in methods:
+            object.__setattr__(module, method, RefusedSave(type(module).__name__, method))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
+from .._safetensors import dtype_code
 from ..io import decode, key_prefix
 from ._modules import named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
@@ -39,10 +40,10 @@ def numpy_objects(objects: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def module_objects(model: nn.Module) -> dict[str, Any]:
-    """Each lowbit layer by its module name, and every other state_dict entry as an array. A
-    lowbit layer saved on its own has the name '' (its tensors are then unprefixed, as in its
-    state_dict)."""
+def module_objects(model: nn.Module) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Each lowbit layer by its module name, and every other state_dict entry and
+    non-persistent buffer as an array; and the names of those buffers. A lowbit layer saved on
+    its own has the name '' (its tensors are then unprefixed, as in its state_dict)."""
     from .calibrate import ObservedLinear
     from .qat import FakeQuantLinear
     objects: dict[str, Any] = {}
@@ -58,10 +59,26 @@ def module_objects(model: nn.Module) -> dict[str, Any]:
     for key, value in model.state_dict().items():
         if not key.startswith(tuple(prefixes)):
             objects[key] = tensor_to_numpy(value)
+    buffers = []
     for key, value in non_persistent_buffers(model).items():
-        if not key.startswith(tuple(prefixes)) and key not in objects:
-            objects[key] = tensor_to_numpy(value)
-    return objects
+        if key.startswith(tuple(prefixes)) or key in objects:
+            continue
+        array = tensor_to_numpy(value)
+        if isinstance(array, np.ndarray) and not _storable(array):
+            # e.g. a complex rotary table: optional in the file (it cannot fill a meta
+            # skeleton, which lowbit.load then refuses by name), so not a reason to fail
+            continue
+        objects[key] = array
+        buffers.append(key)
+    return objects, tuple(buffers)
+
+
+def _storable(array: np.ndarray) -> bool:
+    try:
+        dtype_code(array)
+    except TypeError:
+        return False
+    return True
 
 
 def non_persistent_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -107,7 +124,8 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
 
 
 def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict[str, str],
-                   layers: dict[str, Any], path: str) -> nn.Module:
+                   layers: dict[str, Any], path: str, buffers: tuple[str, ...] = ()
+                   ) -> nn.Module:
     """Checks everything first and only then changes the model, so a mismatch leaves it as it
     was. A file holding one layer saved on its own (name '') returns the new lowbit layer: the
     skeleton (an nn.Linear, say) cannot turn into one in place."""
@@ -120,9 +138,11 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
         new_modules[name] = _replacement(name, modules[name], objects[name], path)
     prefixes = tuple(key_prefix(n) for n in layers)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
-    floats = {k: v for k, v in objects.items() if k not in layers}
     extra = {k: v for k, v in non_persistent_buffers(model).items()
              if not (prefixes and k.startswith(prefixes)) and k not in state}
+    # the file's non-persistent buffers are optional: a skeleton without one skips it
+    floats = {k: v for k, v in objects.items()
+              if k not in layers and (k not in buffers or k in state or k in extra)}
     for key, value in floats.items():
         have = state.get(key, extra.get(key))
         if have is None:

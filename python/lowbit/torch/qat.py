@@ -166,7 +166,9 @@ class FakeQuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32:
-            raise TypeError(f"FakeQuantLinear takes float32 inputs, got {x.dtype}")
+            name = getattr(self, "lowbit_name", "")
+            raise TypeError(f"FakeQuantLinear{f' {name!r}' if name else ''} takes float32 "
+                            f"inputs, got {x.dtype}")
         return F.linear(self.fake_input(x), self.fake_weight(), self.bias)
 
     # -- conversion ------------------------------------------------------------------------
@@ -229,6 +231,7 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
             summary.skipped.append(Skipped(name, str(e)))
             continue
         new = FakeQuantLinear(module, cfg, plan, learnable_scales)
+        new.lowbit_name = name   # for errors
         set_submodule(model, name, new)
         done[id(module)] = new
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
