@@ -209,8 +209,10 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     Parameters
     ----------
     obj
-        - a PyTorch module: its lowbit layers plus the rest of its state_dict (a lowbit layer
-          on its own is stored under the name '', its tensors unprefixed);
+        - a PyTorch module: its lowbit layers plus the rest of its state_dict and its
+          non-persistent buffers (in no state_dict, but a skeleton built on the meta device
+          needs them; listed in the metadata, optional on load); a lowbit layer on its own is
+          stored under the name '', its tensors unprefixed;
         - a NumPy model (lowbit.nn.Sequential or Model, nested ones included): its layers
           (lowbit layers, float lowbit.nn.Linear / Embedding, arrays) and its structure, with
           lowbit's own functions (lowbit.nn.relu) by name; `load` gives the model back;
@@ -609,13 +611,21 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
       a single lowbit layer saved on its own (`save(QuantizedLinear...)`: the name '') loads
       into a skeleton nn.Linear / nn.Embedding of the same shape (or a lowbit layer) and
       returns the new lowbit layer, since a module cannot change its class in place.
+      The skeleton may be built on the meta device (`with torch.device("meta"): ...`): its
+      tensors are replaced by the file's (assign semantics, Parameters keep requires_grad)
+      rather than copied into. Non-persistent buffers in the file are filled in where the
+      model has them. The loaded model's Hugging Face save methods refuse, as after quantize_.
 
     Raises
     ------
     ValueError
-        A truncated, corrupted or other-version file; a layer missing from the model, or an
-        entry or shape that differs from it (named); a saved lowbit.nn.Model loaded without a
-        model to take its forward from.
+        A truncated, corrupted or other-version file; a file that is not lowbit's (one written
+        from a quantized model's state_dict by save_pretrained / SentenceTransformer.save says
+        so); a layer missing from the model, or an entry or shape that differs from it
+        (named); a saved lowbit.nn.Model loaded without a model to take its forward from; a
+        meta-device tensor of the model that the file cannot fill (before anything changes).
+    IsADirectoryError
+        path is a directory (a Hugging Face model folder, say).
     TypeError
         model is of another type.
     """

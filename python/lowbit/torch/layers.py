@@ -130,9 +130,16 @@ class QuantizedLinear(nn.Module):
     not in a torch tensor; `nbytes` counts it) and the float32 bias as a buffer. `state_dict()`
     computes the canonical quantized weight from the packed one: the tensors lowbit.save writes
     for the layer (`qweight`, `scale`, `zero_point`, `bias`, and for static layers
-    `input_scale`, `input_zero_point`); `load_state_dict` checks them and re-packs. Inference only:
-    an input that requires grad (grad mode on) gives an output whose backward raises
-    RuntimeError."""
+    `input_scale`, `input_zero_point`) plus `format` (the layer's bits, scheme, mode, group size
+    and dtype as UTF-8 JSON in a uint8 tensor); `load_state_dict` checks them, refuses another
+    format, and re-packs. Inference only: an input that requires grad (grad mode on) gives an
+    output whose backward raises RuntimeError.
+
+    `.weight` is a WeightInfo (shape, dtype float32, device cpu, dequantize()), not a tensor.
+    Eager calls and torch.compile without fullgraph work; torch.jit.trace / script,
+    torch.export, torch.onnx.export and torch.compile(fullgraph=True) raise RuntimeError
+    saying so, until lowbit registers torch custom ops. Errors start with the layer's
+    qualified name (`lowbit_name`, set by quantize_, convert and lowbit.load)."""
 
     bias: Optional[torch.Tensor]
 

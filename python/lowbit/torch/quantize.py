@@ -109,8 +109,23 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     where the quantized layer is slower. progress: a tqdm bar (if tqdm is installed) for models
     with at least 16 layers; True/False forces it on/off.
 
-    Returns a ConversionSummary (print it for a table). If every candidate layer was skipped,
-    a UserWarning also says why."""
+    Returns a ConversionSummary (print it for a table): replaced layers, skipped ones with the
+    reason, and in `kept` the other modules holding weight matrices that stay float (Conv,
+    LSTM, EmbeddingBag, nn.Embedding without embeddings=True, ...) with the reason. If every
+    candidate layer was skipped, a UserWarning also says why. Tied weights (a Linear and an
+    Embedding holding the same Parameter, GPT-2's lm_head and wte) are untied: each converted
+    module gets its own quantized copy, the summary notes it and counts the shared float
+    weight once, and a UserWarning says so.
+
+    Afterwards each lowbit layer knows its qualified name (its errors start with it), and the
+    Hugging Face save methods (save_pretrained, push_to_hub, SentenceTransformer.save) of the
+    transformers / sentence-transformers modules holding lowbit layers raise RuntimeError:
+    use lowbit.save / lowbit.load.
+
+    Raises TypeError for a model that is not an nn.Module, a config that is not a lowbit
+    config, a progress that is not a bool or None, or a float weight that is not float32;
+    ValueError for a model without nn.Linear (or nn.Embedding) layers, Int8StaticConfig (use
+    prepare / convert), or NaN / Inf weights."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize_ takes an nn.Module, got {type(model).__name__}")
     skip_slower = check_bool(skip_slower, "skip_slower")
