@@ -61,11 +61,14 @@ class ObservedLinear(nn.Module):
 def _static_config(name: str, spec: ConfigSpec) -> tuple[Optional[Int8StaticConfig], str]:
     cfg, why = config_for(name, spec)
     if cfg is not None and not isinstance(cfg, Int8StaticConfig):
-        where = "" if not isinstance(spec, Mapping) else f" for layer {name!r}"
-        raise TypeError(f"prepare calibrates Int8StaticConfig layers; the config{where} is a "
-                        f"{type(cfg).__name__}, which needs no calibration: map those layers to "
-                        "None here and convert them with quantize_ (before or after "
-                        "prepare/convert), or train them with prepare_qat")
+        if isinstance(spec, Mapping):
+            where = f" for layer {name!r}"
+            todo = ("map those layers to None here and convert them with quantize_ (before or "
+                    "after prepare / convert), or train them with prepare_qat")
+        else:
+            where, todo = "", "use quantize_(model, config), or prepare_qat to train with it"
+        raise TypeError(f"prepare calibrates Int8StaticConfig layers; the config{where} is "
+                        f"{type(cfg).__name__}, which needs no calibration: {todo}")
     return cfg, why
 
 

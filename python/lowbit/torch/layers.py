@@ -53,9 +53,9 @@ def encode_format(meta: dict[str, Any]) -> torch.Tensor:
 def decode_format(value: Any, key: str) -> dict[str, Any]:
     """The format dict of a state_dict's `format` entry, or ValueError naming the key."""
     if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8 or value.dim() != 1:
+        got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"{key!r} must be the uint8 tensor of JSON bytes a lowbit layer's "
-                         f"state_dict holds, got "
-                         f"{value.dtype if isinstance(value, torch.Tensor) else type(value).__name__}")
+                         f"state_dict holds, got {got}")
     try:
         meta = json.loads(bytes(value.tolist()).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
