@@ -153,6 +153,9 @@ def test_item02_report_gives_each_model_its_own_inputs():
     assert rep.total.sqnr_db is not None and rep.total.sqnr_db < 80
     assert rep.outputs == "token_embeddings, sentence_embedding"
     assert "output= picks one" in rep.notes[0]
+    sentence = cosine(ref["sentence_embedding"].numpy(), got["sentence_embedding"].numpy())
+    assert rep.output_metrics["sentence_embedding"][1] == pytest.approx(sentence, abs=1e-9)
+    assert any(n.startswith("Per output: token_embeddings SQNR") for n in rep.notes)
     picked = lowbit.report(model, quantized, (features,), repeats=1, verbose=False,
                            output="sentence_embedding")
     assert picked.outputs == "sentence_embedding"

@@ -197,11 +197,16 @@ def assemble(cases: list[LayerCase], run_float: Callable[[], Any],
         what = f"output={output!r} ({compared})"
     notes = ["Layer rows: the layer alone, fed the float model's input to it (median of "
              f"{repeats} calls). Model row: {what}."]
+    per_output = {n: (sqnr_db(a, b), cosine(a, b)) for n, a, b in zip(names, ref_out, got_out)}
+    if len(per_output) > 1:
+        notes.append("Per output: " + "; ".join(
+            f"{n} SQNR {q:.1f} dB, cosine {c:.6f}" for n, (q, c) in per_output.items()) + ".")
     if not cases:
         notes.append("Nothing quantized: the quantized model has no lowbit layers (e.g. "
                      "quantize_(skip_slower=True) kept every layer float; print its summary "
                      "for the reasons).")
-    return Report(rows, total, batch, threads, str(cpu_info()["isa"]), notes, compared)
+    return Report(rows, total, batch, threads, str(cpu_info()["isa"]), notes, compared,
+                  per_output)
 
 
 # ---- NumPy models ---------------------------------------------------------------------------

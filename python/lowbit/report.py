@@ -58,6 +58,8 @@ class Report:
     isa: str
     notes: list[str] = field(default_factory=list)
     outputs: str = ""              # the model outputs the model row compares, by name
+    # (SQNR dB, cosine) of each output the model row compares, by the names in `outputs`
+    output_metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def _cells(self, row: ReportRow) -> list[str]:
         def ms(v: Optional[float]) -> str:
@@ -153,7 +155,8 @@ def report(float_model: Any, quantized_model: Any, example_inputs: Any, *,
     line describes them as given.
 
     output: what the model row compares. None: every floating-point output together (the
-    note names them, e.g. token_embeddings, sentence_embedding); a key of a dict / ModelOutput
+    note names them, e.g. token_embeddings, sentence_embedding, and gives each one's SQNR and
+    cosine, also in Report.output_metrics); a key of a dict / ModelOutput
     output (output="sentence_embedding"), an index of a tuple output, or a function of the
     output.
 

@@ -163,9 +163,10 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
             done[id(module)] = new
     untied = note_ties(summary, ties, weight_bytes)
     if untied:
-        warnings.warn(f"quantize_ untied {untied}: each converted module now holds its own "
-                      "quantized copy of the weight they shared (print the returned summary "
-                      "for the notes)", UserWarning, stacklevel=2)
+        warnings.warn(f"quantize_ untied {untied}, which shared one weight Parameter: each "
+                      "converted module now holds its own quantized copy, and a module kept "
+                      "float keeps the float weight (print the returned summary for the "
+                      "notes)", UserWarning, stacklevel=2)
     summary.kept = kept_float(model, handled_ids(model, linears + embs),
                               "an nn.Embedding: pass embeddings=True to quantize it"
                               if not embeddings else "an nn.Embedding that filter_fn did not "
