@@ -83,9 +83,9 @@ class WeightInfo:
 
     __slots__ = ("_label", "_shape", "_dequantize")
 
-    def __init__(self, label: str, shape: tuple[int, int],
+    def __init__(self, label: Callable[[], str], shape: tuple[int, int],
                  dequantize: Callable[[], torch.Tensor]) -> None:
-        self._label = label
+        self._label = label   # formatted only for a message: HF code reads .dtype per call
         self._shape = torch.Size(shape)
         self._dequantize = dequantize
 
@@ -111,13 +111,16 @@ class WeightInfo:
         return self._dequantize()
 
     def __getattr__(self, attr: str) -> Any:
-        # only reached for attributes a tensor has and this object does not
+        # only reached for attributes this object does not have; private and dunder names
+        # (copy, pickle and hasattr probes, unset slots) get a plain AttributeError
+        if attr.startswith("_"):
+            raise AttributeError(attr)
         raise AttributeError(
-            f"{self._label}.weight is not a tensor: the weight is quantized and packed in "
+            f"{self._label()}.weight is not a tensor: the weight is quantized and packed in "
             f"lowbit's memory, and .weight only describes it (shape {tuple(self._shape)}, "
             f"dtype float32 in and out, device cpu). {attr!r} is not available; "
             ".weight.dequantize() (or the layer's dequantized_weight()) gives a float32 copy")
 
     def __repr__(self) -> str:
-        return (f"<quantized weight of {self._label}: shape {tuple(self._shape)}, computes in "
+        return (f"<quantized weight of {self._label()}: shape {tuple(self._shape)}, computes in "
                 "float32 on cpu; .dequantize() gives a float32 copy>")

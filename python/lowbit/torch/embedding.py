@@ -51,7 +51,7 @@ class QuantizedEmbedding(nn.Module):
         """Not a tensor: a WeightInfo with the shape (num_embeddings, embedding_dim), dtype
         (float32, what lookups return) and device (cpu) code written for nn.Embedding reads;
         `.weight.dequantize()` gives a float32 copy of the table."""
-        return WeightInfo(self._label(), (self.num_embeddings, self.embedding_dim),
+        return WeightInfo(self._label, (self.num_embeddings, self.embedding_dim),
                           self.dequantized_weight)
 
     @weight.setter

@@ -160,7 +160,7 @@ class QuantizedLinear(nn.Module):
         """Not a tensor: a WeightInfo with the shape (out_features, in_features), dtype
         (float32, what the layer computes in) and device (cpu) that code written for nn.Linear
         reads; `.weight.dequantize()` gives a float32 copy of the quantized weight."""
-        return WeightInfo(self._label(), (self.out_features, self.in_features),
+        return WeightInfo(self._label, (self.out_features, self.in_features),
                           self.dequantized_weight)
 
     @weight.setter
