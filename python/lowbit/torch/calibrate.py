@@ -78,17 +78,34 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
     representative data through the model (in float: outputs do not change) and call
     `convert(model)` to freeze each layer's activation scale and zero point.
 
-    Parameters: config, an Int8StaticConfig or, as for quantize_ and prepare_qat, a dict
-    {fnmatch pattern: Int8StaticConfig or None} over module names (first match wins; None or
-    no match keeps the layer float); filter_fn(module, name) -> bool narrows the layers
-    considered; progress: a tqdm bar (if installed) for 16 layers or more, True/False forces it.
+    Parameters
+    ----------
+    model
+        The nn.Module to prepare, in place.
+    config
+        An Int8StaticConfig or, as for quantize_ and prepare_qat, a dict {fnmatch pattern:
+        Int8StaticConfig or None} over module names (first match wins; None or no match keeps
+        the layer float).
+    filter_fn
+        filter_fn(module, name) -> bool narrows the layers considered.
+    progress
+        A tqdm bar (if installed) for 16 layers or more; True/False forces it.
 
-    Returns a ConversionSummary ("observed" layers, skipped ones with the reason, other
-    weight-holding modules kept float).
+    Returns
+    -------
+    ConversionSummary
+        The "observed" layers, the skipped ones with the reason, and in `kept` the other
+        weight-holding modules that stay float.
 
-    Raises TypeError for a model that is not an nn.Module or a config (or a pattern's config)
-    that is not an Int8StaticConfig (dynamic and weight-only configs need no calibration:
-    quantize_); ValueError if the model has no nn.Linear layers."""
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module; the config (or a pattern's config) is not an
+        Int8StaticConfig (dynamic and weight-only configs need no calibration: quantize_);
+        progress is not a bool or None.
+    ValueError
+        The model has no nn.Linear layers.
+    """
     from .quantize import _progress
     if not isinstance(model, nn.Module):
         raise TypeError(f"prepare takes an nn.Module, got {type(model).__name__}")

@@ -14,10 +14,27 @@ from ..summary import ConversionSummary, Replaced
 def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionSummary:
     """Replaces every ObservedLinear (static PTQ: activation scale and zero point frozen from
     its observer) and FakeQuantLinear (QAT: the weights it rounds to, its activation
-    parameters) by a lowbit QuantizedLinear, in place; progress as in quantize_. Raises
-    ValueError naming the layers if any observer saw no data, before changing anything.
-    Afterwards, as after quantize_, the model's Hugging Face save methods refuse
-    (lowbit.save instead)."""
+    parameters) by a lowbit QuantizedLinear, in place.
+
+    Parameters
+    ----------
+    model
+        A model prepared by prepare() or prepare_qat().
+    progress
+        As in quantize_.
+
+    Returns
+    -------
+    ConversionSummary
+        The converted layers. Afterwards, as after quantize_, the layers know their names and
+        the model's Hugging Face save methods refuse (lowbit.save instead).
+
+    Raises
+    ------
+    ValueError
+        No prepared layers; an observer saw no data (all such layers named, before anything
+        changes).
+    """
     from .quantize import _progress, finish
     found = [(n, m) for n, m in named_modules_all(model)
              if isinstance(m, (ObservedLinear, FakeQuantLinear))]

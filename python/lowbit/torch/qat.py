@@ -197,12 +197,38 @@ class FakeQuantLinear(nn.Module):
 def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] = None, *,
                 learnable_scales: bool = False, progress: Optional[bool] = None
                 ) -> ConversionSummary:
-    """Swaps the model's nn.Linear layers for FakeQuantLinear (in place); config as in
-    quantize_ (one config or a dict of fnmatch patterns). Train as usual (the layers keep the
-    original weight/bias Parameters, so an existing optimizer still holds them; with
-    learnable_scales=True add the new scale Parameters to it), then `convert(model)`.
-    filter_fn and progress as in quantize_. Returns a ConversionSummary (the modules holding
-    weight matrices that stay float are listed in its `kept`)."""
+    """Swaps the model's nn.Linear layers for FakeQuantLinear (in place). Train as usual (the
+    layers keep the original weight/bias Parameters, so an existing optimizer still holds them;
+    with learnable_scales=True add the new scale Parameters to it), then `convert(model)`.
+
+    Parameters
+    ----------
+    model
+        The nn.Module to prepare, in place.
+    config
+        As in quantize_: one config or a dict {fnmatch pattern: config or None}.
+    filter_fn
+        filter_fn(module, name) -> bool narrows the layers considered.
+    learnable_scales
+        Train the weight scales (symmetric weights only) and a static config's activation
+        scale with LSQ gradients.
+    progress
+        As in quantize_.
+
+    Returns
+    -------
+    ConversionSummary
+        The "fake_quant" layers, the skipped ones with the reason, and in `kept` the other
+        weight-holding modules that stay float.
+
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module; a config is not a lowbit config; learnable_scales is not a
+        bool; progress is not a bool or None.
+    ValueError
+        The model has no nn.Linear layers; learnable_scales with asymmetric weights.
+    """
     from .quantize import _progress
     if not isinstance(model, nn.Module):
         raise TypeError(f"prepare_qat takes an nn.Module, got {type(model).__name__}")

@@ -92,40 +92,56 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
               embedding_group_size: Optional[int] = None, skip_slower: bool = False,
               example_batch_size: int = 1, example_inputs: Any = None,
               progress: Optional[bool] = None) -> ConversionSummary:
-    """Replaces the model's nn.Linear layers in place with lowbit QuantizedLinear layers.
+    """Replaces the model's nn.Linear (and optionally nn.Embedding) layers in place with lowbit
+    layers.
 
-    config: one config for every layer, or a dict {fnmatch pattern: config or None} (the first
-    matching pattern wins; None or no match keeps the layer float). filter_fn(module, name)
-    -> bool narrows the layers considered. Layers a config cannot take (odd in_features for
-    4-bit, in_features past the int8 depth limit, empty) are skipped with the reason; a 4-bit
-    group size larger than in_features becomes in_features (noted).
+    Parameters
+    ----------
+    model
+        The nn.Module to convert, in place.
+    config
+        One config for every layer, or a dict {fnmatch pattern: config or None} over module
+        names (the first matching pattern wins; None or no match keeps the layer float).
+    filter_fn
+        filter_fn(module, name) -> bool narrows the layers considered.
+    embeddings, embedding_bits, embedding_group_size
+        embeddings=True also replaces nn.Embedding layers by QuantizedEmbedding (8 or 4 bits,
+        one scale per row or per embedding_group_size values).
+    skip_slower, example_batch_size, example_inputs
+        skip_slower=True times each layer, float and quantized, on this CPU at the rows it will
+        see (from one run of `example_inputs` if given: a tuple passed positionally, a dict by
+        keyword, anything else as the one argument; else `example_batch_size` rows) and keeps
+        float where the quantized layer is slower.
+    progress
+        A tqdm bar (if tqdm is installed) for models with at least 16 layers; True/False forces
+        it on/off.
 
-    embeddings=True also replaces nn.Embedding layers by QuantizedEmbedding (embedding_bits 8
-    or 4, one scale per row or per embedding_group_size values).
+    Returns
+    -------
+    ConversionSummary
+        Print it for a table: the replaced layers; the skipped ones with the reason (odd
+        in_features for 4-bit, in_features past the int8 depth limit, empty; a 4-bit group
+        larger than in_features becomes in_features, noted); in `kept`, the other modules
+        holding weight matrices that stay float (Conv, LSTM, EmbeddingBag, nn.Embedding without
+        embeddings=True, ...) with the reason. If every candidate layer was skipped, a
+        UserWarning also says why. Tied weights (two modules holding one Parameter, GPT-2's
+        lm_head and wte) are untied: each converted module gets its own quantized copy, the
+        summary notes it and counts the shared float weight once, and a UserWarning says so.
 
-    skip_slower=True times each layer, float and quantized, on this CPU at the rows it will see
-    (from one run of `example_inputs` if given: a tuple passed positionally, a dict by keyword,
-    anything else as the one argument; else `example_batch_size` rows) and keeps float
-    where the quantized layer is slower. progress: a tqdm bar (if tqdm is installed) for models
-    with at least 16 layers; True/False forces it on/off.
+        Afterwards each lowbit layer knows its qualified name (its errors start with it), and
+        the Hugging Face save methods (save_pretrained, push_to_hub, SentenceTransformer.save)
+        of the transformers / sentence-transformers modules holding lowbit layers raise
+        RuntimeError: use lowbit.save / lowbit.load.
 
-    Returns a ConversionSummary (print it for a table): replaced layers, skipped ones with the
-    reason, and in `kept` the other modules holding weight matrices that stay float (Conv,
-    LSTM, EmbeddingBag, nn.Embedding without embeddings=True, ...) with the reason. If every
-    candidate layer was skipped, a UserWarning also says why. Tied weights (a Linear and an
-    Embedding holding the same Parameter, GPT-2's lm_head and wte) are untied: each converted
-    module gets its own quantized copy, the summary notes it and counts the shared float
-    weight once, and a UserWarning says so.
-
-    Afterwards each lowbit layer knows its qualified name (its errors start with it), and the
-    Hugging Face save methods (save_pretrained, push_to_hub, SentenceTransformer.save) of the
-    transformers / sentence-transformers modules holding lowbit layers raise RuntimeError:
-    use lowbit.save / lowbit.load.
-
-    Raises TypeError for a model that is not an nn.Module, a config that is not a lowbit
-    config, a progress that is not a bool or None, or a float weight that is not float32;
-    ValueError for a model without nn.Linear (or nn.Embedding) layers, Int8StaticConfig (use
-    prepare / convert), or NaN / Inf weights."""
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module; config is not a lowbit config; a boolean argument is not a
+        bool (progress may be None); a float weight is not float32.
+    ValueError
+        The model has no nn.Linear (or nn.Embedding) layers, or filter_fn rejects all;
+        Int8StaticConfig (use prepare / convert); NaN / Inf weights.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize_ takes an nn.Module, got {type(model).__name__}")
     skip_slower = check_bool(skip_slower, "skip_slower")
