@@ -510,7 +510,7 @@ def test_item17_prepare_takes_pattern_dicts_filter_fn_and_progress(capsys):
                                         r"Int8DynamicConfig, which needs no calibration.*"
                                         r"quantize_"):
         prepare(_net(), {"blocks.0.*": Int8DynamicConfig(), "*": Int8StaticConfig()})
-    with pytest.raises(TypeError, match="progress must be True, False or None"):
+    with pytest.raises(TypeError, match="progress must be True or False"):
         prepare(_net(), Int8StaticConfig(), progress="yes")
     qat = prepare_qat(_net(), {"head": Int4DynamicConfig(32)}, progress=False)
     assert qat.replaced_names == ["head"]

@@ -47,8 +47,8 @@ def model_nbytes(model: nn.Module) -> int:
 
 
 def _progress(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[Any]:
-    if enabled is not None and not isinstance(enabled, bool):
-        raise TypeError(f"progress must be True, False or None, got {enabled!r}")
+    # prepare, prepare_qat and convert check progress here, quantize_ before anything else
+    enabled = None if enabled is None else check_bool(enabled, "progress")
     if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_LAYERS):
         return items
     try:
