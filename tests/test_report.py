@@ -54,8 +54,8 @@ def test_report_errors():
     torch = pytest.importorskip("torch")
     import lowbit
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
-    with pytest.raises(ValueError, match="no lowbit layers"):
-        lowbit.report(model, copy.deepcopy(model), torch.randn(1, 4), verbose=False)
+    with pytest.raises(ValueError, match="the same one twice"):
+        lowbit.report(model, model, torch.randn(1, 4), verbose=False)
     with pytest.raises(TypeError):
         lowbit.report({}, {}, None)
 
@@ -129,8 +129,9 @@ def test_report_on_a_forward_function_with_keyword_inputs():
     assert rep.layers[2].kind.endswith("(not called)") and rep.layers[2].ms_float is None
     assert rep.batch == "{input_ids: 2x6, attention_mask: 2x6}"
     assert rep.layers[1].rows == 12 and rep.total.cosine > 0.99
-    with pytest.raises(ValueError, match="no lowbit layers"):
-        lowbit.report((forward, layers), (forward, layers), inputs, verbose=False)
+    nothing = lowbit.report((forward, layers), (forward, layers), inputs, verbose=False)
+    assert [r.name for r in nothing.layers] == ["(other layers, float)"]   # nothing quantized
+    assert any(n.startswith("Nothing quantized") for n in nothing.notes)
     with pytest.raises(ValueError, match="'head' of the quantized model is not in the float"):
         lowbit.report((forward, {"emb": layers["emb"]}), (forward, qlayers), inputs,
                       verbose=False)

@@ -168,9 +168,11 @@ def test_deepcopy_pickle_and_state_dict_of_converted_model():
         torch.save(model, buf)
         buf.seek(0)
         assert torch.equal(torch.load(buf, weights_only=False)(x), y)
-    # the packed weights appear as their canonical tensors (what lowbit.save writes)
+    # the packed weights appear as their canonical tensors (what lowbit.save writes), plus
+    # each layer's format (bits, scheme, mode, group size) as JSON bytes
     assert list(model.state_dict()) == ["0.qweight", "0.scale", "0.zero_point", "0.bias",
-                                        "2.qweight", "2.scale", "2.zero_point", "2.bias"]
+                                        "0.format", "2.qweight", "2.scale", "2.zero_point",
+                                        "2.bias", "2.format"]
 
 
 # ---- state_dict / load_state_dict ------------------------------------------------------------
@@ -274,9 +276,14 @@ def test_load_state_dict_mismatch_names_the_key_and_changes_nothing():
         model.load_state_dict(bad_zero)
     dynamic = _state_model("int8", 1).state_dict()
     static = _state_model("static", 0)
-    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*1\.input_scale"):
+    # the layers' formats (recorded in each state_dict) differ before any key does
+    with pytest.raises(RuntimeError, match=r"format mismatch for 1\.format.*scheme: "
+                                           r"checkpoint 'dynamic', layer 'static'"):
         static.load_state_dict(dynamic)
-    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*1\.input_scale"):
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*1\.input_scale"):
+        static.load_state_dict({k: v for k, v in dynamic.items() if not k.endswith("format")})
+    with pytest.raises(RuntimeError, match=r"format mismatch for 1\.format.*scheme: "
+                                           r"checkpoint 'static', layer 'dynamic'"):
         _state_model("int8", 0).load_state_dict(static.state_dict())
     # a failed load may fill the other modules (nn.Module's rule), but not this layer by halves
     after = model[1].state_dict()

@@ -4,9 +4,11 @@ function with its dict of layers). lowbit.torch.measure is the PyTorch side; it 
 layers with module hooks where this module puts recording layers in the dict."""
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
+from collections import UserDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -20,6 +22,8 @@ from .nn import QuantizedLinear
 from .report import Report, ReportRow, cosine, sqnr_db
 
 Leaf = Callable[[Any], Optional[np.ndarray]]   # a model output leaf as float array, or None
+Copy = Callable[[Any], Any]                    # copies one input leaf (an array, a tensor)
+Output = Any   # report's output=: None, a key / index, or a callable (model output -> output)
 
 
 def call(model: Callable[..., Any], inputs: Any) -> Any:
@@ -30,6 +34,64 @@ def call(model: Callable[..., Any], inputs: Any) -> Any:
     if isinstance(inputs, (tuple, list)):
         return model(*inputs)
     return model(inputs)
+
+
+def fresh_inputs(inputs: Any, copy_leaf: Optional[Copy] = None) -> Any:
+    """A copy of example inputs for one model call: every dict, list and tuple anew, so a model
+    that writes its outputs into the input dict (SentenceTransformer does) cannot hand them to
+    the next model; with copy_leaf, every array or tensor copied too (a model may also change
+    its input tensors in place)."""
+    if isinstance(inputs, Mapping):
+        values = {k: fresh_inputs(v, copy_leaf) for k, v in inputs.items()}
+        if isinstance(inputs, UserDict):   # e.g. a tokenizer's BatchEncoding: keep the type
+            copied = copy.copy(inputs)      # UserDict.__copy__ gives it a dict of its own
+            copied.data = values
+            return copied
+        return values
+    if isinstance(inputs, tuple):
+        values_t = [fresh_inputs(v, copy_leaf) for v in inputs]
+        return type(inputs)(*values_t) if hasattr(inputs, "_fields") else tuple(values_t)
+    if isinstance(inputs, list):
+        return [fresh_inputs(v, copy_leaf) for v in inputs]
+    return inputs if copy_leaf is None else copy_leaf(inputs)
+
+
+def numpy_copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def select_output(out: Any, output: Output) -> Any:
+    """The part of a model's output the model row compares: all of it (output=None), the value
+    of a key (a dict or Hugging Face ModelOutput) or index (a tuple), or output(out)."""
+    if output is None:
+        return out
+    if callable(output):
+        return output(out)
+    if isinstance(out, Mapping):
+        if output not in out:
+            raise ValueError(f"output={output!r}: the model's output has no such key (it has "
+                             f"{list(out)})")
+        return out[output]
+    if isinstance(out, (tuple, list)) and isinstance(output, int) and not isinstance(output, bool):
+        if not -len(out) <= output < len(out):
+            raise ValueError(f"output={output!r}: the model returns {len(out)} outputs")
+        return out[output]
+    raise TypeError(f"output={output!r}: the model returns a {type(out).__name__}; output= "
+                    "takes a key of a dict output, an index of a tuple output, or a function "
+                    "of the output")
+
+
+def output_names(out: Any, leaf: Leaf, path: str = "") -> list[str]:
+    """The names of the floating-point leaves float_outputs() returns, in the same order:
+    'sentence_embedding', '[0]', 'hidden[1]' ('output' for a single array)."""
+    if leaf(out) is not None:
+        return [path or "output"]
+    if isinstance(out, Mapping):
+        return [n for k, v in out.items()
+                for n in output_names(v, leaf, f"{path}.{k}" if path else str(k))]
+    if isinstance(out, (tuple, list)):
+        return [n for i, v in enumerate(out) for n in output_names(v, leaf, f"{path}[{i}]")]
+    return []
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -90,9 +152,11 @@ class LayerCase:
 def assemble(cases: list[LayerCase], run_float: Callable[[], Any],
              run_quantized: Callable[[], Any], out_float: Any, out_quantized: Any,
              model_bytes: tuple[int, int], batch: str, threads: int, repeats: int,
-             leaf: Leaf) -> Report:
+             leaf: Leaf, output: Output = None) -> Report:
     """The report rows: each layer alone on the input the float model fed it, the float layers
-    left, and the whole model."""
+    left, and the whole model (on the part of its output `output` selects)."""
+    out_float = select_output(out_float, output)
+    out_quantized = select_output(out_quantized, output)
     rows = []
     for c in cases:
         if c.seen is None:
@@ -123,9 +187,26 @@ def assemble(cases: list[LayerCase], run_float: Callable[[], Any],
     other_q = total.bytes_quantized - sum(r.bytes_quantized for r in rows)
     rows.append(ReportRow("(other layers, float)", "unchanged", other_f, other_q, None, None,
                           None, None))
+    names = output_names(out_float, leaf,
+                         "" if output is None or callable(output) else str(output))
+    compared = ", ".join(names) if names else "none (no floating-point output)"
+    if output is None:
+        what = (f"the model's floating-point outputs ({compared}) together"
+                + ("; output= picks one" if len(names) > 1 else ""))
+    else:
+        what = f"output={output!r} ({compared})"
     notes = ["Layer rows: the layer alone, fed the float model's input to it (median of "
-             f"{repeats} calls). Model row: all floating-point outputs of the model together."]
-    return Report(rows, total, batch, threads, str(cpu_info()["isa"]), notes)
+             f"{repeats} calls). Model row: {what}."]
+    per_output = {n: (sqnr_db(a, b), cosine(a, b)) for n, a, b in zip(names, ref_out, got_out)}
+    if len(per_output) > 1:
+        notes.append("Per output: " + "; ".join(
+            f"{n} SQNR {q:.1f} dB, cosine {c:.6f}" for n, (q, c) in per_output.items()) + ".")
+    if not cases:
+        notes.append("Nothing quantized: the quantized model has no lowbit layers (e.g. "
+                     "quantize_(skip_slower=True) kept every layer float; print its summary "
+                     "for the reasons).")
+    return Report(rows, total, batch, threads, str(cpu_info()["isa"]), notes, compared,
+                  per_output)
 
 
 # ---- NumPy models ---------------------------------------------------------------------------
@@ -170,14 +251,11 @@ def _numpy_leaf(out: Any) -> Optional[np.ndarray]:
 
 
 def measure_numpy(float_model: Model, quantized_model: Model, example_inputs: Any,
-                  threads: Optional[int], repeats: int) -> Report:
+                  threads: Optional[int], repeats: int, output: Output = None) -> Report:
     """lowbit.report for NumPy models: the quantized model's lowbit layers, each against the
-    float model's layer of the same name."""
+    float model's layer of the same name (none: a report with nothing quantized)."""
     names = [n for n, layer in quantized_model.layers.items()
              if isinstance(layer, (QuantizedLinear, QuantizedEmbedding))]
-    if not names:
-        raise ValueError("the quantized model has no lowbit layers in its dict (build it with "
-                         "model.with_layers(lowbit.quantize_weights(model.layers, config)))")
     missing = [n for n in names if n not in float_model.layers]
     if missing:
         raise ValueError(f"layer {missing[0]!r} of the quantized model is not in the float "
@@ -195,16 +273,16 @@ def measure_numpy(float_model: Model, quantized_model: Model, example_inputs: An
         recording = Model(float_model.forward,
                           {n: _Recording(layer, n, seen) if n in names else layer
                            for n, layer in float_model.layers.items()})
-        out_float = call(recording, example_inputs)
-        out_quantized = call(quantized_model, example_inputs)
+        batch = describe_inputs(example_inputs)   # before any model could add to them
+        out_float = call(recording, fresh_inputs(example_inputs, numpy_copy))
+        out_quantized = call(quantized_model, fresh_inputs(example_inputs, numpy_copy))
         cases = [LayerCase(n, layer_kind(quantized_model.layers[n]),
                            nbytes_of(float_model.layers[n]), nbytes_of(quantized_model.layers[n]),
                            float_model.layers[n], quantized_model.layers[n], seen.get(n))
                  for n in names]
-        return assemble(cases, lambda: call(float_model, example_inputs),
-                        lambda: call(quantized_model, example_inputs), out_float, out_quantized,
-                        (float_model.nbytes, quantized_model.nbytes),
-                        describe_inputs(example_inputs), get_num_threads(), repeats,
-                        _numpy_leaf)
+        return assemble(cases, lambda: call(float_model, fresh_inputs(example_inputs)),
+                        lambda: call(quantized_model, fresh_inputs(example_inputs)), out_float,
+                        out_quantized, (float_model.nbytes, quantized_model.nbytes), batch,
+                        get_num_threads(), repeats, _numpy_leaf, output)
     finally:
         set_num_threads(old)

@@ -188,13 +188,18 @@ def _qualified_name(f: Any) -> str:
 
 
 def _metadata(tensors: Tensors, layers: dict[str, Any],
-              model: Optional[dict[str, Any]] = None) -> dict[str, str]:
+              model: Optional[dict[str, Any]] = None, buffers: tuple[str, ...] = ()
+              ) -> dict[str, str]:
     crc = {k: zlib.crc32(np.ascontiguousarray(v).data) for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "lowbit_version": _lowbit_version, "layers": json.dumps(layers, sort_keys=True),
             "crc32": json.dumps(crc, sort_keys=True)}
     if model is not None:
         meta["model"] = json.dumps(model)
+    if buffers:
+        # a PyTorch model's non-persistent buffers: optional when loading (a skeleton without
+        # them, e.g. from another transformers version, still loads)
+        meta["buffers"] = json.dumps(sorted(buffers))
     return meta
 
 
@@ -204,8 +209,10 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     Parameters
     ----------
     obj
-        - a PyTorch module: its lowbit layers plus the rest of its state_dict (a lowbit layer
-          on its own is stored under the name '', its tensors unprefixed);
+        - a PyTorch module: its lowbit layers plus the rest of its state_dict and its
+          non-persistent buffers (in no state_dict, but a skeleton built on the meta device
+          needs them; listed in the metadata, optional on load); a lowbit layer on its own is
+          stored under the name '', its tensors unprefixed;
         - a NumPy model (lowbit.nn.Sequential or Model, nested ones included): its layers
           (lowbit layers, float lowbit.nn.Linear / Embedding, arrays) and its structure, with
           lowbit's own functions (lowbit.nn.relu) by name; `load` gives the model back;
@@ -226,13 +233,14 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
     """
     torch = sys.modules.get("torch")
     model = None
+    buffers: tuple[str, ...] = ()
     if torch is not None and isinstance(obj, torch.nn.Module):
         from .torch.io import module_objects
-        objects = module_objects(obj)
+        objects, buffers = module_objects(obj)
     elif isinstance(obj, Model):
         objects, model = model_objects(obj)
     elif isinstance(obj, Mapping):
-        objects = dict(obj)
+        objects, buffers = dict(obj), ()
         if torch is not None:
             from .torch.io import numpy_objects
             objects = numpy_objects(objects)
@@ -240,18 +248,52 @@ def save(obj: Any, path: "os.PathLike[str] | str") -> None:
         raise TypeError(f"save takes a torch.nn.Module, a lowbit.nn model or a dict, got "
                         f"{type(obj).__name__}")
     tensors, codes, layers = encode(objects)
-    metadata = _metadata(tensors, layers, model)
+    metadata = _metadata(tensors, layers, model, buffers)
     _safetensors.atomic_write(os.fspath(path),
                               lambda f: _safetensors.write(f, tensors, metadata, codes))
 
 
 # ---- decoding -------------------------------------------------------------------------------
+def _directory_error(path: str) -> IsADirectoryError:
+    inside = sorted(n for n in os.listdir(path) if n.endswith(".safetensors"))
+    hf = os.path.exists(os.path.join(path, "config.json"))
+    what = (" (it looks like a Hugging Face / sentence-transformers model folder)" if hf else "")
+    files = f"; it holds {inside[:4]}" if inside else ""
+    return IsADirectoryError(f"{path!r} is a directory{what}{files}: lowbit.load reads one file "
+                             "written by lowbit.save")
+
+
+def _not_lowbit(path: str, tensors: Tensors, metadata: dict[str, str]) -> str:
+    """What a safetensors file without lowbit's format tag is, as far as its names tell."""
+    quantized = sorted(k[:-len(".qweight")] for k in tensors
+                       if k.endswith(".qweight") and k[:-len("qweight")] + "scale" in tensors)
+    tag = metadata.get("format")
+    written = f" (its metadata says format {tag!r})" if tag is not None else ""
+    if quantized:
+        return (f"{path!r} holds lowbit-quantized layers ({len(quantized)}, e.g. "
+                f"{quantized[0] + '.qweight'!r}) but no lowbit metadata{written}: it was written "
+                "from a quantized model's state_dict by another tool, such as Hugging Face "
+                "save_pretrained or SentenceTransformer.save. Neither lowbit nor transformers "
+                "can load it correctly (from_pretrained gives those layers random weights): "
+                "quantize the float model again and save it with lowbit.save")
+    if tag == "pt":
+        return (f"{path!r} is a PyTorch / Hugging Face safetensors file (metadata format 'pt'), "
+                "not a lowbit file: load it with transformers or safetensors, quantize with "
+                "lowbit.torch.quantize_, then save with lowbit.save")
+    return (f"{path!r} is not a lowbit file (no lowbit format tag in its safetensors "
+            f"metadata{written})")
+
+
 def read(path: "os.PathLike[str] | str"
-         ) -> tuple[Tensors, dict[str, str], dict[str, Any], Optional[dict[str, Any]]]:
+         ) -> tuple[Tensors, dict[str, str], dict[str, Any], Optional[dict[str, Any]],
+                    tuple[str, ...]]:
     """Reads and checks a lowbit file: (tensors, dtype codes, layer metadata, the structure of
-    the NumPy model it holds or None). The metadata is checked field by field here, before
-    anything uses it."""
+    the NumPy model it holds or None, the names of the tensors that are a PyTorch model's
+    non-persistent buffers). The metadata is checked field by field here, before anything
+    uses it."""
     where = repr(os.fspath(path))
+    if os.path.isdir(os.fspath(path)):
+        raise _directory_error(os.fspath(path))
     with open(os.fspath(path), "rb") as f:
         buf = f.read()
     try:
@@ -259,8 +301,7 @@ def read(path: "os.PathLike[str] | str"
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{where} is not a lowbit file (no lowbit format tag in its "
-                         "safetensors metadata)")
+        raise ValueError(_not_lowbit(os.fspath(path), tensors, metadata))
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{where} has lowbit format version {version!r}; this "
@@ -270,6 +311,8 @@ def read(path: "os.PathLike[str] | str"
         crc = _safetensors.parse_json(metadata["crc32"].encode(), "lowbit metadata (crc32)")
         model = (None if "model" not in metadata else
                  _safetensors.parse_json(metadata["model"].encode(), "lowbit metadata (model structure)"))
+        buffers = _safetensors.parse_json(metadata.get("buffers", "[]").encode(),
+                                          "lowbit metadata (buffers)")
     except KeyError as e:
         raise ValueError(f"{where}: corrupted lowbit metadata (no {e} entry)") from None
     except ValueError as e:
@@ -277,6 +320,10 @@ def read(path: "os.PathLike[str] | str"
     if not isinstance(layers, dict) or not isinstance(crc, dict) or set(crc) != set(tensors):
         raise ValueError(f"{where}: corrupted lowbit metadata (layer or checksum "
                          "table does not match the tensors)")
+    if not (isinstance(buffers, list) and all(isinstance(b, str) and b in tensors
+                                              for b in buffers)):
+        raise ValueError(f"{where}: corrupted lowbit metadata (the buffer list does not name "
+                         "the file's tensors)")
     for name, a in tensors.items():
         if not is_int(crc[name]) or zlib.crc32(np.ascontiguousarray(a).data) != crc[name]:
             raise ValueError(f"{where}: tensor {name!r} is corrupted (CRC-32 mismatch)")
@@ -290,7 +337,7 @@ def read(path: "os.PathLike[str] | str"
             _check_structure(model, set(_owner_names(tensors, layers)), set(), 0)
         except ValueError as e:
             raise ValueError(f"{where}: corrupted lowbit model structure: {e}") from None
-    return tensors, codes, layers, model
+    return tensors, codes, layers, model, tuple(buffers)
 
 
 def _short(value: Any) -> str:
@@ -564,17 +611,25 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
       a single lowbit layer saved on its own (`save(QuantizedLinear...)`: the name '') loads
       into a skeleton nn.Linear / nn.Embedding of the same shape (or a lowbit layer) and
       returns the new lowbit layer, since a module cannot change its class in place.
+      The skeleton may be built on the meta device (`with torch.device("meta"): ...`): its
+      tensors are replaced by the file's (assign semantics, Parameters keep requires_grad)
+      rather than copied into. Non-persistent buffers in the file are filled in where the
+      model has them. The loaded model's Hugging Face save methods refuse, as after quantize_.
 
     Raises
     ------
     ValueError
-        A truncated, corrupted or other-version file; a layer missing from the model, or an
-        entry or shape that differs from it (named); a saved lowbit.nn.Model loaded without a
-        model to take its forward from.
+        A truncated, corrupted or other-version file; a file that is not lowbit's (one written
+        from a quantized model's state_dict by save_pretrained / SentenceTransformer.save says
+        so); a layer missing from the model, or an entry or shape that differs from it
+        (named); a saved lowbit.nn.Model loaded without a model to take its forward from; a
+        meta-device tensor of the model that the file cannot fill (before anything changes).
+    IsADirectoryError
+        path is a directory (a Hugging Face model folder, say).
     TypeError
         model is of another type.
     """
-    tensors, codes, layers, structure = read(path)
+    tensors, codes, layers, structure, buffers = read(path)
     where = os.fspath(path)
     torch = sys.modules.get("torch")
     if model is None or isinstance(model, Model):
@@ -589,4 +644,4 @@ def load(path: "os.PathLike[str] | str", model: Any = None) -> Any:
         raise TypeError(f"model must be a torch.nn.Module, a lowbit.nn model or None, got "
                         f"{type(model).__name__}")
     from .torch.io import restore_module
-    return restore_module(model, tensors, codes, layers, where)
+    return restore_module(model, tensors, codes, layers, where, buffers)

@@ -23,10 +23,20 @@ class Skipped:
 
 
 @dataclass
+class Kept:
+    """A module holding weight matrices that the conversion does not touch (a Conv2d, an LSTM,
+    an nn.EmbeddingBag, ...): it stays in float, for `reason`."""
+    name: str
+    kind: str                   # the module's class name
+    reason: str
+
+
+@dataclass
 class ConversionSummary:
     action: str = "quantize_"
     replaced: list[Replaced] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
 
     @property
     def replaced_names(self) -> list[str]:
@@ -35,6 +45,10 @@ class ConversionSummary:
     @property
     def skipped_names(self) -> list[str]:
         return [s.name for s in self.skipped]
+
+    @property
+    def kept_names(self) -> list[str]:
+        return [k.name for k in self.kept]
 
     def reason(self, name: str) -> str:
         for s in self.skipped:
@@ -45,11 +59,13 @@ class ConversionSummary:
     def __str__(self) -> str:
         before = sum(r.bytes_before for r in self.replaced)
         after = sum(r.bytes_after for r in self.replaced)
+        kept = (f", {len(self.kept)} other weight-holding module(s) kept float" if self.kept
+                else "")
         lines = [f"lowbit {self.action}: {len(self.replaced)} replaced, "
-                 f"{len(self.skipped)} skipped; replaced layers {before / 2**20:.2f} MiB -> "
-                 f"{after / 2**20:.2f} MiB"]
+                 f"{len(self.skipped)} skipped{kept}; replaced layers {before / 2**20:.2f} MiB "
+                 f"-> {after / 2**20:.2f} MiB"]
         width = max([len(r.name) for r in self.replaced] + [len(s.name) for s in self.skipped]
-                    + [4])
+                    + [len(k.name or "(model)") for k in self.kept] + [4])
         shape_width = max([len(f"{r.shape[0]}x{r.shape[1]}") for r in self.replaced] + [1])
         for r in self.replaced:
             note = f"  [{r.note}]" if r.note else ""
@@ -57,4 +73,7 @@ class ConversionSummary:
             lines.append(f"  + {r.name.ljust(width)}  {shape}  {r.config}{note}")
         for s in self.skipped:
             lines.append(f"  - {s.name.ljust(width)}  skipped: {s.reason}")
+        for k in self.kept:
+            lines.append(f"  = {(k.name or '(model)').ljust(width)}  {k.kind} kept float: "
+                         f"{k.reason}")
         return "\n".join(lines)

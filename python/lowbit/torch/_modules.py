@@ -1,7 +1,7 @@
 """Finding the modules a conversion touches and swapping them in place."""
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from torch import nn
 
@@ -43,3 +43,84 @@ def find(model: nn.Module, kinds: tuple[type, ...], filter_fn: Optional[FilterFn
             continue
         found.append((name, module))
     return found
+
+
+def _kept_reason(module: nn.Module, embedding_reason: str) -> str:
+    if isinstance(module, nn.Linear):
+        return "an nn.Linear that filter_fn did not select"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return "lowbit has no convolution kernel (only nn.Linear and nn.Embedding are converted)"
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        return ("lowbit has no recurrent kernel: torch's RNN op reads these weights itself "
+                "(only nn.Linear and nn.Embedding are converted)")
+    if isinstance(module, nn.EmbeddingBag):
+        return "lowbit has no EmbeddingBag (quantize_(..., embeddings=True) converts nn.Embedding)"
+    if isinstance(module, nn.Embedding):
+        return embedding_reason
+    if isinstance(module, nn.MultiheadAttention):
+        return ("nn.MultiheadAttention reads its in_proj weights inside torch's attention op, "
+                "which a lowbit layer cannot take part in")
+    if isinstance(module, nn.Bilinear):
+        return "lowbit has no bilinear kernel (only nn.Linear and nn.Embedding are converted)"
+    if type(module).__name__ == "Conv1D":   # transformers' GPT-2 style linear, weight (in, out)
+        return ("a Hugging Face Conv1D (a linear layer with a transposed weight), not an "
+                "nn.Linear: lowbit does not convert it yet")
+    return (f"holds weight matrices in its own Parameters; lowbit converts only nn.Linear and "
+            "nn.Embedding modules")
+
+
+def kept_float(model: nn.Module, handled: set[int], embedding_reason: str) -> list[Any]:
+    """Every module (not in `handled`, the ids of the modules the conversion considered or
+    produced) that holds a Parameter of two or more dims itself: a Conv2d, an LSTM, an
+    EmbeddingBag, a custom module's raw weight matrix. They stay float; a conversion summary
+    lists them so "1 replaced, 0 skipped" is never the whole story of a CNN. Norm layers (1-D
+    Parameters only) are not listed."""
+    from ..summary import Kept
+    kept = []
+    for name, module in model.named_modules():
+        if id(module) in handled:
+            continue
+        if any(p.dim() >= 2 for p in module.parameters(recurse=False)):
+            kept.append(Kept(name, type(module).__name__, _kept_reason(module, embedding_reason)))
+    return kept
+
+
+def tied_weights(model: nn.Module, candidates: list[tuple[str, nn.Module]]
+                 ) -> dict[str, list[str]]:
+    """For each candidate whose weight Parameter another module of the model also holds
+    (e.g. GPT-2's lm_head tied to the wte embedding): the names of those other modules."""
+    holders: dict[int, list[tuple[str, nn.Module]]] = {}
+    for name, module in named_modules_all(model):
+        for p in module.parameters(recurse=False):
+            holders.setdefault(id(p), []).append((name, module))
+    ties: dict[str, list[str]] = {}
+    for name, module in candidates:
+        w = getattr(module, "weight", None)
+        if not isinstance(w, nn.Parameter):
+            continue
+        others = [n for n, m in holders.get(id(w), []) if m is not module]
+        if others:
+            ties[name] = others
+    return ties
+
+
+def handled_ids(model: nn.Module, candidates: list[tuple[str, nn.Module]]) -> set[int]:
+    """The modules a conversion considered (converted or skipped with a reason) and the lowbit
+    or prepared modules now in the model: what kept_float must not list again."""
+    from .calibrate import ObservedLinear
+    from .embedding import QuantizedEmbedding
+    from .layers import QuantizedLinear
+    from .qat import FakeQuantLinear
+    lowbit = (QuantizedLinear, QuantizedEmbedding, ObservedLinear, FakeQuantLinear)
+    return {id(m) for _, m in candidates} | {id(m) for m in model.modules()
+                                             if isinstance(m, lowbit)}
+
+
+def set_names(model: nn.Module) -> None:
+    """Records each lowbit layer's qualified name in the model (the first, for a module under
+    several names), so its errors can say which layer failed."""
+    from .embedding import QuantizedEmbedding
+    from .layers import QuantizedLinear
+    for name, module in model.named_modules():
+        if isinstance(module, (QuantizedLinear, QuantizedEmbedding)):
+            module.lowbit_name = name or None

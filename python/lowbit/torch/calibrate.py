@@ -2,6 +2,7 @@
 ObservedLinear, which computes in float and records its input's range."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional
 
 import torch
@@ -11,7 +12,9 @@ from torch import nn
 from .. import nn as lnn
 from .._plan import UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig
-from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from ..conversion import ConfigSpec, config_for
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, set_submodule)
 from .layers import QuantizedLinear, float_weight
 from ..summary import ConversionSummary, Replaced, Skipped
 
@@ -20,8 +23,9 @@ class ObservedLinear(nn.Module):
     """nn.Linear's computation (same weight and bias Parameters, so state_dict names and any
     optimizer keep working) plus an activation observer fed with every input."""
 
-    def __init__(self, linear: nn.Linear, config: Int8StaticConfig) -> None:
+    def __init__(self, linear: nn.Linear, config: Int8StaticConfig, name: str = "") -> None:
         super().__init__()
+        self.lowbit_name = name   # the qualified name, for errors
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.weight = linear.weight
@@ -30,10 +34,14 @@ class ObservedLinear(nn.Module):
         self.observer = config.observer.clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        where = f" {self.lowbit_name!r}" if getattr(self, "lowbit_name", "") else ""
         if x.dtype != torch.float32 or x.device.type != "cpu":
-            raise TypeError(f"ObservedLinear takes CPU float32 inputs, got {x.dtype} on "
+            raise TypeError(f"ObservedLinear{where} takes CPU float32 inputs, got {x.dtype} on "
                             f"{x.device}")
-        self.observer.observe(x.detach().contiguous().numpy())
+        try:
+            self.observer.observe(x.detach().contiguous().numpy())
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"ObservedLinear{where}: {e}") from None
         return F.linear(x, self.weight, self.bias)
 
     def to_quantized(self, name: str) -> QuantizedLinear:
@@ -50,40 +58,92 @@ class ObservedLinear(nn.Module):
                 f"observer={self.observer!r}")
 
 
-def prepare(model: nn.Module, config: Int8StaticConfig, filter_fn: Optional[FilterFn] = None
-            ) -> ConversionSummary:
+def _static_config(name: str, spec: ConfigSpec) -> tuple[Optional[Int8StaticConfig], str]:
+    cfg, why = config_for(name, spec)
+    if cfg is not None and not isinstance(cfg, Int8StaticConfig):
+        if isinstance(spec, Mapping):
+            where = f" for layer {name!r}"
+            todo = ("map those layers to None here and convert them with quantize_ (before or "
+                    "after prepare / convert), or train them with prepare_qat")
+        else:
+            where, todo = "", "use quantize_(model, config), or prepare_qat to train with it"
+        raise TypeError(f"prepare calibrates Int8StaticConfig layers; the config{where} is "
+                        f"{type(cfg).__name__}, which needs no calibration: {todo}")
+    return cfg, why
+
+
+def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] = None, *,
+            progress: Optional[bool] = None) -> ConversionSummary:
     """Inserts observers on the inputs of the model's nn.Linear layers (in place). Then run
     representative data through the model (in float: outputs do not change) and call
-    `convert(model)` to freeze each layer's activation scale and zero point."""
-    if not isinstance(config, Int8StaticConfig):
-        raise TypeError(f"prepare takes an Int8StaticConfig, got {type(config).__name__} (use "
-                        "quantize_ for dynamic and weight-only configs)")
+    `convert(model)` to freeze each layer's activation scale and zero point.
+
+    Parameters
+    ----------
+    model
+        The nn.Module to prepare, in place.
+    config
+        An Int8StaticConfig or, as for quantize_ and prepare_qat, a dict {fnmatch pattern:
+        Int8StaticConfig or None} over module names (first match wins; None or no match keeps
+        the layer float).
+    filter_fn
+        filter_fn(module, name) -> bool narrows the layers considered.
+    progress
+        A tqdm bar (if installed) for 16 layers or more; True/False forces it.
+
+    Returns
+    -------
+    ConversionSummary
+        The "observed" layers, the skipped ones with the reason, and in `kept` the other
+        weight-holding modules that stay float.
+
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module; the config (or a pattern's config) is not an
+        Int8StaticConfig (dynamic and weight-only configs need no calibration: quantize_);
+        progress is not a bool or None.
+    ValueError
+        The model has no nn.Linear layers.
+    """
+    from .quantize import _progress
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"prepare takes an nn.Module, got {type(model).__name__}")
+    if not isinstance(config, Mapping):
+        _static_config("", config)   # a wrong config fails before anything is looked at
     linears = find(model, (nn.Linear,), filter_fn)
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear layers to prepare")
+    plans = [(name, module, *_static_config(name, config)) for name, module in linears]
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare")
     done: dict[int, nn.Module] = {}
-    for name, module in linears:
+    for name, module, cfg, why in _progress(plans, progress, "lowbit prepare"):
         if id(module) in done:
             set_submodule(model, name, done[id(module)])
             continue
         assert isinstance(module, nn.Linear)
         reason = linear_skip_reason(name, module, parents)
+        if reason is None and cfg is None:
+            reason = why or "no config"
         if reason is None:
+            assert cfg is not None
             float_weight(module, name)   # the dtype/device errors, now rather than at convert
             try:
-                plan_linear(config, module.out_features, module.in_features)
+                plan_linear(cfg, module.out_features, module.in_features)
             except UnsupportedLayer as e:
                 reason = str(e)
         if reason:
             summary.skipped.append(Skipped(name, reason))
             continue
-        observed = ObservedLinear(module, config)
+        assert cfg is not None
+        observed = ObservedLinear(module, cfg, name)
         set_submodule(model, name, observed)
         done[id(module)] = observed
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
         summary.replaced.append(Replaced(name, "observed", (module.out_features,
                                                             module.in_features),
-                                         config.describe(), size, size))
+                                         cfg.describe(), size, size))
+    summary.kept = kept_float(model, handled_ids(model, linears),
+                              "an nn.Embedding: prepare converts nn.Linear layers only")
     return summary

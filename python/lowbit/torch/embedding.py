@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
-from .layers import state_array
+from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
+from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array,
+                     with_layer_name)
 
 
 def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:
@@ -33,14 +35,36 @@ class QuantizedEmbedding(nn.Module):
     qweight: torch.Tensor
     scale: torch.Tensor
 
-    def __init__(self, table: lnn.QuantizedEmbedding, padding_idx: Optional[int] = None) -> None:
+    def __init__(self, table: lnn.QuantizedEmbedding, padding_idx: Optional[int] = None,
+                 name: Optional[str] = None) -> None:
         super().__init__()
         self.table = table
         self.num_embeddings = table.num_embeddings
         self.embedding_dim = table.embedding_dim
         self.padding_idx = padding_idx
+        self.lowbit_name = name   # the qualified name in the model, for errors
         self.register_buffer("qweight", torch.from_numpy(table.data))
         self.register_buffer("scale", torch.from_numpy(table.scale))
+
+    @property
+    def weight(self) -> WeightInfo:
+        """Not a tensor: a WeightInfo with the shape (num_embeddings, embedding_dim), dtype
+        (float32, what lookups return) and device (cpu) code written for nn.Embedding reads;
+        `.weight.dequantize()` gives a float32 copy of the table."""
+        return WeightInfo(self._label, (self.num_embeddings, self.embedding_dim),
+                          self.dequantized_weight)
+
+    @weight.setter
+    def weight(self, value: Any) -> None:
+        raise AttributeError(f"{self._label()}: .weight cannot be assigned: the table is "
+                             "quantized (tied weights cannot be re-tied after conversion)")
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """A float32 (num_embeddings, embedding_dim) copy of the table lookups read."""
+        return torch.from_numpy(self.table(np.arange(self.num_embeddings)))
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise refuse_script(self._label())
 
     @classmethod
     def from_float(cls, embedding: nn.Embedding, bits: int = 8,
@@ -67,14 +91,33 @@ class QuantizedEmbedding(nn.Module):
         return 0   # everything is in the buffers
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        refuse_tracing(self._label)
         if not isinstance(indices, torch.Tensor):
-            raise TypeError(f"QuantizedEmbedding takes a torch.Tensor, got {type(indices).__name__}")
+            raise TypeError(f"{self._label()} takes a torch.Tensor, got "
+                            f"{type(indices).__name__}")
         if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-            raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
+            raise TypeError(f"{self._label()}: embedding indices must be integers, got "
+                            f"{indices.dtype}")
         if indices.device.type != "cpu":
-            raise ValueError(f"QuantizedEmbedding runs on the CPU; got indices on {indices.device}")
-        out = self.table(np.asarray(indices.detach().contiguous().numpy()))
+            raise ValueError(f"{self._label()} runs on the CPU; got indices on "
+                             f"{indices.device}")
+        try:
+            out = self.table(np.asarray(indices.detach().contiguous().numpy()))
+        except (TypeError, ValueError, IndexError) as e:
+            raise with_layer_name(e, self._label()) from None
         return torch.from_numpy(out)
+
+    def _format(self) -> dict[str, Any]:
+        return {"format": "lowbit", "kind": "embedding", "bits": self.bits,
+                "group_size": self.table.group_size,
+                "shape": [self.num_embeddings, self.embedding_dim]}
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str,
+                            keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        # bits and group size: two group sizes with the same number of groups per row give
+        # tensors of the same shapes
+        destination[prefix + FORMAT_KEY] = encode_format(self._format())
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               local_metadata: dict[str, Any], strict: bool,
@@ -84,14 +127,30 @@ class QuantizedEmbedding(nn.Module):
         # wrap or truncate silently) and take any scale: check the table as lowbit.load does
         # first, so a bad state changes nothing
         keys = (prefix + "qweight", prefix + "scale")
+        format_key = prefix + FORMAT_KEY
+        fmt = state_dict.get(format_key)
+        if fmt is None and strict and any(k in state_dict for k in keys):
+            missing_keys.append(format_key)
+        state_dict = {k: v for k, v in state_dict.items() if k != format_key}
         if all(k in state_dict for k in keys):
             try:
                 lnn.QuantizedEmbedding(state_array(state_dict[keys[0]], keys[0]),
                                        state_array(state_dict[keys[1]], keys[1]), self.bits,
                                        self.embedding_dim, self.table.group_size)
             except (TypeError, ValueError) as e:
-                error_msgs.append(f"lowbit {self._label()} cannot take {keys[0]} / {keys[1]}: "
-                                  f"{e}")
+                error_msgs.append(f"{self._label()} cannot take {keys[0]} / {keys[1]}: {e}")
+                return
+        if fmt is not None:
+            # after the table check: a table of the wrong shape says so in its own terms; this
+            # catches what the shapes cannot tell (a group size with the same number of groups)
+            try:
+                differ = format_mismatch(self._format(), decode_format(fmt, format_key))
+            except ValueError as e:
+                differ = [str(e)]
+            if differ:
+                error_msgs.append(f"format mismatch for {format_key}: the checkpoint's table "
+                                  f"was made with another config than {self._label()} ("
+                                  + "; ".join(differ) + ")")
                 return
         errors = len(error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
@@ -104,7 +163,8 @@ class QuantizedEmbedding(nn.Module):
                                                 self.table.group_size)
 
     def _label(self) -> str:
-        return f"QuantizedEmbedding({self.extra_repr()})"
+        return layer_label("QuantizedEmbedding", getattr(self, "lowbit_name", None),
+                           self.extra_repr())
 
     def extra_repr(self) -> str:
         g = f", group_size={self.table.group_size}" if self.table.group_size else ""

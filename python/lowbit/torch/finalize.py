@@ -1,6 +1,8 @@
 """convert: turn the layers prepare() and prepare_qat() inserted into lowbit layers."""
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import nn
 
 from ._modules import named_modules_all, set_submodule
@@ -9,11 +11,31 @@ from .qat import FakeQuantLinear
 from ..summary import ConversionSummary, Replaced
 
 
-def convert(model: nn.Module) -> ConversionSummary:
+def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionSummary:
     """Replaces every ObservedLinear (static PTQ: activation scale and zero point frozen from
     its observer) and FakeQuantLinear (QAT: the weights it rounds to, its activation
-    parameters) by a lowbit QuantizedLinear, in place. Raises ValueError naming the layers if
-    any observer saw no data, before changing anything."""
+    parameters) by a lowbit QuantizedLinear, in place.
+
+    Parameters
+    ----------
+    model
+        A model prepared by prepare() or prepare_qat().
+    progress
+        As in quantize_.
+
+    Returns
+    -------
+    ConversionSummary
+        The converted layers. Afterwards, as after quantize_, the layers know their names and
+        the model's Hugging Face save methods refuse (lowbit.save instead).
+
+    Raises
+    ------
+    ValueError
+        No prepared layers; an observer saw no data (all such layers named, before anything
+        changes).
+    """
+    from .quantize import _progress, finish
     found = [(n, m) for n, m in named_modules_all(model)
              if isinstance(m, (ObservedLinear, FakeQuantLinear))]
     if not found:
@@ -27,7 +49,7 @@ def convert(model: nn.Module) -> ConversionSummary:
                          "through the prepared model before convert()")
     summary = ConversionSummary("convert")
     done: dict[int, nn.Module] = {}
-    for name, module in found:
+    for name, module in _progress(found, progress, "lowbit convert"):
         if id(module) not in done:
             done[id(module)] = module.to_quantized(name)
             new = done[id(module)]
@@ -37,4 +59,5 @@ def convert(model: nn.Module) -> ConversionSummary:
                                              module.config.describe(), size,
                                              new.nbytes))  # type: ignore[arg-type]
         set_submodule(model, name, done[id(module)])
+    finish(model)
     return summary

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
+from .._safetensors import dtype_code
 from ..io import decode, key_prefix
 from ._modules import named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
@@ -39,10 +40,10 @@ def numpy_objects(objects: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def module_objects(model: nn.Module) -> dict[str, Any]:
-    """Each lowbit layer by its module name, and every other state_dict entry as an array. A
-    lowbit layer saved on its own has the name '' (its tensors are then unprefixed, as in its
-    state_dict)."""
+def module_objects(model: nn.Module) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Each lowbit layer by its module name, and every other state_dict entry and
+    non-persistent buffer as an array; and the names of those buffers. A lowbit layer saved on
+    its own has the name '' (its tensors are then unprefixed, as in its state_dict)."""
     from .calibrate import ObservedLinear
     from .qat import FakeQuantLinear
     objects: dict[str, Any] = {}
@@ -58,7 +59,40 @@ def module_objects(model: nn.Module) -> dict[str, Any]:
     for key, value in model.state_dict().items():
         if not key.startswith(tuple(prefixes)):
             objects[key] = tensor_to_numpy(value)
-    return objects
+    buffers = []
+    for key, value in non_persistent_buffers(model).items():
+        if key.startswith(tuple(prefixes)) or key in objects:
+            continue
+        array = tensor_to_numpy(value)
+        if isinstance(array, np.ndarray) and not _storable(array):
+            # e.g. a complex rotary table: optional in the file (it cannot fill a meta
+            # skeleton, which lowbit.load then refuses by name), so not a reason to fail
+            continue
+        objects[key] = array
+        buffers.append(key)
+    return objects, tuple(buffers)
+
+
+def _storable(array: np.ndarray) -> bool:
+    try:
+        dtype_code(array)
+    except TypeError:
+        return False
+    return True
+
+
+def non_persistent_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Buffers registered with persistent=False (Hugging Face's position_ids, say), by their
+    qualified names. No state_dict holds them, so a skeleton built on the meta device could
+    not get them from one; lowbit.save writes them with the other tensors, and lowbit.load
+    fills them in (a file without them still loads into a skeleton that has them)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, module in named_modules_all(model):
+        for b in getattr(module, "_non_persistent_buffers_set", ()):
+            value = module._buffers.get(b)
+            if value is not None:
+                out.setdefault(key_prefix(name) + b, value)
+    return out
 
 
 def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module:
@@ -75,7 +109,7 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
         if (target.bias is not None) != (obj.bias is not None):
             raise ValueError(f"{where}: bias {'present' if obj.bias is not None else 'absent'} "
                              "in the file but not in the model")
-        return QuantizedLinear(obj, "loaded")
+        return QuantizedLinear(obj, "loaded", name or None)
     if isinstance(obj, lnn.QuantizedEmbedding):
         if not isinstance(target, (nn.Embedding, QuantizedEmbedding)):
             raise ValueError(f"{where} is a quantized embedding in the file but a "
@@ -84,13 +118,14 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
         if shape != (obj.num_embeddings, obj.embedding_dim):
             raise ValueError(f"{where}: the file's table is {obj.num_embeddings} x "
                              f"{obj.embedding_dim}, the model's is {shape[0]} x {shape[1]}")
-        return QuantizedEmbedding(obj, target.padding_idx)
+        return QuantizedEmbedding(obj, target.padding_idx, name or None)
     raise ValueError(f"{where}: a {type(obj).__name__} entry cannot be loaded into a model "
                      "(load it without a model)")
 
 
 def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict[str, str],
-                   layers: dict[str, Any], path: str) -> nn.Module:
+                   layers: dict[str, Any], path: str, buffers: tuple[str, ...] = ()
+                   ) -> nn.Module:
     """Checks everything first and only then changes the model, so a mismatch leaves it as it
     was. A file holding one layer saved on its own (name '') returns the new lowbit layer: the
     skeleton (an nn.Linear, say) cannot turn into one in place."""
@@ -103,13 +138,18 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
         new_modules[name] = _replacement(name, modules[name], objects[name], path)
     prefixes = tuple(key_prefix(n) for n in layers)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
-    floats = {k: v for k, v in objects.items() if k not in layers}
+    extra = {k: v for k, v in non_persistent_buffers(model).items()
+             if not (prefixes and k.startswith(prefixes)) and k not in state}
+    # the file's non-persistent buffers are optional: a skeleton without one skips it
+    floats = {k: v for k, v in objects.items()
+              if k not in layers and (k not in buffers or k in state or k in extra)}
     for key, value in floats.items():
-        if key not in state:
+        have = state.get(key, extra.get(key))
+        if have is None:
             raise ValueError(f"{path!r}: tensor {key!r} is in the file but not in the model")
-        if tuple(state[key].shape) != tuple(value.shape):
+        if tuple(have.shape) != tuple(value.shape):
             raise ValueError(f"{path!r}: tensor {key!r} has shape {tuple(value.shape)} in the "
-                             f"file and {tuple(state[key].shape)} in the model")
+                             f"file and {tuple(have.shape)} in the model")
     missing = sorted(set(state) - set(floats))
     if missing:
         raise ValueError(f"{path!r}: the model has state the file lacks: {missing[:8]}"
@@ -119,8 +159,46 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
             raise ValueError(f"{path!r}: a layer saved on its own cannot sit beside other layers "
                              "or tensors")
         return new_modules[""]
+    _check_meta(model, prefixes, floats, path)
     for name, new in new_modules.items():
         set_submodule(model, name, new)
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
-                           for k, v in floats.items()}, strict=False)
+    loaded = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in floats.items()}
+    # A skeleton built on the meta device has no storage to copy into (load_state_dict's copy
+    # would be a no-op with a warning): its tensors are replaced by the loaded ones (assign),
+    # keeping each Parameter's requires_grad; tensors with storage are copied into as usual.
+    on_meta = {k for k, t in state.items() if isinstance(t, torch.Tensor) and t.is_meta}
+    model.load_state_dict({k: v for k, v in loaded.items() if k in on_meta}, strict=False,
+                          assign=True)
+    model.load_state_dict({k: v for k, v in loaded.items() if k not in on_meta and k in state},
+                          strict=False)
+    for key, buffer in extra.items():   # non-persistent buffers: no state_dict route
+        if key not in loaded:
+            continue
+        parent, _, leaf = key.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        if buffer.is_meta:
+            owner._buffers[leaf] = loaded[key].to(buffer.dtype)
+        else:
+            with torch.no_grad():
+                buffer.copy_(loaded[key])
+    from .quantize import finish
+    finish(model)
     return model
+
+
+def _check_meta(model: nn.Module, prefixes: tuple[str, ...], floats: dict[str, Any],
+                path: str) -> None:
+    """Refuses, before the model is touched, a skeleton with meta-device tensors the file
+    cannot fill: non-persistent buffers (not in any state_dict, so not in the file, e.g.
+    Hugging Face's position_ids) or tensors of a module that is not in the file."""
+    named = list(model.named_parameters(remove_duplicate=False)) + list(
+        model.named_buffers(remove_duplicate=False))
+    left = sorted({k for k, t in named if t.is_meta and k not in floats
+                   and not (prefixes and k.startswith(prefixes))})
+    if left:
+        raise ValueError(
+            f"{path!r}: the model has tensors on the meta device that the file does not hold: "
+            f"{left[:8]}{' ...' if len(left) > 8 else ''} (buffers registered with "
+            "persistent=False are not in a state_dict, so no saved file has them). Build the "
+            "skeleton on the CPU, or materialize and fill those tensors first (e.g. "
+            "model.to_empty(device='cpu'), then set them); nothing was loaded")

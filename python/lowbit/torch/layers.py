@@ -6,6 +6,7 @@ returned tensor (`torch.from_numpy`), so a call makes no copies of its own.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -16,17 +17,58 @@ from .. import nn as lnn
 from ..config import QuantConfig
 from ..io import decode_layer, encode_linear
 from ..packed import PackedWeight
+from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
+
+FORMAT_KEY = "format"   # the state_dict entry describing a lowbit layer's format (JSON bytes)
 
 
-def check_input(x: torch.Tensor, layer: str) -> None:
-    """The conditions under which a lowbit layer can take x: a float32 tensor on the CPU."""
+def check_input(x: torch.Tensor, layer: Callable[[], str]) -> None:
+    """The conditions under which a lowbit layer can take x: a float32 tensor on the CPU.
+    `layer` gives the layer's label (formatted only for an error)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{layer} takes a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{layer()} takes a torch.Tensor, got {type(x).__name__}")
     if x.dtype != torch.float32:
-        raise TypeError(f"{layer} computes in float32; got a {x.dtype} input (call .float() on "
-                        "the input, or keep this layer in float)")
+        raise TypeError(f"{layer()} computes in float32; got a {x.dtype} input (call .float() "
+                        "on the input, or keep this layer in float)")
     if x.device.type != "cpu":
-        raise ValueError(f"{layer} runs on the CPU; got an input on {x.device}")
+        raise ValueError(f"{layer()} runs on the CPU; got an input on {x.device}")
+
+
+def with_layer_name(e: Exception, label: str) -> Exception:
+    """The same kind of error with the layer's label in front (the NumPy layer's own errors,
+    e.g. a wrong input width or NaN in the input, cannot know which module they come from)."""
+    if type(e) in (TypeError, ValueError, IndexError):
+        return type(e)(f"{label}: {e}")
+    return e
+
+
+def encode_format(meta: dict[str, Any]) -> torch.Tensor:
+    """A layer's format (bits, scheme, mode, group size, dtype, shape, ...) as a uint8 tensor
+    of UTF-8 JSON: a state_dict entry that torch.save (weights_only loads too), safetensors and
+    .to()/.clone() all take like any tensor."""
+    raw = json.dumps(meta, sort_keys=True).encode("utf-8")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).clone()
+
+
+def decode_format(value: Any, key: str) -> dict[str, Any]:
+    """The format dict of a state_dict's `format` entry, or ValueError naming the key."""
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8 or value.dim() != 1:
+        got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"{key!r} must be the uint8 tensor of JSON bytes a lowbit layer's "
+                         f"state_dict holds, got {got}")
+    try:
+        meta = json.loads(bytes(value.tolist()).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{key!r} is not valid lowbit format JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{key!r} is not valid lowbit format JSON (not an object)")
+    return meta
+
+
+def format_mismatch(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    """'group_size: checkpoint 32, layer 40' for every field that differs."""
+    return [f"{k}: checkpoint {got.get(k)!r}, layer {want.get(k)!r}"
+            for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
 
 
 class _NoBackward(torch.autograd.Function):
@@ -88,20 +130,47 @@ class QuantizedLinear(nn.Module):
     not in a torch tensor; `nbytes` counts it) and the float32 bias as a buffer. `state_dict()`
     computes the canonical quantized weight from the packed one: the tensors lowbit.save writes
     for the layer (`qweight`, `scale`, `zero_point`, `bias`, and for static layers
-    `input_scale`, `input_zero_point`); `load_state_dict` checks them and re-packs. Inference only:
-    an input that requires grad (grad mode on) gives an output whose backward raises
-    RuntimeError."""
+    `input_scale`, `input_zero_point`) plus `format` (the layer's bits, scheme, mode, group size
+    and dtype as UTF-8 JSON in a uint8 tensor); `load_state_dict` checks them, refuses another
+    format, and re-packs. Inference only: an input that requires grad (grad mode on) gives an
+    output whose backward raises RuntimeError.
+
+    `.weight` is a WeightInfo (shape, dtype float32, device cpu, dequantize()), not a tensor.
+    Eager calls and torch.compile without fullgraph work; torch.jit.trace / script,
+    torch.export, torch.onnx.export and torch.compile(fullgraph=True) raise RuntimeError
+    saying so, until lowbit registers torch custom ops. Errors start with the layer's
+    qualified name (`lowbit_name`, set by quantize_, convert and lowbit.load)."""
 
     bias: Optional[torch.Tensor]
 
-    def __init__(self, layer: lnn.QuantizedLinear, config: str = "") -> None:
+    def __init__(self, layer: lnn.QuantizedLinear, config: str = "",
+                 name: Optional[str] = None) -> None:
         super().__init__()
         self.layer = layer
         self.in_features = layer.in_features
         self.out_features = layer.out_features
         self.config = config
+        # the qualified name in the model (quantize_, convert and lowbit.load set it), for errors
+        self.lowbit_name = name
         bias = None if layer.bias is None else torch.from_numpy(layer.bias)
         self.register_buffer("bias", bias)
+
+    @property
+    def weight(self) -> WeightInfo:
+        """Not a tensor: a WeightInfo with the shape (out_features, in_features), dtype
+        (float32, what the layer computes in) and device (cpu) that code written for nn.Linear
+        reads; `.weight.dequantize()` gives a float32 copy of the quantized weight."""
+        return WeightInfo(self._label, (self.out_features, self.in_features),
+                          self.dequantized_weight)
+
+    @weight.setter
+    def weight(self, value: Any) -> None:
+        raise AttributeError(f"{self._label()}: .weight cannot be assigned: the weight is "
+                             "quantized and packed (tied weights cannot be re-tied after "
+                             "conversion; assign before quantize_)")
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise refuse_script(self._label())
 
     @classmethod
     def from_float(cls, linear: nn.Linear, config: Optional[QuantConfig] = None, *,
@@ -145,10 +214,12 @@ class QuantizedLinear(nn.Module):
                                    input_zero_point=layer.input_zero_point)
 
     def dequantized_weight(self) -> torch.Tensor:
+        """A float32 (out_features, in_features) copy of the weight the layer computes with."""
         return torch.from_numpy(self.layer.dequantized_weight())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "lowbit QuantizedLinear")
+        refuse_tracing(self._label)
+        check_input(x, self._label)
         if x.requires_grad and torch.is_grad_enabled():
             # autograd records this call: the output carries a backward that refuses, rather
             # than no graph at all (which would silently drop the earlier layers' gradients)
@@ -159,7 +230,10 @@ class QuantizedLinear(nn.Module):
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.detach().numpy()
-        y = self.layer.compute(x.detach().contiguous().numpy(), bias)
+        try:
+            y = self.layer.compute(x.detach().contiguous().numpy(), bias)
+        except (TypeError, ValueError) as e:
+            raise with_layer_name(e, self._label()) from None
         return torch.from_numpy(y)
 
     # ---- state_dict ---------------------------------------------------------------------------
@@ -179,12 +253,15 @@ class QuantizedLinear(nn.Module):
                             keep_vars: bool) -> None:
         # Copies: some of these arrays are the layer's own (a weight-only int8 weight, a static
         # input scale), and editing a state_dict must not change the packed layer behind it.
-        tensors, _ = self._quantized_state()
+        tensors, meta = self._quantized_state()
         for key in ("qweight", "scale", "zero_point"):
             destination[prefix + key] = torch.from_numpy(tensors.pop(key).copy())
         super()._save_to_state_dict(destination, prefix, keep_vars)   # the bias buffer
         for key, value in tensors.items():   # a static layer's input_scale, input_zero_point
             destination[prefix + key] = torch.from_numpy(value.copy())
+        # bits, scheme, mode, group size, dtype: the tensors alone cannot tell two group sizes
+        # with the same number of groups apart (32 and 40 for 96 inputs)
+        destination[prefix + FORMAT_KEY] = encode_format(_format_of(meta))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               local_metadata: dict[str, Any], strict: bool,
@@ -200,7 +277,7 @@ class QuantizedLinear(nn.Module):
             return
         # nn.Module loads the bias and flags unknown keys; it must not see the quantized keys,
         # which it would call unexpected
-        own = {prefix + key for key in expected}
+        own = {prefix + key for key in expected} | {prefix + FORMAT_KEY}
         super()._load_from_state_dict({k: v for k, v in state_dict.items() if k not in own},
                                       prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
@@ -221,6 +298,19 @@ class QuantizedLinear(nn.Module):
         not fit (the reasons then go to error_msgs)."""
         given: dict[str, np.ndarray] = {}
         problems: list[str] = []
+        format_key = prefix + FORMAT_KEY
+        if format_key in state_dict:
+            try:
+                differ = format_mismatch(_format_of(meta),
+                                         decode_format(state_dict[format_key], format_key))
+            except ValueError as e:
+                differ = [str(e)]
+            if differ:
+                problems.append(f"format mismatch for {format_key}: the checkpoint's layer was "
+                                f"made with another config than {self._label()} ("
+                                + "; ".join(differ) + ")")
+        elif strict and any(prefix + key in state_dict for key in expected):
+            missing_keys.append(format_key)
         for key, want in expected.items():
             name = prefix + key
             if name not in state_dict:
@@ -267,7 +357,8 @@ class QuantizedLinear(nn.Module):
                 "scheme) or shape?")
 
     def _label(self) -> str:
-        return f"lowbit QuantizedLinear({self.extra_repr()})"
+        return layer_label("QuantizedLinear", getattr(self, "lowbit_name", None),
+                           self.extra_repr())
 
     def extra_repr(self) -> str:
         w = self.layer.weight
@@ -275,3 +366,9 @@ class QuantizedLinear(nn.Module):
                   if isinstance(w, PackedWeight) and w.bits == 4 else "")
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, bits={self.bits}, scheme={self.scheme}{detail}")
+
+
+def _format_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a layer's lowbit.save metadata that its state_dict must match (the bias is
+    nn.Module's business: its key is there or not)."""
+    return {"format": "lowbit", **{k: v for k, v in meta.items() if k != "bias"}}

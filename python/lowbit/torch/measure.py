@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._measure import LayerCase, assemble, call, describe_inputs, layer_kind
+from .._measure import (LayerCase, Output, assemble, call, describe_inputs, fresh_inputs,
+                        layer_kind)
 from .._runtime import get_num_threads, set_num_threads
 from ..report import Report
 from .embedding import QuantizedEmbedding
@@ -23,13 +24,19 @@ def _tensor_leaf(out: Any) -> Optional[np.ndarray]:
     return None
 
 
+def _clone(value: Any) -> Any:
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
 def _capture(model: nn.Module, names: list[str], inputs: Any) -> tuple[dict[str, Any], Any]:
-    """Runs the model once; returns the first input and output of each named module."""
+    """Runs the model once; returns the first input and output of each named module (copies:
+    the forward may go on to change either in place, e.g. a residual `x += ...`)."""
     seen: dict[str, Any] = {}
     hooks = []
     for name in names:
         def hook(mod: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> None:
-            seen.setdefault(name, (args[0], out))
+            if name not in seen:
+                seen[name] = (_clone(args[0]), _clone(out))
         hooks.append(model.get_submodule(name).register_forward_hook(hook))
     try:
         out = call(model, inputs)
@@ -40,12 +47,13 @@ def _capture(model: nn.Module, names: list[str], inputs: Any) -> tuple[dict[str,
 
 
 def measure(float_model: nn.Module, quantized_model: nn.Module, example_inputs: Any,
-            threads: Optional[int], repeats: int) -> Report:
+            threads: Optional[int], repeats: int, output: Output = None) -> Report:
+    if float_model is quantized_model:
+        raise ValueError("report compares two models, got the same one twice: quantize a "
+                         "copy (copy.deepcopy(model)) and pass the float original and the copy")
     pairs: list[tuple[str, nn.Module]] = [
         (n, m) for n, m in quantized_model.named_modules()
         if isinstance(m, (QuantizedLinear, QuantizedEmbedding))]
-    if not pairs:
-        raise ValueError("the quantized model has no lowbit layers (run quantize_ or convert)")
     for name, _ in pairs:
         try:
             float_model.get_submodule(name)
@@ -58,22 +66,27 @@ def measure(float_model: nn.Module, quantized_model: nn.Module, example_inputs: 
         set_num_threads(threads)
     try:
         with torch.inference_mode():
-            return _measure(float_model, quantized_model, example_inputs, pairs, repeats)
+            return _measure(float_model, quantized_model, example_inputs, pairs, repeats, output)
     finally:
         torch.set_num_threads(old_torch)
         set_num_threads(old_lowbit)
 
 
 def _measure(float_model: nn.Module, quantized_model: nn.Module, inputs: Any,
-             pairs: list[tuple[str, nn.Module]], repeats: int) -> Report:
-    captured, out_float = _capture(float_model, [n for n, _ in pairs], inputs)
-    out_quantized = call(quantized_model, inputs)
+             pairs: list[tuple[str, nn.Module]], repeats: int, output: Output) -> Report:
+    # Each model gets its own copy of the inputs: a SentenceTransformer writes its outputs into
+    # the input dict and returns that dict, so with one shared dict both models would return
+    # the same object (SQNR inf, cosine 1) and the inputs would list the outputs.
+    batch = describe_inputs(inputs)
+    captured, out_float = _capture(float_model, [n for n, _ in pairs],
+                                   fresh_inputs(inputs, _clone))
+    out_quantized = call(quantized_model, fresh_inputs(inputs, _clone))
     cases = []
     for name, qmod in pairs:
         fmod = float_model.get_submodule(name)
         cases.append(LayerCase(name, layer_kind(qmod), module_nbytes(fmod), module_nbytes(qmod),
                                fmod, qmod, captured.get(name)))
-    return assemble(cases, lambda: call(float_model, inputs),
-                    lambda: call(quantized_model, inputs), out_float, out_quantized,
-                    (model_nbytes(float_model), model_nbytes(quantized_model)),
-                    describe_inputs(inputs), torch.get_num_threads(), repeats, _tensor_leaf)
+    return assemble(cases, lambda: call(float_model, fresh_inputs(inputs)),
+                    lambda: call(quantized_model, fresh_inputs(inputs)), out_float, out_quantized,
+                    (model_nbytes(float_model), model_nbytes(quantized_model)), batch,
+                    torch.get_num_threads(), repeats, _tensor_leaf, output)

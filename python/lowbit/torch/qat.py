@@ -18,7 +18,8 @@ from ..config import Int8StaticConfig, QuantConfig, check_config
 from ..conversion import ConfigSpec, config_for
 from ..qtensor import QTensor
 from . import fake_quant as fq
-from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, set_submodule)
 from .layers import QuantizedLinear, float_weight
 from ..summary import ConversionSummary, Replaced, Skipped
 
@@ -165,7 +166,9 @@ class FakeQuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32:
-            raise TypeError(f"FakeQuantLinear takes float32 inputs, got {x.dtype}")
+            name = getattr(self, "lowbit_name", "")
+            raise TypeError(f"FakeQuantLinear{f' {name!r}' if name else ''} takes float32 "
+                            f"inputs, got {x.dtype}")
         return F.linear(self.fake_input(x), self.fake_weight(), self.bias)
 
     # -- conversion ------------------------------------------------------------------------
@@ -192,11 +195,43 @@ class FakeQuantLinear(nn.Module):
 
 
 def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] = None, *,
-                learnable_scales: bool = False) -> ConversionSummary:
-    """Swaps the model's nn.Linear layers for FakeQuantLinear (in place); config as in
-    quantize_ (one config or a dict of fnmatch patterns). Train as usual (the layers keep the
-    original weight/bias Parameters, so an existing optimizer still holds them; with
-    learnable_scales=True add the new scale Parameters to it), then `convert(model)`."""
+                learnable_scales: bool = False, progress: Optional[bool] = None
+                ) -> ConversionSummary:
+    """Swaps the model's nn.Linear layers for FakeQuantLinear (in place). Train as usual (the
+    layers keep the original weight/bias Parameters, so an existing optimizer still holds them;
+    with learnable_scales=True add the new scale Parameters to it), then `convert(model)`.
+
+    Parameters
+    ----------
+    model
+        The nn.Module to prepare, in place.
+    config
+        As in quantize_: one config or a dict {fnmatch pattern: config or None}.
+    filter_fn
+        filter_fn(module, name) -> bool narrows the layers considered.
+    learnable_scales
+        Train the weight scales (symmetric weights only) and a static config's activation
+        scale with LSQ gradients.
+    progress
+        As in quantize_.
+
+    Returns
+    -------
+    ConversionSummary
+        The "fake_quant" layers, the skipped ones with the reason, and in `kept` the other
+        weight-holding modules that stay float.
+
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module; a config is not a lowbit config; learnable_scales is not a
+        bool; progress is not a bool or None.
+    ValueError
+        The model has no nn.Linear layers; learnable_scales with asymmetric weights.
+    """
+    from .quantize import _progress
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"prepare_qat takes an nn.Module, got {type(model).__name__}")
     learnable_scales = check_bool(learnable_scales, "learnable_scales")
     linears = find(model, (nn.Linear,), filter_fn)
     if not linears:
@@ -204,7 +239,7 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare_qat")
     done: dict[int, nn.Module] = {}
-    for name, module in linears:
+    for name, module in _progress(linears, progress, "lowbit prepare_qat"):
         if id(module) in done:
             set_submodule(model, name, done[id(module)])
             continue
@@ -222,10 +257,13 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
             summary.skipped.append(Skipped(name, str(e)))
             continue
         new = FakeQuantLinear(module, cfg, plan, learnable_scales)
+        new.lowbit_name = name   # for errors
         set_submodule(model, name, new)
         done[id(module)] = new
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
         summary.replaced.append(Replaced(name, "fake_quant", (module.out_features,
                                                               module.in_features),
                                          cfg.describe(), size, size, plan.note))
+    summary.kept = kept_float(model, handled_ids(model, linears),
+                              "an nn.Embedding: prepare_qat converts nn.Linear layers only")
     return summary

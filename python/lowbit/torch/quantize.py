@@ -14,7 +14,9 @@ from .._measure import call
 from .._plan import UnsupportedLayer, plan_linear
 from ..config import Int8StaticConfig
 from ..conversion import ConfigSpec, config_for
-from ._modules import FilterFn, find, linear_skip_reason, named_modules_all, set_submodule
+from ._hf import guard_hf_saves
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, set_names, set_submodule, tied_weights)
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
 from .layers import QuantizedLinear, float_weight
@@ -45,6 +47,8 @@ def model_nbytes(model: nn.Module) -> int:
 
 
 def _progress(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[Any]:
+    # prepare, prepare_qat and convert check progress here, quantize_ before anything else
+    enabled = None if enabled is None else check_bool(enabled, "progress")
     if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_LAYERS):
         return items
     try:
@@ -88,25 +92,56 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
               embedding_group_size: Optional[int] = None, skip_slower: bool = False,
               example_batch_size: int = 1, example_inputs: Any = None,
               progress: Optional[bool] = None) -> ConversionSummary:
-    """Replaces the model's nn.Linear layers in place with lowbit QuantizedLinear layers.
+    """Replaces the model's nn.Linear (and optionally nn.Embedding) layers in place with lowbit
+    layers.
 
-    config: one config for every layer, or a dict {fnmatch pattern: config or None} (the first
-    matching pattern wins; None or no match keeps the layer float). filter_fn(module, name)
-    -> bool narrows the layers considered. Layers a config cannot take (odd in_features for
-    4-bit, in_features past the int8 depth limit, empty) are skipped with the reason; a 4-bit
-    group size larger than in_features becomes in_features (noted).
+    Parameters
+    ----------
+    model
+        The nn.Module to convert, in place.
+    config
+        One config for every layer, or a dict {fnmatch pattern: config or None} over module
+        names (the first matching pattern wins; None or no match keeps the layer float).
+    filter_fn
+        filter_fn(module, name) -> bool narrows the layers considered.
+    embeddings, embedding_bits, embedding_group_size
+        embeddings=True also replaces nn.Embedding layers by QuantizedEmbedding (8 or 4 bits,
+        one scale per row or per embedding_group_size values).
+    skip_slower, example_batch_size, example_inputs
+        skip_slower=True times each layer, float and quantized, on this CPU at the rows it will
+        see (from one run of `example_inputs` if given: a tuple passed positionally, a dict by
+        keyword, anything else as the one argument; else `example_batch_size` rows) and keeps
+        float where the quantized layer is slower.
+    progress
+        A tqdm bar (if tqdm is installed) for models with at least 16 layers; True/False forces
+        it on/off.
 
-    embeddings=True also replaces nn.Embedding layers by QuantizedEmbedding (embedding_bits 8
-    or 4, one scale per row or per embedding_group_size values).
+    Returns
+    -------
+    ConversionSummary
+        Print it for a table: the replaced layers; the skipped ones with the reason (odd
+        in_features for 4-bit, in_features past the int8 depth limit, empty; a 4-bit group
+        larger than in_features becomes in_features, noted); in `kept`, the other modules
+        holding weight matrices that stay float (Conv, LSTM, EmbeddingBag, nn.Embedding without
+        embeddings=True, ...) with the reason. If every candidate layer was skipped, a
+        UserWarning also says why. Tied weights (two modules holding one Parameter, GPT-2's
+        lm_head and wte) are untied: each converted module gets its own quantized copy, the
+        summary notes it and counts the shared float weight once, and a UserWarning says so.
 
-    skip_slower=True times each layer, float and quantized, on this CPU at the rows it will see
-    (from one run of `example_inputs` if given: a tuple passed positionally, a dict by keyword,
-    anything else as the one argument; else `example_batch_size` rows) and keeps float
-    where the quantized layer is slower. progress: a tqdm bar (if tqdm is installed) for models
-    with at least 16 layers; True/False forces it on/off.
+        Afterwards each lowbit layer knows its qualified name (its errors start with it), and
+        the Hugging Face save methods (save_pretrained, push_to_hub, SentenceTransformer.save)
+        of the transformers / sentence-transformers modules holding lowbit layers raise
+        RuntimeError: use lowbit.save / lowbit.load.
 
-    Returns a ConversionSummary (print it for a table). If every candidate layer was skipped,
-    a UserWarning also says why."""
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module; config is not a lowbit config; a boolean argument is not a
+        bool (progress may be None); a float weight is not float32.
+    ValueError
+        The model has no nn.Linear (or nn.Embedding) layers, or filter_fn rejects all;
+        Int8StaticConfig (use prepare / convert); NaN / Inf weights.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize_ takes an nn.Module, got {type(model).__name__}")
     skip_slower = check_bool(skip_slower, "skip_slower")
@@ -126,6 +161,8 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         rows = _observed_rows(model, linears, example_inputs)
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("quantize_")
+    ties = tied_weights(model, linears + embs)
+    weight_bytes = {name: m.weight.nbytes for name, m in linears + embs}
     done: dict[int, nn.Module] = {}
     for name, module in _progress(linears + embs, progress, "lowbit quantize_"):
         if id(module) in done:   # the same module under a second name: reuse its replacement
@@ -140,11 +177,62 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         if new is not None:
             set_submodule(model, name, new)
             done[id(module)] = new
+    untied = note_ties(summary, ties, weight_bytes)
+    if untied:
+        warnings.warn(f"quantize_ untied {untied}, which shared one weight Parameter: each "
+                      "converted module now holds its own quantized copy, and a module kept "
+                      "float keeps the float weight (print the returned summary for the "
+                      "notes)", UserWarning, stacklevel=2)
+    summary.kept = kept_float(model, handled_ids(model, linears + embs),
+                              "an nn.Embedding: pass embeddings=True to quantize it"
+                              if not embeddings else "an nn.Embedding that filter_fn did not "
+                              "select")
+    finish(model)
     if not summary.replaced:
         # the model had layers to convert, so a summary of 0 replaced is most likely a surprise
         # (an odd in_features at 4 bits, a pattern dict that matches nothing): say why
         warnings.warn(_nothing_replaced(model, summary), UserWarning, stacklevel=2)
     return summary
+
+
+def finish(model: nn.Module) -> None:
+    """After any conversion: lowbit layers learn their names (for errors) and the model's
+    Hugging Face save methods refuse (lowbit.torch._hf)."""
+    set_names(model)
+    guard_hf_saves(model)
+
+
+def note_ties(summary: ConversionSummary, ties: dict[str, list[str]],
+              weight_bytes: dict[str, int]) -> str:
+    """Notes, on each replaced layer whose weight Parameter another module held, that the tie
+    is gone, and counts the shared float weight once in the summary's bytes (not at all where
+    a float holder keeps it in memory). Returns a description of the untied pairs ('' if
+    none)."""
+    replaced = {r.name: r for r in summary.replaced}
+    pairs = []
+    seen: set[frozenset[str]] = set()
+    for r in summary.replaced:
+        others = sorted(set(ties.get(r.name, [])))
+        if not others:
+            continue
+        floats = [o for o in others if o not in replaced]
+        converted = [o for o in others if o in replaced]
+        listed = ", ".join(repr(o) for o in others)
+        if floats:
+            note = (f"weight was tied to {listed}; untied: {', '.join(repr(o) for o in floats)} "
+                    "keeps the float weight (still in memory), this layer its own quantized copy")
+            r.bytes_before -= weight_bytes[r.name]
+        else:
+            first = min(summary.replaced.index(replaced[o]) for o in converted)
+            note = (f"weight was tied to {listed}; untied: each holds its own quantized copy")
+            if first < summary.replaced.index(r):
+                r.bytes_before -= weight_bytes[r.name]   # the shared float weight counted once
+        r.note = "; ".join(filter(None, [r.note, note]))
+        group = frozenset([r.name, *others])
+        if group not in seen:
+            seen.add(group)
+            pairs.append(" and ".join(repr(n) for n in sorted(group)))
+    return "; ".join(pairs)
 
 
 def _nothing_replaced(model: nn.Module, summary: ConversionSummary, shown: int = 4) -> str:
@@ -178,7 +266,7 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     except UnsupportedLayer as e:
         summary.skipped.append(Skipped(name, str(e)))
         return None
-    new = QuantizedLinear(lnn.QuantizedLinear.from_config(w, b, cfg), cfg.describe())
+    new = QuantizedLinear(lnn.QuantizedLinear.from_config(w, b, cfg), cfg.describe(), name)
     note = plan.note
     if skip_slower:
         t_float, t_quant = compare(module, new, rows, module.in_features)
@@ -205,6 +293,7 @@ def _convert_embedding(name: str, module: nn.Embedding, bits: int, group_size: O
         summary.skipped.append(Skipped(name, reason))
         return None
     new = QuantizedEmbedding.from_float(module, bits, group_size)
+    new.lowbit_name = name
     desc = f"int{bits} rows" + (f", groups of {group_size}" if group_size else ", per-row scales")
     summary.replaced.append(Replaced(name, "embedding",
                                      (module.num_embeddings, module.embedding_dim), desc,
