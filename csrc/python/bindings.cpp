@@ -5,8 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "lowbit/lowbit.h"
@@ -191,6 +194,20 @@ std::shared_ptr<lowbit::PackedMatrix> pack_matrix(const py::array& b, bool trans
   return lowbit::PackedMatrix::pack(bd, type, K, N, stride_k, stride_n, zd, zcount);
 }
 
+// An (M, N) output array with 64-byte aligned data (lowbit's own allocation, freed with the
+// array). NumPy's allocator aligns to 16 bytes; aligned rows let a kernel write an output too
+// large for the caches with non-temporal stores (the AMX kernels do).
+template <typename T>
+py::array_t<T> aligned_output(int64_t M, int64_t N) {
+  const size_t bytes = (std::max<size_t>(static_cast<size_t>(M) * static_cast<size_t>(N) * sizeof(T), 1) + 63) / 64 * 64;
+  void* data = std::aligned_alloc(64, bytes);
+  if (data == nullptr) throw std::bad_alloc();
+  py::capsule owner(data, [](void* q) { std::free(q); });
+  return py::array_t<T>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)},
+                        {static_cast<py::ssize_t>(N * sizeof(T)), static_cast<py::ssize_t>(sizeof(T))},
+                        static_cast<T*>(data), owner);
+}
+
 py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
                                     const lowbit::PackedMatrix& b) {
   const ElemType type = elem_type_of(a, "a", false);
@@ -207,7 +224,7 @@ py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
   if (K != b.rows())
     throw py::value_error("inner dimensions differ: a has " + std::to_string(K) +
                           " columns, b has " + std::to_string(b.rows()) + " rows");
-  py::array_t<int32_t> c({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.cols())});
+  py::array_t<int32_t> c = aligned_output<int32_t>(M, b.cols());
   int32_t* cd = c.mutable_data();
   const void* ad = a.data();
   {
@@ -237,8 +254,7 @@ LinearCall linear_call(const py::array& x, const lowbit::PackedMatrix& b, const 
   const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
   if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
   const float* bd = optional_bias(bias, N);
-  return {xd, M, K, N, sd, bd,
-          py::array_t<float>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)})};
+  return {xd, M, K, N, sd, bd, aligned_output<float>(M, N)};
 }
 
 py::array_t<float> linear(const py::array& x, const lowbit::PackedMatrix& b,
@@ -309,7 +325,7 @@ py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matri
                           std::to_string(w.cols()));
   if (mode != 0 && mode != 1) throw py::value_error("unknown 4-bit compute mode");
   const float* bd = optional_bias(bias, N);
-  py::array_t<float> y({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  py::array_t<float> y = aligned_output<float>(M, N);
   float* yd = y.mutable_data();
   {
     py::gil_scoped_release release;
