@@ -84,6 +84,8 @@ void avx512vnni_entries(KernelTable& t) {
   t.quantize_row_u8 = avx512vnni::quantize_row_u8;
   t.requantize_run = avx512vnni::requantize_run;
   t.sum_bytes = avx512vnni::sum_bytes;
+  t.pack_b_groups = avx512vnni::pack_b_groups;
+  t.pack_bt_groups = avx512vnni::pack_bt_groups;
   t.gemm = {avx512vnni::gemm, 6};
   t.gemm_w4a8 = {avx512vnni::gemm_w4a8, 4};
   t.gemm_w4f32 = {avx512vnni::gemm_w4f32, 4};
@@ -136,6 +138,8 @@ void scalar_entries(KernelTable& t) {
   t.quantize_row_u8 = ref::quantize_row_u8;
   t.requantize_run = ref::requantize_run;
   t.sum_bytes = ref::sum_bytes;
+  t.pack_b_groups = ref::pack_b_groups;
+  t.pack_bt_groups = ref::pack_bt_groups;
   t.gemm = {ref::gemm, 1};
   t.gemm_w4a8 = {ref::gemm_w4a8, 1};
   t.gemm_w4f32 = {ref::gemm_w4f32, 1};

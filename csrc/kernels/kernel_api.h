@@ -102,6 +102,16 @@ using RequantizeRunFn = void (*)(const int32_t* acc, int64_t n, const float* mul
                                  bool per_element, int32_t zero, int32_t qmin, int32_t qmax,
                                  uint8_t* out);
 using SumBytesFn = uint64_t (*)(const uint8_t* data, int64_t n);  // streams n bytes once
+// Packs the 4-row k groups [g_begin, g_end) of one whole 64-column panel of row-major B (b: row
+// 0 at the panel's first column, row stride ldb; rows at or past K read as zero) into `panel`
+// (the PackedMatrix layout, stored bytes = B ^ flip) and adds each column's sum of stored
+// (signed) bytes to col_sums[0..63].
+using PackBGroupsFn = void (*)(const uint8_t* b, int64_t ldb, int64_t K, int64_t g_begin,
+                               int64_t g_end, uint8_t flip, int8_t* panel, int32_t* col_sums);
+// The same from B's transpose (a weight: w holds the panel's 64 columns as rows of row stride
+// ldw), for k groups [g_begin, g_end) that lie wholly inside K.
+using PackBtGroupsFn = void (*)(const uint8_t* w, int64_t ldw, int64_t g_begin, int64_t g_end,
+                                uint8_t flip, int8_t* panel, int32_t* col_sums);
 using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
                         int64_t panel_begin, int64_t panel_end);
 using GemmInt4Fn = void (*)(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end,
@@ -127,6 +137,8 @@ struct KernelTable {
   QuantizeRowU8Fn quantize_row_u8 = nullptr;
   RequantizeRunFn requantize_run = nullptr;
   SumBytesFn sum_bytes = nullptr;
+  PackBGroupsFn pack_b_groups = nullptr;
+  PackBtGroupsFn pack_bt_groups = nullptr;
   GemmEntry<GemmFn> gemm;            // w8a8: u8 x s8, int32 sums
   GemmEntry<GemmInt4Fn> gemm_w4a8;
   GemmEntry<GemmInt4Fn> gemm_w4f32;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dispatch/kernel_table.h"
 #include "lowbit/lowbit.h"
 #include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
@@ -89,36 +90,37 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
                                                static_cast<uint32_t>(K) * static_cast<uint32_t>(effective));
     }
   };
-  // Row-major B (K x N, matmul_integer's operand): a k group is 4 rows; each task takes a run of
-  // panels and walks the k groups outside them, so it reads B in long runs of contiguous rows
-  // (a panel-at-a-time walk reads one line from each of K rows: a stride the prefetchers miss).
-  // Plain loops the compiler vectorizes with the baseline ISA (this file is built at -O3).
+  // Row-major B (K x N, matmul_integer's operand): whole panels through the path's packer
+  // (kernels: pack_b_groups), k in blocks of 64 rows outside the panels, so each task reads its
+  // columns of those rows as long runs (a panel-at-a-time walk would read one line from each of
+  // K rows: a stride the prefetchers miss). A last, partial panel goes element by element.
   if (stride_n == 1) {
-    // One task per thread: a task's rows are as long as possible.
+    const KernelTable& k = kernels();
+    constexpr int64_t kGroupBlock = 16;
     const int64_t tasks = std::min<int64_t>(n_panels, get_num_threads());
     parallel_for(tasks, [&](int64_t t) {
       const int64_t p0 = n_panels * t / tasks, p1 = n_panels * (t + 1) / tasks;
       std::vector<int32_t> sum_data(static_cast<size_t>((p1 - p0) * kPanelCols), 0);
       auto sums = [&](int64_t i) { return sum_data.data() + i * kPanelCols; };
-      for (int64_t g = 0; g < KP / 4; ++g) {
-        const uint8_t* src[4];
-        for (int i = 0; i < 4; ++i) src[i] = 4 * g + i < K ? b8 + (4 * g + i) * stride_k : nullptr;
+      for (int64_t g0 = 0; g0 < KP / 4; g0 += kGroupBlock) {
+        const int64_t g1 = std::min(KP / 4, g0 + kGroupBlock);
         for (int64_t panel = p0; panel < p1; ++panel) {
           const int64_t n0 = panel * kPanelCols, cols = std::min<int64_t>(kPanelCols, N - n0);
-          uint8_t rows[4][kPanelCols];
-          for (int i = 0; i < 4; ++i) {
-            if (src[i] == nullptr || cols < kPanelCols) std::memset(rows[i], 0, kPanelCols);
-            if (src[i] != nullptr)
-              for (int64_t c = 0; c < cols; ++c) rows[i][c] = static_cast<uint8_t>(src[i][n0 + c] ^ flip);
+          int8_t* dst = raw->panels_ + panel * kPanelCols * KP;
+          if (cols == kPanelCols) {
+            k.pack_b_groups(b8 + n0, stride_k, K, g0, g1, flip, dst, sums(panel - p0));
+            continue;
           }
-          auto* out = reinterpret_cast<uint32_t*>(raw->panels_ + panel * kPanelCols * KP) + g * kPanelCols;
-          int32_t* sum = sums(panel - p0);
-          for (int64_t c = 0; c < kPanelCols; ++c) {
-            out[c] = static_cast<uint32_t>(rows[0][c]) | static_cast<uint32_t>(rows[1][c]) << 8 |
-                     static_cast<uint32_t>(rows[2][c]) << 16 | static_cast<uint32_t>(rows[3][c]) << 24;
-            sum[c] += static_cast<int8_t>(rows[0][c]) + static_cast<int8_t>(rows[1][c]) +
-                      static_cast<int8_t>(rows[2][c]) + static_cast<int8_t>(rows[3][c]);
-          }
+          for (int64_t g = g0; g < g1; ++g)
+            for (int i = 0; i < 4; ++i) {
+              const int64_t kk = 4 * g + i;
+              if (kk >= K) continue;  // the panel was zeroed
+              for (int64_t c = 0; c < cols; ++c) {
+                const uint8_t v = static_cast<uint8_t>(b8[kk * stride_k + n0 + c] ^ flip);
+                dst[g * 256 + c * 4 + i] = static_cast<int8_t>(v);
+                sums(panel - p0)[c] += static_cast<int8_t>(v);
+              }
+            }
         }
       }
       for (int64_t panel = p0; panel < p1; ++panel)
@@ -131,37 +133,41 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
       const int64_t cols = std::min<int64_t>(kPanelCols, N - n0);
       int32_t sums[kPanelCols] = {};
       if (stride_k == 1) {
-        // Columns of B contiguous (a weight, N x K row-major): each column's 4-byte k groups
-        // are words to spread 256 bytes apart, done in blocks of 16 groups so the 64 lines
-        // written stay in L1 while the 64 source rows advance one line each.
+        // Columns of B contiguous (a weight, N x K row-major): whole panels through the path's
+        // packer (a 16 x 16 word transpose per 16 k groups on AVX-512); a partial panel moves
+        // each column's 4-byte k groups as words, 16 groups a block so the lines written stay
+        // in L1. The last, partial k group (zeros past K) element by element.
         const int64_t whole = K / 4;
-        for (int64_t c = 0; c < cols; ++c) {
-          const uint8_t* src = b8 + (n0 + c) * stride_n;
-          int32_t s = 0;
-          for (int64_t k = 0; k < K; ++k) s += static_cast<int8_t>(static_cast<uint8_t>(src[k] ^ flip));
-          sums[c] = s;
-        }
-        for (int64_t g0 = 0; g0 < whole; g0 += 16) {
-          const int64_t g1 = std::min(whole, g0 + 16);
+        if (cols == kPanelCols) {
+          kernels().pack_bt_groups(b8 + n0 * stride_n, stride_n, 0, whole, flip,
+                                   reinterpret_cast<int8_t*>(dst), sums);
+        } else {
           for (int64_t c = 0; c < cols; ++c) {
             const uint8_t* src = b8 + (n0 + c) * stride_n;
-            // The next block's line of this row: 64 rows are 64 streams, more than the
-            // hardware prefetchers follow.
-            if (g1 < whole) __builtin_prefetch(src + 4 * g1);
-            for (int64_t g = g0; g < g1; ++g) {
-              uint32_t w;
-              std::memcpy(&w, src + 4 * g, 4);
-              w ^= flip4;
-              std::memcpy(dst + g * kPanelCols * 4 + 4 * c, &w, 4);
+            for (int64_t k = 0; k < whole * 4; ++k)
+              sums[c] += static_cast<int8_t>(static_cast<uint8_t>(src[k] ^ flip));
+          }
+          for (int64_t g0 = 0; g0 < whole; g0 += 16) {
+            const int64_t g1 = std::min(whole, g0 + 16);
+            for (int64_t c = 0; c < cols; ++c) {
+              const uint8_t* src = b8 + (n0 + c) * stride_n;
+              for (int64_t g = g0; g < g1; ++g) {
+                uint32_t w;
+                std::memcpy(&w, src + 4 * g, 4);
+                w ^= flip4;
+                std::memcpy(dst + g * kPanelCols * 4 + 4 * c, &w, 4);
+              }
             }
           }
         }
-        if (whole * 4 < K)  // the last, partial k group: zeros past K
+        if (whole * 4 < K)
           for (int64_t c = 0; c < cols; ++c) {
             const uint8_t* src = b8 + (n0 + c) * stride_n;
             uint8_t* out = dst + whole * kPanelCols * 4 + 4 * c;
-            for (int i = 0; i < 4; ++i)
+            for (int i = 0; i < 4; ++i) {
               out[i] = whole * 4 + i < K ? static_cast<uint8_t>(src[whole * 4 + i] ^ flip) : 0;
+              sums[c] += static_cast<int8_t>(out[i]);
+            }
           }
       } else {  // any other strides: element by element
         for (int64_t c = 0; c < cols; ++c) {

@@ -403,6 +403,30 @@ void test_gemm_edges(std::mt19937& gen, lowbit::Isa isa, const std::string& tag)
   }
 }
 
+// Packing on this path gives the scalar path's bytes, both layouts (B row-major and a weight's
+// transpose), whole and partial panels, K tails, int8 and uint8.
+void test_pack_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{1, 64}, {7, 64}, {64, 128}, {131, 200}, {1000, 64}, {4096, 65}}) {
+    auto b = random_bytes<uint8_t>(gen, K * N, 0, 255);
+    auto zb = random_bytes<int32_t>(gen, N, 0, 127);
+    for (auto type : {lowbit::ElemType::int8, lowbit::ElemType::uint8})
+      for (bool transposed : {false, true}) {
+        const int64_t sk = transposed ? 1 : N, sn = transposed ? K : 1;
+        lowbit::set_active_isa(lowbit::Isa::scalar);
+        auto want = lowbit::PackedMatrix::pack(b.data(), type, K, N, sk, sn, zb.data(), N);
+        lowbit::set_active_isa(isa);
+        auto got = lowbit::PackedMatrix::pack(b.data(), type, K, N, sk, sn, zb.data(), N);
+        const size_t panel_bytes = static_cast<size_t>(want->padded_depth() * want->padded_cols());
+        const bool same = std::memcmp(want->panels(), got->panels(), panel_bytes) == 0 &&
+                          std::memcmp(want->col_corr(), got->col_corr(), want->padded_cols() * 4) == 0 &&
+                          std::memcmp(want->col_zero(), got->col_zero(), want->padded_cols() * 4) == 0;
+        check(same, tag + " pack K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                        (type == lowbit::ElemType::uint8 ? " uint8" : " int8") +
+                        (transposed ? " transposed" : "") + " matches scalar");
+      }
+  }
+}
+
 std::vector<lowbit::Isa> isas_under_test() {
   const char* env = std::getenv("LOWBIT_ISA");
   if (env != nullptr && *env != '\0') return {lowbit::active_isa()};  // throws if unsupported
@@ -447,6 +471,10 @@ int main(int argc, char** argv) {
     for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4, lowbit::QType::uint4})
       test_quantize(gen, qt, tag);
     test_linear_matches_scalar(gen, isa, tag);
+    for (int threads : {1, 3}) {
+      lowbit::set_num_threads(threads);
+      test_pack_matches_scalar(gen, isa, tag + "/t" + std::to_string(threads));
+    }
     test_linear_static_contract(gen, isa, tag);
     test_linear_weight_only_contract(gen, isa, tag);
     test_elementwise_matches_scalar(gen, isa, tag);
