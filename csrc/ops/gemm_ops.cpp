@@ -10,6 +10,7 @@
 
 #include "dispatch/kernel_table.h"
 #include "lowbit/lowbit.h"
+#include "ops/pack_panels.h"
 #include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
 
@@ -59,14 +60,22 @@ Scratch& scratch() {
 
 }  // namespace
 
-void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
-                    const int32_t* a_zero_point, int64_t a_zero_point_count,
-                    const PackedMatrix& b, int32_t* c, int64_t ldc) {
+namespace {
+
+// The A side of an integer GEMM: rows as the kernels take them (uint8, K padded to KP with
+// zeros; int8 A stored as A + 128, i.e. A ^ 0x80), their sums when B has zero points, and the
+// effective zero points. uint8 A with K == KP is used in place.
+struct ARows {
+  const uint8_t* a;
+  int64_t lda;
+  const int32_t* row_sum;
+  const int32_t* row_zero;
+};
+
+void check_a_operand(ElemType a_type, int64_t M, int64_t K, const int32_t* a_zero_point,
+                     int64_t a_zero_point_count) {
   if (M < 0 || K < 0) throw std::invalid_argument("negative dimension");
   if (a_type == ElemType::int32) throw std::invalid_argument("A must be int8 or uint8");
-  if (K != b.rows())
-    throw std::invalid_argument("inner dimensions differ: A has K=" + std::to_string(K) +
-                                ", B has K=" + std::to_string(b.rows()));
   if (a_zero_point_count != 0 && a_zero_point_count != 1 && a_zero_point_count != M)
     throw std::invalid_argument("a_zero_point must have 1 or M (=" + std::to_string(M) +
                                 ") entries, got " + std::to_string(a_zero_point_count));
@@ -75,53 +84,129 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
     if (a_zero_point[i] < lo || a_zero_point[i] > hi)
       throw std::invalid_argument("a_zero_point " + std::to_string(a_zero_point[i]) +
                                   " is outside the range of A's type");
-  if (M == 0 || b.cols() == 0) return;
+}
 
-  const int64_t KP = b.padded_depth();
+ARows prepare_a(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t KP, int64_t lda,
+                const int32_t* a_zero_point, int64_t a_zero_point_count, bool need_row_sums) {
   const int32_t shift = a_type == ElemType::int8 ? 128 : 0;  // int8 A is stored as A + 128
   Scratch& s = scratch();
   auto* row_data = static_cast<int32_t*>(s.row_data.reserve(static_cast<size_t>(2 * M) * sizeof(int32_t)));
   int32_t* row_sum = row_data;
   int32_t* row_zero = row_data + M;
   const auto* a8 = static_cast<const uint8_t*>(a);
-  const bool use_a_in_place = a_type == ElemType::uint8 && KP == K;
-  uint8_t* rows = use_a_in_place ? nullptr
-                                 : static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * KP)));
-  // Row sums only enter the epilogue through B's zero points (col_zero * row_sum).
-  const bool need_row_sums = !b.symmetric();
+  const bool in_place = a_type == ElemType::uint8 && KP == K;
+  uint8_t* rows = in_place ? nullptr : static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * KP)));
   const KernelTable& k = kernels();
   auto prepare_rows = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       const uint8_t* src = a8 + m * lda;
       const uint8_t* row = src;
-      if (!use_a_in_place) {
+      if (!in_place) {
         uint8_t* dst = rows + m * KP;
         for (int64_t i = 0; i < K; ++i) dst[i] = static_cast<uint8_t>(src[i] ^ static_cast<uint8_t>(shift));
         std::memset(dst + K, 0, static_cast<size_t>(KP - K));
         row = dst;
       }
+      // Row sums only enter the epilogue through B's zero points (col_zero * row_sum).
       row_sum[m] = need_row_sums ? static_cast<int32_t>(static_cast<uint32_t>(k.sum_bytes(row, K))) : 0;
       const int32_t zp = a_zero_point_count == 0 ? 0 : a_zero_point[a_zero_point_count == 1 ? 0 : m];
       row_zero[m] = zp + shift;
     }
   };
   parallel_rows(M, K, 262144.0, prepare_rows);
+  return {in_place ? a8 : rows, in_place ? lda : KP, row_sum, row_zero};
+}
+
+GemmProblem int32_problem(const ARows& a, int64_t M, int64_t K, int64_t KP, int32_t* c, int64_t ldc) {
   GemmProblem p;
   p.M = M;
-  p.N = b.cols();
   p.K = K;
   p.KP = KP;
-  p.a = use_a_in_place ? a8 : rows;
-  p.lda = use_a_in_place ? lda : KP;
-  p.row_sum = row_sum;
-  p.row_zero = row_zero;
+  p.a = a.a;
+  p.lda = a.lda;
+  p.row_sum = a.row_sum;
+  p.row_zero = a.row_zero;
+  p.c_i32 = c;
+  p.ldc = ldc;
+  return p;
+}
+
+}  // namespace
+
+void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
+                    const int32_t* a_zero_point, int64_t a_zero_point_count,
+                    const PackedMatrix& b, int32_t* c, int64_t ldc) {
+  check_a_operand(a_type, M, K, a_zero_point, a_zero_point_count);
+  if (K != b.rows())
+    throw std::invalid_argument("inner dimensions differ: A has K=" + std::to_string(K) +
+                                ", B has K=" + std::to_string(b.rows()));
+  if (M == 0 || b.cols() == 0) return;
+  const ARows rows = prepare_a(a, a_type, M, K, b.padded_depth(), lda, a_zero_point,
+                               a_zero_point_count, !b.symmetric());
+  GemmProblem p = int32_problem(rows, M, K, b.padded_depth(), c, ldc);
+  p.N = b.cols();
   p.b_panels = b.panels();
   p.col_zero = b.col_zero();
   p.col_corr = b.col_corr();
   p.b_symmetric = b.symmetric();
-  p.c_i32 = c;
-  p.ldc = ldc;
   run_gemm(p);
+}
+
+void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
+                             const int32_t* a_zero_point, int64_t a_zero_point_count,
+                             const void* b, ElemType b_type, int64_t N, int64_t ldb,
+                             const int32_t* b_zero_point, int64_t b_zero_point_count, int32_t* c,
+                             int64_t ldc) {
+  check_a_operand(a_type, M, K, a_zero_point, a_zero_point_count);
+  check_b_operand(b_type, K, N, b_zero_point, b_zero_point_count);
+  if (ldb < N) throw std::invalid_argument("B's row stride is below its width");
+  if (M > kUnpackedMaxRows) {  // the packing is paid once against enough rows: pack, then run
+    auto packed = PackedMatrix::pack(b, b_type, K, N, ldb, 1, b_zero_point, b_zero_point_count);
+    matmul_integer(a, a_type, M, K, lda, a_zero_point, a_zero_point_count, *packed, c, ldc);
+    return;
+  }
+  if (M == 0 || N == 0) return;
+  const int64_t KP = checked_round_up(K, PackedMatrix::kDepthGroup);
+  const int32_t b_shift = b_type == ElemType::uint8 ? 128 : 0;
+  bool b_symmetric = true;
+  for (int64_t i = 0; i < b_zero_point_count; ++i) b_symmetric &= b_zero_point[i] == b_shift;
+  if (b_zero_point_count == 0) b_symmetric = b_shift == 0;
+  const ARows rows = prepare_a(a, a_type, M, K, KP, lda, a_zero_point, a_zero_point_count, !b_symmetric);
+  const GemmProblem base = int32_problem(rows, M, K, KP, c, ldc);
+  // Each task packs a few panels of B into its own scratch, where they stay in L2 while the
+  // kernel runs over them: B is read once and never written back out.
+  constexpr int64_t kChunkPanels = 2, kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
+  const int64_t chunks = (N + kChunkCols - 1) / kChunkCols;
+  const KernelTable& k = kernels();
+  auto run_chunk = [&](int64_t chunk) {
+    const int64_t n0 = chunk * kChunkCols, cols = std::min(kChunkCols, N - n0);
+    const int64_t panels = (cols + PackedMatrix::kPanelCols - 1) / PackedMatrix::kPanelCols;
+    thread_local ScratchBuffer buffer;
+    auto* data = static_cast<uint8_t*>(buffer.reserve(static_cast<size_t>(kChunkCols * KP + 2 * kChunkCols * 4)));
+    auto* b_panels = reinterpret_cast<int8_t*>(data);
+    auto* col_zero = reinterpret_cast<int32_t*>(data + kChunkCols * KP);
+    int32_t* col_corr = col_zero + kChunkCols;
+    std::fill(col_zero, col_zero + 2 * kChunkCols, 0);
+    // The chunk's columns as a B of their own: zero points from column n0 on.
+    const int32_t* zp = b_zero_point_count > 1 ? b_zero_point + n0 : b_zero_point;
+    pack_panels(static_cast<const uint8_t*>(b) + n0, b_type, K, cols, ldb, 1, zp,
+                b_zero_point_count > 1 ? cols : b_zero_point_count, KP, 0, panels, b_panels, col_zero,
+                col_corr, nullptr, false);
+    GemmProblem p = base;
+    p.N = cols;
+    p.b_panels = b_panels;
+    p.col_zero = col_zero;
+    p.col_corr = col_corr;
+    p.b_symmetric = b_symmetric;
+    p.c_i32 = c + n0;
+    k.gemm.run(p, 0, M, 0, panels);
+  };
+  const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
+  if (get_num_threads() == 1 || chunks == 1 || macs < kMinParallelMacs) {
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
+  } else {
+    parallel_for(chunks, run_chunk);
+  }
 }
 
 namespace {

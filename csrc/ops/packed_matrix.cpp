@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dispatch/kernel_table.h"
+#include "ops/pack_panels.h"
 #include "lowbit/lowbit.h"
 #include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
@@ -33,10 +34,12 @@ void PackedMatrix::unpack(void* out, int64_t stride_k, int64_t stride_n) const {
   }
 }
 
-std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, int64_t K,
-                                                 int64_t N, int64_t stride_k, int64_t stride_n,
-                                                 const int32_t* zero_point,
-                                                 int64_t zero_point_count) {
+namespace {
+constexpr int64_t kPanelCols = PackedMatrix::kPanelCols;
+}  // namespace
+
+void check_b_operand(ElemType type, int64_t K, int64_t N, const int32_t* zero_point,
+                     int64_t zero_point_count) {
   if (K < 0 || N < 0) throw std::invalid_argument("negative dimension");
   if (type == ElemType::int32) throw std::invalid_argument("B must be int8 or uint8");
   if (zero_point_count != 0 && zero_point_count != 1 && zero_point_count != N)
@@ -47,46 +50,29 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
     if (zero_point[i] < lo || zero_point[i] > hi)
       throw std::invalid_argument("b_zero_point " + std::to_string(zero_point[i]) +
                                   " is outside the range of B's type");
+}
 
-  std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
-  pm->K_ = K;
-  pm->N_ = N;
-  pm->KP_ = checked_round_up(K, kDepthGroup);
-  pm->NP_ = checked_round_up(N, kPanelCols);
-  pm->type_ = type;
-  const int64_t panel_bytes = checked_size_mul(pm->KP_, pm->NP_);
-  const int64_t col_bytes = checked_size_mul(pm->NP_, sizeof(int32_t));
-  const int64_t zp_bytes = checked_size_mul(checked_round_up(N, 16), sizeof(int32_t));
-  pm->storage_bytes_ = static_cast<size_t>(
-      checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
-  pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
-  auto* base = static_cast<uint8_t*>(pm->storage_);
-  pm->panels_ = reinterpret_cast<int8_t*>(base);
-  pm->col_zero_ = reinterpret_cast<int32_t*>(base + panel_bytes);
-  pm->col_corr_ = reinterpret_cast<int32_t*>(base + panel_bytes + col_bytes);
-  pm->zero_points_ = reinterpret_cast<int32_t*>(base + panel_bytes + 2 * col_bytes);
-  // Every byte of the panels of whole columns is written below; only the per-column data and
-  // the last panel's columns past N need zeros.
-  std::memset(base + panel_bytes, 0, pm->storage_bytes_ - static_cast<size_t>(panel_bytes));
-  if (N % kPanelCols != 0)
-    std::memset(base + (pm->NP_ - kPanelCols) * pm->KP_, 0, static_cast<size_t>(kPanelCols * pm->KP_));
-
+void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t stride_k,
+                 int64_t stride_n, const int32_t* zero_point, int64_t zero_point_count, int64_t KP,
+                 int64_t p_begin, int64_t p_end, int8_t* panels, int32_t* col_zero,
+                 int32_t* col_corr, int32_t* zero_points, bool parallel) {
+  // A last panel with columns past N: those bytes stay zero.
+  if (p_end * kPanelCols > N && p_end > p_begin)
+    std::memset(panels + (p_end - 1 - p_begin) * kPanelCols * KP, 0, static_cast<size_t>(kPanelCols * KP));
   // uint8 B is stored as B - 128, which as a byte is B ^ 0x80.
   const uint8_t flip = type == ElemType::uint8 ? 0x80 : 0x00;
   const uint32_t flip4 = 0x01010101u * flip;
   const auto* b8 = static_cast<const uint8_t*>(b);
-  const int64_t KP = pm->KP_;
-  const int64_t n_panels = pm->NP_ / kPanelCols;
-  PackedMatrix* raw = pm.get();
+  const int64_t n_panels = p_end - p_begin;
   // Column sums of the stored (shifted) values, sums[c] for the panel's columns.
   auto finish_columns = [&](int64_t panel, const int32_t* sums, int64_t cols) {
     for (int64_t c = 0; c < cols; ++c) {
-      const int64_t n = panel * kPanelCols + c;
+      const int64_t n = (p_begin + panel) * kPanelCols + c, i = panel * kPanelCols + c;
       const int32_t zp = zero_point_count == 0 ? 0 : zero_point[zero_point_count == 1 ? 0 : n];
       const int32_t effective = zp - (type == ElemType::uint8 ? 128 : 0);
-      raw->zero_points_[n] = zp;
-      raw->col_zero_[n] = effective;
-      raw->col_corr_[n] = static_cast<int32_t>(static_cast<uint32_t>(sums[c]) -
+      if (zero_points != nullptr) zero_points[i] = zp;
+      col_zero[i] = effective;
+      col_corr[i] = static_cast<int32_t>(static_cast<uint32_t>(sums[c]) -
                                                static_cast<uint32_t>(K) * static_cast<uint32_t>(effective));
     }
   };
@@ -97,16 +83,16 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
   if (stride_n == 1) {
     const KernelTable& k = kernels();
     constexpr int64_t kGroupBlock = 16;
-    const int64_t tasks = std::min<int64_t>(n_panels, get_num_threads());
-    parallel_for(tasks, [&](int64_t t) {
+    const int64_t tasks = parallel ? std::min<int64_t>(n_panels, get_num_threads()) : 1;
+    auto task = [&](int64_t t) {
       const int64_t p0 = n_panels * t / tasks, p1 = n_panels * (t + 1) / tasks;
       std::vector<int32_t> sum_data(static_cast<size_t>((p1 - p0) * kPanelCols), 0);
       auto sums = [&](int64_t i) { return sum_data.data() + i * kPanelCols; };
       for (int64_t g0 = 0; g0 < KP / 4; g0 += kGroupBlock) {
         const int64_t g1 = std::min(KP / 4, g0 + kGroupBlock);
         for (int64_t panel = p0; panel < p1; ++panel) {
-          const int64_t n0 = panel * kPanelCols, cols = std::min<int64_t>(kPanelCols, N - n0);
-          int8_t* dst = raw->panels_ + panel * kPanelCols * KP;
+          const int64_t n0 = (p_begin + panel) * kPanelCols, cols = std::min<int64_t>(kPanelCols, N - n0);
+          int8_t* dst = panels + panel * kPanelCols * KP;
           if (cols == kPanelCols) {
             k.pack_b_groups(b8 + n0, stride_k, K, g0, g1, flip, dst, sums(panel - p0));
             continue;
@@ -124,12 +110,17 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
         }
       }
       for (int64_t panel = p0; panel < p1; ++panel)
-        finish_columns(panel, sums(panel - p0), std::min<int64_t>(kPanelCols, N - panel * kPanelCols));
-    });
+        finish_columns(panel, sums(panel - p0),
+                       std::min<int64_t>(kPanelCols, N - (p_begin + panel) * kPanelCols));
+    };
+    if (parallel)
+      parallel_for(tasks, task);
+    else
+      task(0);
   } else {
-    parallel_for(n_panels, [&](int64_t panel) {
-      auto* dst = reinterpret_cast<uint8_t*>(raw->panels_ + panel * kPanelCols * KP);
-      const int64_t n0 = panel * kPanelCols;
+    auto task = [&](int64_t panel) {
+      auto* dst = reinterpret_cast<uint8_t*>(panels + panel * kPanelCols * KP);
+      const int64_t n0 = (p_begin + panel) * kPanelCols;
       const int64_t cols = std::min<int64_t>(kPanelCols, N - n0);
       int32_t sums[kPanelCols] = {};
       if (stride_k == 1) {
@@ -182,8 +173,42 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
         }
       }
       finish_columns(panel, sums, cols);
-    });
+    };
+    if (parallel)
+      parallel_for(n_panels, task);
+    else
+      for (int64_t panel = 0; panel < n_panels; ++panel) task(panel);
   }
+}
+
+std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, int64_t K,
+                                                 int64_t N, int64_t stride_k, int64_t stride_n,
+                                                 const int32_t* zero_point,
+                                                 int64_t zero_point_count) {
+  check_b_operand(type, K, N, zero_point, zero_point_count);
+  std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
+  pm->K_ = K;
+  pm->N_ = N;
+  pm->KP_ = checked_round_up(K, kDepthGroup);
+  pm->NP_ = checked_round_up(N, kPanelCols);
+  pm->type_ = type;
+  const int64_t panel_bytes = checked_size_mul(pm->KP_, pm->NP_);
+  const int64_t col_bytes = checked_size_mul(pm->NP_, sizeof(int32_t));
+  const int64_t zp_bytes = checked_size_mul(checked_round_up(N, 16), sizeof(int32_t));
+  pm->storage_bytes_ = static_cast<size_t>(
+      checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
+  pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
+  auto* base = static_cast<uint8_t*>(pm->storage_);
+  pm->panels_ = reinterpret_cast<int8_t*>(base);
+  pm->col_zero_ = reinterpret_cast<int32_t*>(base + panel_bytes);
+  pm->col_corr_ = reinterpret_cast<int32_t*>(base + panel_bytes + col_bytes);
+  pm->zero_points_ = reinterpret_cast<int32_t*>(base + panel_bytes + 2 * col_bytes);
+  // Every byte of the panels of whole columns is written below; only the per-column data and
+  // the last panel's columns past N need zeros.
+  std::memset(base + panel_bytes, 0, pm->storage_bytes_ - static_cast<size_t>(panel_bytes));
+
+  pack_panels(b, type, K, N, stride_k, stride_n, zero_point, zero_point_count, pm->KP_, 0,
+              pm->NP_ / kPanelCols, pm->panels_, pm->col_zero_, pm->col_corr_, pm->zero_points_, true);
   pm->symmetric_ = true;
   for (int64_t n = 0; n < N; ++n) pm->symmetric_ &= pm->col_zero_[n] == 0;
   return pm;

@@ -234,6 +234,38 @@ py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
   return c;
 }
 
+// matmul_integer with B as a plain (K, N) array: nothing packed for the caller (see lowbit.h).
+py::array_t<int32_t> matmul_integer_unpacked(const py::array& a, const py::object& a_zp,
+                                             const py::array& b, const py::object& b_zp) {
+  const ElemType a_type = elem_type_of(a, "a", false);
+  const ElemType b_type = elem_type_of(b, "b", false);
+  require_c_contiguous(a, "a");
+  require_c_contiguous(b, "b");
+  if (a.ndim() != 2 || b.ndim() != 2) throw py::value_error("a and b must be 2-D");
+  const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+  if (b.shape(0) != K)
+    throw py::value_error("inner dimensions differ: a has " + std::to_string(K) + " columns, b has " +
+                          std::to_string(b.shape(0)) + " rows");
+  auto zero_points = [](const py::object& z, const char* name, const int32_t** data, int64_t* count) {
+    if (z.is_none()) return;
+    py::array arr = z.cast<py::array>();
+    *data = checked_data<int32_t>(arr, name, "int32");
+    *count = arr.size();
+  };
+  const int32_t *za = nullptr, *zb = nullptr;
+  int64_t za_count = 0, zb_count = 0;
+  zero_points(a_zp, "a_zero_point", &za, &za_count);
+  zero_points(b_zp, "b_zero_point", &zb, &zb_count);
+  py::array_t<int32_t> c = aligned_output<int32_t>(M, N);
+  int32_t* cd = c.mutable_data();
+  const void *ad = a.data(), *bd = b.data();
+  {
+    py::gil_scoped_release release;
+    lowbit::matmul_integer_unpacked(ad, a_type, M, K, K, za, za_count, bd, b_type, N, N, zb, zb_count, cd, N);
+  }
+  return c;
+}
+
 // The arguments every 8-bit linear takes, checked, and its (M, N) output.
 struct LinearCall {
   const float* x;
@@ -414,6 +446,8 @@ PYBIND11_MODULE(_C, m) {
       });
   m.def("pack_matrix", &pack_matrix, py::arg("b"), py::arg("transposed"), py::arg("zero_point"));
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
+  m.def("matmul_integer_unpacked", &matmul_integer_unpacked, py::arg("a"), py::arg("a_zero_point"),
+        py::arg("b"), py::arg("b_zero_point"));
   m.def("linear", &linear, py::arg("x"), py::arg("b"), py::arg("col_scale"), py::arg("bias"));
   m.def("linear_weight_only", &linear_weight_only, py::arg("x"), py::arg("b"),
         py::arg("col_scale"), py::arg("bias"));

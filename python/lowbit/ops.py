@@ -261,8 +261,12 @@ def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point
                          "do not broadcast") from None
     zb = _col_zero_points(b_zero_point, b2)
     if b2.ndim == 2 and (zb is None or zb.ndim == 1):
-        packed = _C.pack_matrix(kernel_array(b2), False, zb)
-        out = _matmul_packed(a2, a_zero_point, packed, b2.shape[0])
+        # B as given: the extension packs it a few panels at a time per task (or whole, for
+        # many rows), never a copy the caller pays again on the next call.
+        za = _row_zero_points(a_zero_point, a2, "a_zero_point")
+        rows = kernel_array(a2.reshape(math.prod(a2.shape[:-1]), a2.shape[-1]))
+        c = _C.matmul_integer_unpacked(rows, za, kernel_array(b2), zb)
+        out = c.reshape(a2.shape[:-1] + (b2.shape[1],))
     else:
         out = _matmul_batched(a2, b2, a_zero_point, zb)
     if squeeze_a:
@@ -302,9 +306,9 @@ def _matmul_batched(a: np.ndarray, b: np.ndarray, a_zero_point: ArrayLike,
     b3 = b_full.reshape(-1, K, N)
     for i in range(out2.shape[0]):
         z_b = zb_full[i] if zb_full is not None else zb
-        packed = _C.pack_matrix(np.ascontiguousarray(b3[i]), False, z_b)
         z_a = za_rows if za_rows is None or za_rows.size == 1 else za_rows[i * M:(i + 1) * M]
-        out2[i] = _C.matmul_integer(np.ascontiguousarray(a3[i]), z_a, packed)
+        out2[i] = _C.matmul_integer_unpacked(np.ascontiguousarray(a3[i]), z_a,
+                                             np.ascontiguousarray(b3[i]), z_b)
     return out
 
 

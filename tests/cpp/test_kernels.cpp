@@ -403,6 +403,41 @@ void test_gemm_edges(std::mt19937& gen, lowbit::Isa isa, const std::string& tag)
   }
 }
 
+// matmul_integer on an unpacked B (row stride ldb > N here) against int64, per-column and
+// per-tensor zero points, int8 and uint8 B, rows below and above kUnpackedMaxRows.
+void test_matmul_unpacked(std::mt19937& gen, const std::string& tag) {
+  for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 4096, 300}, {3, 131, 129}, {17, 64, 64},
+                         {64, 260, 130}, {65, 100, 70}, {100, 33, 200}}) {
+    for (auto bt : {lowbit::ElemType::int8, lowbit::ElemType::uint8})
+      for (int zcount : {0, 1, -1}) {
+        const int64_t ldb = N + 3;
+        const int blo = bt == lowbit::ElemType::int8 ? -128 : 0;
+        auto a = random_bytes<uint8_t>(gen, M * K, 0, 255);
+        auto b = random_bytes<uint8_t>(gen, K * ldb, 0, 255);
+        auto za = random_bytes<int32_t>(gen, M, 0, 255);
+        auto zb = random_bytes<int32_t>(gen, N, blo, blo + 255);
+        const int64_t zn = zcount == -1 ? N : zcount;
+        std::vector<int32_t> c(M * N, -7);
+        lowbit::matmul_integer_unpacked(a.data(), lowbit::ElemType::uint8, M, K, K, za.data(), M, b.data(), bt, N,
+                                        ldb, zb.data(), zn, c.data(), N);
+        bool ok = true;
+        for (int64_t m = 0; m < M && ok; ++m)
+          for (int64_t n = 0; n < N && ok; ++n) {
+            int64_t ref = 0;
+            const int64_t z = zn == 0 ? 0 : zb[zn == 1 ? 0 : n];
+            for (int64_t kk = 0; kk < K; ++kk) {
+              const int64_t bv = bt == lowbit::ElemType::int8 ? static_cast<int8_t>(b[kk * ldb + n]) : b[kk * ldb + n];
+              ref += (a[m * K + kk] - za[m]) * (bv - z);
+            }
+            ok = c[m * N + n] == static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(ref)));
+          }
+        check(ok, tag + " matmul_integer_unpacked M=" + std::to_string(M) + " K=" + std::to_string(K) +
+                      " N=" + std::to_string(N) + (bt == lowbit::ElemType::uint8 ? " uint8" : " int8") +
+                      " zero points " + std::to_string(zn));
+      }
+  }
+}
+
 // Packing on this path gives the scalar path's bytes, both layouts (B row-major and a weight's
 // transpose), whole and partial panels, K tails, int8 and uint8.
 void test_pack_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
@@ -474,6 +509,7 @@ int main(int argc, char** argv) {
     for (int threads : {1, 3}) {
       lowbit::set_num_threads(threads);
       test_pack_matches_scalar(gen, isa, tag + "/t" + std::to_string(threads));
+      test_matmul_unpacked(gen, tag + "/t" + std::to_string(threads));
     }
     test_linear_static_contract(gen, isa, tag);
     test_linear_weight_only_contract(gen, isa, tag);

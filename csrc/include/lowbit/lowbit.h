@@ -136,6 +136,18 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
                     const int32_t* a_zero_point, int64_t a_zero_point_count,
                     const PackedMatrix& b, int32_t* c, int64_t ldc);
 
+// The same with B as given: K x N int8/uint8 bytes, row stride ldb (>= N), b_zero_point 0, 1
+// or N values (per tensor / per column). Nothing is packed for the caller: up to
+// kUnpackedMaxRows rows of A, each task packs two panels of B at a time into its own scratch
+// and runs the kernel on them (B is read once); more rows pack B whole first (then the packing
+// is paid against enough work). Same bits as pack + matmul_integer.
+constexpr int64_t kUnpackedMaxRows = 64;
+void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
+                             const int32_t* a_zero_point, int64_t a_zero_point_count,
+                             const void* b, ElemType b_type, int64_t N, int64_t ldb,
+                             const int32_t* b_zero_point, int64_t b_zero_point_count, int32_t* c,
+                             int64_t ldc);
+
 // Largest K for which linear() guarantees an exact int32 result: |x_q - za| <= 255 and
 // |w_q - zw| <= 128 (symmetric weights) or 255 (asymmetric), so |acc| <= 255 * 128 * K or
 // 255 * 255 * K must stay below 2^31.
