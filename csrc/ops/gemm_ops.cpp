@@ -173,9 +173,10 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   if (b_zero_point_count == 0) b_symmetric = b_shift == 0;
   const ARows rows = prepare_a(a, a_type, M, K, KP, lda, a_zero_point, a_zero_point_count, !b_symmetric);
   const GemmProblem base = int32_problem(rows, M, K, KP, c, ldc);
-  // Each task packs a few panels of B into its own scratch, where they stay in L2 while the
-  // kernel runs over them: B is read once and never written back out.
-  constexpr int64_t kChunkPanels = 2, kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
+  // Each task packs four panels of B (256 columns: runs of 256 bytes per row of B) into its own
+  // scratch, where they stay in L2 while the kernel runs over them: B is read once and never
+  // written back out.
+  constexpr int64_t kChunkPanels = 4, kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
   const int64_t chunks = (N + kChunkCols - 1) / kChunkCols;
   const KernelTable& k = kernels();
   auto run_chunk = [&](int64_t chunk) {

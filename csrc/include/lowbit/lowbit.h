@@ -138,7 +138,7 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
 
 // The same with B as given: K x N int8/uint8 bytes, row stride ldb (>= N), b_zero_point 0, 1
 // or N values (per tensor / per column). Nothing is packed for the caller: up to
-// kUnpackedMaxRows rows of A, each task packs two panels of B at a time into its own scratch
+// kUnpackedMaxRows rows of A, each task packs four panels of B at a time into its own scratch
 // and runs the kernel on them (B is read once); more rows pack B whole first (then the packing
 // is paid against enough work). Same bits as pack + matmul_integer.
 constexpr int64_t kUnpackedMaxRows = 64;
