@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""lowbit against NumPy float32, PyTorch and ONNX Runtime dynamic int8, on the full grid.
+"""lowbit against NumPy float32, PyTorch, torchao and ONNX Runtime int8, on the full grid.
 
-Writes docs/bench.md (machine info and tables), docs/bench.png (GOPS vs M) and docs/bench.json
-(machine info and every raw row). Each measurement runs in its own subprocess (see
-python/lowbit/benchmark/). Peers that are not installed are skipped with a note.
+docs/ keeps one result file per machine class: the class is the lowbit path that ran
+(`lowbit.cpu_info()["isa"]`: amx, avx512vnni, avx2, ...), so a run writes docs/bench_<isa>.md
+(machine info, CPU flags and tables), docs/bench_<isa>.png (GOPS vs M) and docs/bench_<isa>.json
+(machine info and every raw row); the int4 suite docs/bench_int4_<isa>.*. --out-name picks
+another name. Each measurement runs in its own subprocess (see python/lowbit/benchmark/). Peers
+that are not installed are skipped with a note.
 
-    pip install . && pip install onnx onnxruntime matplotlib torch
+    pip install . && pip install onnx onnxruntime matplotlib torch && pip install --no-deps torchao
     python bench/compare.py                    # full grid: takes a while
     python bench/compare.py --quick            # fewer M and shapes, for a first look
     python bench/compare.py --threads 1 --methods lowbit_linear,ort_dynamic --out-dir /tmp/b
-    python bench/compare.py --suite int4       # 4-bit weights: docs/bench_int4.md
+    python bench/compare.py --suite int4       # 4-bit weights: docs/bench_int4_<isa>.md
+    python bench/compare.py --tile-peak build/bench/amx_peak \
+        --kernel-bench build/bench/bench_kernels   # also the tdpbusd peak and C++ kernel numbers
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,8 +44,13 @@ QUICK_SHAPES = ((1536, 384), (4096, 4096))
 QUICK_COLD_SHAPES = ((4096, 4096),)
 INT4_SHAPES = ((4096, 4096), (4096, 11008))   # LLM layers: what 4-bit weights are for
 INT4_QUICK_SHAPES = ((4096, 4096),)
+PACK_SHAPES = ((4096, 4096), (4096, 11008))  # pack_weight GB/s (int8 suite)
+QUICK_PACK_SHAPES = ((4096, 4096),)
 FULL_REPEATS, QUICK_REPEATS = 10, 3
-VERSIONED = ("numpy", "torch", "onnxruntime", "onnx", "matplotlib", "lowbit")
+VERSIONED = ("numpy", "torch", "torchao", "onnxruntime", "onnx", "matplotlib", "lowbit")
+# /proc/cpuinfo flags that decide which lowbit path can run
+LOWBIT_FLAGS = ("amx_tile", "amx_int8", "amx_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+KERNEL_BENCH_FILTER = "BM_(matmul_integer_packed|linear|linear_w4a8)/isa:(2|6)/"
 
 METHOD_NOTES = {
     "numpy_f32": "`x @ w.T` in float32 (NumPy's BLAS; threads set through "
@@ -47,6 +58,17 @@ METHOD_NOTES = {
     "lowbit_linear": "`lb.linear(x, lb.pack_weight(w), bias)`: per-row dynamic uint8 "
                      "activations, per-channel int8 weights, float32 out",
     "lowbit_matmul_integer": "`lb.matmul_integer(a, lb.pack_weight(w))`: uint8 x int8 -> exact int32",
+    "lowbit_matmul_integer_plain_b": "`lb.matmul_integer(a, b)`, b a plain int8 (K, N) NumPy "
+                                     "array (the same int8 weight, not pre-packed: the README's "
+                                     "first call): uint8 x int8 -> exact int32, B handled per call",
+    "torchao_int8_dynamic": "torchao `quantize_(nn.Linear, Int8DynamicActivationInt8WeightConfig())`"
+                            ", eager, under `torch.inference_mode()`",
+    "torchao_int8_dynamic_compiled": "the same torchao model under `torch.compile(dynamic=False)` "
+                                     "(one static graph per M, compiled before timing)",
+    "torch_int_mm": "`torch._int_mm(a8, b)`: int8 (M, K) x int8 (K, N) -> int32, b the (K, N) "
+                    "view of the (N, K) int8 weight; it takes no uint8, so the uint8 activations "
+                    "of lowbit_matmul_integer enter as a8 = a - 128 (converted once, untimed; the "
+                    "check adds 128·colsum(b) back). Only the `_int_mm` call is timed",
     "lowbit_w8_weight_only": "`lb.linear(x, lb.pack_weight(w, mode=\"weight_only\"), bias)`: float32 "
                              "activations x per-channel int8 weights (Int8WeightOnlyConfig)",
     "torch_dynamic": "`torch.ao.quantization.quantize_dynamic` of `nn.Linear` (qint8), "
@@ -117,7 +139,23 @@ def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
                         help=f"comma-separated subset of: {', '.join(method_names)} (default: "
                              "all of the suite's)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "docs",
-                        help="where bench.md, bench.png and bench.json go (default: docs/)")
+                        help="where the .md, .png and .json go (default: docs/)")
+    parser.add_argument("--out-name", default=None,
+                        help="file name stem (default: bench_<isa> for int8, bench_int4_<isa> for "
+                             "int4, <isa> the lowbit path this machine runs: one file per "
+                             "machine class)")
+    parser.add_argument("--pack-shapes", type=parse_shapes, default=None,
+                        help="(K,N) shapes whose pack_weight GB/s are measured, as KxN,KxN, or "
+                             f"'none' (default: int8 {PACK_SHAPES}, --quick {QUICK_PACK_SHAPES}; "
+                             "int4: none)")
+    parser.add_argument("--tile-peak", type=Path, default=None,
+                        help="a built bench/amx_peak: also measure the tdpbusd peak at each "
+                             "thread count (all threads at once)")
+    parser.add_argument("--kernel-bench", type=Path, default=None,
+                        help="a built bench/bench_kernels: also run the C++ kernel benchmarks "
+                             "matching --kernel-bench-filter")
+    parser.add_argument("--kernel-bench-filter", default=KERNEL_BENCH_FILTER,
+                        help=f"--benchmark_filter for --kernel-bench (default: {KERNEL_BENCH_FILTER})")
     parser.add_argument("--Ms", type=parse_ints, default=None, help="override the M values")
     parser.add_argument("--shapes", type=parse_shapes, default=None,
                         help="override the (K,N) shapes, as KxN,KxN")
@@ -149,9 +187,14 @@ def resolve_config(args: argparse.Namespace, method_names: Sequence[str]) -> dic
         (QUICK_SHAPES if args.quick else FULL_SHAPES)
     cold = (INT4_QUICK_SHAPES if args.quick else INT4_SHAPES) if int4 else \
         (QUICK_COLD_SHAPES if args.quick else FULL_COLD_SHAPES)
+    if args.pack_shapes is not None:
+        pack = list(args.pack_shapes)
+    else:
+        pack = [] if int4 else list(QUICK_PACK_SHAPES if args.quick else PACK_SHAPES)
     return {
         "suite": args.suite,
         "Ms": args.Ms or list(QUICK_MS if args.quick else FULL_MS),
+        "pack_shapes": pack,
         "shapes": args.shapes or list(shapes),
         "cold_shapes": args.cold_shapes if args.cold_shapes is not None else list(cold),
         "threads": args.threads,
@@ -172,6 +215,25 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_flags(wanted: Sequence[str] = LOWBIT_FLAGS) -> dict[str, bool]:
+    """Which of `wanted` the first "flags" line of /proc/cpuinfo lists (empty off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return {flag: flag in present for flag in wanted}
+    except OSError:
+        pass
+    return {}
+
+
+def machine_class(info: dict[str, Any]) -> str:
+    """The lowbit path that ran ("amx", "avx512vnni", "avx2", ...): the name of this machine's
+    result files."""
+    return str(info.get("lowbit", {}).get("isa") or "unknown")
 
 
 def package_version(name: str) -> str:
@@ -195,6 +257,7 @@ def machine_info(harness: ModuleType, rows: Sequence[dict[str, Any]]) -> dict[st
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "l3_bytes": harness.l3_cache_bytes(),
@@ -217,8 +280,13 @@ def machine_markdown(info: dict[str, Any]) -> list[str]:
     dram = "; ".join(f"{r['threads']} thread(s): {r['gbps']:.1f} GB/s ({r.get('source', '?')})"
                      if r.get("status") == "ok" else f"{r['threads']} thread(s): {r.get('error')}"
                      for r in info["dram_read"]) or "not measured (no cold shapes)"
+    flags = info.get("cpu_flags") or {}
+    flag_line = (", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
+                 if flags else "not read (no /proc/cpuinfo)")
     items = [
         ("CPU", info["cpu"]),
+        ("CPU flags (the ones lowbit dispatches on)", flag_line),
+        ("lowbit path that ran", lb.get("isa", "?") if "error" not in lb else "–"),
         ("CPUs (usable / logical)", f"{info['usable_cpus']} / {info['logical_cpus']}"),
         ("L3 cache (cpu0)", f"{info['l3_bytes'] / 2**20:.3g} MiB"),
         ("lowbit.cpu_info()", lowbit_line),
@@ -231,8 +299,11 @@ def machine_markdown(info: dict[str, Any]) -> list[str]:
 
 
 def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
-           rows: Sequence[dict[str, Any]], plotted: set[str]) -> str:
-    lines = ["# lowbit benchmark" + (": 4-bit weights" if config["suite"] == "int4" else ""), "",
+           rows: Sequence[dict[str, Any]], plotted: set[str], stem: str = "bench") -> str:
+    title = ("# lowbit benchmark" + (": 4-bit weights" if config["suite"] == "int4" else "")
+             + f" on {info['cpu']} (lowbit path {machine_class(info)}), measured "
+             + info["date"].split(" ")[0])
+    lines = [title, "",
              f"Generated by `{info['command']}`. Median time per call, each method in its own "
              f"subprocess; at least {config['repeats']} timed calls and 0.2 s per point, after "
              "warm-up. GOPS = 2·M·K·N / time / 1e9 (x is M×K, the weight N×K)."
@@ -242,11 +313,75 @@ def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
              "## Machine", ""] + machine_markdown(info) + ["", "## Methods", ""]
     lines += [f"- **{m}**: {method_note(m)}" for m in config["methods"]]
     lines += ["", "## Results", ""]
-    for title, part, png in result_parts(config, rows):
+    for title, part, png in result_parts(config, rows, stem):
         lines += ([f"### {title}", ""] if title else []) + [harness.to_markdown(part)]
         if png in plotted:
             lines += [f"![GOPS vs M; solid: 1 thread, dashed: 2 threads]({png})", ""]
+    lines += native_markdown(info)
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- C++ programs
+
+
+def run_tile_peak(binary: Path, threads_list: Sequence[int]) -> list[dict[str, Any]]:
+    """bench/amx_peak at each thread count (its threads run tdpbusd at the same time)."""
+    rows = []
+    for t in threads_list:
+        try:
+            proc = subprocess.run([str(binary), str(t), "1.0"], capture_output=True, text=True,
+                                  timeout=120)
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+        except Exception as e:
+            row = {"status": "error", "error": f"{type(e).__name__}: {e}"[:300]}
+        rows.append({"threads": t, **row})
+    return rows
+
+
+def run_kernel_bench(binary: Path, bench_filter: str) -> dict[str, Any]:
+    """bench/bench_kernels' rows matching the filter: name and GOPS (its counter)."""
+    cmd = [str(binary), f"--benchmark_filter={bench_filter}", "--benchmark_format=json"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        data = json.loads(proc.stdout)
+    except Exception as e:
+        return {"status": "error", "error": f"{type(e).__name__}: {e}"[:300], "filter": bench_filter}
+    rows = [{"name": b["name"], "gops": b.get("GOPS"), "real_time": b.get("real_time"),
+             "time_unit": b.get("time_unit")} for b in data.get("benchmarks", [])
+            if b.get("run_type", "iteration") == "iteration"]
+    return {"status": "ok", "filter": bench_filter, "rows": rows,
+            "context": {k: data.get("context", {}).get(k) for k in ("num_cpus", "mhz_per_cpu")}}
+
+
+def native_markdown(info: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    peak = info.get("tile_peak")
+    if peak:
+        lines += ["## tdpbusd peak (bench/amx_peak)", "",
+                  "Four independent `tdpbusd` (u8 x s8 -> s32, 16x64 by 64x16 tiles: 32768 ops each) "
+                  "in a loop for 1 s per thread, all threads at once, after "
+                  "`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`.", "",
+                  "| threads | per thread (TOPS) | total (TOPS) |", "|---:|---:|---:|"]
+        for r in peak:
+            if r.get("status") == "ok":
+                per = ", ".join(f"{v:.2f}" for v in r["per_thread_tops"])
+                lines.append(f"| {r['threads']} | {per} | {r['total_tops']:.2f} |")
+            else:
+                lines.append(f"| {r['threads']} | {r.get('error')} | – |")
+        lines.append("")
+    kb = info.get("kernel_bench")
+    if kb:
+        lines += ["## lowbit C++ kernels (bench/bench_kernels, google-benchmark)", "",
+                  f"`bench_kernels --benchmark_filter='{kb['filter']}'`; isa 2 = avx512vnni, "
+                  "6 = amx.", ""]
+        if kb.get("status") != "ok":
+            lines += [f"Not measured: {kb.get('error')}", ""]
+        else:
+            lines += ["| benchmark | GOPS |", "|:---|---:|"]
+            lines += [f"| {r['name']} | {r['gops'] / 1e9 if r['gops'] else 0:.1f} |"
+                      for r in kb["rows"]]
+            lines.append("")
+    return lines
 
 
 def method_note(method: str) -> str:
@@ -256,15 +391,15 @@ def method_note(method: str) -> str:
     return METHOD_NOTES.get(method, "")
 
 
-def result_parts(config: dict[str, Any], rows: Sequence[dict[str, Any]]
+def result_parts(config: dict[str, Any], rows: Sequence[dict[str, Any]], stem: str = "bench"
                  ) -> list[tuple[str, list[dict[str, Any]], str]]:
     """(title, rows, png name) per report section: one for int8, one per group size for int4."""
     if config["suite"] == "int8":
-        return [("", list(rows), "bench.png")]
+        return [("", list(rows), f"{stem}.png")]
     parts = []
     for g in sorted({int(m.rpartition("_g")[2]) for m in config["methods"] if "_g" in m}):
         part = [r for r in rows if r["method"].endswith(f"_g{g}") or r["method"] in ("numpy_f32", "dram_read")]
-        parts.append((f"Group size {g}", part, f"bench_int4_g{g}.png"))
+        parts.append((f"Group size {g}", part, f"{stem}_g{g}.png"))
     return parts
 
 
@@ -278,15 +413,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.perf_counter()
     rows = harness.run_grid(config["Ms"], config["shapes"], config["threads"], config["methods"],
                             config["repeats"], cold_shapes=config["cold_shapes"],
-                            rounds=args.rounds)
+                            rounds=args.rounds, pack_shapes=config["pack_shapes"])
     config["rounds"] = args.rounds
     info = machine_info(harness, rows)
+    if args.tile_peak is not None:
+        info["tile_peak"] = run_tile_peak(args.tile_peak, config["threads"])
+    if args.kernel_bench is not None:
+        info["kernel_bench"] = run_kernel_bench(args.kernel_bench, args.kernel_bench_filter)
     info["seconds"] = round(time.perf_counter() - start, 1)
 
-    stem = "bench" if config["suite"] == "int8" else "bench_int4"
-    plotted = {png for _, part, png in result_parts(config, rows)
+    stem = args.out_name or ("bench_" if config["suite"] == "int8" else "bench_int4_") \
+        + machine_class(info)
+    plotted = {png for _, part, png in result_parts(config, rows, stem)
                if harness.plot(part, str(args.out_dir / png))}
-    (args.out_dir / f"{stem}.md").write_text(report(harness, config, info, rows, plotted))
+    (args.out_dir / f"{stem}.md").write_text(report(harness, config, info, rows, plotted, stem))
     with open(args.out_dir / f"{stem}.json", "w") as f:
         json.dump({"machine": info, "config": config, "rows": rows}, f, indent=1)
     print(harness.to_markdown(rows))

@@ -5,9 +5,13 @@ NumPy loaded with: runner.run_method_subprocess is the way to a controlled threa
 """
 from __future__ import annotations
 
+import functools
 import statistics
 from typing import Any, Sequence
 
+import numpy as np
+
+from .data import make_weight
 from .methods import METHODS, Bench, missing_requirements
 from .timing import MIN_SECONDS, cold_copies, time_calls
 
@@ -37,6 +41,40 @@ def measure_many(method: str, Ms: Sequence[int], K: int, N: int, threads: int, c
                             **bench.info})
         except Exception as e:   # one bad M must not lose the others
             results.append({"M": M, "status": "error", "error": describe_error(e)})
+    return results
+
+
+PACK_KINDS = ("pack_weight_f32", "pack_weight_int8")
+
+
+def measure_pack(K: int, N: int, threads: int, repeats: int,
+                 min_seconds: float = MIN_SECONDS) -> list[dict[str, Any]]:
+    """pack_weight timed in this process on an (N, K) weight, one result per PACK_KINDS entry:
+    pack_weight_f32 is `lb.pack_weight(w)` of float32 weights (per-channel int8 quantization and
+    the packing), pack_weight_int8 `lb.pack_weight(qt)` of an int8 QTensor (packing alone: the
+    public way to pack int8 weights that are already quantized). GB/s count the int8 weight
+    bytes (K * N) packed per second."""
+    import lowbit as lb   # absolute: see methods._import_lowbit
+    lb.set_num_threads(threads)
+    w, _ = make_weight(K, N)
+    qt = lb.pack_weight(w).qtensor()
+    qt = lb.QTensor(np.ascontiguousarray(qt.data), qt.scale, qt.zero_point, "int8", 0)
+    inputs = {"pack_weight_f32": w, "pack_weight_int8": qt}
+    results = []
+    for kind in PACK_KINDS:
+        try:
+            call = functools.partial(lb.pack_weight, inputs[kind])
+            pw = call()
+            if not np.array_equal(np.asarray(pw.qtensor().data), qt.data):
+                raise RuntimeError("wrong result: packed weight differs from the int8 reference")
+            samples = time_calls([call], repeats, min_seconds)
+            seconds = statistics.median(samples)
+            results.append({"method": kind, "status": "ok", "seconds": seconds,
+                            "n_samples": len(samples), "min_seconds": min(samples),
+                            "weight_bytes": K * N, "gbps": K * N / seconds / 1e9,
+                            "isa": lb.get_isa()})
+        except Exception as e:
+            results.append({"method": kind, "status": "error", "error": describe_error(e)})
     return results
 
 

@@ -8,7 +8,8 @@ import math
 import sys
 from typing import Any, Optional, Sequence
 
-from .methods import COMPARISONS, METHODS
+from .measure import PACK_KINDS
+from .methods import COMPARISONS, METHODS, NUMPY_RATIOS
 from .timing import COLD_FACTOR, l3_cache_bytes
 
 
@@ -42,26 +43,56 @@ def _ratio(numerator: Optional[dict[str, Any]], denominators: Sequence[Optional[
     return f"{numerator['gops'] / max(good):.2f}x"
 
 
-def _hot_table(rows: Sequence[dict[str, Any]], threads: int) -> list[str]:
-    mine = [r for r in rows if r["threads"] == threads]
-    methods = _ordered_methods(mine)
-    by_key = {(r["method"], r["K"], r["N"], r["M"]): r for r in mine}
-    # Ratio columns: each lowbit method against the best of its peers, and against NumPy.
+def _ratio_columns(methods: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """(lowbit method, peers present) per ratio column: each comparison whose methods ran, and
+    the numpy_f32 column of the methods that get one."""
     ratios: list[tuple[str, list[str]]] = []
     for primary, peers in COMPARISONS:
         present = [p for p in peers if p in methods]
-        if primary in methods and present:
+        if primary in methods and present and (primary, present) not in ratios:
             ratios.append((primary, present))
+    for primary in NUMPY_RATIOS:
         if primary in methods and "numpy_f32" in methods:
             ratios.append((primary, ["numpy_f32"]))
-    header = ["K", "N", "M"] + methods + [
+    return ratios
+
+
+def _hot_table(rows: Sequence[dict[str, Any]], threads: int) -> list[str]:
+    """GOPS per method, then (a second table) each lowbit method against the best of its peers."""
+    mine = [r for r in rows if r["threads"] == threads]
+    methods = _ordered_methods(mine)
+    by_key = {(r["method"], r["K"], r["N"], r["M"]): r for r in mine}
+    points = sorted({(r["K"], r["N"], r["M"]) for r in mine})
+    header = ["K", "N", "M"] + methods
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for K, N, M in points:
+        cells = [str(K), str(N), str(M)] + [_cell(by_key.get((m, K, N, M))) for m in methods]
+        lines.append("| " + " | ".join(cells) + " |")
+    ratios = _ratio_columns(methods)
+    if not ratios:
+        return lines
+    header = ["K", "N", "M"] + [
         f"{primary} / {'best of (' + ', '.join(d) + ')' if len(d) > 1 else d[0]}"
         for primary, d in ratios]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
-    for K, N, M in sorted({(r["K"], r["N"], r["M"]) for r in mine}):
-        cells = [str(K), str(N), str(M)] + [_cell(by_key.get((m, K, N, M))) for m in methods]
+    lines += ["", f"Ratios, {threads} thread{'s' if threads > 1 else ''} (GOPS of the lowbit "
+              "method over the best of the methods named):", "",
+              "| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for K, N, M in points:
+        cells = [str(K), str(N), str(M)]
         cells += [_ratio(by_key.get((primary, K, N, M)), [by_key.get((d, K, N, M)) for d in ds])
                   for primary, ds in ratios]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pack_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["| K | N | threads | method | int8 weight (MB) | ms/call | GB/s |",
+             "|---:|---:|---:|:---|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["K"], r["N"], r["threads"], r["method"])):
+        ok = r.get("status") == "ok"
+        cells = [str(r["K"]), str(r["N"]), str(r["threads"]), r["method"],
+                 f"{r['K'] * r['N'] / 1e6:.1f}",
+                 fmt(r["seconds"] * 1e3, ".1f") if ok else _cell(r), fmt(r.get("gbps"), ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -110,7 +141,15 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
             lines.append(f"Measured DRAM read bandwidth, {t} thread(s): {r['gbps']:.1f} GB/s "
                          f"({r.get('source', '?')}).")
         lines += [""] + _cold_table(cold, dram) + [""]
-    notes = _notes([r for r in rows if r["method"] in METHODS or r["method"] == "dram_read"])
+    pack = [r for r in rows if r["method"] in PACK_KINDS]
+    if pack:
+        lines += ["### pack_weight: GB/s of int8 weight bytes packed", "",
+                  "pack_weight_f32: `lb.pack_weight(w)`, float32 (N, K) weights quantized per "
+                  "channel to int8 and packed; pack_weight_int8: `lb.pack_weight(qt)`, an int8 "
+                  "QTensor packed (no quantization). GB/s = K·N bytes / median time per call.",
+                  ""] + _pack_table(pack) + [""]
+    notes = _notes([r for r in rows if r["method"] in METHODS or r["method"] == "dram_read"
+                    or r["method"] in PACK_KINDS])
     if notes:
         lines += ["Notes:", ""] + notes + [""]
     return "\n".join(lines)
@@ -118,7 +157,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 PLOT_COLORS = {"numpy_f32": "tab:gray", "lowbit_linear": "tab:red",
                "lowbit_matmul_integer": "tab:orange", "torch_dynamic": "tab:blue",
-               "ort_dynamic": "tab:green", "ort_matmul_integer": "tab:olive"}
+               "ort_dynamic": "tab:green", "ort_matmul_integer": "tab:olive",
+               "lowbit_matmul_integer_plain_b": "tab:pink", "lowbit_w8_weight_only": "tab:brown",
+               "torchao_int8_dynamic": "tab:purple", "torchao_int8_dynamic_compiled": "tab:cyan",
+               "torch_int_mm": "black"}
 for _g in (32, 128):
     PLOT_COLORS.update({f"lowbit_w4a8_g{_g}": "tab:red", f"lowbit_w4_weight_only_g{_g}": "tab:orange",
                         f"torch_int4_g{_g}": "tab:blue", f"ort_nbits_f32_g{_g}": "tab:green",

@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Any, Optional, Sequence
 
-from .measure import describe_error, measure_many
+from .measure import PACK_KINDS, describe_error, measure_many, measure_pack
 from .methods import METHODS, PEERS, method_available, missing_requirements
 from .report import fmt, to_markdown
 from .timing import DRAM_PROBE_BYTES, DRAM_PROBE_REPEATS, MIN_SECONDS, dram_bandwidth
@@ -117,6 +117,20 @@ def run_dram_subprocess(threads: int, nbytes: int = DRAM_PROBE_BYTES,
     return {"method": "dram_read", "threads": threads, **result}
 
 
+def run_pack_subprocess(K: int, N: int, threads: int, repeats: int,
+                        min_seconds: float = MIN_SECONDS) -> list[dict[str, Any]]:
+    """One row per measure.PACK_KINDS entry: pack_weight of an (N, K) weight in a subprocess
+    with `threads` threads."""
+    args = ["--pack", "--K", str(K), "--N", str(N), "--threads", str(threads),
+            "--repeats", str(repeats), "--min-seconds", str(min_seconds)]
+    try:
+        results = _run_worker(args, threads, WORKER_TIMEOUT)
+    except Exception as e:
+        results = [{"method": kind, "status": "error", "error": describe_error(e)}
+                   for kind in PACK_KINDS]
+    return [{"K": K, "N": N, "threads": threads, **r} for r in results]
+
+
 def _progress(message: str, enabled: bool) -> None:
     if enabled:
         print(message, file=sys.stderr, flush=True)
@@ -125,9 +139,10 @@ def _progress(message: str, enabled: bool) -> None:
 def run_grid(Ms: Sequence[int], shapes: Sequence[Shape], threads_list: Sequence[int],
              methods: Sequence[str], repeats: int, cold_shapes: Sequence[Shape] = (),
              min_seconds: float = MIN_SECONDS, progress: bool = True,
-             rounds: int = 1) -> list[dict[str, Any]]:
+             rounds: int = 1, pack_shapes: Sequence[Shape] = ()) -> list[dict[str, Any]]:
     """Rows for every (threads, shape, method, M), then cold M=1 rows for `cold_shapes` with
-    one "dram_read" row per thread count (the bandwidth the cold rows are compared to).
+    one "dram_read" row per thread count (the bandwidth the cold rows are compared to), then
+    pack_weight rows (measure.PACK_KINDS) for every (threads, pack shape).
 
     With rounds > 1 the whole grid runs that many times, the method order rotated each round
     so every method meets the machine in every state; each point keeps the round with the
@@ -153,6 +168,13 @@ def run_grid(Ms: Sequence[int], shapes: Sequence[Shape], threads_list: Sequence[
             _progress(f"[round {r + 1}/{rounds}: {n}/{len(jobs)}] {method} K={K} N={N} threads={t}"
                       f"{' cold' if cold else ''}: {time.perf_counter() - start:.1f} s "
                       f"{'; '.join(errors)}", progress)
+        for t in threads_list:
+            for K, N in pack_shapes:
+                batch = run_pack_subprocess(K, N, t, repeats, min_seconds)
+                all_rows += batch
+                _progress(f"[round {r + 1}/{rounds}] pack_weight K={K} N={N} threads={t}: "
+                          + ", ".join(f"{row['method']} {fmt(row.get('gbps'), '.2f')} GB/s"
+                                      for row in batch), progress)
     return median_of_rounds(all_rows) if rounds > 1 else all_rows
 
 
@@ -216,6 +238,12 @@ def _int_list(text: str) -> list[int]:
 
 def _worker_main(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, Any]]:
     warnings.filterwarnings("ignore")   # peers' deprecation chatter; stdout stays one JSON line
+    if args.pack:
+        try:
+            return measure_pack(args.K, args.N, args.threads, args.repeats, args.min_seconds)
+        except Exception as e:
+            return [{"method": kind, "status": "error", "error": describe_error(e)}
+                    for kind in PACK_KINDS]
     if args.dram:
         with contextlib.suppress(Exception):
             import lowbit
@@ -233,6 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="lowbit benchmark (no options: the short run)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dram", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--M", default="1", help=argparse.SUPPRESS)
     parser.add_argument("--K", type=int, default=0, help=argparse.SUPPRESS)
@@ -243,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help=argparse.SUPPRESS)
     parser.add_argument("--bytes", type=int, default=DRAM_PROBE_BYTES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker or args.dram:
+    if args.worker or args.dram or args.pack:
         print(RESULT_MARKER + json.dumps(_worker_main(args)), flush=True)
     else:
         run_short()
