@@ -158,6 +158,21 @@ void dynamic_quantize_linear(const float* x, int64_t n, uint8_t* out, float* sca
   quantize_linear(x, AxisView{1, n, 1}, ScaleMode::per_tensor, 0, scale, &zero, QType::uint8, out);
 }
 
+void row_ranges(const float* x, int64_t rows, int64_t cols, float* lo, float* hi) {
+  if (rows < 0 || cols < 0) throw std::invalid_argument("negative dimension");
+  const KernelTable& k = kernels();
+  std::atomic<bool> finite{true};
+  parallel_rows(rows, cols, 65536.0, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float mn = 0.0f, mx = 0.0f;
+      if (cols > 0 && !k.min_max(x + r * cols, cols, &mn, &mx)) finite.store(false, std::memory_order_relaxed);
+      lo[r] = std::min(0.0f, mn);
+      hi[r] = std::max(0.0f, mx);
+    }
+  });
+  if (!finite.load()) throw std::invalid_argument(non_finite_message);
+}
+
 void requantize(const int32_t* acc, int64_t rows, int64_t cols, const float* multiplier,
                 MultiplierMode mode, int32_t zero_point, QType qtype, void* out) {
   if (rows < 0 || cols < 0) throw std::invalid_argument("negative dimension");

@@ -234,6 +234,22 @@ py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
   return c;
 }
 
+// (lo, hi) per row of a 2-D float32 array (see lowbit.h); `name` goes into the NaN/Inf error.
+py::tuple row_ranges(const py::array& x, const std::string& name) {
+  const float* xd = checked_data<float>(x, name.c_str(), "float32");
+  if (x.ndim() != 2) throw py::value_error(name + " must be 2-D");
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  py::array_t<float> lo(rows), hi(rows);
+  float *lod = lo.mutable_data(), *hid = hi.mutable_data();
+  try {
+    py::gil_scoped_release release;
+    lowbit::row_ranges(xd, rows, cols, lod, hid);
+  } catch (const std::invalid_argument&) {
+    throw py::value_error(name + " holds NaN or Inf values; they cannot be quantized");
+  }
+  return py::make_tuple(lo, hi);
+}
+
 // matmul_integer with B as a plain (K, N) array: nothing packed for the caller (see lowbit.h).
 py::array_t<int32_t> matmul_integer_unpacked(const py::array& a, const py::object& a_zp,
                                              const py::array& b, const py::object& b_zp) {
@@ -446,6 +462,7 @@ PYBIND11_MODULE(_C, m) {
       });
   m.def("pack_matrix", &pack_matrix, py::arg("b"), py::arg("transposed"), py::arg("zero_point"));
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
+  m.def("row_ranges", &row_ranges, py::arg("x"), py::arg("name"));
   m.def("matmul_integer_unpacked", &matmul_integer_unpacked, py::arg("a"), py::arg("a_zero_point"),
         py::arg("b"), py::arg("b_zero_point"));
   m.def("linear", &linear, py::arg("x"), py::arg("b"), py::arg("col_scale"), py::arg("bias"));

@@ -1,5 +1,5 @@
 """Type stubs for the lowbit C++ extension (csrc/python/bindings.cpp)."""
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ def pack_matrix(b: np.ndarray, transposed: bool,
                 zero_point: Optional[npt.NDArray[np.int32]]) -> PackedMatrix: ...
 def matmul_integer(a: np.ndarray, a_zero_point: Optional[npt.NDArray[np.int32]],
                    b: PackedMatrix) -> npt.NDArray[np.int32]: ...
+def row_ranges(x: npt.NDArray[np.float32], name: str) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 def matmul_integer_unpacked(a: np.ndarray, a_zero_point: Optional[npt.NDArray[np.int32]],
                             b: np.ndarray, b_zero_point: Optional[npt.NDArray[np.int32]]) -> npt.NDArray[np.int32]: ...
 def linear(x: npt.NDArray[np.float32], b: PackedMatrix, col_scale: npt.NDArray[np.float32],

@@ -73,6 +73,11 @@ void dequantize_linear(const void* q, ElemType qtype, AxisView view, ScaleMode m
                        int64_t block_size, const float* scale, const int32_t* zero_point,
                        float* out);
 
+// Per row of a rows x cols float32 matrix: lo = min(0, row min), hi = max(0, row max), the
+// range every per-channel quantizer starts from (one pass over the data). Throws
+// std::invalid_argument if x holds NaN or Inf.
+void row_ranges(const float* x, int64_t rows, int64_t cols, float* lo, float* hi);
+
 // ONNX DynamicQuantizeLinear over n values (uint8, per tensor). Zero range gives scale 1, zp 0.
 void dynamic_quantize_linear(const float* x, int64_t n, uint8_t* out, float* scale,
                              uint8_t* zero_point);
