@@ -160,11 +160,6 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   check_a_operand(a_type, M, K, a_zero_point, a_zero_point_count);
   check_b_operand(b_type, K, N, b_zero_point, b_zero_point_count);
   if (ldb < N) throw std::invalid_argument("B's row stride is below its width");
-  if (M > kUnpackedMaxRows) {  // the packing is paid once against enough rows: pack, then run
-    auto packed = PackedMatrix::pack(b, b_type, K, N, ldb, 1, b_zero_point, b_zero_point_count);
-    matmul_integer(a, a_type, M, K, lda, a_zero_point, a_zero_point_count, *packed, c, ldc);
-    return;
-  }
   if (M == 0 || N == 0) return;
   const int64_t KP = checked_round_up(K, PackedMatrix::kDepthGroup);
   const int32_t b_shift = b_type == ElemType::uint8 ? 128 : 0;
@@ -173,14 +168,16 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   if (b_zero_point_count == 0) b_symmetric = b_shift == 0;
   const ARows rows = prepare_a(a, a_type, M, K, KP, lda, a_zero_point, a_zero_point_count, !b_symmetric);
   const GemmProblem base = int32_problem(rows, M, K, KP, c, ldc);
-  // Each task packs four panels of B (256 columns: runs of 256 bytes per row of B) into its own
-  // scratch, where they stay in L2 while the kernel runs over them: B is read once and never
-  // written back out.
-  constexpr int64_t kChunkPanels = 4, kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
+  // Each task packs a chunk of panels of B (four: 256 columns, runs of 256 bytes per row of B;
+  // sixteen above kUnpackedMaxRows rows, so the kernel's own per-call work on A is spread over
+  // more columns) into its own scratch, reused from call to call (a fresh packed copy would
+  // pay its page faults on every call), and runs the kernel over it: B is read once.
+  const int64_t kChunkPanels = M <= kUnpackedMaxRows ? 4 : 16;
+  const int64_t kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
   const int64_t chunks = (N + kChunkCols - 1) / kChunkCols;
   const KernelTable& k = kernels();
   auto run_chunk = [&](int64_t chunk) {
-    const int64_t n0 = chunk * kChunkCols, cols = std::min(kChunkCols, N - n0);
+    const int64_t n0 = chunk * kChunkCols, cols = std::min<int64_t>(kChunkCols, N - n0);
     const int64_t panels = (cols + PackedMatrix::kPanelCols - 1) / PackedMatrix::kPanelCols;
     thread_local ScratchBuffer buffer;
     auto* data = static_cast<uint8_t*>(buffer.reserve(static_cast<size_t>(kChunkCols * KP + 2 * kChunkCols * 4)));

@@ -142,10 +142,10 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
                     const PackedMatrix& b, int32_t* c, int64_t ldc);
 
 // The same with B as given: K x N int8/uint8 bytes, row stride ldb (>= N), b_zero_point 0, 1
-// or N values (per tensor / per column). Nothing is packed for the caller: up to
-// kUnpackedMaxRows rows of A, each task packs four panels of B at a time into its own scratch
-// and runs the kernel on them (B is read once); more rows pack B whole first (then the packing
-// is paid against enough work). Same bits as pack + matmul_integer.
+// or N values (per tensor / per column). Nothing is packed for the caller: each task packs a
+// chunk of panels of B (4, or 16 above kUnpackedMaxRows rows of A) into its own scratch, reused
+// from call to call, and runs the kernel on it (B is read once). Same bits as pack +
+// matmul_integer.
 constexpr int64_t kUnpackedMaxRows = 64;
 void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
                              const int32_t* a_zero_point, int64_t a_zero_point_count,
