@@ -114,6 +114,13 @@ using PackBtGroupsFn = void (*)(const uint8_t* w, int64_t ldw, int64_t g_begin, 
                                 uint8_t flip, int8_t* panel, int32_t* col_sums);
 using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
                         int64_t panel_begin, int64_t panel_end);
+// The w8a8 GEMM on a plain, row-major B (b: row 0 at column 0, row stride ldb; stored bytes
+// b ^ flip, rows past p.K read as zero), rows [m_begin, m_end) x columns [n_begin, n_end) of
+// p's int32 output, through the w8a8 epilogue with p.col_zero (N entries) and column sums the
+// kernel forms itself (p.b_panels and p.col_corr are not used). Worth it for a few rows only:
+// its entry says up to how many (max_rows) the driver should call it instead of packing.
+using GemmPlainBFn = void (*)(const GemmProblem& p, const uint8_t* b, int64_t ldb, uint8_t flip,
+                              int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 using GemmInt4Fn = void (*)(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end,
                             int64_t panel_begin, int64_t panel_end);
 using GemmW8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
@@ -128,6 +135,13 @@ struct GemmEntry {
   int mr = 1;
 };
 
+// A plain-B GEMM entry: the kernel and the most rows of A it is meant for (null: the path
+// packs B instead).
+struct PlainBEntry {
+  GemmPlainBFn run = nullptr;
+  int64_t max_rows = 0;
+};
+
 // Every kernel one ISA path runs. Built from the path rows of dispatch/kernel_table.cpp: a path
 // starts from the table of the path it derives from and overrides entries by name.
 struct KernelTable {
@@ -140,6 +154,7 @@ struct KernelTable {
   PackBGroupsFn pack_b_groups = nullptr;
   PackBtGroupsFn pack_bt_groups = nullptr;
   GemmEntry<GemmFn> gemm;            // w8a8: u8 x s8, int32 sums
+  PlainBEntry gemm_plain_b;          // w8a8 on a plain row-major B, small M
   GemmEntry<GemmInt4Fn> gemm_w4a8;
   GemmEntry<GemmInt4Fn> gemm_w4f32;
   GemmEntry<GemmW8F32Fn> gemm_w8f32;

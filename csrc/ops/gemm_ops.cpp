@@ -168,6 +168,33 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   if (b_zero_point_count == 0) b_symmetric = b_shift == 0;
   const ARows rows = prepare_a(a, a_type, M, K, KP, lda, a_zero_point, a_zero_point_count, !b_symmetric);
   const GemmProblem base = int32_problem(rows, M, K, KP, c, ldc);
+  const KernelTable& k = kernels();
+  if (k.gemm_plain_b.run != nullptr && M <= k.gemm_plain_b.max_rows) {
+    // A few rows: B is read in place, once, by the plain-B kernel (column tasks of whole 64s).
+    thread_local ScratchBuffer zero_buffer;
+    auto* col_zero = static_cast<int32_t*>(zero_buffer.reserve(static_cast<size_t>(N) * sizeof(int32_t)));
+    for (int64_t n = 0; n < N; ++n)
+      col_zero[n] = (b_zero_point_count == 0 ? 0 : b_zero_point[b_zero_point_count == 1 ? 0 : n]) - b_shift;
+    GemmProblem p = base;
+    p.N = N;
+    p.col_zero = col_zero;
+    p.b_symmetric = b_symmetric;
+    const auto* b8 = static_cast<const uint8_t*>(b);
+    const uint8_t flip = b_type == ElemType::uint8 ? 0x80 : 0x00;
+    const int64_t groups = (N + 63) / 64;
+    const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
+    const int64_t tasks = get_num_threads() == 1 || macs < kMinParallelMacs
+                              ? 1 : std::min<int64_t>(groups, get_num_threads());
+    auto task = [&](int64_t t) {
+      const int64_t n0 = groups * t / tasks * 64, n1 = std::min(N, groups * (t + 1) / tasks * 64);
+      if (n0 < n1) k.gemm_plain_b.run(p, b8, ldb, flip, 0, M, n0, n1);
+    };
+    if (tasks == 1)
+      task(0);
+    else
+      parallel_for(tasks, task);
+    return;
+  }
   // Each task packs a chunk of panels of B (four: 256 columns, runs of 256 bytes per row of B;
   // sixteen above kUnpackedMaxRows rows, so the kernel's own per-call work on A is spread over
   // more columns) into its own scratch, reused from call to call (a fresh packed copy would
@@ -175,7 +202,6 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   const int64_t kChunkPanels = M <= kUnpackedMaxRows ? 4 : 16;
   const int64_t kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
   const int64_t chunks = (N + kChunkCols - 1) / kChunkCols;
-  const KernelTable& k = kernels();
   auto run_chunk = [&](int64_t chunk) {
     const int64_t n0 = chunk * kChunkCols, cols = std::min<int64_t>(kChunkCols, N - n0);
     const int64_t panels = (cols + PackedMatrix::kPanelCols - 1) / PackedMatrix::kPanelCols;

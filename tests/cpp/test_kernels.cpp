@@ -403,6 +403,51 @@ void test_gemm_edges(std::mt19937& gen, lowbit::Isa isa, const std::string& tag)
   }
 }
 
+// The plain-B kernel's edges (rows up to and past its row limit, K and N not multiples of 4,
+// 16 or 64, int8 and uint8 A and B, zero points, extreme values) against int64: every shape a
+// small-M matmul_integer on a plain B can take goes through it on the paths that have it.
+void test_matmul_plain_b_edges(std::mt19937& gen, const std::string& tag) {
+  // 12 is the AVX-512 plain-B kernel's row limit (kernel_table.cpp), 13 the first packed M.
+  for (int64_t M : {1, 2, 5, 12, 13})
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 64}, {63, 65}, {64, 130},
+                        {257, 300}, {1027, 63}})
+      for (auto at : {lowbit::ElemType::uint8, lowbit::ElemType::int8})
+        for (auto bt : {lowbit::ElemType::int8, lowbit::ElemType::uint8})
+          for (int variant = 0; variant < 2; ++variant) {  // 1: extreme values, zero points 0
+            const int64_t ldb = N + (variant == 0 ? 5 : 0);
+            const int alo = at == lowbit::ElemType::int8 ? -128 : 0;
+            const int blo = bt == lowbit::ElemType::int8 ? -128 : 0;
+            auto a = random_bytes<uint8_t>(gen, M * K, 0, 255);
+            auto b = random_bytes<uint8_t>(gen, K * ldb, 0, 255);
+            if (variant == 1) {  // |a - za| * |b - zb| at its largest everywhere
+              std::fill(a.begin(), a.end(), static_cast<uint8_t>(at == lowbit::ElemType::int8 ? 0x80 : 255));
+              std::fill(b.begin(), b.end(), static_cast<uint8_t>(bt == lowbit::ElemType::int8 ? 0x80 : 0));
+            }
+            auto za = random_bytes<int32_t>(gen, M, alo, alo + 255);
+            auto zb = random_bytes<int32_t>(gen, N, blo, blo + 255);
+            const int64_t zan = variant == 1 ? 0 : M, zbn = variant == 1 ? 0 : N;
+            std::vector<int32_t> c(M * N, -7);
+            lowbit::matmul_integer_unpacked(a.data(), at, M, K, K, za.data(), zan, b.data(), bt, N, ldb,
+                                            zb.data(), zbn, c.data(), N);
+            bool ok = true;
+            for (int64_t m = 0; m < M && ok; ++m)
+              for (int64_t n = 0; n < N && ok; ++n) {
+                int64_t ref = 0;
+                const int64_t z_a = zan == 0 ? 0 : za[m], z_b = zbn == 0 ? 0 : zb[n];
+                for (int64_t kk = 0; kk < K; ++kk) {
+                  const int64_t av = at == lowbit::ElemType::int8 ? static_cast<int8_t>(a[m * K + kk]) : a[m * K + kk];
+                  const int64_t bv = bt == lowbit::ElemType::int8 ? static_cast<int8_t>(b[kk * ldb + n]) : b[kk * ldb + n];
+                  ref += (av - z_a) * (bv - z_b);
+                }
+                ok = c[m * N + n] == static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(ref)));
+              }
+            check(ok, tag + " plain-B matmul_integer M=" + std::to_string(M) + " K=" + std::to_string(K) +
+                          " N=" + std::to_string(N) + (at == lowbit::ElemType::uint8 ? " A uint8" : " A int8") +
+                          (bt == lowbit::ElemType::uint8 ? " B uint8" : " B int8") +
+                          (variant == 1 ? " extremes" : " zero points"));
+          }
+}
+
 // matmul_integer on an unpacked B (row stride ldb > N here) against int64, per-column and
 // per-tensor zero points, int8 and uint8 B, rows below and above kUnpackedMaxRows.
 void test_matmul_unpacked(std::mt19937& gen, const std::string& tag) {
@@ -510,6 +555,7 @@ int main(int argc, char** argv) {
       lowbit::set_num_threads(threads);
       test_pack_matches_scalar(gen, isa, tag + "/t" + std::to_string(threads));
       test_matmul_unpacked(gen, tag + "/t" + std::to_string(threads));
+      test_matmul_plain_b_edges(gen, tag + "/t" + std::to_string(threads));
     }
     test_linear_static_contract(gen, isa, tag);
     test_linear_weight_only_contract(gen, isa, tag);

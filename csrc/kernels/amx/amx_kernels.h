@@ -3,16 +3,9 @@
 // amx_model.h, a test-only path), with the same signatures.
 #pragma once
 
-#include <cstddef>
-
 #include "kernels/kernel_api.h"
 
 namespace lowbit {
-namespace amx_scratch {
-// This thread's scratch slot `slot` (0 or 1) of at least `bytes`, 64-byte aligned; valid until
-// the next call for the same slot from the same thread. Throws std::bad_alloc.
-void* reserve(int slot, size_t bytes);
-}  // namespace amx_scratch
 namespace amx {
 void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);

@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "kernels/amx/amx_kernels.h"
+#include "kernels/kernel_scratch.h"
 #include "kernels/amx/amx_tiles.h"
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/int4_layout.h"
@@ -73,7 +74,7 @@ TileA copy_a(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t b
   t.steps = p.group_pad / kw;
   t.tile_bytes = kTileRows * kw;
   t.per_block = p.groups * t.steps * t.tile_bytes;
-  auto* dst = static_cast<int8_t*>(amx_scratch::reserve(0, static_cast<size_t>(blocks * t.per_block)));
+  auto* dst = static_cast<int8_t*>(kernel_scratch::reserve(kernel_scratch::amx_a, static_cast<size_t>(blocks * t.per_block)));
   t.data = dst;
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t r = 0; r < kTileRows; ++r) {
@@ -205,7 +206,7 @@ void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t
   const int64_t blocks = (m_end - m_begin + kTileRows - 1) / kTileRows;
   const TileA a = copy_a(p, m_begin, m_end, blocks, kw);
   auto* unpacked = static_cast<int8_t*>(
-      amx_scratch::reserve(1, static_cast<size_t>(p.groups * p.group_pad / 4 * kRowBytes)));
+      kernel_scratch::reserve(kernel_scratch::amx_b, static_cast<size_t>(p.groups * p.group_pad / 4 * kRowBytes)));
   ensure_tile_config(config_for(kw));
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     unpack_panel(p, panel, unpacked);

@@ -20,6 +20,7 @@
 #include <algorithm>
 
 #include "kernels/amx/amx_kernels.h"
+#include "kernels/kernel_scratch.h"
 #include "kernels/amx/amx_tiles.h"
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avx512vnni/w8a8_epilogue_avx512.h"
@@ -61,7 +62,7 @@ TileA copy_a(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t block
   const bool tail = groups % kTileGroups != 0;
   TileA t;
   t.chunks = full + (tail ? 1 : 0);
-  auto* dst = static_cast<uint8_t*>(amx_scratch::reserve(0, static_cast<size_t>(blocks * t.chunks * 1024)));
+  auto* dst = static_cast<uint8_t*>(kernel_scratch::reserve(kernel_scratch::amx_a, static_cast<size_t>(blocks * t.chunks * 1024)));
   t.data = dst;
   const int64_t k0 = (groups - kTileGroups) * 4;   // the tail chunk: the last 64 k of the row,
   const int64_t done = full * 64 - k0;             // of which the first `done` are summed already

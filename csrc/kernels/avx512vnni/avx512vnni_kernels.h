@@ -20,6 +20,8 @@ void pack_bt_groups(const uint8_t* w, int64_t ldw, int64_t g_begin, int64_t g_en
                     int8_t* panel, int32_t* col_sums);
 void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
+void gemm_plain_b(const GemmProblem& p, const uint8_t* b, int64_t ldb, uint8_t flip, int64_t m_begin,
+                  int64_t m_end, int64_t n_begin, int64_t n_end);
 void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
                int64_t panel_end);
 void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
