@@ -3,6 +3,8 @@
 // uint8 input is stored as B - 128 and the shift moves into the column zero point, so kernels
 // only ever see u8 (A) x s8 (B).
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -181,11 +183,7 @@ void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t str
   }
 }
 
-std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, int64_t K,
-                                                 int64_t N, int64_t stride_k, int64_t stride_n,
-                                                 const int32_t* zero_point,
-                                                 int64_t zero_point_count) {
-  check_b_operand(type, K, N, zero_point, zero_point_count);
+std::shared_ptr<PackedMatrix> PackedMatrix::allocate(ElemType type, int64_t K, int64_t N) {
   std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
   pm->K_ = K;
   pm->N_ = N;
@@ -203,14 +201,117 @@ std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, i
   pm->col_zero_ = reinterpret_cast<int32_t*>(base + panel_bytes);
   pm->col_corr_ = reinterpret_cast<int32_t*>(base + panel_bytes + col_bytes);
   pm->zero_points_ = reinterpret_cast<int32_t*>(base + panel_bytes + 2 * col_bytes);
-  // Every byte of the panels of whole columns is written below; only the per-column data and
-  // the last panel's columns past N need zeros.
+  // Every byte of the panels of whole columns is written by the packers; only the per-column
+  // data and the last panel's columns past N need zeros.
   std::memset(base + panel_bytes, 0, pm->storage_bytes_ - static_cast<size_t>(panel_bytes));
+  return pm;
+}
 
+void PackedMatrix::finish() {
+  symmetric_ = true;
+  for (int64_t n = 0; n < N_; ++n) symmetric_ &= col_zero_[n] == 0;
+}
+
+std::shared_ptr<PackedMatrix> PackedMatrix::pack(const void* b, ElemType type, int64_t K,
+                                                 int64_t N, int64_t stride_k, int64_t stride_n,
+                                                 const int32_t* zero_point,
+                                                 int64_t zero_point_count) {
+  check_b_operand(type, K, N, zero_point, zero_point_count);
+  std::shared_ptr<PackedMatrix> pm = allocate(type, K, N);
   pack_panels(b, type, K, N, stride_k, stride_n, zero_point, zero_point_count, pm->KP_, 0,
               pm->NP_ / kPanelCols, pm->panels_, pm->col_zero_, pm->col_corr_, pm->zero_points_, true);
-  pm->symmetric_ = true;
-  for (int64_t n = 0; n < N; ++n) pm->symmetric_ &= pm->col_zero_[n] == 0;
+  pm->finish();
+  return pm;
+}
+
+namespace {
+
+// Quantizes and packs the rows of w panel by panel (64 rows into a per-thread block that stays
+// in cache, then packed from there: the int8 weight never exists whole, and each float row is
+// read from memory once). row_params(n, row, &scale, &zero) -> finite gives row n's parameters.
+template <typename RowParams>
+void quantize_pack_rows(const float* w, int64_t N, int64_t K, int64_t ldw,
+                        ElemType type, int32_t* zero_points, int8_t* panels, int32_t* col_zero,
+                        int32_t* col_corr, int64_t KP, const RowParams& row_params) {
+  const KernelTable& k = kernels();
+  const int32_t qmin = type == ElemType::uint8 ? 0 : -128, qmax = type == ElemType::uint8 ? 255 : 127;
+  const int64_t n_panels = (N + kPanelCols - 1) / kPanelCols;
+  std::atomic<bool> finite{true};
+  auto task = [&](int64_t panel) {
+    const int64_t n0 = panel * kPanelCols, cols = std::min<int64_t>(kPanelCols, N - n0);
+    thread_local ScratchBuffer block_buffer;
+    auto* block = static_cast<uint8_t*>(block_buffer.reserve(static_cast<size_t>(std::max<int64_t>(cols * K, 1))));
+    int32_t zeros[kPanelCols];
+    for (int64_t c = 0; c < cols; ++c) {
+      const float* row = w + (n0 + c) * ldw;
+      float scale;
+      if (!row_params(n0 + c, row, &scale, &zeros[c])) {
+        finite.store(false, std::memory_order_relaxed);
+        zeros[c] = 0;
+        std::memset(block + c * K, 0, static_cast<size_t>(K));
+        continue;
+      }
+      const QuantRun params{&scale, &zeros[c], false};
+      if (K > 0 && !k.quantize_run(row, K, params, qmin, qmax, block + c * K))
+        finite.store(false, std::memory_order_relaxed);
+    }
+    pack_panels(block, type, K, cols, 1, K, zeros, cols, KP, 0, 1, panels + panel * kPanelCols * KP,
+                col_zero + n0, col_corr + n0, zero_points + n0, false);
+  };
+  const double work = static_cast<double>(N) * std::max<int64_t>(K, 1);
+  if (get_num_threads() == 1 || n_panels == 1 || work < 1e6)
+    for (int64_t panel = 0; panel < n_panels; ++panel) task(panel);
+  else
+    parallel_for(n_panels, task);
+  if (!finite.load()) throw std::invalid_argument("weight holds NaN or Inf values; they cannot be quantized");
+}
+
+}  // namespace
+
+std::shared_ptr<PackedMatrix> PackedMatrix::quantize_pack(const float* w, int64_t N, int64_t K,
+                                                          int64_t ldw, const float* scale,
+                                                          const int32_t* zero_point, ElemType type) {
+  if (N < 0 || K < 0) throw std::invalid_argument("negative dimension");
+  if (ldw < K) throw std::invalid_argument("the weight's row stride is below its width");
+  if (type == ElemType::int32) throw std::invalid_argument("the packed type must be int8 or uint8");
+  const int32_t qmin = type == ElemType::uint8 ? 0 : -128, qmax = type == ElemType::uint8 ? 255 : 127;
+  for (int64_t n = 0; n < N; ++n) {
+    if (!(std::isfinite(scale[n]) && scale[n] > 0.0f))
+      throw std::invalid_argument("scale of output channel " + std::to_string(n) + " must be finite and > 0");
+    if (zero_point[n] < qmin || zero_point[n] > qmax)
+      throw std::invalid_argument("zero point " + std::to_string(zero_point[n]) + " of output channel " +
+                                  std::to_string(n) + " is outside the range of the packed type");
+  }
+  std::shared_ptr<PackedMatrix> pm = allocate(type, K, N);
+  quantize_pack_rows(w, N, K, ldw, type, pm->zero_points_, pm->panels_, pm->col_zero_, pm->col_corr_,
+                     pm->KP_, [&](int64_t n, const float*, float* s, int32_t* z) {
+                       *s = scale[n];
+                       *z = zero_point[n];
+                       return true;
+                     });
+  pm->finish();
+  return pm;
+}
+
+std::shared_ptr<PackedMatrix> PackedMatrix::quantize_pack_channels(const float* w, int64_t N, int64_t K,
+                                                                   int64_t ldw, bool symmetric,
+                                                                   float* scale_out, int32_t* zero_out) {
+  if (N < 0 || K < 0) throw std::invalid_argument("negative dimension");
+  if (ldw < K) throw std::invalid_argument("the weight's row stride is below its width");
+  std::shared_ptr<PackedMatrix> pm = allocate(ElemType::int8, K, N);
+  const KernelTable& k = kernels();
+  // row_ranges' rule for one row (read once: min_max, then quantize_run from the cache).
+  quantize_pack_rows(w, N, K, ldw, ElemType::int8, pm->zero_points_, pm->panels_, pm->col_zero_,
+                     pm->col_corr_, pm->KP_, [&](int64_t n, const float* row, float* s, int32_t* z) {
+                       float mn = 0.0f, mx = 0.0f;
+                       if (K > 0 && !k.min_max(row, K, &mn, &mx)) return false;
+                       const float lo = std::min(0.0f, mn), hi = std::max(0.0f, mx);
+                       range_params(&lo, &hi, 1, QType::int8, symmetric, s, z);
+                       scale_out[n] = *s;
+                       zero_out[n] = *z;
+                       return true;
+                     });
+  pm->finish();
   return pm;
 }
 

@@ -4,6 +4,7 @@
 // has no reductions, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -156,6 +157,33 @@ void dynamic_quantize_linear(const float* x, int64_t n, uint8_t* out, float* sca
   dynamic_u8_params(mn, mx, scale, &zero);
   *zero_point = static_cast<uint8_t>(zero);
   quantize_linear(x, AxisView{1, n, 1}, ScaleMode::per_tensor, 0, scale, &zero, QType::uint8, out);
+}
+
+void range_params(const float* lo, const float* hi, int64_t n, QType type, bool symmetric,
+                  float* scale, int32_t* zero) {
+  if (n < 0) throw std::invalid_argument("negative size");
+  const int32_t qmin = qtype_min(type), qmax = qtype_max(type);
+  const bool wide = type == QType::int8 || type == QType::uint8;
+  const float sym_max = wide ? 127.0f : 7.0f;
+  const int32_t sym_zero = type == QType::uint8 ? 128 : type == QType::uint4 ? 8 : 0;
+  const auto levels = static_cast<float>(qmax - qmin);
+  for (int64_t i = 0; i < n; ++i) {
+    float s;
+    int32_t z;
+    if (symmetric) {
+      s = std::max(std::fabs(lo[i]), std::fabs(hi[i])) / sym_max;
+      z = sym_zero;
+    } else {
+      const float l = std::min(lo[i], 0.0f), h = std::max(hi[i], 0.0f);
+      s = (h - l) / levels;
+      if (!std::isfinite(s)) s = h / levels - l / levels;
+      const float safe = s == 0.0f ? 1.0f : s;
+      const float zf = std::nearbyint(static_cast<float>(qmin) - l / safe);
+      z = static_cast<int32_t>(std::min(std::max(zf, static_cast<float>(qmin)), static_cast<float>(qmax)));
+    }
+    scale[i] = s == 0.0f ? 1.0f : s;
+    zero[i] = z;
+  }
 }
 
 void row_ranges(const float* x, int64_t rows, int64_t cols, float* lo, float* hi) {

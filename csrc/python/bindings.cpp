@@ -194,6 +194,57 @@ std::shared_ptr<lowbit::PackedMatrix> pack_matrix(const py::array& b, bool trans
   return lowbit::PackedMatrix::pack(bd, type, K, N, stride_k, stride_n, zd, zcount);
 }
 
+// A float32 weight (N, K) quantized per output channel with the given scales and zero points and
+// packed in one pass (PackedMatrix::quantize_pack).
+std::shared_ptr<lowbit::PackedMatrix> quantize_pack_matrix(const py::array& w, const py::array& scale,
+                                                          const py::array& zero_point,
+                                                          const std::string& dtype) {
+  if (!has_dtype<float>(w) || w.ndim() != 2) throw py::type_error("w must be a 2-D float32 array");
+  require_c_contiguous(w, "w");
+  const int64_t N = w.shape(0), K = w.shape(1);
+  if (scale.size() != N || zero_point.size() != N)
+    throw py::value_error("scale and zero_point need one value per output channel");
+  const float* sd = checked_data<float>(scale, "scale", "float32");
+  const int32_t* zd = checked_data<int32_t>(zero_point, "zero_point", "int32");
+  if (dtype != "int8" && dtype != "uint8") throw py::value_error("dtype must be int8 or uint8");
+  const ElemType type = dtype == "uint8" ? ElemType::uint8 : ElemType::int8;
+  const auto* wd = static_cast<const float*>(w.data());
+  py::gil_scoped_release release;
+  return lowbit::PackedMatrix::quantize_pack(wd, N, K, K, sd, zd, type);
+}
+
+// A float32 weight (N, K) quantized to int8 per output channel (the range of each row, then
+// lowbit.range_params) and packed, one pass: (packed, scale float32 (N,), zero point int32 (N,)).
+py::tuple quantize_pack_channels(const py::array& w, bool symmetric) {
+  if (!has_dtype<float>(w) || w.ndim() != 2) throw py::type_error("w must be a 2-D float32 array");
+  require_c_contiguous(w, "w");
+  const int64_t N = w.shape(0), K = w.shape(1);
+  py::array_t<float> scale(N);
+  py::array_t<int32_t> zero(N);
+  const auto* wd = static_cast<const float*>(w.data());
+  float* sd = scale.mutable_data();
+  int32_t* zd = zero.mutable_data();
+  std::shared_ptr<lowbit::PackedMatrix> packed;
+  {
+    py::gil_scoped_release release;
+    packed = lowbit::PackedMatrix::quantize_pack_channels(wd, N, K, K, symmetric, sd, zd);
+  }
+  return py::make_tuple(packed, scale, zero);
+}
+
+// scale, zero point per range (lowbit::range_params): lo, hi float32 arrays of one shape.
+py::tuple range_params(const py::array& lo, const py::array& hi, int qtype, bool symmetric) {
+  const float* l = checked_data<float>(lo, "lo", "float32");
+  const float* h = checked_data<float>(hi, "hi", "float32");
+  if (lo.size() != hi.size()) throw py::value_error("lo and hi differ in size");
+  if (qtype < 0 || qtype > 3) throw py::value_error("unknown quantized type code");
+  py::array_t<float> scale(lo.size());
+  py::array_t<int32_t> zero(lo.size());
+  lowbit::range_params(l, h, lo.size(), static_cast<lowbit::QType>(qtype), symmetric, scale.mutable_data(),
+                       zero.mutable_data());
+  return py::make_tuple(scale, zero);
+}
+
 // An (M, N) output array with 64-byte aligned data (lowbit's own allocation, freed with the
 // array). NumPy's allocator aligns to 16 bytes; aligned rows let a kernel write an output too
 // large for the caches with non-temporal stores (the AMX kernels do).
@@ -461,6 +512,10 @@ PYBIND11_MODULE(_C, m) {
         return p.source_type() == ElemType::uint8 ? "uint8" : "int8";
       });
   m.def("pack_matrix", &pack_matrix, py::arg("b"), py::arg("transposed"), py::arg("zero_point"));
+  m.def("quantize_pack_channels", &quantize_pack_channels, py::arg("w"), py::arg("symmetric"));
+  m.def("range_params", &range_params, py::arg("lo"), py::arg("hi"), py::arg("qtype"), py::arg("symmetric"));
+  m.def("quantize_pack_matrix", &quantize_pack_matrix, py::arg("w"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("dtype"));
   m.def("matmul_integer", &matmul_integer, py::arg("a"), py::arg("a_zero_point"), py::arg("b"));
   m.def("row_ranges", &row_ranges, py::arg("x"), py::arg("name"));
   m.def("matmul_integer_unpacked", &matmul_integer_unpacked, py::arg("a"), py::arg("a_zero_point"),

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import check_bool, group_for_axis, kernel_array, scales
+from ._checks import check_bool, float_array, group_for_axis, kernel_array, scales
 
 if TYPE_CHECKING:
     from .qtensor import QTensor
@@ -153,7 +153,7 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
 
 def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bool,
                mode: Optional[str] = None) -> PackedWeight:
-    from .qtensor import QTensor, quantize_array
+    from .qtensor import QTensor, channel_params, quantize_array
     if isinstance(w, QTensor):
         qt = w
         if qt.dtype not in ("int8", "uint8"):
@@ -161,6 +161,16 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
                              "(use bits=4 for int4/uint4)")
         if qt.group_size is not None or qt.axis not in (None, 0):
             raise ValueError("pack_weight takes a per-tensor or per-output-channel (axis=0) QTensor")
+    elif w.size:
+        # Quantized and packed in C++, a row at a time (the int8 weight is never built whole):
+        # the same scales, zero points and bytes as quantize(w, axis=0) followed by a pack.
+        wf = kernel_array(float_array(w, "weight"))
+        if clip_search:
+            scale, zero = channel_params(wf, "weight", "int8", symmetric, clip_search)
+            packed = _C.quantize_pack_matrix(wf, scale, zero.astype(np.int32), "int8")
+        else:
+            packed, scale, zero = _C.quantize_pack_channels(wf, symmetric)
+        return PackedWeight(packed, scale, zero.astype(np.int8), "int8", mode=mode)
     else:
         qt = quantize_array(w, "weight", "int8", symmetric=symmetric, axis=0,
                             clip_search=clip_search)

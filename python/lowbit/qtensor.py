@@ -16,11 +16,10 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _C
-from ._checks import (QTYPES, check_bool, float_array, group_for_axis, kernel_array, normalize_axis,
+from ._checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis, kernel_array, normalize_axis,
                       qtype_name, require_finite)
 from .ops import dequantize_linear, quantize_linear
 
-_SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7}
 _SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
 
 
@@ -65,24 +64,14 @@ class QTensor:
 
 def _range_to_params(lo: np.ndarray, hi: np.ndarray, name: str, symmetric: bool
                      ) -> tuple[np.ndarray, np.ndarray]:
-    _, qmin, qmax = QTYPES[name]
-    if symmetric:
-        amax = np.maximum(np.abs(lo), np.abs(hi)).astype(np.float32)
-        scale = amax / np.float32(_SYMMETRIC_MAX[name])
-        zero = np.full(scale.shape, _SYMMETRIC_ZERO[name], dtype=np.int32)
-    else:
-        lo = np.minimum(lo, 0).astype(np.float32)
-        hi = np.maximum(hi, 0).astype(np.float32)
-        with np.errstate(over="ignore"):
-            scale = (hi - lo) / np.float32(qmax - qmin)
-        overflow = ~np.isfinite(scale)
-        if overflow.any():
-            scale = np.where(overflow, hi / np.float32(qmax - qmin) - lo / np.float32(qmax - qmin),
-                             scale).astype(np.float32)
-        safe = np.where(scale == 0, np.float32(1), scale)
-        zero = np.clip(np.rint(np.float32(qmin) - lo / safe), qmin, qmax).astype(np.int32)
-    scale = np.where(scale == 0, np.float32(1), scale).astype(np.float32)
-    return scale, zero.astype(np.int32)
+    """Scale (float32) and zero point (int32) of each range [lo, hi], lo and hi of one shape:
+    lowbit's one rule, in C++ (lowbit::range_params, lowbit.h documents its float32 order), so
+    the NumPy layer, pack_weight's fused pass and the kernels' tests use the same code."""
+    shape = np.shape(lo)
+    lo32 = np.ascontiguousarray(np.asarray(lo, dtype=np.float32).reshape(-1))
+    hi32 = np.ascontiguousarray(np.asarray(hi, dtype=np.float32).reshape(-1))
+    scale, zero = _C.range_params(lo32, hi32, QTYPE_CODES[name], bool(symmetric))
+    return scale.reshape(shape), zero.reshape(shape)
 
 
 CLIP_RATIOS = np.linspace(1.0, 0.5, 11).astype(np.float32)
@@ -160,6 +149,17 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
     return quantize_array(x, "x", dtype, symmetric, axis, group_size, clip_search)
 
 
+def channel_params(w: np.ndarray, what: str, name: str, symmetric: bool, clip_search: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point per row of a non-empty 2-D float32 array (per output channel, axis
+    0): one C++ pass finds each row's range and any NaN/Inf (row_ranges), optionally clipped by
+    _search_clip, then _range_to_params. quantize(axis=0) and pack_weight share it."""
+    lo, hi = _C.row_ranges(kernel_array(w), what)
+    if clip_search:
+        lo, hi = _search_clip(w, lo, hi, name, symmetric)
+    return _range_to_params(lo, hi, name, symmetric)
+
+
 def quantize_array(x: Any, what: str, dtype: Any = "int8", symmetric: bool = True,
                    axis: Optional[int] = None, group_size: Optional[int] = None,
                    clip_search: bool = False) -> QTensor:
@@ -199,7 +199,9 @@ def quantize_array(x: Any, what: str, dtype: Any = "int8", symmetric: bool = Tru
     ax = normalize_axis(axis, xa.ndim)
     reduce_axes = tuple(i for i in range(xa.ndim) if i != ax)
     if by_rows:
-        lo_c, hi_c = _C.row_ranges(kernel_array(xa), what)
+        scale, zero = channel_params(xa, what, name, symmetric, clip_search)
+        data = quantize_linear(xa, scale, zero.astype(storage), axis=ax, dtype=name)
+        return QTensor(data, scale, zero.astype(storage), name, ax, None)
     else:
         lo_c = np.asarray(xa.min(axis=reduce_axes, initial=0) if xa.size
                           else np.zeros(xa.shape[ax], np.float32)).reshape(-1)

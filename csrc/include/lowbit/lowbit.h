@@ -53,6 +53,17 @@ enum class QType : int { int8 = 0, uint8 = 1, int4 = 2, uint4 = 3 };
 int32_t qtype_min(QType t);
 int32_t qtype_max(QType t);
 
+// lowbit's one rule from a quantization range to its parameters, per channel (n ranges; the
+// NumPy layer's _range_to_params calls this). In float32, in this order:
+//   symmetric:  scale = max(|lo|, |hi|) / S            zero = Z
+//               (S = 127 for int8 and uint8, 7 for int4 and uint4; Z = 0, 128, 0, 8)
+//   asymmetric: lo = min(lo, 0), hi = max(hi, 0), d = qmax - qmin
+//               scale = (hi - lo) / d, or hi / d - lo / d where that overflows
+//               zero = clamp(round_half_even(qmin - lo / (scale or 1 if 0)), qmin, qmax)
+//   then a scale of 0 (an all-zero range) becomes 1.
+void range_params(const float* lo, const float* hi, int64_t n, QType type, bool symmetric,
+                  float* scale, int32_t* zero);
+
 // A tensor seen as (outer, axis, inner) around the quantization axis.
 struct AxisView {
   int64_t outer = 1;
@@ -101,6 +112,21 @@ class PackedMatrix {
   static std::shared_ptr<PackedMatrix> pack(const void* b, ElemType type, int64_t K, int64_t N,
                                             int64_t stride_k, int64_t stride_n,
                                             const int32_t* zero_point, int64_t zero_point_count);
+  // A float32 weight (N x K, row stride ldw: out_features x in_features) quantized per output
+  // channel, saturate(round(w / scale[n]) + zero_point[n]) in `type` (int8 or uint8: the bytes
+  // quantize_linear gives), and packed, in one pass: the quantized weight is never stored
+  // whole. Throws std::invalid_argument for NaN/Inf in w, a scale that is not finite and > 0 or
+  // a zero point outside the type.
+  static std::shared_ptr<PackedMatrix> quantize_pack(const float* w, int64_t N, int64_t K, int64_t ldw,
+                                                     const float* scale, const int32_t* zero_point,
+                                                     ElemType type);
+  // The same with the parameters found here: each row's range [min(0, min), max(0, max)] and
+  // range_params (int8, symmetric or not), a block of rows at a time so each row is read from
+  // memory once. The per-channel scales and zero points go to scale_out / zero_out (N each).
+  // Throws std::invalid_argument for NaN/Inf in w.
+  static std::shared_ptr<PackedMatrix> quantize_pack_channels(const float* w, int64_t N, int64_t K,
+                                                              int64_t ldw, bool symmetric,
+                                                              float* scale_out, int32_t* zero_out);
   // Writes the original values back as B[k, n] at out[k * stride_k + n * stride_n] (bytes of
   // the source type): the canonical form for saving, so no unpacked copy is kept alongside.
   void unpack(void* out, int64_t stride_k, int64_t stride_n) const;
@@ -124,6 +150,9 @@ class PackedMatrix {
 
  private:
   PackedMatrix() = default;
+  // Storage for a K x N matrix of `type` (per-column data zeroed); finish() sets symmetric_.
+  static std::shared_ptr<PackedMatrix> allocate(ElemType type, int64_t K, int64_t N);
+  void finish();
   int64_t K_ = 0, N_ = 0, KP_ = 0, NP_ = 0;
   ElemType type_ = ElemType::int8;
   bool symmetric_ = true;
