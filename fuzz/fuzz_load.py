@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 import lowbit
-from lowbit import _safetensors
+from lowbit.io import safetensors as _safetensors
 
 PATH = os.path.join(tempfile.mkdtemp(prefix="lowbit_fuzz_load_"), "model.lowbit")
 X = {k: np.linspace(-1, 1, 3 * k, dtype=np.float32).reshape(3, k) for k in (8, 16, 32)}

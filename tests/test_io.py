@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lowbit
-from lowbit import _safetensors
+from lowbit.io import safetensors as _safetensors
 from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
                     Int8WeightOnlyConfig)
 from lowbit.nn import QuantizedEmbedding, QuantizedLinear

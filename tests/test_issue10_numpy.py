@@ -15,7 +15,7 @@ import pytest
 
 import lowbit
 from lowbit import Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig
-from lowbit.nn import Embedding, Linear, Model, QuantizedEmbedding, QuantizedLinear, Sequential
+from lowbit.nn import (Embedding, Linear, Model, QuantizedEmbedding, QuantizedLinear, Sequential)
 from conftest import F32, assert_bits_equal, assert_int_equal, random_int8, ref_quantize_linear
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def test_item07_packed_nibbles_of_the_wrong_form_raise_value_error(saved_file):
     the nibble unpacking (an IndexError before)."""
     import zlib
 
-    from lowbit import _safetensors
+    from lowbit.io import safetensors as _safetensors
     tensors, metadata, codes = _safetensors.read(saved_file.read_bytes())
     codes = {k: v for k, v in codes.items() if k != "pw.qweight"}   # the array's own dtype
     for bad in (np.array(7, np.uint8), np.zeros((12, 4), np.int8), np.zeros((12, 3), np.uint8)):

@@ -25,7 +25,7 @@ from torch import nn  # noqa: E402
 import lowbit  # noqa: E402
 from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,  # noqa: E402
                     Int8StaticConfig, Int8WeightOnlyConfig)
-from lowbit.report import cosine  # noqa: E402
+from lowbit.report.types import cosine  # noqa: E402
 from lowbit.torch import (QuantizedEmbedding, QuantizedLinear, convert, prepare,  # noqa: E402
                           prepare_qat, quantize_)
 import lowbit.torch.quantize as quantize_module  # noqa: E402
@@ -238,7 +238,7 @@ def test_item03_non_persistent_buffers_in_the_file(tmp_path):
     plain = lowbit.load(path, _net(1))   # a skeleton without those buffers: they are optional
     with torch.no_grad():
         assert torch.equal(plain(_ids()), model(_ids()))
-    from lowbit import _safetensors
+    from lowbit.io import safetensors as _safetensors
     tensors, metadata, codes = _safetensors.read(path.read_bytes())
     bad = tmp_path / "bad.safetensors"
     with open(bad, "wb") as f:

@@ -13,7 +13,7 @@ import lowbit
 from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
                     Int8StaticConfig, Int8WeightOnlyConfig)
 from lowbit.nn import QuantizedEmbedding, QuantizedLinear
-from lowbit.observers import MinMaxObserver, PercentileObserver
+from lowbit.quant.observers import MinMaxObserver, PercentileObserver
 from conftest import F32, assert_bits_equal, fma_f32, ref_quantize_linear
 
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import lowbit
-from lowbit._histogram import RangeHistogram
-from lowbit.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver,
-                              PercentileObserver)
+from lowbit.quant.histogram import RangeHistogram
+from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver)
 from conftest import F32
 
 ALL = [MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver, HistogramObserver]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lowbit.report import cosine, sqnr_db
+from lowbit.report.types import cosine, sqnr_db
 
 
 def test_metrics():

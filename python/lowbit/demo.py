@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from . import cpu_info, get_num_threads, set_num_threads
-from .nn import QuantizedLinear
+from .nn.linear import QuantizedLinear
 
 MODEL_RESOURCE = "data/digits_mlp.npz"
 LAYER_NAMES = (("w0", "b0"), ("w1", "b1"), ("w2", "b2"))

@@ -1,5 +1,6 @@
-"""ONNX-semantics primitives on NumPy arrays (QuantizeLinear, DequantizeLinear,
-DynamicQuantizeLinear, MatMulInteger, QLinearMatMul) plus requantize and the fused linear.
+"""ONNX-semantics primitives on NumPy arrays only (QuantizeLinear, DequantizeLinear,
+DynamicQuantizeLinear, MatMulInteger, QLinearMatMul) plus requantize. The operations on packed
+weights (the fused linears, MatMulInteger with a packed B) are lowbit.packed_ops, one floor up.
 See docs/numeric_contract.md for the exact arithmetic."""
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, per_tensor_form,
-                      qtype_name, scales, zero_points)
-from ._layout import scale_layout
-from .packed import INT4_MODE_CODES, PackedWeight
+from ._core.checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, per_tensor_form, qtype_name, scales, zero_points)
+from ._core.layout import scale_layout
 
 ArrayLike = Any
 
@@ -189,7 +188,7 @@ def _requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike, dt
     return out.reshape(acc.shape)
 
 
-def _row_zero_points(zero_point: ArrayLike, a: np.ndarray, name: str) -> Optional[np.ndarray]:
+def row_zero_points(zero_point: ArrayLike, a: np.ndarray, name: str) -> Optional[np.ndarray]:
     """Per-tensor (scalar), per-row (M values) or per-row-per-batch (..., M, 1) zero points of A,
     returned flattened to one value per row of a.reshape(-1, K) (or a single value)."""
     if zero_point is None:
@@ -229,23 +228,16 @@ def _col_zero_points(zero_point: ArrayLike, b: np.ndarray) -> Optional[np.ndarra
                      f"(..., 1, N); got shape {z.shape}")
 
 
-def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point: ArrayLike = None,
+def matmul_integer(a: ArrayLike, b: ArrayLike, a_zero_point: ArrayLike = None,
                    b_zero_point: ArrayLike = None) -> np.ndarray:
     """C = (A - a_zero_point) @ (B - b_zero_point) in exact int32 (ONNX MatMulInteger).
 
     A and B are int8 or uint8, with numpy.matmul shape rules (1-D operands, broadcast batch
     dimensions). a_zero_point: scalar or one per row of A; b_zero_point: scalar or one per
-    column of B. B may be a PackedWeight (then C = A @ W_q.T with W_q's zero points, and
-    b_zero_point must be None). Results wrap modulo 2**32 only when they cannot fit in int32.
+    column of B. Results wrap modulo 2**32 only when they cannot fit in int32. (lowbit's
+    public matmul_integer, lowbit.packed_ops, also takes a PackedWeight for B.)
     """
     a = int8_array(a, "a")
-    if isinstance(b, PackedWeight):
-        if b.bits != 8:
-            raise ValueError(f"matmul_integer takes an 8-bit PackedWeight, got a {b.bits}-bit one "
-                             "(use lowbit.linear for 4-bit weights)")
-        if b_zero_point is not None:
-            raise ValueError("a PackedWeight carries its own zero points; b_zero_point must be None")
-        return _matmul_packed(a, a_zero_point, b._packed, b.in_features)
     b = int8_array(b, "b")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul_integer operands must have at least one dimension")
@@ -263,7 +255,7 @@ def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point
     if b2.ndim == 2 and (zb is None or zb.ndim == 1):
         # B as given: the extension packs it a few panels at a time per task (or whole, for
         # many rows), never a copy the caller pays again on the next call.
-        za = _row_zero_points(a_zero_point, a2, "a_zero_point")
+        za = row_zero_points(a_zero_point, a2, "a_zero_point")
         rows = kernel_array(a2.reshape(math.prod(a2.shape[:-1]), a2.shape[-1]))
         c = _C.matmul_integer_unpacked(rows, za, kernel_array(b2), zb)
         out = c.reshape(a2.shape[:-1] + (b2.shape[1],))
@@ -276,26 +268,13 @@ def matmul_integer(a: ArrayLike, b: Union[ArrayLike, PackedWeight], a_zero_point
     return out
 
 
-def _matmul_packed(a: np.ndarray, a_zero_point: ArrayLike, packed: Any, k: int) -> np.ndarray:
-    if a.ndim == 0:
-        raise ValueError("matmul_integer operands must have at least one dimension")
-    a2 = a.reshape(1, -1) if a.ndim == 1 else a
-    if a2.shape[-1] != k:
-        raise ValueError(f"matmul_integer: A has {a2.shape[-1]} columns, B has {k} rows")
-    za = _row_zero_points(a_zero_point, a2, "a_zero_point")
-    rows = kernel_array(a2.reshape(math.prod(a2.shape[:-1]), k))
-    c = _C.matmul_integer(rows, za, packed)
-    out = c.reshape(a2.shape[:-1] + (packed.cols,))
-    return out[0] if a.ndim == 1 else out
-
-
 def _matmul_batched(a: np.ndarray, b: np.ndarray, a_zero_point: ArrayLike,
                     zb: Optional[np.ndarray]) -> np.ndarray:
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     a_full = np.broadcast_to(a, batch + (M, K))
     b_full = np.broadcast_to(b, batch + (K, N))
-    za_rows = _row_zero_points(a_zero_point, a_full, "a_zero_point")
+    za_rows = row_zero_points(a_zero_point, a_full, "a_zero_point")
     if zb is not None and zb.ndim >= 2:
         zb_full = np.broadcast_to(zb, batch + (1, N)).reshape(-1, N)
     else:
@@ -350,41 +329,4 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
                        _output_qtype(None, y_zero_point, "y_zero_point"), "y_zero_point")
 
 
-def linear(x: ArrayLike, weight: PackedWeight, bias: ArrayLike = None) -> np.ndarray:
-    """Fused dynamic-quantization linear: y = x @ W.T + bias with float32 in and out.
 
-    8-bit weights: each row of x is quantized to uint8 inside the call (DynamicQuantizeLinear per
-    row), then an exact int8 GEMM against the packed weight, with dequantization and bias applied
-    in the kernel epilogue; with mode="weight_only", float32 x against the int8 weights (fma in
-    k order, then the channel scale: no activation rounding). 4-bit weights: as the weight's `mode` says, "w4a8" (rows of x
-    quantized to int8, symmetric per row; exact int32 sums per group, scaled and summed in
-    float32) or "weight_only" (float32 x against weights dequantized in registers).
-    x has shape (..., in_features); y has shape (..., out_features).
-    NaN/Inf in x or bias raise ValueError.
-    """
-    if not isinstance(weight, PackedWeight):
-        raise TypeError("weight must be a PackedWeight (see lowbit.pack_weight)")
-    # Fast path first: this function is on every layer call and must stay within a few us.
-    # An identity test is the cheapest; any other array goes through float_array's checks.
-    if not (type(x) is np.ndarray and x.dtype is _F32 and x.flags.c_contiguous
-            and x.flags.aligned):
-        x = float_array(x, "x")
-    k = weight.in_features
-    if x.ndim == 0 or x.shape[-1] != k:
-        raise ValueError(f"x must have shape (..., {k}), got {x.shape}")
-    if bias is not None and not (type(bias) is np.ndarray and bias.dtype is _F32
-                                 and bias.flags.c_contiguous and bias.flags.aligned):
-        bias = float_array(bias, "bias")
-    if bias is not None and bias.shape != (weight.out_features,):
-        raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
-    x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), k)
-    if weight.bits == 4:
-        y = _C.linear_int4(x2, weight._packed, INT4_MODE_CODES[weight.mode or "w4a8"], bias)
-    elif weight.mode == "weight_only":
-        y = _C.linear_weight_only(x2, weight._packed, weight.scale, bias)
-    else:
-        y = _C.linear(x2, weight._packed, weight.scale, bias)
-    return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (weight.out_features,))
-
-
-_F32 = np.dtype(np.float32)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _C
-from ._checks import check_bool, float_array, group_for_axis, kernel_array, scales
+from ._core.checks import check_bool, float_array, group_for_axis, kernel_array, scales
 
 if TYPE_CHECKING:
     from .qtensor import QTensor
@@ -190,7 +190,7 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
 def _check_group_size(group_size: Any, k: int) -> int:
     """The 4-bit group used for a requested group_size (None: the default) and in_features k:
     a positive even int up to INT4_MAX_GROUP_SIZE, and, larger than k, one group per row (k;
-    lowbit._checks.group_for_axis, the rule every grouped quantization follows)."""
+    lowbit._core.checks.group_for_axis, the rule every grouped quantization follows)."""
     if group_size is None:
         return group_for_axis(DEFAULT_INT4_GROUP_SIZE, k)
     if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):

@@ -16,8 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _C
-from ._checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis, kernel_array, normalize_axis,
-                      qtype_name, require_finite)
+from ._core.checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis, kernel_array, normalize_axis, qtype_name, require_finite)
 from .ops import dequantize_linear, quantize_linear
 
 _SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
@@ -141,7 +140,7 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
 
     A group_size larger than the axis is one group of the whole axis (ONNX blocked
     quantization), and the QTensor records that group (the axis length), the rule every
-    grouped quantization follows (lowbit._checks.group_for_axis).
+    grouped quantization follows (lowbit._core.checks.group_for_axis).
 
     Raises TypeError for a non-float32 x or a symmetric / clip_search that is not a bool;
     ValueError for NaN/Inf in x, bad axis or group_size.

@@ -22,9 +22,15 @@ from .finalize import convert
 from .layers import QuantizedLinear
 from .qat import FakeQuantLinear, prepare_qat
 from .quantize import model_nbytes, quantize_
-from ..summary import ConversionSummary
+from .io import TorchIO
+from .measure import TorchReport
+from .._core import adapters as _adapters
+from ..quant.summary import ConversionSummary
 
 _enable_by_default()
+# lowbit.io's save / load and lowbit.report take PyTorch models through these.
+_adapters.register("io", TorchIO())
+_adapters.register("report", TorchReport())
 
 __all__ = ["use_torch_threads", "QuantizedLinear", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
            "convert", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]

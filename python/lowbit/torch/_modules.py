@@ -75,7 +75,7 @@ def kept_float(model: nn.Module, handled: set[int], embedding_reason: str) -> li
     EmbeddingBag, a custom module's raw weight matrix. They stay float; a conversion summary
     lists them so "1 replaced, 0 skipped" is never the whole story of a CNN. Norm layers (1-D
     Parameters only) are not listed."""
-    from ..summary import Kept
+    from ..quant.summary import Kept
     kept = []
     for name, module in model.named_modules():
         if id(module) in handled:

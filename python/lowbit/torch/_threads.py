@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from .. import _C
-from .._checks import check_bool
+from .._core.checks import check_bool
 
 # libgomp.so.1, libgomp-a34b3233.so.1 (a wheel's vendored copy), libiomp5.so, libomp.so.5
 _OPENMP_LIBRARY = re.compile(r"^lib(gomp|iomp5|omp)(-[0-9a-f]+)?\.so(\.\d+)*$")

@@ -10,13 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import nn as lnn
-from .._plan import UnsupportedLayer, plan_linear
-from ..config import Int8StaticConfig
-from ..conversion import ConfigSpec, config_for
-from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
-                       named_modules_all, set_submodule)
+from ..quant.plan import UnsupportedLayer, plan_linear
+from ..quant.config import Int8StaticConfig
+from ..quant.config import ConfigSpec, config_for
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason, named_modules_all, set_submodule)
 from .layers import QuantizedLinear, float_weight
-from ..summary import ConversionSummary, Replaced, Skipped
+from ..quant.summary import ConversionSummary, Replaced, Skipped
 
 
 class ObservedLinear(nn.Module):

@@ -9,8 +9,7 @@ from torch import nn
 
 from .. import nn as lnn
 from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
-from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array,
-                     with_layer_name)
+from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array, with_layer_name)
 
 
 def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:

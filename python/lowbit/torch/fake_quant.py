@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .._checks import QTYPES
+from .._core.checks import QTYPES
 
 SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7}
 SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}

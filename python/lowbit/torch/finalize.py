@@ -8,7 +8,7 @@ from torch import nn
 from ._modules import named_modules_all, set_submodule
 from .calibrate import ObservedLinear
 from .qat import FakeQuantLinear
-from ..summary import ConversionSummary, Replaced
+from ..quant.summary import ConversionSummary, Replaced
 
 
 def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionSummary:

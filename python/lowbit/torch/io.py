@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
-from .._safetensors import dtype_code
-from ..io import decode, key_prefix
+from ..io.safetensors import dtype_code
+from ..io.format import decode, key_prefix
 from ._modules import named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
 from .layers import QuantizedLinear
@@ -202,3 +202,17 @@ def _check_meta(model: nn.Module, prefixes: tuple[str, ...], floats: dict[str, A
             "persistent=False are not in a state_dict, so no saved file has them). Build the "
             "skeleton on the CPU, or materialize and fill those tensors first (e.g. "
             "model.to_empty(device='cpu'), then set them); nothing was loaded")
+
+
+class TorchIO:
+    """lowbit.io's adapter for PyTorch modules (registered by lowbit.torch)."""
+
+    kind = "torch.nn.Module"
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return isinstance(obj, nn.Module)
+
+    module_objects = staticmethod(module_objects)
+    numpy_objects = staticmethod(numpy_objects)
+    restore_module = staticmethod(restore_module)

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
-from ..config import QuantConfig
-from ..io import decode_layer, encode_linear
+from ..quant.config import QuantConfig
+from ..io.format import decode_layer, encode_linear
 from ..packed import PackedWeight
 from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
 
@@ -177,7 +177,7 @@ class QuantizedLinear(nn.Module):
                    input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
         """Quantizes an nn.Linear as `config` says (default Int8DynamicConfig). Int8StaticConfig
         takes `input_qparams=(scale, zero_point)` (or use prepare/convert)."""
-        from ..config import Int8DynamicConfig
+        from ..quant.config import Int8DynamicConfig
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_float takes an nn.Linear, got {type(linear).__name__}")
         cfg = Int8DynamicConfig() if config is None else config

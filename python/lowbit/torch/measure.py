@@ -1,5 +1,5 @@
 """The measurements behind lowbit.report for PyTorch models: module hooks find each lowbit
-layer's input; the rows, timing and model call are lowbit._measure's, shared with NumPy
+layer's input; the rows, timing and model call are lowbit.report.measure's, shared with NumPy
 models."""
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._measure import (LayerCase, Output, assemble, call, describe_inputs, fresh_inputs,
-                        layer_kind)
-from .._runtime import get_num_threads, set_num_threads
-from ..report import Report
+from ..report.measure import (LayerCase, Output, assemble, call, describe_inputs, fresh_inputs, layer_kind)
+from .._core.runtime import get_num_threads, set_num_threads
+from ..report.types import Report
 from .embedding import QuantizedEmbedding
 from .layers import QuantizedLinear
 from .quantize import model_nbytes, module_nbytes
@@ -90,3 +89,15 @@ def _measure(float_model: nn.Module, quantized_model: nn.Module, inputs: Any,
                     lambda: call(quantized_model, fresh_inputs(inputs)), out_float, out_quantized,
                     (model_nbytes(float_model), model_nbytes(quantized_model)), batch,
                     torch.get_num_threads(), repeats, _tensor_leaf, output)
+
+
+class TorchReport:
+    """lowbit.report's adapter for PyTorch models (registered by lowbit.torch)."""
+
+    kind = "torch.nn.Module"
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return isinstance(obj, nn.Module)
+
+    measure = staticmethod(measure)

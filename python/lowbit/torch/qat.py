@@ -12,16 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import nn as lnn
-from .._checks import QTYPES, check_bool
-from .._plan import LayerPlan, UnsupportedLayer, plan_linear
-from ..config import Int8StaticConfig, QuantConfig, check_config
-from ..conversion import ConfigSpec, config_for
+from .._core.checks import QTYPES, check_bool
+from ..quant.plan import LayerPlan, UnsupportedLayer, plan_linear
+from ..quant.config import Int8StaticConfig, QuantConfig, check_config
+from ..quant.config import ConfigSpec, config_for
 from ..qtensor import QTensor
 from . import fake_quant as fq
-from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
-                       named_modules_all, set_submodule)
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason, named_modules_all, set_submodule)
 from .layers import QuantizedLinear, float_weight
-from ..summary import ConversionSummary, Replaced, Skipped
+from ..quant.summary import ConversionSummary, Replaced, Skipped
 
 TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
 

@@ -9,14 +9,13 @@ import torch
 from torch import nn
 
 from .. import nn as lnn
-from .._checks import check_bool
-from .._measure import call
-from .._plan import UnsupportedLayer, plan_linear
-from ..config import Int8StaticConfig
-from ..conversion import ConfigSpec, config_for
+from .._core.checks import check_bool
+from ..report.measure import call
+from ..quant.plan import UnsupportedLayer, plan_linear
+from ..quant.config import Int8StaticConfig
+from ..quant.config import ConfigSpec, config_for
 from ._hf import guard_hf_saves
-from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
-                       named_modules_all, set_names, set_submodule, tied_weights)
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason, named_modules_all, set_names, set_submodule, tied_weights)
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
 from .layers import QuantizedLinear, float_weight

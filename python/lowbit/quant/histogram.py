@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._checks import QTYPES
+from .._core.checks import QTYPES
 
 
 class RangeHistogram:
@@ -95,7 +95,7 @@ def _quantization_error(values: np.ndarray, weights: np.ndarray, lo: np.ndarray,
                         dtype: str, symmetric: bool) -> np.ndarray:
     """Weighted squared error sum(w * (v - dequant(quant(v)))^2) for each candidate range
     (lo[i], hi[i]), with lowbit's own parameter rules and float32 rounding."""
-    from .qtensor import _range_to_params
+    from ..qtensor import _range_to_params
     _, qmin, qmax = QTYPES[dtype]
     scale, zero = _range_to_params(lo.astype(np.float32), hi.astype(np.float32), dtype, symmetric)
     v = values.astype(np.float32)[None, :]

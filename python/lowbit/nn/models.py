@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
-from ._checks import float_array, require_finite
+from .._core.checks import float_array, require_finite
 from .embedding import check_indices
 
 

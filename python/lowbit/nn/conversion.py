@@ -6,34 +6,19 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ._plan import UnsupportedLayer, plan_linear
-from .config import Int8StaticConfig, QuantConfig, check_config
+from ..quant.plan import UnsupportedLayer, plan_linear
+from ..quant.config import ConfigSpec, Int8StaticConfig, QuantConfig, check_config, config_for
 from .embedding import QuantizedEmbedding
 from .models import Embedding, Linear
-from .nn import QuantizedLinear
-from .summary import ConversionSummary, Replaced, Skipped
+from .linear import QuantizedLinear
+from ..quant.summary import ConversionSummary, Replaced, Skipped
 
-ConfigSpec = Union[QuantConfig, Mapping[str, Optional[QuantConfig]]]
 EmbeddingSpec = Union[bool, str, Sequence[str]]
 
 # A 2-D array looks the same whether it is a linear weight or a lookup table; these names (the
 # layer name, lowercased) are taken for tables: nn.Embedding modules are usually called so
 # (embeddings.word_embeddings, embed_tokens, emb, GPT-2's wte / wpe).
 EMBEDDING_PATTERNS = ("*embed*", "emb*", "*.emb*", "wte", "*.wte", "wpe", "*.wpe")
-
-
-def config_for(name: str, spec: ConfigSpec) -> tuple[Optional[QuantConfig], str]:
-    """The config a layer gets: `spec` itself, or, for a dict of fnmatch patterns, the value of
-    the first pattern (in the dict's order) that matches the name (None: keep float). The
-    second value is the reason when there is no config."""
-    if not isinstance(spec, Mapping):
-        return check_config(spec), ""
-    for pattern, cfg in spec.items():
-        if fnmatch.fnmatchcase(name, pattern):
-            if cfg is None:
-                return None, f"pattern {pattern!r} maps it to None (kept float)"
-            return check_config(cfg, f"config for pattern {pattern!r}"), ""
-    return None, "no pattern matched"
 
 
 class QuantizedWeights(dict):  # type: ignore[type-arg]

@@ -7,10 +7,12 @@ Plain dataclasses with no PyTorch dependency, shared by the NumPy layers
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import fnmatch
+from collections.abc import Mapping
 from typing import ClassVar, Optional, Union
 
-from . import _C
-from ._checks import check_bool
+from .. import _C
+from .._core.checks import check_bool
 from .observers import MinMaxObserver, Observer
 
 
@@ -185,3 +187,22 @@ def check_config(config: object, name: str = "config") -> QuantConfig:
         raise TypeError(f"{name} must be one of {', '.join(t.__name__ for t in CONFIG_TYPES)}; "
                         f"got {type(config).__name__}")
     return config
+
+
+# A config for every layer, or a dict of fnmatch patterns (layer names) -> config (None: keep
+# the layer float), the first matching pattern winning: what the conversions take.
+ConfigSpec = Union[QuantConfig, Mapping[str, Optional[QuantConfig]]]
+
+
+def config_for(name: str, spec: ConfigSpec) -> tuple[Optional[QuantConfig], str]:
+    """The config a layer gets: `spec` itself, or, for a dict of fnmatch patterns, the value of
+    the first pattern (in the dict's order) that matches the name (None: keep float). The
+    second value is the reason when there is no config."""
+    if not isinstance(spec, Mapping):
+        return check_config(spec), ""
+    for pattern, cfg in spec.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            if cfg is None:
+                return None, f"pattern {pattern!r} maps it to None (kept float)"
+            return check_config(cfg, f"config for pattern {pattern!r}"), ""
+    return None, "no pattern matched"

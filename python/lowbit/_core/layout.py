@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ._checks import normalize_axis
+from .checks import normalize_axis
 
 PER_TENSOR, PER_AXIS, BLOCKED = 0, 1, 2
 

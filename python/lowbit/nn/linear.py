@@ -1,19 +1,18 @@
-"""NumPy drop-in layers, their float counterparts, and whole NumPy models (lowbit.models)."""
+"""The NumPy quantized linear layer (lowbit.nn.QuantizedLinear) and the PTQ weight rule every
+conversion shares (weight_qtensor)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._checks import float_array, require_finite, scales, zero_points
-from ._plan import LayerPlan, plan_linear
-from .config import Int8StaticConfig, QuantConfig, check_config
-from .embedding import QuantizedEmbedding
-from .models import Embedding, Linear, Model, Sequential, relu
-from .ops import linear, quantize_linear
-from .packed import PackedWeight, pack_weight
-from .qtensor import QTensor, quantize
-from .schemes import linear_static
+from .._core.checks import float_array, require_finite, scales, zero_points
+from ..quant.plan import LayerPlan, plan_linear
+from ..quant.config import Int8StaticConfig, QuantConfig, check_config
+from ..ops import quantize_linear
+from ..packed import PackedWeight, pack_weight
+from ..packed_ops import linear, linear_static
+from ..qtensor import QTensor, quantize
 
 SCHEMES = ("dynamic", "static", "weight_only")
 
@@ -24,7 +23,7 @@ class QuantizedLinear:
 
     - an 8-bit PackedWeight: "dynamic" (int8 activations per row, the fused `lowbit.linear`
       kernel) or, with input_scale/input_zero_point, "static" (activations quantized per tensor
-      with those frozen parameters: `lowbit.schemes.linear_static`);
+      with those frozen parameters: `lowbit.packed_ops.linear_static`);
     - a 4-bit PackedWeight: "dynamic" (mode "w4a8") or "weight_only" (mode "weight_only");
     - an 8-bit PackedWeight of mode "weight_only" (or an int8 QTensor, per tensor or per output
       channel, which is packed so): "weight_only" (float32 activations against int8 weights).
@@ -81,11 +80,11 @@ class QuantizedLinear:
                     *, input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
         """Quantizes a float32 (out_features, in_features) weight as `config` says (default
         Int8DynamicConfig). A 4-bit group size larger than in_features becomes in_features;
-        shapes the kernels cannot take raise ValueError (lowbit._plan.UnsupportedLayer).
+        shapes the kernels cannot take raise ValueError (lowbit.quant.plan.UnsupportedLayer).
 
         Int8StaticConfig needs the activation parameters: `input_qparams=(scale, zero_point)`,
         or a config whose `observer` has already observed calibration data."""
-        from .config import Int8DynamicConfig
+        from ..quant.config import Int8DynamicConfig
         cfg = check_config(Int8DynamicConfig() if config is None else config)
         if not isinstance(weight, np.ndarray) or weight.ndim != 2:
             raise ValueError("weight must be a 2-D NumPy array (out_features, in_features)")
@@ -212,5 +211,4 @@ def weight_qtensor(w: np.ndarray, config: QuantConfig, plan: LayerPlan) -> QTens
     return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=clip)
 
 
-__all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES", "Linear", "Embedding", "relu",
-           "Model", "Sequential"]
+__all__ = ["QuantizedLinear", "SCHEMES", "weight_qtensor", "weight_format"]

@@ -6,9 +6,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import float_array, group_for_axis
-from ._nibbles import pack_nibbles, unpack_nibbles
-from .qtensor import quantize
+from .._core.checks import float_array, group_for_axis
+from .._core.nibbles import pack_nibbles, unpack_nibbles
+from ..qtensor import quantize
 
 
 def check_indices(indices: Any, num_embeddings: int) -> np.ndarray:

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import QTYPES, check_bool, float_array, normalize_axis, qtype_name, require_finite
-from ._histogram import RangeHistogram, l2_optimal_range
+from .._core.checks import (QTYPES, check_bool, float_array, normalize_axis, qtype_name, require_finite)
+from .histogram import RangeHistogram, l2_optimal_range
 
 
 class Observer:
@@ -98,7 +98,7 @@ class Observer:
         return (np.minimum(lo, 0).astype(np.float32), np.maximum(hi, 0).astype(np.float32))
 
     def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
-        from .qtensor import _range_to_params
+        from ..qtensor import _range_to_params
         lo, hi = self.range()
         scale, zero = _range_to_params(lo, hi, self.dtype, self.symmetric)
         zero = zero.astype(QTYPES[self.dtype][0])
@@ -191,7 +191,7 @@ class PercentileObserver(_HistogramBased):
 class HistogramObserver(_HistogramBased):
     """Picks, per channel, the clipping range that minimizes the L2 (mean squared) quantization
     error of the observed values, estimated from a histogram (`bins` bins; the mass of a bin sits
-    at its centre): `lowbit._histogram.l2_optimal_range`. Each candidate range is scored with the
+    at its centre): `lowbit.quant.histogram.l2_optimal_range`. Each candidate range is scored with the
     exact scale/zero-point rules and float32 rounding that lowbit's quantizer uses."""
 
     def __init__(self, bins: int = 2048, dtype: str = "uint8", symmetric: bool = False,

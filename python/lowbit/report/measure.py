@@ -15,11 +15,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._runtime import cpu_info, get_num_threads, set_num_threads
-from .embedding import QuantizedEmbedding
-from .models import Model, nbytes_of
-from .nn import QuantizedLinear
-from .report import Report, ReportRow, cosine, sqnr_db
+from .._core.runtime import cpu_info, get_num_threads, set_num_threads
+from ..nn.embedding import QuantizedEmbedding
+from ..nn.models import Model, nbytes_of
+from ..nn.linear import QuantizedLinear
+from .types import Report, ReportRow, cosine, sqnr_db
 
 Leaf = Callable[[Any], Optional[np.ndarray]]   # a model output leaf as float array, or None
 Copy = Callable[[Any], Any]                    # copies one input leaf (an array, a tensor)
