@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import _C
+from ._core import _C
 from ._core import adapters as _adapters
 from ._core.runtime import (cpu_info, get_isa, get_num_threads, parallel_runtime, set_isa,
                             set_num_threads, use_isa)

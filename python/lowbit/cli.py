@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from . import __version__
+from ._core.version import __version__
 
 DESCRIPTION = ("Exact int8 and int4 quantized inference kernels for CPUs (AVX-512 VNNI, "
                "AVX-VNNI, AVX2, NEON, scalar; picked at run time): ONNX-semantics NumPy "

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
-from . import _C
+from ._core import _C
 from ._core.checks import check_bool, float_array, group_for_axis, kernel_array, scales
 
 if TYPE_CHECKING:

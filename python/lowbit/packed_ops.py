@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _C
+from ._core import _C
 from ._core.checks import QTYPE_CODES, float_array, int8_array, kernel_array
 from . import ops
 from .packed import INT4_MODE_CODES, PackedWeight

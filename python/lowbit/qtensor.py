@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _C
+from ._core import _C
 from ._core.checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis, kernel_array, normalize_axis, qtype_name, require_finite)
 from .ops import dequantize_linear, quantize_linear
 

@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any, Iterator
 
-from .. import _C
+from . import _C
 
 _isa_lock = threading.Lock()
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .. import __version__ as _lowbit_version  # noqa: F401  (set before this module loads)
+from .._core.version import __version__ as _lowbit_version
 from . import safetensors as _safetensors
 from .._core.checks import QTYPES
 from .._core.nibbles import pack_nibbles, unpack_nibbles

@@ -11,7 +11,7 @@ import fnmatch
 from collections.abc import Mapping
 from typing import ClassVar, Optional, Union
 
-from .. import _C
+from .._core import _C
 from .._core.checks import check_bool
 from .observers import MinMaxObserver, Observer
 

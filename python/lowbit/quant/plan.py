@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import _C
+from .._core import _C
 from .._core.checks import group_for_axis
 from .config import QuantConfig
 

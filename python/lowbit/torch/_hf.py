@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from ._kinds import lowbit_types
+
 SAVE_METHODS = ("save_pretrained", "push_to_hub", "save", "save_to_hub")
 HF_PACKAGES = ("transformers", "sentence_transformers")
 
@@ -51,13 +53,12 @@ def guard_hf_saves(model: nn.Module) -> None:
     """Replaces the Hugging Face save methods of every transformers / sentence-transformers
     module of `model` (the model itself included) that contains a lowbit layer by RefusedSave
     (an instance attribute: the class, and models without lowbit layers, are untouched)."""
-    from .embedding import QuantizedEmbedding
-    from .layers import QuantizedLinear
+    lowbit = lowbit_types()
     for _, module in model.named_modules():
         methods = [m for m in SAVE_METHODS if callable(getattr(type(module), m, None))]
         if not methods or not _is_hf(module):
             continue
-        if not any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in module.modules()):
+        if not any(isinstance(m, lowbit) for m in module.modules()):
             continue
         for method in methods:
             object.__setattr__(module, method, RefusedSave(type(module).__name__, method))

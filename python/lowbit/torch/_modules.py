@@ -1,9 +1,14 @@
 """Finding the modules a conversion touches and swapping them in place."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from torch import nn
+
+from .._core.checks import check_bool
+from ..quant.summary import Kept
+from ._hf import guard_hf_saves
+from ._kinds import lowbit_types, prepared_types
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -75,7 +80,6 @@ def kept_float(model: nn.Module, handled: set[int], embedding_reason: str) -> li
     EmbeddingBag, a custom module's raw weight matrix. They stay float; a conversion summary
     lists them so "1 replaced, 0 skipped" is never the whole story of a CNN. Norm layers (1-D
     Parameters only) are not listed."""
-    from ..quant.summary import Kept
     kept = []
     for name, module in model.named_modules():
         if id(module) in handled:
@@ -107,11 +111,7 @@ def tied_weights(model: nn.Module, candidates: list[tuple[str, nn.Module]]
 def handled_ids(model: nn.Module, candidates: list[tuple[str, nn.Module]]) -> set[int]:
     """The modules a conversion considered (converted or skipped with a reason) and the lowbit
     or prepared modules now in the model: what kept_float must not list again."""
-    from .calibrate import ObservedLinear
-    from .embedding import QuantizedEmbedding
-    from .layers import QuantizedLinear
-    from .qat import FakeQuantLinear
-    lowbit = (QuantizedLinear, QuantizedEmbedding, ObservedLinear, FakeQuantLinear)
+    lowbit = lowbit_types() + prepared_types()
     return {id(m) for _, m in candidates} | {id(m) for m in model.modules()
                                              if isinstance(m, lowbit)}
 
@@ -119,8 +119,30 @@ def handled_ids(model: nn.Module, candidates: list[tuple[str, nn.Module]]) -> se
 def set_names(model: nn.Module) -> None:
     """Records each lowbit layer's qualified name in the model (the first, for a module under
     several names), so its errors can say which layer failed."""
-    from .embedding import QuantizedEmbedding
-    from .layers import QuantizedLinear
+    lowbit = lowbit_types()
     for name, module in model.named_modules():
-        if isinstance(module, (QuantizedLinear, QuantizedEmbedding)):
+        if isinstance(module, lowbit):
             module.lowbit_name = name or None
+
+
+# Progress bars (tqdm, when installed) from this many layers on, unless progress= says.
+PROGRESS_MIN_LAYERS = 16
+
+
+def progress_bar(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[Any]:
+    # prepare, prepare_qat and convert check progress here, quantize_ before anything else
+    enabled = None if enabled is None else check_bool(enabled, "progress")
+    if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_LAYERS):
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, unit="layer", leave=False)
+
+
+def finish(model: nn.Module) -> None:
+    """After any conversion: lowbit layers learn their names (for errors) and the model's
+    Hugging Face save methods refuse (lowbit.torch._hf)."""
+    set_names(model)
+    guard_hf_saves(model)

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from .. import _C
+from .._core import _C
 from .._core.checks import check_bool
 
 # libgomp.so.1, libgomp-a34b3233.so.1 (a wheel's vendored copy), libiomp5.so, libomp.so.5

@@ -9,15 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import nn as lnn
+from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from ..quant.plan import UnsupportedLayer, plan_linear
 from ..quant.config import Int8StaticConfig
 from ..quant.config import ConfigSpec, config_for
-from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason, named_modules_all, set_submodule)
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, progress_bar, set_submodule)
 from .layers import QuantizedLinear, float_weight
 from ..quant.summary import ConversionSummary, Replaced, Skipped
+from ._kinds import prepared_layer
 
 
+@prepared_layer
 class ObservedLinear(nn.Module):
     """nn.Linear's computation (same weight and bias Parameters, so state_dict names and any
     optimizer keep working) plus an activation observer fed with every input."""
@@ -48,7 +51,7 @@ class ObservedLinear(nn.Module):
             raise ValueError(f"layer {name!r} observed no data: run representative inputs "
                              "through the prepared model before convert()")
         w, b = float_weight(self, name)
-        layer = lnn.QuantizedLinear.from_config(w, b, self.config,
+        layer = NumpyQuantizedLinear.from_config(w, b, self.config,
                                                 input_qparams=self.observer.calculate_qparams())
         return QuantizedLinear(layer, self.config.describe())
 
@@ -105,7 +108,6 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
     ValueError
         The model has no nn.Linear layers.
     """
-    from .quantize import _progress
     if not isinstance(model, nn.Module):
         raise TypeError(f"prepare takes an nn.Module, got {type(model).__name__}")
     if not isinstance(config, Mapping):
@@ -117,7 +119,7 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare")
     done: dict[int, nn.Module] = {}
-    for name, module, cfg, why in _progress(plans, progress, "lowbit prepare"):
+    for name, module, cfg, why in progress_bar(plans, progress, "lowbit prepare"):
         if id(module) in done:
             set_submodule(model, name, done[id(module)])
             continue

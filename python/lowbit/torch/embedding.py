@@ -7,9 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import nn as lnn
+from ..nn.embedding import QuantizedEmbedding as NumpyQuantizedEmbedding
 from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
 from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array, with_layer_name)
+from ._kinds import lowbit_layer
 
 
 def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:
@@ -23,6 +24,7 @@ def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:
     return None
 
 
+@lowbit_layer
 class QuantizedEmbedding(nn.Module):
     """Same call as nn.Embedding: integer indices of any shape -> (..., embedding_dim) float32.
 
@@ -34,7 +36,7 @@ class QuantizedEmbedding(nn.Module):
     qweight: torch.Tensor
     scale: torch.Tensor
 
-    def __init__(self, table: lnn.QuantizedEmbedding, padding_idx: Optional[int] = None,
+    def __init__(self, table: NumpyQuantizedEmbedding, padding_idx: Optional[int] = None,
                  name: Optional[str] = None) -> None:
         super().__init__()
         self.table = table
@@ -75,7 +77,7 @@ class QuantizedEmbedding(nn.Module):
         if reason:
             raise ValueError(f"cannot quantize this embedding: {reason}")
         w = embedding.weight.detach().contiguous().numpy()
-        return cls(lnn.QuantizedEmbedding.from_float(w, bits, group_size), embedding.padding_idx)
+        return cls(NumpyQuantizedEmbedding.from_float(w, bits, group_size), embedding.padding_idx)
 
     @property
     def bits(self) -> int:
@@ -133,7 +135,7 @@ class QuantizedEmbedding(nn.Module):
         state_dict = {k: v for k, v in state_dict.items() if k != format_key}
         if all(k in state_dict for k in keys):
             try:
-                lnn.QuantizedEmbedding(state_array(state_dict[keys[0]], keys[0]),
+                NumpyQuantizedEmbedding(state_array(state_dict[keys[0]], keys[0]),
                                        state_array(state_dict[keys[1]], keys[1]), self.bits,
                                        self.embedding_dim, self.table.group_size)
             except (TypeError, ValueError) as e:
@@ -157,7 +159,7 @@ class QuantizedEmbedding(nn.Module):
         if len(error_msgs) == errors:
             # the lookup reads the NumPy table: rebuild it on the buffers, which a load with
             # assign=True replaces rather than fills
-            self.table = lnn.QuantizedEmbedding(self.qweight.numpy(), self.scale.numpy(),
+            self.table = NumpyQuantizedEmbedding(self.qweight.numpy(), self.scale.numpy(),
                                                 self.bits, self.embedding_dim,
                                                 self.table.group_size)
 

@@ -5,7 +5,7 @@ from typing import Optional
 
 from torch import nn
 
-from ._modules import named_modules_all, set_submodule
+from ._modules import finish, named_modules_all, progress_bar, set_submodule
 from .calibrate import ObservedLinear
 from .qat import FakeQuantLinear
 from ..quant.summary import ConversionSummary, Replaced
@@ -35,7 +35,6 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
         No prepared layers; an observer saw no data (all such layers named, before anything
         changes).
     """
-    from .quantize import _progress, finish
     found = [(n, m) for n, m in named_modules_all(model)
              if isinstance(m, (ObservedLinear, FakeQuantLinear))]
     if not found:
@@ -49,7 +48,7 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
                          "through the prepared model before convert()")
     summary = ConversionSummary("convert")
     done: dict[int, nn.Module] = {}
-    for name, module in _progress(found, progress, "lowbit convert"):
+    for name, module in progress_bar(found, progress, "lowbit convert"):
         if id(module) not in done:
             done[id(module)] = module.to_quantized(name)
             new = done[id(module)]

@@ -8,10 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import nn as lnn
+from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
+from ..nn.embedding import QuantizedEmbedding as NumpyQuantizedEmbedding
 from ..io.safetensors import dtype_code
 from ..io.format import decode, key_prefix
-from ._modules import named_modules_all, set_submodule
+from ._kinds import prepared_types
+from ._modules import finish, named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
 from .layers import QuantizedLinear
 
@@ -44,12 +46,10 @@ def module_objects(model: nn.Module) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Each lowbit layer by its module name, and every other state_dict entry and
     non-persistent buffer as an array; and the names of those buffers. A lowbit layer saved on
     its own has the name '' (its tensors are then unprefixed, as in its state_dict)."""
-    from .calibrate import ObservedLinear
-    from .qat import FakeQuantLinear
     objects: dict[str, Any] = {}
     prefixes = []
     for name, module in named_modules_all(model):
-        if isinstance(module, (ObservedLinear, FakeQuantLinear)):
+        if isinstance(module, prepared_types()):
             raise ValueError(f"layer {name!r} ({type(module).__name__}) was prepared but not "
                              "converted: call lowbit.torch.convert(model) before saving")
         if isinstance(module, LOWBIT_MODULES) and name not in objects:
@@ -97,7 +97,7 @@ def non_persistent_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module:
     where = f"{path!r}: layer {name!r}" if name else f"{path!r}: the layer saved on its own"
-    if isinstance(obj, lnn.QuantizedLinear):
+    if isinstance(obj, NumpyQuantizedLinear):
         if not isinstance(target, (nn.Linear, QuantizedLinear)):
             raise ValueError(f"{where} is a quantized linear in the file but a "
                              f"{type(target).__name__} in the model")
@@ -110,7 +110,7 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
             raise ValueError(f"{where}: bias {'present' if obj.bias is not None else 'absent'} "
                              "in the file but not in the model")
         return QuantizedLinear(obj, "loaded", name or None)
-    if isinstance(obj, lnn.QuantizedEmbedding):
+    if isinstance(obj, NumpyQuantizedEmbedding):
         if not isinstance(target, (nn.Embedding, QuantizedEmbedding)):
             raise ValueError(f"{where} is a quantized embedding in the file but a "
                              f"{type(target).__name__} in the model")
@@ -181,7 +181,6 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
         else:
             with torch.no_grad():
                 buffer.copy_(loaded[key])
-    from .quantize import finish
     finish(model)
     return model
 

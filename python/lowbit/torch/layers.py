@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import nn as lnn
+from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from ..quant.config import QuantConfig
 from ..io.format import decode_layer, encode_linear
 from ..packed import PackedWeight
 from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
+from ._kinds import lowbit_layer
 
 FORMAT_KEY = "format"   # the state_dict entry describing a lowbit layer's format (JSON bytes)
 
@@ -123,6 +124,7 @@ def float_weight(linear: nn.Module, name: str = "") -> tuple[np.ndarray, Optiona
     return wn, bn
 
 
+@lowbit_layer
 class QuantizedLinear(nn.Module):
     """Same call as nn.Linear: (..., in_features) float32 -> (..., out_features) float32.
 
@@ -143,7 +145,7 @@ class QuantizedLinear(nn.Module):
 
     bias: Optional[torch.Tensor]
 
-    def __init__(self, layer: lnn.QuantizedLinear, config: str = "",
+    def __init__(self, layer: NumpyQuantizedLinear, config: str = "",
                  name: Optional[str] = None) -> None:
         super().__init__()
         self.layer = layer
@@ -182,7 +184,7 @@ class QuantizedLinear(nn.Module):
             raise TypeError(f"from_float takes an nn.Linear, got {type(linear).__name__}")
         cfg = Int8DynamicConfig() if config is None else config
         w, b = float_weight(linear)
-        layer = lnn.QuantizedLinear.from_config(w, b, cfg, input_qparams=input_qparams)
+        layer = NumpyQuantizedLinear.from_config(w, b, cfg, input_qparams=input_qparams)
         return cls(layer, cfg.describe())
 
     @property
@@ -203,14 +205,14 @@ class QuantizedLinear(nn.Module):
         """Bytes held outside torch tensors (not counted by parameters() or buffers())."""
         return self.layer.weight_nbytes
 
-    def numpy_layer(self) -> lnn.QuantizedLinear:
+    def numpy_layer(self) -> NumpyQuantizedLinear:
         """The NumPy layer with this module's current bias (for saving)."""
         bias = None if self.bias is None else self.bias.detach().cpu().numpy()
         if bias is self.layer.bias or (bias is not None and self.layer.bias is not None
                                        and np.shares_memory(bias, self.layer.bias)):
             return self.layer
         layer = self.layer
-        return lnn.QuantizedLinear(layer.weight, bias, input_scale=layer.input_scale,
+        return NumpyQuantizedLinear(layer.weight, bias, input_scale=layer.input_scale,
                                    input_zero_point=layer.input_zero_point)
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -284,7 +286,7 @@ class QuantizedLinear(nn.Module):
         if new is None or len(error_msgs) > errors:
             return
         bias = None if self.bias is None else self.bias.detach().cpu().numpy()
-        self.layer = lnn.QuantizedLinear(new.weight, bias, input_scale=new.input_scale,
+        self.layer = NumpyQuantizedLinear(new.weight, bias, input_scale=new.input_scale,
                                          input_zero_point=new.input_zero_point)
         if self.layer.bias is not None:
             self.bias = torch.from_numpy(self.layer.bias)   # shared with the NumPy layer
@@ -292,7 +294,7 @@ class QuantizedLinear(nn.Module):
     def _restore_weight(self, state_dict: dict[str, Any], prefix: str,
                         expected: dict[str, np.ndarray], meta: dict[str, Any], strict: bool,
                         missing_keys: list[str], error_msgs: list[str]
-                        ) -> Optional[lnn.QuantizedLinear]:
+                        ) -> Optional[NumpyQuantizedLinear]:
         """The layer (without bias) the state_dict's quantized tensors make, checked against
         this one's (`expected`, `meta`); None if the state_dict has none of them or they do
         not fit (the reasons then go to error_msgs)."""
@@ -336,7 +338,7 @@ class QuantizedLinear(nn.Module):
             meta["bias"] = False   # the bias is the buffer's, loaded by nn.Module
             try:
                 layer = decode_layer("", meta, given)   # lowbit.load's checks and re-packing
-                assert isinstance(layer, lnn.QuantizedLinear)
+                assert isinstance(layer, NumpyQuantizedLinear)
                 return layer
             except (KeyError, TypeError, ValueError) as e:
                 problems.append(f"{self._label()} at {prefix[:-1]!r} cannot take this state: "

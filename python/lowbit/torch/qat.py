@@ -11,20 +11,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import nn as lnn
+from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear, weight_format, weight_qtensor
 from .._core.checks import QTYPES, check_bool
 from ..quant.plan import LayerPlan, UnsupportedLayer, plan_linear
 from ..quant.config import Int8StaticConfig, QuantConfig, check_config
 from ..quant.config import ConfigSpec, config_for
 from ..qtensor import QTensor
 from . import fake_quant as fq
-from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason, named_modules_all, set_submodule)
+from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, progress_bar, set_submodule)
 from .layers import QuantizedLinear, float_weight
 from ..quant.summary import ConversionSummary, Replaced, Skipped
+from ._kinds import prepared_layer
 
 TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
 
 
+@prepared_layer
 class FakeQuantLinear(nn.Module):
     """nn.Linear with fake-quantized weights (PTQ's rule, lowbit.nn.weight_qtensor: per channel
     for 8-bit configs or a static config's weight_observer, per group for 4-bit ones) and
@@ -55,7 +58,7 @@ class FakeQuantLinear(nn.Module):
             self.group = plan.group_size
         else:
             self.group = self.in_features
-        self.weight_dtype, self.symmetric = lnn.weight_format(config)
+        self.weight_dtype, self.symmetric = weight_format(config)
         self.weight_scale: Optional[nn.Parameter] = None
         if learnable_scales:
             if not self.symmetric:
@@ -74,7 +77,7 @@ class FakeQuantLinear(nn.Module):
     def rule_weight(self) -> QTensor:
         """The current weight quantized by PTQ's rule (lowbit.nn.weight_qtensor)."""
         w = self.weight.detach().contiguous().numpy()
-        return lnn.weight_qtensor(w, self.config, self.plan)
+        return weight_qtensor(w, self.config, self.plan)
 
     def _rule_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """rule_weight()'s scale and zero point as float32 (N, G) tensors (8-bit: G = 1, a
@@ -184,7 +187,7 @@ class FakeQuantLinear(nn.Module):
                 raise ValueError(f"layer {name!r}: {e}") from None
             zdtype = np.dtype(QTYPES[cfg.observer.dtype][0])
             input_qparams = (np.float32(scale.item()), np.asarray(int(zero.item()), zdtype))
-        layer = lnn.QuantizedLinear.from_quantized(self.quantized_weight(), bias, cfg,
+        layer = NumpyQuantizedLinear.from_quantized(self.quantized_weight(), bias, cfg,
                                                    input_qparams=input_qparams)
         return QuantizedLinear(layer, cfg.describe())
 
@@ -228,7 +231,6 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
     ValueError
         The model has no nn.Linear layers; learnable_scales with asymmetric weights.
     """
-    from .quantize import _progress
     if not isinstance(model, nn.Module):
         raise TypeError(f"prepare_qat takes an nn.Module, got {type(model).__name__}")
     learnable_scales = check_bool(learnable_scales, "learnable_scales")
@@ -238,7 +240,7 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare_qat")
     done: dict[int, nn.Module] = {}
-    for name, module in _progress(linears, progress, "lowbit prepare_qat"):
+    for name, module in progress_bar(linears, progress, "lowbit prepare_qat"):
         if id(module) in done:
             set_submodule(model, name, done[id(module)])
             continue

@@ -8,20 +8,19 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
-from .. import nn as lnn
+from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from .._core.checks import check_bool
 from ..report.measure import call
 from ..quant.plan import UnsupportedLayer, plan_linear
 from ..quant.config import Int8StaticConfig
 from ..quant.config import ConfigSpec, config_for
-from ._hf import guard_hf_saves
-from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason, named_modules_all, set_names, set_submodule, tied_weights)
+from ._modules import (FilterFn, find, finish, handled_ids, kept_float, linear_skip_reason,
+                       named_modules_all, progress_bar, set_submodule, tied_weights)
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
 from .layers import QuantizedLinear, float_weight
 from .summary import ConversionSummary, Replaced, Skipped
 
-PROGRESS_MIN_LAYERS = 16
 
 
 def module_nbytes(module: nn.Module) -> int:
@@ -43,18 +42,6 @@ def model_nbytes(model: nn.Module) -> int:
     """The model's size: parameter + buffer bytes (shared tensors counted once) plus the packed
     weights lowbit layers hold outside torch tensors."""
     return module_nbytes(model)
-
-
-def _progress(items: list[Any], enabled: Optional[bool], desc: str) -> Iterable[Any]:
-    # prepare, prepare_qat and convert check progress here, quantize_ before anything else
-    enabled = None if enabled is None else check_bool(enabled, "progress")
-    if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_LAYERS):
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, unit="layer", leave=False)
 
 
 def _observed_rows(model: nn.Module, names: list[tuple[str, nn.Module]], example_inputs: Any
@@ -163,7 +150,7 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     ties = tied_weights(model, linears + embs)
     weight_bytes = {name: m.weight.nbytes for name, m in linears + embs}
     done: dict[int, nn.Module] = {}
-    for name, module in _progress(linears + embs, progress, "lowbit quantize_"):
+    for name, module in progress_bar(linears + embs, progress, "lowbit quantize_"):
         if id(module) in done:   # the same module under a second name: reuse its replacement
             set_submodule(model, name, done[id(module)])
             continue
@@ -192,13 +179,6 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         # (an odd in_features at 4 bits, a pattern dict that matches nothing): say why
         warnings.warn(_nothing_replaced(model, summary), UserWarning, stacklevel=2)
     return summary
-
-
-def finish(model: nn.Module) -> None:
-    """After any conversion: lowbit layers learn their names (for errors) and the model's
-    Hugging Face save methods refuse (lowbit.torch._hf)."""
-    set_names(model)
-    guard_hf_saves(model)
 
 
 def note_ties(summary: ConversionSummary, ties: dict[str, list[str]],
@@ -265,7 +245,7 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     except UnsupportedLayer as e:
         summary.skipped.append(Skipped(name, str(e)))
         return None
-    new = QuantizedLinear(lnn.QuantizedLinear.from_config(w, b, cfg), cfg.describe(), name)
+    new = QuantizedLinear(NumpyQuantizedLinear.from_config(w, b, cfg), cfg.describe(), name)
     note = plan.note
     if skip_slower:
         t_float, t_quant = compare(module, new, rows, module.in_features)
