@@ -120,7 +120,7 @@ def _weight(layer):
 def test_convert_after_prepare_qat_is_ptq(name):
     """Without training, QAT's convert builds exactly the layers PTQ builds (quantize_, or
     prepare/calibrate/convert for static configs): the same weights, by the same rule
-    (lowbit.nn.weight_qtensor), weight observers included. A static layer's activation
+    (QuantConfig.quantize_weight), weight observers included. A static layer's activation
     parameters come from its own observer, which in QAT sees the fake-quantized network's
     activations; only the first layer sees the same inputs as PTQ's calibration, so only there
     must they (and the layer's outputs) be identical too."""

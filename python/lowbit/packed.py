@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 INT4_MODES = ("w4a8", "weight_only")
 INT8_MODES = (None, "weight_only")
 INT4_MODE_CODES = {"w4a8": 0, "weight_only": 1}
+# The kernel family of a packed weight, by its bits and mode: the one name each family has in
+# the kernel files, functions and docs (w8a8: int8 weights x int8 activations quantized per row
+# at run time; w8f32: int8 weights x float32 activations; w4a8, w4f32 likewise for 4 bits).
+FAMILIES = {(8, None): "w8a8", (8, "weight_only"): "w8f32", (4, "w4a8"): "w4a8",
+            (4, "weight_only"): "w4f32"}
+# How a family computes: activations quantized at run time, or float32 against the weights.
+FAMILY_SCHEMES = {"w8a8": "dynamic", "w8f32": "weight_only", "w4a8": "dynamic",
+                  "w4f32": "weight_only"}
 DEFAULT_INT4_GROUP_SIZE = 128
 
 
@@ -50,6 +58,11 @@ class PackedWeight:
         else:
             self.in_features = int(packed.rows)
             self.out_features = int(packed.cols)
+
+    @property
+    def family(self) -> str:
+        """The kernel family that runs this weight: "w8a8", "w8f32", "w4a8" or "w4f32"."""
+        return FAMILIES[(self.bits, self.mode)]
 
     @property
     def shape(self) -> tuple[int, int]:

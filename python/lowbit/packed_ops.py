@@ -111,13 +111,15 @@ def linear(x: Any, weight: PackedWeight, bias: Any = None) -> np.ndarray:
     if bias is not None and bias.shape != (weight.out_features,):
         raise ValueError(f"bias must have shape ({weight.out_features},), got {bias.shape}")
     x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), k)
-    if weight.bits == 4:
-        y = _C.linear_int4(x2, weight._packed, INT4_MODE_CODES[weight.mode or "w4a8"], bias)
-    elif weight.mode == "weight_only":
-        y = _C.linear_weight_only(x2, weight._packed, weight.scale, bias)
-    else:
-        y = _C.linear(x2, weight._packed, weight.scale, bias)
+    y = _LINEAR[weight.family](x2, weight, bias)
     return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (weight.out_features,))
 
 
 _F32 = np.dtype(np.float32)
+# The kernel of each family (lowbit.packed.FAMILIES), called with the 2-D rows of x.
+_LINEAR = {
+    "w8a8": lambda x2, w, bias: _C.linear(x2, w._packed, w.scale, bias),
+    "w8f32": lambda x2, w, bias: _C.linear_weight_only(x2, w._packed, w.scale, bias),
+    "w4a8": lambda x2, w, bias: _C.linear_int4(x2, w._packed, INT4_MODE_CODES["w4a8"], bias),
+    "w4f32": lambda x2, w, bias: _C.linear_int4(x2, w._packed, INT4_MODE_CODES["weight_only"], bias),
+}

@@ -4,8 +4,8 @@ conversion of a dict of NumPy weights (quantize_weights)."""
 from __future__ import annotations
 
 from .embedding import QuantizedEmbedding
-from .linear import SCHEMES, QuantizedLinear, weight_format, weight_qtensor
+from .linear import SCHEMES, QuantizedLinear
 from .models import Embedding, Linear, Model, Sequential, relu
 
 __all__ = ["QuantizedLinear", "QuantizedEmbedding", "SCHEMES", "Linear", "Embedding", "relu",
-           "Model", "Sequential", "weight_qtensor", "weight_format"]
+           "Model", "Sequential"]

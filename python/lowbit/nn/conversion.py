@@ -6,8 +6,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..quant.plan import UnsupportedLayer, plan_linear
-from ..quant.config import ConfigSpec, Int8StaticConfig, QuantConfig, check_config, config_for
+from ..quant.plan import UnsupportedLayer
+from ..quant.config import ConfigSpec, QuantConfig, check_config, config_for
 from .embedding import QuantizedEmbedding
 from .models import Embedding, Linear
 from .linear import QuantizedLinear
@@ -175,11 +175,11 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
         if cfg is None:
             summary.skipped.append(Skipped(key, why))
             continue
-        if isinstance(cfg, Int8StaticConfig):
-            raise ValueError(f"{key!r}: Int8StaticConfig needs per-layer calibration; use "
+        if cfg.calibrated:
+            raise ValueError(f"{key!r}: {type(cfg).__name__} needs per-layer calibration; use "
                              "QuantizedLinear.from_config(w, b, config, input_qparams=...)")
         try:
-            plan = plan_linear(cfg, matrix.shape[0], matrix.shape[1])
+            plan = cfg.plan(matrix.shape[0], matrix.shape[1])
         except UnsupportedLayer as e:
             summary.skipped.append(Skipped(key, str(e)))
             continue

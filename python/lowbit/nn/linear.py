@@ -1,5 +1,5 @@
-"""The NumPy quantized linear layer (lowbit.nn.QuantizedLinear) and the PTQ weight rule every
-conversion shares (weight_qtensor)."""
+"""The NumPy quantized linear layer (lowbit.nn.QuantizedLinear); its config (lowbit.quant.config)
+says how a float weight becomes one."""
 from __future__ import annotations
 
 from typing import Any, Optional, Union
@@ -7,12 +7,10 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._core.checks import float_array, require_finite, scales, zero_points
-from ..quant.plan import LayerPlan, plan_linear
-from ..quant.config import Int8StaticConfig, QuantConfig, check_config
-from ..ops import quantize_linear
-from ..packed import PackedWeight, pack_weight
+from ..quant.config import Int8DynamicConfig, QuantConfig, check_config
+from ..packed import FAMILY_SCHEMES, PackedWeight, pack_weight
 from ..packed_ops import linear, linear_static
-from ..qtensor import QTensor, quantize
+from ..qtensor import QTensor
 
 SCHEMES = ("dynamic", "static", "weight_only")
 
@@ -41,10 +39,9 @@ class QuantizedLinear:
             weight = pack_weight(weight, bits=8, mode="weight_only")
             self.scheme = "weight_only"
         elif isinstance(weight, PackedWeight):
-            if weight.bits == 4 or weight.mode == "weight_only":
-                self.scheme = "dynamic" if weight.mode == "w4a8" else "weight_only"
-            else:
-                self.scheme = "dynamic" if input_scale is None else "static"
+            self.scheme = FAMILY_SCHEMES[weight.family]
+            if weight.family == "w8a8" and input_scale is not None:
+                self.scheme = "static"   # the same kernels' static form (frozen input scale)
         else:
             raise TypeError(f"weight must be a PackedWeight or a QTensor, got "
                             f"{type(weight).__name__}")
@@ -84,42 +81,38 @@ class QuantizedLinear:
 
         Int8StaticConfig needs the activation parameters: `input_qparams=(scale, zero_point)`,
         or a config whose `observer` has already observed calibration data."""
-        from ..quant.config import Int8DynamicConfig
         cfg = check_config(Int8DynamicConfig() if config is None else config)
         if not isinstance(weight, np.ndarray) or weight.ndim != 2:
             raise ValueError("weight must be a 2-D NumPy array (out_features, in_features)")
         w = float_array(weight, "weight")
-        plan = plan_linear(cfg, w.shape[0], w.shape[1])
+        plan = cfg.plan(w.shape[0], w.shape[1])
         b = None if bias is None else float_array(bias, "bias")
-        if isinstance(cfg, Int8StaticConfig) and input_qparams is None:
+        if cfg.calibrated and input_qparams is None:
             if not cfg.observer.observed:
                 raise ValueError("Int8StaticConfig needs calibrated activation parameters: "
                                  "pass input_qparams=(scale, zero_point) or a config whose "
                                  "observer has observed data")
             input_qparams = cfg.observer.calculate_qparams()
-        return cls.from_quantized(weight_qtensor(w, cfg, plan), b, cfg,
+        return cls.from_quantized(cfg.quantize_weight(w, plan), b, cfg,
                                   input_qparams=input_qparams)
 
     @classmethod
     def from_quantized(cls, weight: QTensor, bias: Any, config: QuantConfig, *,
                        input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
-        """The layer `config` builds around an already quantized weight: `weight_qtensor`'s
+        """The layer `config` builds around an already quantized weight: `config.quantize_weight`'s
         (from_config) or the values a QAT layer learned to round to (lowbit.torch.convert).
         input_qparams=(scale, zero_point): required for Int8StaticConfig, refused otherwise."""
         cfg = check_config(config)
         b = None if bias is None else float_array(bias, "bias")
-        static = isinstance(cfg, Int8StaticConfig)
-        if static != (input_qparams is not None):
-            raise ValueError("input_qparams=(scale, zero_point) are required for Int8StaticConfig "
-                             "and apply to it only")
-        if cfg.bits == 4:
-            return cls(pack_weight(weight, bits=4, mode=cfg.mode), b)
-        if cfg.scheme == "weight_only":
-            return cls(pack_weight(weight, bits=8, mode="weight_only"), b)
+        if cfg.calibrated != (input_qparams is not None):
+            raise ValueError(f"input_qparams=(scale, zero_point) are required for "
+                             f"{type(cfg).__name__}" if cfg.calibrated else
+                             "input_qparams=(scale, zero_point) apply to calibrated (static) "
+                             "configs only")
         if input_qparams is not None:
-            return cls(pack_weight(weight, bits=8), b, input_scale=input_qparams[0],
+            return cls(cfg.pack(weight), b, input_scale=input_qparams[0],
                        input_zero_point=input_qparams[1])
-        return cls(pack_weight(weight, bits=8), b)
+        return cls(cfg.pack(weight), b)
 
     @property
     def bits(self) -> int:
@@ -178,37 +171,4 @@ def _input_qparams(scale: Any, zero_point: Any) -> tuple[np.ndarray, np.ndarray]
     return s.reshape(()).copy(), z.reshape(()).astype(dtype)
 
 
-def weight_format(config: QuantConfig) -> tuple[str, bool]:
-    """The quantized type of a config's weights and whether they are symmetric (a static
-    config's weight_observer decides both for it)."""
-    if isinstance(config, Int8StaticConfig) and config.weight_observer is not None:
-        return config.weight_observer.dtype, config.weight_observer.symmetric
-    if config.bits == 4:
-        return ("int4" if config.symmetric else "uint4"), config.symmetric
-    return "int8", config.symmetric
-
-
-def weight_qtensor(w: np.ndarray, config: QuantConfig, plan: LayerPlan) -> QTensor:
-    """The quantized weight post-training quantization stores for `config`, from a float32
-    (out_features, in_features) weight. The one rule every conversion uses: from_config, and
-    QAT's FakeQuantLinear (its forward rounds to these values, its convert packs them), so PTQ
-    and QAT cannot drift apart.
-
-    4-bit: per group of plan.group_size inputs (max|w| / 7, or the full range with a zero point
-    per group). 8-bit: per output channel (max|w| / 127, or the full range), except a static
-    config with a weight_observer: that observer's parameters (per channel or per tensor)."""
-    dtype, symmetric = weight_format(config)
-    clip = bool(getattr(config, "clip_search", False))
-    if config.bits == 4:
-        return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size,
-                        clip_search=clip)
-    if isinstance(config, Int8StaticConfig) and config.weight_observer is not None:
-        obs = config.weight_observer.clone()
-        obs.observe(w)
-        scale, zero = obs.calculate_qparams()
-        data = quantize_linear(w, scale, zero, axis=0)   # axis=0: per output channel
-        return QTensor(data, scale, zero, obs.dtype, obs.axis, None)
-    return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=clip)
-
-
-__all__ = ["QuantizedLinear", "SCHEMES", "weight_qtensor", "weight_format"]
+__all__ = ["QuantizedLinear", "SCHEMES"]

@@ -1,19 +1,31 @@
 """Quantization configs: what a converted linear layer stores and how it computes.
 
-Plain dataclasses with no PyTorch dependency, shared by the NumPy layers
-(`lowbit.nn.QuantizedLinear.from_config`, `lowbit.quantize_weights`) and the PyTorch conversion
-(`lowbit.torch.quantize_`, `prepare`, `prepare_qat`). docs/conversion.md has the arithmetic.
+Each config is a frozen dataclass derived from `QuantConfig` and owns its behaviour (as
+torchao's configs do): which shapes it takes (`plan`), how it quantizes a float weight
+(`weight_format`, `quantize_weight`), how it packs the quantized weight for its kernels
+(`pack`), whether its layer needs calibrated activation parameters (`calibrated`), and its
+`describe()` line. Code outside the configs asks them instead of switching on bits, scheme or
+mode strings, so a new format is one new config class plus its kernels. Shared by the NumPy
+layers (`lowbit.nn.QuantizedLinear.from_config`, `lowbit.quantize_weights`) and the PyTorch
+conversion (`lowbit.torch.quantize_`, `prepare`, `prepare_qat`); no PyTorch dependency.
+docs/conversion.md has the arithmetic.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import fnmatch
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Union
 
+import numpy as np
+
 from .._core import _C
-from .._core.checks import check_bool
+from .._core.checks import check_bool, group_for_axis
+from ..ops import quantize_linear
+from ..packed import PackedWeight, pack_weight
+from ..qtensor import QTensor, quantize
 from .observers import MinMaxObserver, Observer
+from .plan import LayerPlan, UnsupportedLayer
 
 
 def _check_group_size(group_size: int) -> None:
@@ -33,8 +45,87 @@ def _clip_note(clip_search: bool) -> str:
     return ", MSE clip search" if clip_search else ""
 
 
+class QuantConfig:
+    """Base of lowbit's quantization configs (a config says how one linear layer is quantized
+    and computed). Subclasses are frozen dataclasses that set the class attributes and may
+    override the methods; the defaults here are the 8-bit per-channel ones.
+
+    Class attributes: `bits` (of the weight), `scheme` ("dynamic", "weight_only", "static"),
+    `mode` (the PackedWeight mode its kernels run), `calibrated` (True: the layer needs frozen
+    activation parameters, from an observer or given), `format_version` (of the config's own
+    fields, for files that record them)."""
+
+    bits: ClassVar[int] = 8
+    scheme: ClassVar[str] = "dynamic"
+    mode: ClassVar[Optional[str]] = None
+    calibrated: ClassVar[bool] = False
+    format_version: ClassVar[int] = 1
+    clip_search: ClassVar[bool] = False   # a field of the configs that offer the search
+    # every config has a `symmetric` field
+
+    def describe(self) -> str:  # pragma: no cover - every config overrides it
+        raise NotImplementedError
+
+    def plan(self, out_features: int, in_features: int) -> LayerPlan:
+        """Which shapes the config's kernels take: raises UnsupportedLayer (with the reason)
+        for one they cannot; the LayerPlan says the group size actually used."""
+        if out_features == 0 or in_features == 0:
+            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
+        limit = (_C.LINEAR_MAX_DEPTH if self.symmetric else _C.LINEAR_MAX_DEPTH_ASYMMETRIC)
+        if in_features > limit:
+            raise UnsupportedLayer(
+                f"in_features={in_features} exceeds the exact int32 depth limit {limit} of the "
+                f"int8 kernels ({'symmetric' if self.symmetric else 'asymmetric'} weights)")
+        return LayerPlan(None)
+
+    def weight_format(self) -> tuple[str, bool]:
+        """The quantized type of the config's weights and whether they are symmetric."""
+        return "int8", self.symmetric
+
+    def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        """The quantized weight post-training quantization stores, from a float32
+        (out_features, in_features) weight: the one rule every conversion uses
+        (QuantizedLinear.from_config, and QAT's FakeQuantLinear, whose forward rounds to these
+        values and whose convert packs them), so PTQ and QAT cannot drift apart. 8-bit: per
+        output channel (max|w| / 127, or the full range with a zero point)."""
+        dtype, symmetric = self.weight_format()
+        return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=self.clip_search)
+
+    def pack(self, weight: QTensor) -> PackedWeight:
+        """The quantized weight packed for the config's kernels."""
+        return pack_weight(weight, bits=self.bits, mode=self.mode)
+
+
+class _Int4Config(QuantConfig):
+    """4-bit weights per group of `group_size` input features (max|w| / 7, or the full range
+    with a zero point per group)."""
+
+    bits: ClassVar[int] = 4
+    # every 4-bit config has a `group_size` field
+
+    def plan(self, out_features: int, in_features: int) -> LayerPlan:
+        if out_features == 0 or in_features == 0:
+            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
+        if in_features % 2:
+            raise UnsupportedLayer(f"in_features={in_features} is odd; 4-bit weights store two "
+                                   "values per byte and need an even in_features")
+        used = group_for_axis(self.group_size, in_features)
+        if used != self.group_size:
+            return LayerPlan(used, f"group_size {self.group_size} > in_features {in_features}: "
+                                   f"one group of {in_features} per row")
+        return LayerPlan(self.group_size)
+
+    def weight_format(self) -> tuple[str, bool]:
+        return ("int4" if self.symmetric else "uint4"), self.symmetric
+
+    def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        dtype, symmetric = self.weight_format()
+        return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size,
+                        clip_search=self.clip_search)
+
+
 @dataclass(frozen=True)
-class Int8DynamicConfig:
+class Int8DynamicConfig(QuantConfig):
     """int8 weights per output channel, activations quantized per row at run time (uint8,
     DynamicQuantizeLinear per row) inside the fused `lowbit.linear` kernel.
 
@@ -60,7 +151,7 @@ class Int8DynamicConfig:
 
 
 @dataclass(frozen=True)
-class Int8WeightOnlyConfig:
+class Int8WeightOnlyConfig(QuantConfig):
     """int8 weights per output channel, float32 activations: the layer keeps the packed int8
     weight (4x smaller than float32) and its kernel FMAs float32 activations against weights
     converted to float32 in registers, k in order, then scales each channel (no activation
@@ -73,12 +164,18 @@ class Int8WeightOnlyConfig:
 
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "weight_only"
-    mode: ClassVar[Optional[str]] = None
+    mode: ClassVar[Optional[str]] = "weight_only"
     group_size: ClassVar[Optional[int]] = None
 
     def __post_init__(self) -> None:
         _check_bool(self.symmetric, "symmetric")
         _check_bool(self.clip_search, "clip_search")
+
+    def plan(self, out_features: int, in_features: int) -> LayerPlan:
+        """Any non-empty shape: float32 accumulation has no int32 depth limit."""
+        if out_features == 0 or in_features == 0:
+            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
+        return LayerPlan(None)
 
     def describe(self) -> str:
         return ("int8 weight-only (int8 weights per channel, float32 activations"
@@ -86,7 +183,7 @@ class Int8WeightOnlyConfig:
 
 
 @dataclass(frozen=True)
-class Int4WeightOnlyConfig:
+class Int4WeightOnlyConfig(_Int4Config):
     """4-bit weights per group of `group_size` input features, float32 activations:
     `pack_weight(bits=4, mode="weight_only")` (nibbles dequantized in registers)."""
 
@@ -110,7 +207,7 @@ class Int4WeightOnlyConfig:
 
 
 @dataclass(frozen=True)
-class Int4DynamicConfig:
+class Int4DynamicConfig(_Int4Config):
     """W4A8: 4-bit weights per group, activations quantized to int8 per row (symmetric) at run
     time: `pack_weight(bits=4, mode="w4a8")`."""
 
@@ -134,7 +231,7 @@ class Int4DynamicConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class Int8StaticConfig:
+class Int8StaticConfig(QuantConfig):
     """int8 weights per output channel; activations quantized per tensor with a scale and zero
     point frozen after calibration (`prepare` -> run data -> `convert`).
 
@@ -151,6 +248,7 @@ class Int8StaticConfig:
     scheme: ClassVar[str] = "static"
     mode: ClassVar[Optional[str]] = None
     group_size: ClassVar[Optional[int]] = None
+    calibrated: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_bool(self.symmetric, "symmetric")
@@ -175,9 +273,24 @@ class Int8StaticConfig:
         return (f"int8 static (int8 weights per channel, {self.observer.dtype} activations per "
                 f"tensor, {type(self.observer).__name__})")
 
+    def weight_format(self) -> tuple[str, bool]:
+        """A weight_observer decides the weight type and symmetry."""
+        if self.weight_observer is not None:
+            return self.weight_observer.dtype, self.weight_observer.symmetric
+        return "int8", self.symmetric
 
-QuantConfig = Union[Int8DynamicConfig, Int8WeightOnlyConfig, Int4WeightOnlyConfig,
-                    Int4DynamicConfig, Int8StaticConfig]
+    def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        """Per output channel as the dynamic config does, or with a weight_observer, that
+        observer's parameters (per channel or per tensor)."""
+        if self.weight_observer is None:
+            return super().quantize_weight(w, plan)
+        obs = self.weight_observer.clone()
+        obs.observe(w)
+        scale, zero = obs.calculate_qparams()
+        data = quantize_linear(w, scale, zero, axis=0)   # axis=0: per output channel
+        return QTensor(data, scale, zero, obs.dtype, obs.axis, None)
+
+
 CONFIG_TYPES = (Int8DynamicConfig, Int8WeightOnlyConfig, Int4WeightOnlyConfig, Int4DynamicConfig,
                 Int8StaticConfig)
 

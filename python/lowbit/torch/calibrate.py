@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
-from ..quant.plan import UnsupportedLayer, plan_linear
+from ..quant.plan import UnsupportedLayer
 from ..quant.config import Int8StaticConfig
 from ..quant.config import ConfigSpec, config_for
 from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
@@ -131,7 +131,7 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
             assert cfg is not None
             float_weight(module, name)   # the dtype/device errors, now rather than at convert
             try:
-                plan_linear(cfg, module.out_features, module.in_features)
+                cfg.plan(module.out_features, module.in_features)
             except UnsupportedLayer as e:
                 reason = str(e)
         if reason:

@@ -2,7 +2,7 @@
 straight-through estimator (and an LSQ gradient for learnable scales).
 
 Weight scales and zero points are not recomputed here: FakeQuantLinear takes them from
-lowbit.nn.weight_qtensor, the rule post-training quantization uses. The activation rules (the
+QuantConfig.quantize_weight (lowbit.quant.config), the rule post-training quantization uses. The activation rules (the
 kernels' per-row quantizers) are written with the same float32 operations in the same order as
 the NumPy ones, so the values a fake-quantized layer trains with are the values the converted
 kernel computes with.

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear, weight_format, weight_qtensor
+from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from .._core.checks import QTYPES, check_bool
-from ..quant.plan import LayerPlan, UnsupportedLayer, plan_linear
+from ..quant.plan import LayerPlan, UnsupportedLayer
 from ..quant.config import Int8StaticConfig, QuantConfig, check_config
 from ..quant.config import ConfigSpec, config_for
 from ..qtensor import QTensor
@@ -29,7 +29,7 @@ TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must 
 
 @prepared_layer
 class FakeQuantLinear(nn.Module):
-    """nn.Linear with fake-quantized weights (PTQ's rule, lowbit.nn.weight_qtensor: per channel
+    """nn.Linear with fake-quantized weights (PTQ's rule, QuantConfig.quantize_weight: per channel
     for 8-bit configs or a static config's weight_observer, per group for 4-bit ones) and
     activations (per row for dynamic configs, per tensor for Int8StaticConfig,
     none for weight-only). Shares the original layer's weight and bias Parameters.
@@ -58,7 +58,7 @@ class FakeQuantLinear(nn.Module):
             self.group = plan.group_size
         else:
             self.group = self.in_features
-        self.weight_dtype, self.symmetric = weight_format(config)
+        self.weight_dtype, self.symmetric = config.weight_format()
         self.weight_scale: Optional[nn.Parameter] = None
         if learnable_scales:
             if not self.symmetric:
@@ -75,9 +75,9 @@ class FakeQuantLinear(nn.Module):
 
     # -- weights ---------------------------------------------------------------------------
     def rule_weight(self) -> QTensor:
-        """The current weight quantized by PTQ's rule (lowbit.nn.weight_qtensor)."""
+        """The current weight quantized by PTQ's rule (QuantConfig.quantize_weight)."""
         w = self.weight.detach().contiguous().numpy()
-        return weight_qtensor(w, self.config, self.plan)
+        return self.config.quantize_weight(w, self.plan)
 
     def _rule_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """rule_weight()'s scale and zero point as float32 (N, G) tensors (8-bit: G = 1, a
@@ -253,7 +253,7 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
         cfg = check_config(cfg)
         float_weight(module, name)
         try:
-            plan = plan_linear(cfg, module.out_features, module.in_features)
+            plan = cfg.plan(module.out_features, module.in_features)
         except UnsupportedLayer as e:
             summary.skipped.append(Skipped(name, str(e)))
             continue

@@ -11,7 +11,7 @@ from torch import nn
 from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from .._core.checks import check_bool
 from ..report.measure import call
-from ..quant.plan import UnsupportedLayer, plan_linear
+from ..quant.plan import UnsupportedLayer
 from ..quant.config import Int8StaticConfig
 from ..quant.config import ConfigSpec, config_for
 from ._modules import (FilterFn, find, finish, handled_ids, kept_float, linear_skip_reason,
@@ -241,7 +241,7 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
                          "convert()")
     w, b = float_weight(module, name)
     try:
-        plan = plan_linear(cfg, module.out_features, module.in_features)
+        plan = cfg.plan(module.out_features, module.in_features)
     except UnsupportedLayer as e:
         summary.skipped.append(Skipped(name, str(e)))
         return None
