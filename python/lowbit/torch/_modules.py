@@ -125,6 +125,25 @@ def set_names(model: nn.Module) -> None:
             module.lowbit_name = name or None
 
 
+def swap_modules(model: nn.Module, candidates: list[tuple[str, nn.Module]],
+                 build: Callable[[str, nn.Module], Optional[nn.Module]],
+                 progress: Optional[bool], desc: str) -> None:
+    """The module-swap loop of every torch entry point (quantize_, prepare, prepare_qat,
+    convert): for each (name, module) of `candidates`, in order and with a progress bar,
+    `build(name, module)` gives the replacement (None: keep the module; build records why in
+    its summary) and it takes the module's place. A module shared under several names is built
+    once and the one replacement takes every place, so a model with tied modules stays tied."""
+    done: dict[int, nn.Module] = {}
+    for name, module in progress_bar(candidates, progress, desc):
+        if id(module) in done:
+            set_submodule(model, name, done[id(module)])
+            continue
+        new = build(name, module)
+        if new is not None:
+            set_submodule(model, name, new)
+            done[id(module)] = new
+
+
 # Progress bars (tqdm, when installed) from this many layers on, unless progress= says.
 PROGRESS_MIN_LAYERS = 16
 

@@ -14,7 +14,7 @@ from ..quant.plan import UnsupportedLayer
 from ..quant.config import Int8StaticConfig
 from ..quant.config import ConfigSpec, config_for
 from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
-                       named_modules_all, progress_bar, set_submodule)
+                       named_modules_all, swap_modules)
 from .layers import QuantizedLinear, float_weight
 from ..quant.summary import ConversionSummary, Replaced, Skipped
 from ._kinds import prepared_layer
@@ -118,12 +118,11 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
     plans = [(name, module, *_static_config(name, config)) for name, module in linears]
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare")
-    done: dict[int, nn.Module] = {}
-    for name, module, cfg, why in progress_bar(plans, progress, "lowbit prepare"):
-        if id(module) in done:
-            set_submodule(model, name, done[id(module)])
-            continue
+    configs = {name: (cfg, why) for name, _, cfg, why in plans}
+
+    def build(name: str, module: nn.Module) -> Optional[nn.Module]:
         assert isinstance(module, nn.Linear)
+        cfg, why = configs[name]
         reason = linear_skip_reason(name, module, parents)
         if reason is None and cfg is None:
             reason = why or "no config"
@@ -136,15 +135,15 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
                 reason = str(e)
         if reason:
             summary.skipped.append(Skipped(name, reason))
-            continue
+            return None
         assert cfg is not None
-        observed = ObservedLinear(module, cfg, name)
-        set_submodule(model, name, observed)
-        done[id(module)] = observed
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
         summary.replaced.append(Replaced(name, "observed", (module.out_features,
                                                             module.in_features),
                                          cfg.describe(), size, size))
+        return ObservedLinear(module, cfg, name)
+
+    swap_modules(model, linears, build, progress, "lowbit prepare")
     summary.kept = kept_float(model, handled_ids(model, linears),
                               "an nn.Embedding: prepare converts nn.Linear layers only")
     return summary

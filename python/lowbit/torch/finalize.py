@@ -5,7 +5,7 @@ from typing import Optional
 
 from torch import nn
 
-from ._modules import finish, named_modules_all, progress_bar, set_submodule
+from ._modules import finish, named_modules_all, swap_modules
 from .calibrate import ObservedLinear
 from .qat import FakeQuantLinear
 from ..quant.summary import ConversionSummary, Replaced
@@ -47,16 +47,16 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
                          f"{', '.join(repr(n) for n in unobserved)}; run representative inputs "
                          "through the prepared model before convert()")
     summary = ConversionSummary("convert")
-    done: dict[int, nn.Module] = {}
-    for name, module in progress_bar(found, progress, "lowbit convert"):
-        if id(module) not in done:
-            done[id(module)] = module.to_quantized(name)
-            new = done[id(module)]
-            size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
-            summary.replaced.append(Replaced(name, "linear", (module.out_features,
-                                                              module.in_features),
-                                             module.config.describe(), size,
-                                             new.nbytes))  # type: ignore[arg-type]
-        set_submodule(model, name, done[id(module)])
+
+    def build(name: str, module: nn.Module) -> nn.Module:
+        new = module.to_quantized(name)  # type: ignore[operator]
+        size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+        summary.replaced.append(Replaced(name, "linear", (module.out_features,
+                                                          module.in_features),
+                                         module.config.describe(), size,  # type: ignore[union-attr]
+                                         new.nbytes))  # type: ignore[arg-type]
+        return new
+
+    swap_modules(model, found, build, progress, "lowbit convert")
     finish(model)
     return summary

@@ -19,7 +19,7 @@ from ..quant.config import ConfigSpec, config_for
 from ..qtensor import QTensor
 from . import fake_quant as fq
 from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reason,
-                       named_modules_all, progress_bar, set_submodule)
+                       named_modules_all, swap_modules)
 from .layers import QuantizedLinear, float_weight
 from ..quant.summary import ConversionSummary, Replaced, Skipped
 from ._kinds import prepared_layer
@@ -239,32 +239,30 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
         raise ValueError(f"{type(model).__name__} has no nn.Linear layers to prepare for QAT")
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare_qat")
-    done: dict[int, nn.Module] = {}
-    for name, module in progress_bar(linears, progress, "lowbit prepare_qat"):
-        if id(module) in done:
-            set_submodule(model, name, done[id(module)])
-            continue
+
+    def build(name: str, module: nn.Module) -> Optional[nn.Module]:
         assert isinstance(module, nn.Linear)
         reason = linear_skip_reason(name, module, parents)
         cfg, why = (None, reason) if reason else config_for(name, config)
         if cfg is None:
             summary.skipped.append(Skipped(name, why or "no config"))
-            continue
+            return None
         cfg = check_config(cfg)
         float_weight(module, name)
         try:
             plan = cfg.plan(module.out_features, module.in_features)
         except UnsupportedLayer as e:
             summary.skipped.append(Skipped(name, str(e)))
-            continue
+            return None
         new = FakeQuantLinear(module, cfg, plan, learnable_scales)
         new.lowbit_name = name   # for errors
-        set_submodule(model, name, new)
-        done[id(module)] = new
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
         summary.replaced.append(Replaced(name, "fake_quant", (module.out_features,
                                                               module.in_features),
                                          cfg.describe(), size, size, plan.note))
+        return new
+
+    swap_modules(model, linears, build, progress, "lowbit prepare_qat")
     summary.kept = kept_float(model, handled_ids(model, linears),
                               "an nn.Embedding: prepare_qat converts nn.Linear layers only")
     return summary

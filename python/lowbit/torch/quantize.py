@@ -15,7 +15,7 @@ from ..quant.plan import UnsupportedLayer
 from ..quant.config import Int8StaticConfig
 from ..quant.config import ConfigSpec, config_for
 from ._modules import (FilterFn, find, finish, handled_ids, kept_float, linear_skip_reason,
-                       named_modules_all, progress_bar, set_submodule, tied_weights)
+                       named_modules_all, swap_modules, tied_weights)
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
 from .layers import QuantizedLinear, float_weight
@@ -149,20 +149,14 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     summary = ConversionSummary("quantize_")
     ties = tied_weights(model, linears + embs)
     weight_bytes = {name: m.weight.nbytes for name, m in linears + embs}
-    done: dict[int, nn.Module] = {}
-    for name, module in progress_bar(linears + embs, progress, "lowbit quantize_"):
-        if id(module) in done:   # the same module under a second name: reuse its replacement
-            set_submodule(model, name, done[id(module)])
-            continue
-        new: Optional[nn.Module]
+
+    def build(name: str, module: nn.Module) -> Optional[nn.Module]:
         if isinstance(module, nn.Linear):
-            new = _convert_linear(name, module, config, parents, summary, skip_slower,
-                                  rows.get(name, example_batch_size))
-        else:
-            new = _convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
-        if new is not None:
-            set_submodule(model, name, new)
-            done[id(module)] = new
+            return _convert_linear(name, module, config, parents, summary, skip_slower,
+                                   rows.get(name, example_batch_size))
+        return _convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
+
+    swap_modules(model, linears + embs, build, progress, "lowbit quantize_")
     untied = note_ties(summary, ties, weight_bytes)
     if untied:
         warnings.warn(f"quantize_ untied {untied}, which shared one weight Parameter: each "
