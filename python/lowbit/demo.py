@@ -5,14 +5,13 @@ scikit-learn's 8x8 digits; its weights and 500 held-out test images ship in lowb
 """
 from __future__ import annotations
 
-import statistics
-import time
 from importlib.resources import files
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from . import cpu_info, get_num_threads, set_num_threads
+from ._core.runtime import cpu_info, get_num_threads, set_num_threads
+from ._core.timing import median_seconds
 from .nn.linear import QuantizedLinear
 
 MODEL_RESOURCE = "data/digits_mlp.npz"
@@ -46,14 +45,7 @@ def float_linear(weight: np.ndarray, bias: np.ndarray) -> Forward:
 
 def median_ms(fn: Forward, x: np.ndarray, repeats: int) -> float:
     """Median wall time of fn(x) in milliseconds, after a few untimed warm-up calls."""
-    for _ in range(3):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(lambda: fn(x), repeats) * 1e3
 
 
 def measure(threads: Optional[int] = None, repeats: int = 50) -> dict[str, Any]:

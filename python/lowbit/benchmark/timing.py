@@ -1,19 +1,35 @@
-"""Timing primitives: per-call wall times, the L3 size that decides how many weight copies make
+"""Timing for the benchmarks: per-call wall times (lowbit._core.timing, the one timer), the L3 size that decides how many weight copies make
 a "cold" measurement, and the DRAM read bandwidth that cold results are compared to."""
 from __future__ import annotations
 
-import gc
+import importlib.util
 import os
 import statistics
 import time
-from typing import Any, Callable, Optional, Sequence
+from types import ModuleType
+from typing import Optional
 
 import numpy as np
 
-WARMUP_CALLS = 3
-MIN_SECONDS = 0.2        # keep sampling until this much timed time, even past `repeats`
-MAX_SECONDS = 30.0       # cap: stop sampling after this, even short of `repeats`
-MAX_SAMPLES = 200_000    # cap for calls of a few microseconds
+
+def _load_timer() -> ModuleType:
+    """lowbit's one timer, lowbit/_core/timing.py (stdlib only), loaded by path: the harness
+    runs standalone in its workers, which never import the lowbit package (see __main__)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_core",
+                        "timing.py")
+    spec = importlib.util.spec_from_file_location("lowbit_benchmark_timer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_timer = _load_timer()
+WARMUP_CALLS = _timer.WARMUP_CALLS
+MIN_SECONDS = _timer.MIN_SECONDS
+MAX_SECONDS = _timer.MAX_SECONDS
+MAX_SAMPLES = _timer.MAX_SAMPLES
+time_calls = _timer.time_calls
 COLD_FACTOR = 3          # cold mode: weight copies total more than this many L3 caches
 DEFAULT_L3_BYTES = 32 * 2**20
 DRAM_PROBE_BYTES = 512 * 2**20
@@ -51,34 +67,6 @@ def cold_copies(weight_bytes: int, l3_bytes: Optional[int] = None) -> int:
     """Copies whose total size exceeds COLD_FACTOR x L3, so each call reads from DRAM."""
     l3 = l3_cache_bytes() if l3_bytes is None else l3_bytes
     return COLD_FACTOR * l3 // weight_bytes + 1
-
-
-def time_calls(calls: Sequence[Callable[[], Any]], repeats: int, min_seconds: float = MIN_SECONDS,
-               max_seconds: float = MAX_SECONDS) -> list[float]:
-    """Per-call wall times, cycling through `calls` (one per weight copy)."""
-    n = len(calls)
-    warmup = max(WARMUP_CALLS, n)   # every copy touched once, so page faults aren't timed
-    for i in range(warmup):
-        calls[i % n]()
-    samples: list[float] = []
-    total, i = 0.0, warmup          # continue the cycle: the next copy is the least recent
-    gc_was_enabled = gc.isenabled()
-    gc.disable()                    # a collection inside a timed call is noise, not cost
-    try:
-        while (len(samples) < repeats or total < min_seconds) and len(samples) < MAX_SAMPLES:
-            if samples and total >= max_seconds:
-                break
-            call = calls[i % n]
-            start = time.perf_counter()
-            call()
-            elapsed = time.perf_counter() - start
-            samples.append(elapsed)
-            total += elapsed
-            i += 1
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return samples
 
 
 def dram_bandwidth(nbytes: int, repeats: int) -> tuple[float, str]:

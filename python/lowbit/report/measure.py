@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
-import time
 from collections import UserDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .._core.runtime import cpu_info, get_num_threads, set_num_threads
+from .._core.timing import median_seconds
 from ..nn.embedding import QuantizedEmbedding
 from ..nn.models import Model, nbytes_of
 from ..nn.linear import QuantizedLinear
@@ -95,14 +94,8 @@ def output_names(out: Any, leaf: Leaf, path: str = "") -> list[str]:
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(max(repeats, 1)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    """Median of `repeats` timed calls after two untimed ones, in ms (lowbit._core.timing)."""
+    return median_seconds(fn, repeats, warmup=2) * 1e3
 
 
 def float_outputs(out: Any, leaf: Leaf) -> list[np.ndarray]:

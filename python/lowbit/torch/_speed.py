@@ -2,12 +2,12 @@
 at the shape it will really see, on this CPU, with the current thread settings."""
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Callable
 
 import torch
 from torch import nn
+
+from .._core.timing import median_seconds
 
 WARMUP = 3
 MIN_SAMPLES = 7
@@ -15,17 +15,11 @@ BUDGET_SECONDS = 0.05   # per layer and per variant; enough for a stable median 
 MAX_SAMPLES = 500
 
 
-def median_seconds(fn: Callable[[], object]) -> float:
-    for _ in range(WARMUP):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < MIN_SAMPLES or (time.perf_counter() - start < BUDGET_SECONDS
-                                       and len(times) < MAX_SAMPLES):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def layer_seconds(fn: Callable[[], object]) -> float:
+    """Median seconds of one layer call: MIN_SAMPLES timed calls at least, more while the
+    budget lasts (lowbit._core.timing)."""
+    return median_seconds(fn, MIN_SAMPLES, min_seconds=BUDGET_SECONDS, max_samples=MAX_SAMPLES,
+                          warmup=WARMUP)
 
 
 def compare(float_layer: nn.Module, quantized: nn.Module, rows: int, in_features: int
@@ -37,6 +31,6 @@ def compare(float_layer: nn.Module, quantized: nn.Module, rows: int, in_features
     best_f, best_q = float("inf"), float("inf")
     with torch.inference_mode():
         for _ in range(3):
-            best_f = min(best_f, median_seconds(lambda: float_layer(x)))
-            best_q = min(best_q, median_seconds(lambda: quantized(x)))
+            best_f = min(best_f, layer_seconds(lambda: float_layer(x)))
+            best_q = min(best_q, layer_seconds(lambda: quantized(x)))
     return best_f, best_q
