@@ -62,3 +62,17 @@ def test_range_params_keeps_shape():
     assert scale.shape == (2, 3) and zero.shape == (2, 3)
     scale0, _ = _range_to_params(np.asarray(np.float32(-1)), np.asarray(np.float32(2)), "int8", True)
     assert scale0.shape == ()
+
+
+@pytest.mark.parametrize("name", sorted(QT))
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_torch_twin_gives_the_same_bits(name, symmetric):
+    """lowbit.torch.fake_quant.range_to_params (QAT's copy of the rule, in torch ops) against
+    the C++ rule, on the same ranges, overflowing ones included."""
+    torch = pytest.importorskip("torch")
+    from lowbit.torch.fake_quant import range_to_params
+    lo, hi = ranges()
+    scale, zero = _range_to_params(lo, hi, name, symmetric)
+    t_scale, t_zero = range_to_params(torch.from_numpy(lo), torch.from_numpy(hi), name, symmetric)
+    np.testing.assert_array_equal(t_scale.numpy().view(np.int32), scale.view(np.int32))
+    np.testing.assert_array_equal(t_zero.numpy().astype(np.int32), zero)

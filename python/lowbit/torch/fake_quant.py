@@ -63,7 +63,10 @@ def clamp_range(dtype: str, symmetric: bool) -> tuple[int, int]:
 
 def range_to_params(lo: torch.Tensor, hi: torch.Tensor, dtype: str, symmetric: bool
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """lowbit.qtensor._range_to_params in float32 torch ops (zero point as a float tensor)."""
+    """The torch twin of lowbit::range_params (lowbit.h; NumPy calls it through
+    lowbit.qtensor._range_to_params): the same float32 operations in the same order, on torch
+    tensors so that learned ranges keep their gradients (zero point as a float tensor).
+    tests/test_range_params.py holds the two to the same bits."""
     _, qmin, qmax = QTYPES[dtype]
     if symmetric:
         scale = torch.maximum(lo.abs(), hi.abs()) / SYMMETRIC_MAX[dtype]
@@ -71,7 +74,10 @@ def range_to_params(lo: torch.Tensor, hi: torch.Tensor, dtype: str, symmetric: b
     else:
         lo = torch.clamp(lo, max=0.0)
         hi = torch.clamp(hi, min=0.0)
-        scale = (hi - lo) / (qmax - qmin)
+        levels = float(qmax - qmin)
+        scale = (hi - lo) / levels
+        # a range wider than float32 holds: the same two-division form the C++ rule takes
+        scale = torch.where(torch.isfinite(scale), scale, hi / levels - lo / levels)
         safe = torch.where(scale == 0, torch.ones_like(scale), scale)
         zero = torch.clamp(torch.round(qmin - lo / safe), qmin, qmax)
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)
