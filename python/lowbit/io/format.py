@@ -439,13 +439,18 @@ def decode_layer(name: str, meta: dict[str, Any], t: Tensors) -> Any:
     if kind == "packed_weight":
         return pack_weight(qt, bits=meta["bits"], mode=meta["mode"])
     bias = t[p + "bias"] if meta["bias"] else None
-    if meta["scheme"] == "weight_only" and meta["bits"] == 8:
-        return QuantizedLinear(qt, bias)
+    # The weight's bits and mode name its kernels; frozen activation parameters make the layer
+    # static. The scheme the file records must be what that gives.
     pw = pack_weight(qt, bits=meta["bits"], mode=meta["mode"])
-    if meta["scheme"] == "static":
-        return QuantizedLinear(pw, bias, input_scale=t[p + "input_scale"],
-                               input_zero_point=np.array(t[p + "input_zero_point"]))
-    return QuantizedLinear(pw, bias)
+    if p + "input_scale" in t or p + "input_zero_point" in t:
+        layer = QuantizedLinear(pw, bias, input_scale=t[p + "input_scale"],
+                                input_zero_point=np.array(t[p + "input_zero_point"]))
+    else:
+        layer = QuantizedLinear(pw, bias)
+    if layer.scheme != meta["scheme"]:
+        raise ValueError(f"its record says scheme {meta['scheme']!r}, but its weight and "
+                         f"tensors make a {layer.scheme!r} layer")
+    return layer
 
 
 def decode(tensors: Tensors, codes: dict[str, str], layers: dict[str, Any], path: str = ""
