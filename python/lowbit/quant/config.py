@@ -59,6 +59,10 @@ class QuantConfig:
     scheme: ClassVar[str] = "dynamic"
     mode: ClassVar[Optional[str]] = None
     calibrated: ClassVar[bool] = False
+    # How the kernels quantize activations: "float" (not at all: weight-only), "rows_uint8"
+    # (DynamicQuantizeLinear per row), "rows_int8_symmetric" (int8 per row, zero point 0) or
+    # "static" (a frozen per-tensor scale and zero point from calibration). QAT simulates it.
+    activation: ClassVar[str] = "rows_uint8"
     format_version: ClassVar[int] = 1
     clip_search: ClassVar[bool] = False   # a field of the configs that offer the search
     # every config has a `symmetric` field
@@ -165,6 +169,7 @@ class Int8WeightOnlyConfig(QuantConfig):
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "weight_only"
     mode: ClassVar[Optional[str]] = "weight_only"
+    activation: ClassVar[str] = "float"
     group_size: ClassVar[Optional[int]] = None
 
     def __post_init__(self) -> None:
@@ -194,6 +199,7 @@ class Int4WeightOnlyConfig(_Int4Config):
     bits: ClassVar[int] = 4
     scheme: ClassVar[str] = "weight_only"
     mode: ClassVar[Optional[str]] = "weight_only"
+    activation: ClassVar[str] = "float"
 
     def __post_init__(self) -> None:
         _check_group_size(self.group_size)
@@ -218,6 +224,7 @@ class Int4DynamicConfig(_Int4Config):
     bits: ClassVar[int] = 4
     scheme: ClassVar[str] = "dynamic"
     mode: ClassVar[Optional[str]] = "w4a8"
+    activation: ClassVar[str] = "rows_int8_symmetric"
 
     def __post_init__(self) -> None:
         _check_group_size(self.group_size)
@@ -249,6 +256,7 @@ class Int8StaticConfig(QuantConfig):
     mode: ClassVar[Optional[str]] = None
     group_size: ClassVar[Optional[int]] = None
     calibrated: ClassVar[bool] = True
+    activation: ClassVar[str] = "static"
 
     def __post_init__(self) -> None:
         _check_bool(self.symmetric, "symmetric")

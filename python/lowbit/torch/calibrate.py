@@ -62,7 +62,7 @@ class ObservedLinear(nn.Module):
 
 def _static_config(name: str, spec: ConfigSpec) -> tuple[Optional[Int8StaticConfig], str]:
     cfg, why = config_for(name, spec)
-    if cfg is not None and not isinstance(cfg, Int8StaticConfig):
+    if cfg is not None and not cfg.calibrated:
         if isinstance(spec, Mapping):
             where = f" for layer {name!r}"
             todo = ("map those layers to None here and convert them with quantize_ (before or "

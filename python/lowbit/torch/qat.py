@@ -14,7 +14,7 @@ from torch import nn
 from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from .._core.checks import QTYPES, check_bool
 from ..quant.plan import LayerPlan, UnsupportedLayer
-from ..quant.config import Int8StaticConfig, QuantConfig, check_config
+from ..quant.config import QuantConfig, check_config
 from ..quant.config import ConfigSpec, config_for
 from ..qtensor import QTensor
 from . import fake_quant as fq
@@ -25,6 +25,15 @@ from ..quant.summary import ConversionSummary, Replaced, Skipped
 from ._kinds import prepared_layer
 
 TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
+
+
+# The activation quantization of each config (QuantConfig.activation) as QAT simulates it; a
+# calibrated ("static") config's is the observer path of FakeQuantLinear.fake_input.
+FAKE_ACTIVATIONS = {
+    "float": lambda x: x,
+    "rows_uint8": fq.fake_quantize_rows_dynamic,
+    "rows_int8_symmetric": fq.fake_quantize_rows_symmetric,
+}
 
 
 @prepared_layer
@@ -53,11 +62,8 @@ class FakeQuantLinear(nn.Module):
         self.config = config
         self.plan = plan
         self.learnable_scales = learnable_scales
-        if config.bits == 4:
-            assert plan.group_size is not None
-            self.group = plan.group_size
-        else:
-            self.group = self.in_features
+        # 4-bit configs plan a group; 8-bit weights are one group per output channel
+        self.group = plan.group_size if plan.group_size is not None else self.in_features
         self.weight_dtype, self.symmetric = config.weight_format()
         self.weight_scale: Optional[nn.Parameter] = None
         if learnable_scales:
@@ -66,7 +72,7 @@ class FakeQuantLinear(nn.Module):
                                  "learned)")
             scale, _ = self._rule_qparams()
             self.weight_scale = nn.Parameter(scale.clone())
-        self.observer = config.observer.clone() if isinstance(config, Int8StaticConfig) else None
+        self.observer = config.observer.clone() if config.calibrated else None
         self.input_scale: Optional[nn.Parameter] = None
         if self.observer is not None and learnable_scales:
             self.input_scale = nn.Parameter(torch.ones(()))
@@ -127,7 +133,7 @@ class FakeQuantLinear(nn.Module):
         data = q.numpy().astype(storage)
         s = np.ascontiguousarray(scale.detach().numpy(), np.float32)
         z = zero.numpy().astype(storage)
-        if self.config.bits == 8:
+        if self.plan.group_size is None:   # per output channel
             return QTensor(data, s.reshape(-1), z.reshape(-1), self.weight_dtype, 0, None)
         return QTensor(data, s, z, self.weight_dtype, 1, self.group)
 
@@ -146,13 +152,10 @@ class FakeQuantLinear(nn.Module):
         return torch.tensor(float(scale)), torch.tensor(float(zero))
 
     def fake_input(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        if cfg.scheme == "weight_only":
-            return x
-        if cfg.scheme == "dynamic":
-            return (fq.fake_quantize_rows_dynamic(x) if cfg.bits == 8
-                    else fq.fake_quantize_rows_symmetric(x))
-        assert self.observer is not None
+        simulate = FAKE_ACTIVATIONS.get(self.config.activation)
+        if simulate is not None:
+            return simulate(x)
+        assert self.observer is not None   # "static": a calibrated per-tensor scale
         if self.training and (self.input_scale is None or not bool(self.input_initialized)):
             self.observer.observe(x.detach().contiguous().numpy())
             if self.input_scale is not None:
@@ -180,7 +183,7 @@ class FakeQuantLinear(nn.Module):
         cfg = self.config
         _, bias = float_weight(self, name)
         input_qparams = None
-        if isinstance(cfg, Int8StaticConfig):
+        if cfg.calibrated:
             try:
                 scale, zero = self.input_qparams()
             except ValueError as e:

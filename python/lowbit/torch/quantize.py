@@ -12,7 +12,7 @@ from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from .._core.checks import check_bool
 from ..report.measure import call
 from ..quant.plan import UnsupportedLayer
-from ..quant.config import Int8StaticConfig
+from ..quant.config import QuantConfig
 from ..quant.config import ConfigSpec, config_for
 from ._modules import (FilterFn, find, finish, handled_ids, kept_float, linear_skip_reason,
                        named_modules_all, swap_modules, tied_weights)
@@ -133,8 +133,8 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
     skip_slower = check_bool(skip_slower, "skip_slower")
     embeddings = check_bool(embeddings, "embeddings")
     progress = None if progress is None else check_bool(progress, "progress")
-    if not isinstance(config, dict) and isinstance(config, Int8StaticConfig):
-        raise ValueError("Int8StaticConfig needs calibration: prepare(model, config), run "
+    if isinstance(config, QuantConfig) and config.calibrated:
+        raise ValueError(f"{type(config).__name__} needs calibration: prepare(model, config), run "
                          "representative data through the model, then convert(model)")
     linears = find(model, (nn.Linear,), filter_fn)
     embs = find(model, (nn.Embedding,), filter_fn) if embeddings else []
@@ -230,9 +230,9 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     if cfg is None:
         summary.skipped.append(Skipped(name, why or "no config"))
         return None
-    if isinstance(cfg, Int8StaticConfig):
-        raise ValueError(f"layer {name!r}: Int8StaticConfig needs calibration; use prepare() and "
-                         "convert()")
+    if cfg.calibrated:
+        raise ValueError(f"layer {name!r}: {type(cfg).__name__} needs calibration; use prepare() "
+                         "and convert()")
     w, b = float_weight(module, name)
     try:
         plan = cfg.plan(module.out_features, module.in_features)
