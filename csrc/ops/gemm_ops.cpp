@@ -20,19 +20,19 @@ namespace {
 // Below this much work a second thread costs more to wake than it saves.
 constexpr double kMinParallelMacs = 6e6;
 
-void run_gemm(const GemmProblem& p) {
+void run_w8a8(const W8A8Problem& p) {
   const KernelTable& k = kernels();
   const int64_t panels = round_up(p.N, PackedMatrix::kPanelCols) / PackedMatrix::kPanelCols;
   if (p.M == 0 || panels == 0) return;
   const int threads = get_num_threads();
   const double macs = static_cast<double>(p.M) * p.N * std::max<int64_t>(p.K, 1);
   if (threads == 1 || macs < kMinParallelMacs) {
-    k.gemm.run(p, 0, p.M, 0, panels);
+    k.w8a8.run(p, 0, p.M, 0, panels);
     return;
   }
   // Row tasks are whole multiples of the kernel's row step, and at least 4 steps (24 rows for
   // a 6-row kernel) so each still reuses its panel across several row blocks.
-  const int64_t mr = k.gemm.mr, row_block = std::max<int64_t>(4 * mr, 24);
+  const int64_t mr = k.w8a8.mr, row_block = std::max<int64_t>(4 * mr, 24);
   // Enough tasks for load balance on a noisy machine, but each still streams a whole panel.
   const int64_t want = 4LL * threads;
   int64_t col_tasks = std::min(panels, want);
@@ -45,7 +45,7 @@ void run_gemm(const GemmProblem& p) {
     const int64_t ct = t % col_tasks, rt = t / col_tasks;
     const int64_t p0 = panels * ct / col_tasks, p1 = panels * (ct + 1) / col_tasks;
     const int64_t m0 = rt * rows_per_task, m1 = std::min(p.M, m0 + rows_per_task);
-    if (p0 < p1 && m0 < m1) k.gemm.run(p, m0, m1, p0, p1);
+    if (p0 < p1 && m0 < m1) k.w8a8.run(p, m0, m1, p0, p1);
   });
 }
 
@@ -117,8 +117,8 @@ ARows prepare_a(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t KP
   return {in_place ? a8 : rows, in_place ? lda : KP, row_sum, row_zero};
 }
 
-GemmProblem int32_problem(const ARows& a, int64_t M, int64_t K, int64_t KP, int32_t* c, int64_t ldc) {
-  GemmProblem p;
+W8A8Problem int32_problem(const ARows& a, int64_t M, int64_t K, int64_t KP, int32_t* c, int64_t ldc) {
+  W8A8Problem p;
   p.M = M;
   p.K = K;
   p.KP = KP;
@@ -143,13 +143,13 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
   if (M == 0 || b.cols() == 0) return;
   const ARows rows = prepare_a(a, a_type, M, K, b.padded_depth(), lda, a_zero_point,
                                a_zero_point_count, !b.symmetric());
-  GemmProblem p = int32_problem(rows, M, K, b.padded_depth(), c, ldc);
+  W8A8Problem p = int32_problem(rows, M, K, b.padded_depth(), c, ldc);
   p.N = b.cols();
   p.b_panels = b.panels();
   p.col_zero = b.col_zero();
   p.col_corr = b.col_corr();
   p.b_symmetric = b.symmetric();
-  run_gemm(p);
+  run_w8a8(p);
 }
 
 void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t K, int64_t lda,
@@ -167,15 +167,15 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   for (int64_t i = 0; i < b_zero_point_count; ++i) b_symmetric &= b_zero_point[i] == b_shift;
   if (b_zero_point_count == 0) b_symmetric = b_shift == 0;
   const ARows rows = prepare_a(a, a_type, M, K, KP, lda, a_zero_point, a_zero_point_count, !b_symmetric);
-  const GemmProblem base = int32_problem(rows, M, K, KP, c, ldc);
+  const W8A8Problem base = int32_problem(rows, M, K, KP, c, ldc);
   const KernelTable& k = kernels();
-  if (k.gemm_plain_b.run != nullptr && M <= k.gemm_plain_b.max_rows) {
+  if (k.w8a8_plain_b.run != nullptr && M <= k.w8a8_plain_b.max_rows) {
     // A few rows: B is read in place, once, by the plain-B kernel (column tasks of whole 64s).
     thread_local ScratchBuffer zero_buffer;
     auto* col_zero = static_cast<int32_t*>(zero_buffer.reserve(static_cast<size_t>(N) * sizeof(int32_t)));
     for (int64_t n = 0; n < N; ++n)
       col_zero[n] = (b_zero_point_count == 0 ? 0 : b_zero_point[b_zero_point_count == 1 ? 0 : n]) - b_shift;
-    GemmProblem p = base;
+    W8A8Problem p = base;
     p.N = N;
     p.col_zero = col_zero;
     p.b_symmetric = b_symmetric;
@@ -187,7 +187,7 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
                               ? 1 : std::min<int64_t>(groups, get_num_threads());
     auto task = [&](int64_t t) {
       const int64_t n0 = groups * t / tasks * 64, n1 = std::min(N, groups * (t + 1) / tasks * 64);
-      if (n0 < n1) k.gemm_plain_b.run(p, b8, ldb, flip, 0, M, n0, n1);
+      if (n0 < n1) k.w8a8_plain_b.run(p, b8, ldb, flip, 0, M, n0, n1);
     };
     if (tasks == 1)
       task(0);
@@ -216,14 +216,14 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
     pack_panels(static_cast<const uint8_t*>(b) + n0, b_type, K, cols, ldb, 1, zp,
                 b_zero_point_count > 1 ? cols : b_zero_point_count, KP, 0, panels, b_panels, col_zero,
                 col_corr, nullptr, false);
-    GemmProblem p = base;
+    W8A8Problem p = base;
     p.N = cols;
     p.b_panels = b_panels;
     p.col_zero = col_zero;
     p.col_corr = col_corr;
     p.b_symmetric = b_symmetric;
     p.c_i32 = c + n0;
-    k.gemm.run(p, 0, M, 0, panels);
+    k.w8a8.run(p, 0, M, 0, panels);
   };
   const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
   if (get_num_threads() == 1 || chunks == 1 || macs < kMinParallelMacs) {
@@ -274,7 +274,7 @@ void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const Packed
   if (!finite.load())
     throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
 
-  GemmProblem p;
+  W8A8Problem p;
   p.M = M;
   p.N = b.cols();
   p.K = K;
@@ -292,7 +292,7 @@ void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const Packed
   p.row_scale = row_scale;
   p.col_scale = col_scale;
   p.bias = bias;
-  run_gemm(p);
+  run_w8a8(p);
 }
 
 }  // namespace

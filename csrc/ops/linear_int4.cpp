@@ -68,7 +68,7 @@ void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix&
   Int4Scratch& s = scratch();
   const int64_t row_len = G * gp;
 
-  Int4GemmProblem p;
+  W4Problem p;
   p.M = M;
   p.N = N;
   p.groups = G;
@@ -120,18 +120,18 @@ void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix&
   if (!finite.load())
     throw std::invalid_argument("input holds NaN or Inf values");
 
-  const GemmInt4Fn gemm = mode == Int4Compute::w4a8 ? k.gemm_w4a8.run : k.gemm_w4f32.run;
+  const W4Fn kernel = mode == Int4Compute::w4a8 ? k.w4a8.run : k.w4f32.run;
   const int64_t panels = w.panels();
   const int threads = get_num_threads();
   const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
   if (threads == 1 || panels == 1 || macs < kMinParallelMacs) {
-    gemm(p, 0, M, 0, panels);
+    kernel(p, 0, M, 0, panels);
     return;
   }
   const int64_t tasks = std::min<int64_t>(panels, 4LL * threads);
   parallel_for(tasks, [&](int64_t t) {
     const int64_t p0 = panels * t / tasks, p1 = panels * (t + 1) / tasks;
-    if (p0 < p1) gemm(p, 0, M, p0, p1);
+    if (p0 < p1) kernel(p, 0, M, p0, p1);
   });
 }
 

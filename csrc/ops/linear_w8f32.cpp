@@ -49,21 +49,21 @@ void linear_weight_only(const float* x, int64_t M, int64_t ldx, const PackedMatr
   const int64_t panels = b.padded_cols() / PackedMatrix::kPanelCols;
   const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
   if (threads == 1 || macs < 4e6) {
-    k.gemm_w8f32.run(p, 0, M, 0, panels);
+    k.w8f32.run(p, 0, M, 0, panels);
     return;
   }
   // Panels first (each streams its weights once); rows too when there are few panels.
   const int64_t want = 4LL * threads;
   const int64_t col_tasks = std::min(panels, want);
   const int64_t row_tasks = std::max<int64_t>(1, std::min<int64_t>(M / 8, want / col_tasks));
-  const int64_t mr = k.gemm_w8f32.mr;
+  const int64_t mr = k.w8f32.mr;
   parallel_for(col_tasks * row_tasks, [&](int64_t t) {
     const int64_t ct = t % col_tasks, rt = t / col_tasks;
     const int64_t p0 = panels * ct / col_tasks, p1 = panels * (ct + 1) / col_tasks;
     // Row boundaries on multiples of the kernel's row step (the last task takes the rest).
     const int64_t m0 = std::min(M, M * rt / row_tasks / mr * mr);
     const int64_t m1 = rt + 1 == row_tasks ? M : std::min(M, M * (rt + 1) / row_tasks / mr * mr);
-    if (p0 < p1 && m0 < m1) k.gemm_w8f32.run(p, m0, m1, p0, p1);
+    if (p0 < p1 && m0 < m1) k.w8f32.run(p, m0, m1, p0, p1);
   });
 }
 

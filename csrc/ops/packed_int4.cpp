@@ -1,5 +1,5 @@
 // Packing of 4-bit weights into the panel layout described in kernels/kernel_api.h
-// (Int4GemmProblem): 64-column panels, group blocks of [weights | scales | zero points].
+// (W4Problem): 64-column panels, group blocks of [weights | scales | zero points].
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>

@@ -18,14 +18,14 @@ void pack_b_groups(const uint8_t* b, int64_t ldb, int64_t K, int64_t g_begin, in
                    uint8_t flip, int8_t* panel, int32_t* col_sums);
 void pack_bt_groups(const uint8_t* w, int64_t ldw, int64_t g_begin, int64_t g_end, uint8_t flip,
                     int8_t* panel, int32_t* col_sums);
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
-void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-               int64_t panel_end);
-void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end);
-void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end);
+void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+void w4f32(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end);
+void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end);
 
 }  // namespace ref
 }  // namespace lowbit

@@ -7,15 +7,15 @@
 
 namespace lowbit {
 namespace amx {
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
-void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-               int64_t panel_end);
+void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
 }  // namespace amx
 namespace amx_emu {
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
-void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-               int64_t panel_end);
+void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
 }  // namespace amx_emu
 }  // namespace lowbit

@@ -21,7 +21,7 @@
 #include "kernels/kernel_scratch.h"
 #include "kernels/amx/amx_tiles.h"
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
-#include "kernels/int4_layout.h"
+#include "kernels/w4_layout.h"
 
 namespace lowbit {
 namespace LOWBIT_AMX_NS {
@@ -69,7 +69,7 @@ struct TileA {
   }
 };
 
-TileA copy_a(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t blocks, int64_t kw) {
+TileA copy_a(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t blocks, int64_t kw) {
   TileA t;
   t.steps = p.group_pad / kw;
   t.tile_bytes = kTileRows * kw;
@@ -95,11 +95,11 @@ TileA copy_a(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t b
 
 // Nibbles of one panel as int8 w - zero, group after group: group g's k group q (4 k) is the
 // 256-byte row (g * group_pad / 4 + q) of dst.
-void unpack_panel(const Int4GemmProblem& p, int64_t panel, int8_t* dst) {
+void unpack_panel(const W4Problem& p, int64_t panel, int8_t* dst) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const int64_t octets = p.group_pad / 8;
   for (int64_t g = 0; g < p.groups; ++g) {
-    const Int4Group b = int4_group(p, panel, g);
+    const W4Group b = w4_group(p, panel, g);
     __m512i zero[4];
     for (int j = 0; j < 4; ++j)  // column c's zero point in each of its 4 bytes
       zero[j] = b.zeros == nullptr
@@ -136,7 +136,7 @@ void scale_half(const int32_t* c, const float* scales, int64_t half, float* acc)
 }
 
 template <int RB>
-void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8_t* unpacked,
+void row_block(const W4Problem& p, const TileA& a, int64_t blk, const int8_t* unpacked,
                int64_t panel, int64_t m0, int64_t rows, int64_t kw) {
   alignas(64) float acc[2 * kTileRows * kPanel];
   alignas(64) int32_t sums[2][2 * kTileRows * kPanel];
@@ -167,7 +167,7 @@ void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8
         }
       }
       // ... while group g - 1's sums are scaled into the accumulators ...
-      if (g > 0) scale_half<RB>(sums[(g - 1) & 1], int4_group(p, panel, g - 1).scales, half, acc);
+      if (g > 0) scale_half<RB>(sums[(g - 1) & 1], w4_group(p, panel, g - 1).scales, half, acc);
       if (g < G) {  // ... and only then stored, once the products are done.
         int32_t* c = sums[g & 1] + half * 32;
         LOWBIT_TILE_STORE(0, c, kPanel * 4);
@@ -196,10 +196,10 @@ void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8
 
 }  // namespace
 
-void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-               int64_t panel_end) {
+void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end) {
   if (m_end - m_begin < kMinRows || p.groups == 0) {
-    avx512vnni::gemm_w4a8(p, m_begin, m_end, panel_begin, panel_end);
+    avx512vnni::w4a8(p, m_begin, m_end, panel_begin, panel_end);
     return;
   }
   const int64_t kw = step_bytes(p.group_pad);

@@ -57,7 +57,7 @@ struct TileA {
   const uint8_t* tile(int64_t block, int64_t chunk) const { return data + (block * chunks + chunk) * 1024; }
 };
 
-TileA copy_a(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t blocks) {
+TileA copy_a(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t blocks) {
   const int64_t groups = p.KP / 4, full = groups / kTileGroups;
   const bool tail = groups % kTileGroups != 0;
   TileA t;
@@ -100,7 +100,7 @@ struct PanelPrefetch {
 // one panel over the chunks [ch0, ch1), added to (first: stored into) c (row stride 64 int32,
 // the panel's full width).
 template <int RB>
-void half_panel(const GemmProblem& p, const TileA& a, int64_t blk, const int8_t* panel,
+void half_panel(const W8A8Problem& p, const TileA& a, int64_t blk, const int8_t* panel,
                 int64_t half, int64_t ch0, int64_t ch1, int32_t* c, PanelPrefetch& pf) {
   const int64_t groups = p.KP / 4;
   const int8_t* b = panel + half * 32 * 4;
@@ -149,7 +149,7 @@ void half_panel(const GemmProblem& p, const TileA& a, int64_t blk, const int8_t*
 // Rows of row blocks blk .. blk + RB - 1 (from m_begin, before m_end) of one panel: tile sums
 // of both halves, then the epilogue.
 template <int RB, bool stream>
-void row_block(const GemmProblem& p, const TileA& a, int64_t m_begin, int64_t m_end, int64_t blk,
+void row_block(const W8A8Problem& p, const TileA& a, int64_t m_begin, int64_t m_end, int64_t blk,
                int64_t panel, PanelPrefetch& pf) {
   alignas(64) int32_t c[2 * kTileRows * kPanel];
   const int8_t* b = p.b_panels + panel * kPanel * p.KP;
@@ -174,10 +174,10 @@ void row_block(const GemmProblem& p, const TileA& a, int64_t m_begin, int64_t m_
 
 }  // namespace
 
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   if (m_end - m_begin < kMinRows || p.KP < 64) {
-    avx512vnni::gemm(p, m_begin, m_end, panel_begin, panel_end);
+    avx512vnni::w8a8(p, m_begin, m_end, panel_begin, panel_end);
     return;
   }
   // Row blocks of 16; the last one is padded with zero rows in the tile copy of A.

@@ -14,14 +14,14 @@ bool quantize_row_u8(const float* x, int64_t k, int64_t kp, uint8_t* out, float*
 void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool per_element,
                     int32_t zero, int32_t qmin, int32_t qmax, uint8_t* out);
 uint64_t sum_bytes(const uint8_t* data, int64_t n);
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
-void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-               int64_t panel_end);
-void gemm_w4f32(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end);
-void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end);
+void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end);
+void w4f32(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end);
+void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end);
 
 }  // namespace avx2
 }  // namespace lowbit

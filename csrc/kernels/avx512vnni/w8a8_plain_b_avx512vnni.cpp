@@ -81,7 +81,7 @@ inline __m512i a_word(const uint8_t* row, int64_t g) {
 // Sums of rows [m0, m1) x columns [n0, n0 + cols) over all of K, into s (row r's 64-column
 // group j at s + (r * groups64 + j) * 64; row m1 - m0 holds the column sums), permuted.
 template <int U>
-inline __attribute__((always_inline)) void step(const GemmProblem& p, const uint8_t* b, int64_t ldb,
+inline __attribute__((always_inline)) void step(const W8A8Problem& p, const uint8_t* b, int64_t ldb,
                                                 int64_t rows_b, int64_t g, int64_t n0, int64_t cols,
                                                 int64_t m0, int64_t m1, __m512i flip, __m512i* s) {
   const int64_t groups64 = (cols + 63) / 64, R = m1 - m0;
@@ -119,7 +119,7 @@ inline __attribute__((always_inline)) void step(const GemmProblem& p, const uint
 
 }  // namespace
 
-void gemm_plain_b(const GemmProblem& p, const uint8_t* b, int64_t ldb, uint8_t flip, int64_t m_begin,
+void w8a8_plain_b(const W8A8Problem& p, const uint8_t* b, int64_t ldb, uint8_t flip, int64_t m_begin,
                   int64_t m_end, int64_t n_begin, int64_t n_end) {
   const int64_t R = m_end - m_begin;
   if (R <= 0 || n_end <= n_begin) return;

@@ -6,7 +6,7 @@
 namespace lowbit {
 namespace avxvnni {
 
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end);
 
 }  // namespace avxvnni

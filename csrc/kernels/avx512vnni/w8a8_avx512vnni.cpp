@@ -1,4 +1,4 @@
-// u8 x s8 GEMM microkernels on vpdpbusd (exact: u8*s8 products summed four at a time into
+// w8a8 GEMM (u8 x s8) microkernels on vpdpbusd (exact: u8*s8 products summed four at a time into
 // int32, no intermediate saturation). A tile is MR rows x one 64-column panel (4 zmm
 // accumulators per row). Few rows get extra accumulator sets over alternating k groups so that
 // enough independent vpdpbusd chains hide its latency (small-M / GEMV case).
@@ -54,7 +54,7 @@ LOWBIT_INLINE void step(TileAcc<MR>& acc, const uint8_t* a, int64_t lda, const i
 }
 
 template <int MR>
-LOWBIT_INLINE void store_tile(const GemmProblem& p, int64_t m0, int64_t panel,
+LOWBIT_INLINE void store_tile(const W8A8Problem& p, int64_t m0, int64_t panel,
                               const TileAcc<MR>& acc) {
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
@@ -68,7 +68,7 @@ LOWBIT_INLINE void store_tile(const GemmProblem& p, int64_t m0, int64_t panel,
 
 // MR rows x 64 columns; KU independent accumulator sets over consecutive k groups.
 template <int MR, int KU>
-void tile(const GemmProblem& p, int64_t m0, int64_t panel) {
+void tile(const W8A8Problem& p, int64_t m0, int64_t panel) {
   const int8_t* b = p.b_panels + panel * kPanel * p.KP;
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t lda = p.lda;
@@ -94,7 +94,7 @@ void tile(const GemmProblem& p, int64_t m0, int64_t panel) {
 
 // Rows are walked inside each panel so a panel (KP x 64 bytes) stays in L2 while every row
 // block of A streams past it.
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     int64_t m = m_begin;

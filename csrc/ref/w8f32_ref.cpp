@@ -1,4 +1,4 @@
-// Scalar weight-only int8 GEMM over the packed int8 panels (kernels/kernel_api.h, W8F32Problem),
+// Scalar w8f32 GEMM (weight-only int8) over the packed int8 panels (kernels/kernel_api.h, W8F32Problem),
 // in exactly the order of operations the SIMD kernels use, so every ISA gives the same bits.
 #include <cmath>
 
@@ -7,8 +7,8 @@
 namespace lowbit {
 namespace ref {
 
-void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end) {
+void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end) {
   constexpr int64_t kPanel = 64;
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     const int8_t* b = p.b_panels + panel * kPanel * p.KP;

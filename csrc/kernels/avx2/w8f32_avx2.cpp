@@ -1,7 +1,7 @@
-// Weight-only int8 GEMM on AVX2: float32 activations against the packed int8 panels. A tile is
-// MR rows x half a panel (32 columns, 4 ymm per row), so 3 rows of accumulators fit the 16
-// registers. Each 32-byte load holds 8 columns x 4 k; byte t of every lane becomes a float32
-// by a shift pair and a convert, and is FMA'd into every row k by k in order (csrc/ref's order).
+// w8f32 GEMM (weight-only int8) on AVX2: float32 activations against the packed int8 panels. A tile
+// is MR rows x half a panel (32 columns, 4 ymm per row), so 3 rows of accumulators fit the 16
+// registers. Each 32-byte load holds 8 columns x 4 k; byte t of every lane becomes a float32 by a
+// shift pair and a convert, and is FMA'd into every row k by k in order (csrc/ref's order).
 #include <immintrin.h>
 
 #include "kernels/avx2/avx2_kernels.h"
@@ -88,8 +88,8 @@ constexpr W8F32HalfTile kTiles[] = {w8f32_tile<1>, w8f32_tile<2>, w8f32_tile<3>}
 
 }  // namespace
 
-void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end) {
+void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end) {
   walk_half_panels(kTiles, p, m_begin, m_end, panel_begin, panel_end);
 }
 

@@ -1,7 +1,7 @@
-// Weight-only int8 GEMM on AVX-512: float32 activations against the packed int8 panels. A tile
-// is MR rows x one 64-column panel (4 zmm per row). Each 64-byte load holds 16 columns x 4 k;
-// byte t of every lane becomes a float32 by a shift pair and a convert, once per tile, and is
-// FMA'd into every row k by k in order (the order of csrc/ref, so every ISA gives the same bits).
+// w8f32 GEMM (weight-only int8) on AVX-512: float32 activations against the packed int8 panels. A
+// tile is MR rows x one 64-column panel (4 zmm per row). Each 64-byte load holds 16 columns x 4 k;
+// byte t of every lane becomes a float32 by a shift pair and a convert, once per tile, and is FMA'd
+// into every row k by k in order (the order of csrc/ref, so every ISA gives the same bits).
 #include <immintrin.h>
 
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
@@ -94,8 +94,8 @@ constexpr int kMaxRows = 4;
 }  // namespace
 
 // Rows are walked inside each panel, so the panel stays in L2 while the A rows stream past it.
-void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end) {
+void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     int64_t m = m_begin;
     for (; m + kMaxRows <= m_end; m += kMaxRows) kTiles[kMaxRows - 1](p, m, panel);

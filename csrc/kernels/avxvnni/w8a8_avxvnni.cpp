@@ -1,5 +1,5 @@
-// u8 x s8 GEMM on AVX-VNNI (VEX-encoded 256-bit vpdpbusd, as on CPUs with AVX-VNNI but without
-// AVX-512). Exact, like the AVX-512 kernel; 16 ymm registers allow MR rows x (8 * NV) columns
+// w8a8 GEMM (u8 x s8) on AVX-VNNI (VEX-encoded 256-bit vpdpbusd, as on CPUs with AVX-VNNI but
+// without AVX-512). Exact, like the AVX-512 kernel; 16 ymm registers allow MR rows x (8 * NV) columns
 // with MR * NV <= 12 accumulators.
 #include <immintrin.h>
 
@@ -38,7 +38,7 @@ LOWBIT_INLINE void step(TileAcc<MR, NV>& acc, const uint8_t* a, int64_t lda, con
 }
 
 // Finishes 8 columns starting at n0 for row m.
-LOWBIT_INLINE void store8(const GemmProblem& p, int64_t m, int64_t n0, __m256i acc) {
+LOWBIT_INLINE void store8(const W8A8Problem& p, int64_t m, int64_t n0, __m256i acc) {
   __m256i c = _mm256_sub_epi32(
       acc, _mm256_mullo_epi32(_mm256_set1_epi32(p.row_zero[m]),
                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.col_corr + n0))));
@@ -72,7 +72,7 @@ LOWBIT_INLINE void store8(const GemmProblem& p, int64_t m, int64_t n0, __m256i a
 
 // MR rows x (8 * NV) columns starting at column col0 of the panel.
 template <int MR, int NV>
-void tile(const GemmProblem& p, int64_t m0, int64_t panel, int64_t col0) {
+void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
   const int8_t* b = p.b_panels + panel * kPanel * p.KP + col0 * 4;
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t groups = p.KP / 4;
@@ -91,14 +91,14 @@ void tile(const GemmProblem& p, int64_t m0, int64_t panel, int64_t col0) {
 }
 
 template <int MR, int NV>
-void tile_columns(const GemmProblem& p, int64_t m0, int64_t panel) {
+void tile_columns(const W8A8Problem& p, int64_t m0, int64_t panel) {
   for (int64_t col0 = 0; col0 < kPanel && panel * kPanel + col0 < p.N; col0 += 8 * NV)
     tile<MR, NV>(p, m0, panel, col0);
 }
 
 }  // namespace
 
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     int64_t m = m_begin;

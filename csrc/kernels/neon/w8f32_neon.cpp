@@ -1,7 +1,7 @@
-// Weight-only int8 GEMM on NEON: float32 activations against the packed int8 panels. A tile is
-// MR rows x half a panel (32 columns, 8 q registers per row). Each 16-byte load holds 4
-// columns x 4 k; byte t of every lane becomes a float32 by a shift pair and a convert, and is
-// FMA'd (vfmaq, fused) into every row k by k in order (csrc/ref's order, the same bits).
+// w8f32 GEMM (weight-only int8) on NEON: float32 activations against the packed int8 panels. A tile
+// is MR rows x half a panel (32 columns, 8 q registers per row). Each 16-byte load holds 4 columns
+// x 4 k; byte t of every lane becomes a float32 by a shift pair and a convert, and is FMA'd (vfmaq,
+// fused) into every row k by k in order (csrc/ref's order, the same bits).
 #include <arm_neon.h>
 
 #include "kernels/neon/neon_kernels.h"
@@ -86,8 +86,8 @@ constexpr W8F32HalfTile kTiles[] = {w8f32_tile<1>, w8f32_tile<2>};
 
 }  // namespace
 
-void gemm_w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-                int64_t panel_end) {
+void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+           int64_t panel_end) {
   walk_half_panels(kTiles, p, m_begin, m_end, panel_begin, panel_end);
 }
 

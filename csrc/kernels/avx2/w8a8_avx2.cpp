@@ -1,5 +1,5 @@
-// u8 x s8 GEMM on AVX2 without VNNI, exact for every input: both operands are widened to int16
-// and multiplied with vpmaddwd (two products summed into int32; |sum| <= 2*255*128, no
+// w8a8 GEMM (u8 x s8) on AVX2 without VNNI, exact for every input: both operands are widened to
+// int16 and multiplied with vpmaddwd (two products summed into int32; |sum| <= 2*255*128, no
 // saturation). vpmaddubsw is never used: its int16 pair sums saturate at 255*127*2.
 //
 // The packed panel stores 4 k values per column; a 16-byte load sign-extends to 4 columns x
@@ -27,7 +27,7 @@ inline __m256i broadcast_a(const uint8_t* a) {
 }
 
 // Finishes 8 columns starting at n0 for row m from two half-sum accumulators.
-inline void store8(const GemmProblem& p, int64_t m, int64_t n0, __m256i lo4, __m256i hi4) {
+inline void store8(const W8A8Problem& p, int64_t m, int64_t n0, __m256i lo4, __m256i hi4) {
   const __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo4, hi4), 0xD8);
   __m256i c = _mm256_sub_epi32(
       sums, _mm256_mullo_epi32(_mm256_set1_epi32(p.row_zero[m]),
@@ -62,7 +62,7 @@ inline void store8(const GemmProblem& p, int64_t m, int64_t n0, __m256i lo4, __m
 
 // MR rows x (4 * NV) columns starting at column col0 of the panel.
 template <int MR, int NV>
-void tile(const GemmProblem& p, int64_t m0, int64_t panel, int64_t col0) {
+void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
   const int8_t* b = p.b_panels + panel * kPanel * p.KP + col0 * 4;
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t groups = p.KP / 4;
@@ -93,14 +93,14 @@ void tile(const GemmProblem& p, int64_t m0, int64_t panel, int64_t col0) {
 }
 
 template <int MR, int NV>
-void tile_columns(const GemmProblem& p, int64_t m0, int64_t panel) {
+void tile_columns(const W8A8Problem& p, int64_t m0, int64_t panel) {
   for (int64_t col0 = 0; col0 < kPanel && panel * kPanel + col0 < p.N; col0 += 4 * NV)
     tile<MR, NV>(p, m0, panel, col0);
 }
 
 }  // namespace
 
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     int64_t m = m_begin;

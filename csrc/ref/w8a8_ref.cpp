@@ -1,4 +1,4 @@
-// Scalar GEMM over the packed layout, with the same epilogue as the SIMD kernels.
+// Scalar w8a8 GEMM over the packed layout, with the same epilogue as the SIMD kernels.
 // Integer math is done in uint32 so wrap-around is defined (results are exact modulo 2^32).
 #include <cmath>
 
@@ -9,7 +9,7 @@ namespace ref {
 
 static constexpr int64_t kPanel = 64;
 
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   const int64_t groups = p.KP / 4;
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {

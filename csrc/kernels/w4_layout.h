@@ -1,4 +1,4 @@
-// Addressing of the packed 4-bit weight layout (see Int4GemmProblem in kernel_api.h), shared by
+// Addressing of the packed 4-bit weight layout (see W4Problem in kernel_api.h), shared by
 // every ISA's 4-bit kernels. Plain integer code in an anonymous namespace: each translation unit
 // keeps its own copy, compiled with its own flags (no ODR mixing across ISA flags).
 #pragma once
@@ -14,17 +14,23 @@ constexpr int64_t kInt4PanelCols = 64;
 constexpr int64_t kInt4OctetBytes = kInt4PanelCols * 4;  // 8 k of 64 columns, 2 nibbles a byte
 
 // One group's block inside a panel: weights (octets), then scales, then zero points.
-struct Int4Group {
+struct W4Group {
   const uint8_t* weights;
   const float* scales;   // 64, one per panel column
   const uint8_t* zeros;  // 64, or null when symmetric (every zero point is 8)
 };
 
-inline Int4Group int4_group(const Int4GemmProblem& p, int64_t panel, int64_t g) {
+inline W4Group w4_group(const W4Problem& p, int64_t panel, int64_t g) {
   const uint8_t* block = p.w + panel * p.panel_stride + g * p.group_stride;
   const int64_t weight_bytes = p.group_pad * kInt4PanelCols / 2;
   return {block, reinterpret_cast<const float*>(block + weight_bytes),
           p.symmetric ? nullptr : block + weight_bytes + kInt4PanelCols * 4};
+}
+
+// The 4-bit value of column c at position k (< group_pad) of a group's weights.
+inline int32_t w4_nibble(const uint8_t* weights, int64_t k, int64_t c) {
+  const uint8_t byte = weights[(k / 8) * kInt4PanelCols * 4 + (c / 16) * 64 + (c % 16) * 4 + (k % 4)];
+  return (k % 8) >= 4 ? byte >> 4 : byte & 0x0F;
 }
 
 }  // namespace
