@@ -16,7 +16,7 @@
 #include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avxvnni/avxvnni_kernels.h"
 #include "kernels/neon/neon_kernels.h"
-#include "ref/ref_kernels.h"
+#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
 namespace {
@@ -137,18 +137,18 @@ void neondot_entries(KernelTable&) {}
 #endif
 
 void scalar_entries(KernelTable& t) {
-  t.quantize_run = ref::quantize_run;
-  t.dequantize_run = ref::dequantize_run;
-  t.min_max = ref::min_max;
-  t.quantize_row_u8 = ref::quantize_row_u8;
-  t.requantize_run = ref::requantize_run;
-  t.sum_bytes = ref::sum_bytes;
-  t.pack_b_groups = ref::pack_b_groups;
-  t.pack_bt_groups = ref::pack_bt_groups;
-  t.w8a8 = {ref::w8a8, 1};
-  t.w4a8 = {ref::w4a8, 1};
-  t.w4f32 = {ref::w4f32, 1};
-  t.w8f32 = {ref::w8f32, 1};
+  t.quantize_run = scalar::quantize_run;
+  t.dequantize_run = scalar::dequantize_run;
+  t.min_max = scalar::min_max;
+  t.quantize_row_u8 = scalar::quantize_row_u8;
+  t.requantize_run = scalar::requantize_run;
+  t.sum_bytes = scalar::sum_bytes;
+  t.pack_b_groups = scalar::pack_b_groups;
+  t.pack_bt_groups = scalar::pack_bt_groups;
+  t.w8a8 = {scalar::w8a8, 1};
+  t.w4a8 = {scalar::w4a8, 1};
+  t.w4f32 = {scalar::w4f32, 1};
+  t.w8f32 = {scalar::w8f32, 1};
 }
 
 // In order of preference, best last; a row's base comes before it.

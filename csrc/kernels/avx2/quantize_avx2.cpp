@@ -1,5 +1,5 @@
-// AVX2 + FMA elementwise kernels, bit-identical to csrc/ref (same float32 division, round half
-// to even, requantization in double). Tails use the same scalar math as the reference.
+// AVX2 + FMA elementwise kernels, bit-identical to csrc/kernels/scalar (same float32 division,
+// round half to even, requantization in double). Tails use the same scalar math as the reference.
 #include <immintrin.h>
 
 #include <cfloat>

@@ -1,6 +1,6 @@
 // w4f32 GEMM on AVX2 (Int4Compute::weight_only): float32 activations x 4-bit weights, MR rows
 // x half a panel a tile (see w4_tile_avx2.h). Nibbles are dequantized to float32 in registers
-// and FMA'd k by k in order (the same order as csrc/ref).
+// and FMA'd k by k in order (the same order as csrc/kernels/scalar).
 #include <immintrin.h>
 
 #include <cstring>

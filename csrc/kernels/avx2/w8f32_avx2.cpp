@@ -1,7 +1,8 @@
 // w8f32 GEMM (weight-only int8) on AVX2: float32 activations against the packed int8 panels. A tile
 // is MR rows x half a panel (32 columns, 4 ymm per row), so 3 rows of accumulators fit the 16
 // registers. Each 32-byte load holds 8 columns x 4 k; byte t of every lane becomes a float32 by a
-// shift pair and a convert, and is FMA'd into every row k by k in order (csrc/ref's order).
+// shift pair and a convert, and is FMA'd into every row k by k in order (csrc/kernels/scalar's
+// order).
 #include <immintrin.h>
 
 #include "kernels/avx2/avx2_kernels.h"

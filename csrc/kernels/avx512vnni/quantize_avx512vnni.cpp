@@ -1,6 +1,6 @@
 // AVX-512 elementwise kernels: quantize, dequantize, min/max, per-row dynamic quantization and
-// requantization. Every result is bit-identical to csrc/ref: same float32 division, the same
-// round-half-to-even, requantization in double.
+// requantization. Every result is bit-identical to csrc/kernels/scalar: same float32 division, the
+// same round-half-to-even, requantization in double.
 #include <immintrin.h>
 
 #include <cfloat>

@@ -1,7 +1,7 @@
-// w4f32 GEMM on AVX-512 (Int4Compute::weight_only): float32 activations x 4-bit weights, MR
-// rows x one 64-column panel a tile (see w4_tile_avx512.h). Nibbles become float32 in registers
-// and are FMA'd against float32 activations, k by k in order (the same order as csrc/ref).
-// Float accumulators across groups live in an L1 tile so the registers hold the inner loop's.
+// w4f32 GEMM on AVX-512 (Int4Compute::weight_only): float32 activations x 4-bit weights, MR rows x
+// one 64-column panel a tile (see w4_tile_avx512.h). Nibbles become float32 in registers and are
+// FMA'd against float32 activations, k by k in order (the same order as csrc/kernels/scalar). Float
+// accumulators across groups live in an L1 tile so the registers hold the inner loop's.
 #include <immintrin.h>
 
 #include <cstring>

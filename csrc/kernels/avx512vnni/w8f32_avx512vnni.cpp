@@ -1,7 +1,8 @@
 // w8f32 GEMM (weight-only int8) on AVX-512: float32 activations against the packed int8 panels. A
 // tile is MR rows x one 64-column panel (4 zmm per row). Each 64-byte load holds 16 columns x 4 k;
 // byte t of every lane becomes a float32 by a shift pair and a convert, once per tile, and is FMA'd
-// into every row k by k in order (the order of csrc/ref, so every ISA gives the same bits).
+// into every row k by k in order (the order of csrc/kernels/scalar, so every ISA gives the same
+// bits).
 #include <immintrin.h>
 
 #include "kernels/avx512vnni/avx512vnni_kernels.h"

@@ -1,5 +1,5 @@
-// NEON elementwise kernels, bit-identical to csrc/ref: the same float32 division (vdivq is IEEE
-// correctly rounded), round half to even (vrndnq), requantization in float64. Tails use the
+// NEON elementwise kernels, bit-identical to csrc/kernels/scalar: the same float32 division (vdivq
+// is IEEE correctly rounded), round half to even (vrndnq), requantization in float64. Tails use the
 // reference's scalar formulas.
 #include <arm_neon.h>
 

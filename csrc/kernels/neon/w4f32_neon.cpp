@@ -9,8 +9,8 @@ namespace lowbit {
 namespace neon {
 namespace {
 
-// Float32 activations x 4-bit weights dequantized in registers, k by k in order (csrc/ref's
-// order), MR rows x 16 columns.
+// Float32 activations x 4-bit weights dequantized in registers, k by k in order
+// (csrc/kernels/scalar's order), MR rows x 16 columns.
 template <int MR>
 void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
   float facc[MR][16] = {};

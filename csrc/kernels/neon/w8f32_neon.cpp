@@ -1,7 +1,7 @@
 // w8f32 GEMM (weight-only int8) on NEON: float32 activations against the packed int8 panels. A tile
 // is MR rows x half a panel (32 columns, 8 q registers per row). Each 16-byte load holds 4 columns
 // x 4 k; byte t of every lane becomes a float32 by a shift pair and a convert, and is FMA'd (vfmaq,
-// fused) into every row k by k in order (csrc/ref's order, the same bits).
+// fused) into every row k by k in order (csrc/kernels/scalar's order, the same bits).
 #include <arm_neon.h>
 
 #include "kernels/neon/neon_kernels.h"

@@ -2,10 +2,10 @@
 // Integer math is done in uint32 so wrap-around is defined (results are exact modulo 2^32).
 #include <cmath>
 
-#include "ref/ref_kernels.h"
+#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
-namespace ref {
+namespace scalar {
 
 static constexpr int64_t kPanel = 64;
 
@@ -40,5 +40,5 @@ void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_be
   }
 }
 
-}  // namespace ref
+}  // namespace scalar
 }  // namespace lowbit

@@ -4,7 +4,7 @@
 #include "kernels/kernel_api.h"
 
 namespace lowbit {
-namespace ref {
+namespace scalar {
 
 bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax, uint8_t* out);
 void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* out);
@@ -27,5 +27,5 @@ void w4f32(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_beg
 void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
            int64_t panel_end);
 
-}  // namespace ref
+}  // namespace scalar
 }  // namespace lowbit

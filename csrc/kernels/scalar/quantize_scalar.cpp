@@ -6,10 +6,10 @@
 #include "kernels/kernel_api.h"
 #include "kernels/qparams.h"
 #include "lowbit/lowbit.h"
-#include "ref/ref_kernels.h"
+#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
-namespace ref {
+namespace scalar {
 
 // NaN clamps to lo: converting NaN to an integer is undefined behaviour, and the callers report
 // NaN input as an error after the run, so the value stored for it does not matter.
@@ -92,5 +92,5 @@ uint64_t sum_bytes(const uint8_t* data, int64_t n) {
   return sum;
 }
 
-}  // namespace ref
+}  // namespace scalar
 }  // namespace lowbit

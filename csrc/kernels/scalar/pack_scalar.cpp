@@ -1,9 +1,9 @@
 // Packing of row-major B into the panel layout, element by element: the fallback of every path
 // without its own packer, and the reference the others are tested against.
-#include "ref/ref_kernels.h"
+#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
-namespace ref {
+namespace scalar {
 
 void pack_b_groups(const uint8_t* b, int64_t ldb, int64_t K, int64_t g_begin, int64_t g_end,
                    uint8_t flip, int8_t* panel, int32_t* col_sums) {
@@ -29,5 +29,5 @@ void pack_bt_groups(const uint8_t* w, int64_t ldw, int64_t g_begin, int64_t g_en
       }
 }
 
-}  // namespace ref
+}  // namespace scalar
 }  // namespace lowbit

@@ -2,10 +2,10 @@
 // in exactly the order of operations the SIMD kernels use, so every ISA gives the same bits.
 #include <cmath>
 
-#include "ref/ref_kernels.h"
+#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
-namespace ref {
+namespace scalar {
 
 void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
            int64_t panel_end) {
@@ -27,5 +27,5 @@ void w8f32(const W8F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_
   }
 }
 
-}  // namespace ref
+}  // namespace scalar
 }  // namespace lowbit
