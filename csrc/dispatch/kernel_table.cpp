@@ -11,12 +11,7 @@
 #include <string>
 
 #include "dispatch/cpu_features.h"
-#include "kernels/amx/amx_kernels.h"
-#include "kernels/avx2/avx2_kernels.h"
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
-#include "kernels/avxvnni/avxvnni_kernels.h"
-#include "kernels/neon/neon_kernels.h"
-#include "kernels/scalar/scalar_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace {

@@ -1,12 +1,31 @@
-// The contract between ISA-free drivers (csrc/ops) and per-ISA kernels (csrc/kernels/<isa>).
-// Plain data and function-pointer types only: this header is included by translation units
-// compiled with different ISA flags, so it must hold no inline code that could be emitted with
-// one ISA's instructions and then linked into another's callers.
+// The contract between ISA-free drivers (csrc/ops), the packers (csrc/packed) and per-ISA kernels
+// (csrc/kernels/<isa>). Plain data, function-pointer types, constants and macros only: this header
+// is included by translation units compiled with different ISA flags, so it must hold no inline
+// code that could be emitted with one ISA's instructions and then linked into another's callers.
 #pragma once
 
 #include <cstdint>
 
+// Small kernel helpers (register tiles, loads, stores) are always inlined: GCC then keeps every
+// vector in a register (a helper left out of line would pass its vectors through the stack).
+#define LOWBIT_INLINE __attribute__((always_inline)) inline
+
 namespace lowbit {
+
+// The packed layouts, the same on every ISA path. Packed int8 B (PackedMatrix, W8A8Problem,
+// W8F32Problem): panels of kPanelCols columns; inside a panel, k in groups of kGroupDepth (K
+// padded to a multiple of it with zeros), one group being kGroupBytes bytes: [64 columns x 4 k].
+constexpr int64_t kPanelCols = 64;
+constexpr int64_t kGroupDepth = 4;
+constexpr int64_t kGroupBytes = kPanelCols * kGroupDepth;
+// Half a panel: the column block of the kernels whose registers cannot hold a whole panel's
+// accumulators for several rows (AVX2 and NEON).
+constexpr int64_t kHalfPanelCols = kPanelCols / 2;
+// Packed 4-bit weights (PackedInt4Matrix, W4Problem): the same panels, each group's weights in
+// octets of kW4OctetDepth k (group lengths padded to a multiple of it), one octet being
+// kW4OctetBytes bytes: [64 columns x 8 k], two nibbles a byte (see W4Problem).
+constexpr int64_t kW4OctetDepth = 8;
+constexpr int64_t kW4OctetBytes = kPanelCols * kW4OctetDepth / 2;
 
 // One w8a8 GEMM (u8 activations x s8 weights, int32 sums) in the shape the kernels understand:
 //   A: M rows of uint8, KP bytes each (K padded to 4 with zeros), row stride lda.
@@ -124,10 +143,10 @@ using W8A8Fn = void (*)(const W8A8Problem& p, int64_t m_begin, int64_t m_end,
 // its entry says up to how many (max_rows) the driver should call it instead of packing.
 using W8A8PlainBFn = void (*)(const W8A8Problem& p, const uint8_t* b, int64_t ldb, uint8_t flip,
                               int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
-using W4Fn = void (*)(const W4Problem& p, int64_t m_begin, int64_t m_end,
-                            int64_t panel_begin, int64_t panel_end);
+using W4Fn = void (*)(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+                      int64_t panel_end);
 using W8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
-                             int64_t panel_begin, int64_t panel_end);
+                         int64_t panel_begin, int64_t panel_end);
 
 // A GEMM entry: the kernel and its row step. A kernel computes MR rows at a time (a register
 // or tile block) and handles any remainder itself; drivers that split rows over threads give

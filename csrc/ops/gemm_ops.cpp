@@ -9,6 +9,7 @@
 #include <string>
 
 #include "dispatch/kernel_table.h"
+#include "kernels/kernel_api.h"
 #include "lowbit/lowbit.h"
 #include "ops/pack_panels.h"
 #include "runtime/aligned_buffer.h"
@@ -22,7 +23,7 @@ constexpr double kMinParallelMacs = 6e6;
 
 void run_w8a8(const W8A8Problem& p) {
   const KernelTable& k = kernels();
-  const int64_t panels = round_up(p.N, PackedMatrix::kPanelCols) / PackedMatrix::kPanelCols;
+  const int64_t panels = round_up(p.N, kPanelCols) / kPanelCols;
   if (p.M == 0 || panels == 0) return;
   const int threads = get_num_threads();
   const double macs = static_cast<double>(p.M) * p.N * std::max<int64_t>(p.K, 1);
@@ -161,7 +162,7 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   check_b_operand(b_type, K, N, b_zero_point, b_zero_point_count);
   if (ldb < N) throw std::invalid_argument("B's row stride is below its width");
   if (M == 0 || N == 0) return;
-  const int64_t KP = checked_round_up(K, PackedMatrix::kDepthGroup);
+  const int64_t KP = checked_round_up(K, kGroupDepth);
   const int32_t b_shift = b_type == ElemType::uint8 ? 128 : 0;
   bool b_symmetric = true;
   for (int64_t i = 0; i < b_zero_point_count; ++i) b_symmetric &= b_zero_point[i] == b_shift;
@@ -200,11 +201,11 @@ void matmul_integer_unpacked(const void* a, ElemType a_type, int64_t M, int64_t 
   // more columns) into its own scratch, reused from call to call (a fresh packed copy would
   // pay its page faults on every call), and runs the kernel over it: B is read once.
   const int64_t kChunkPanels = M <= kUnpackedMaxRows ? 4 : 16;
-  const int64_t kChunkCols = kChunkPanels * PackedMatrix::kPanelCols;
+  const int64_t kChunkCols = kChunkPanels * kPanelCols;
   const int64_t chunks = (N + kChunkCols - 1) / kChunkCols;
   auto run_chunk = [&](int64_t chunk) {
     const int64_t n0 = chunk * kChunkCols, cols = std::min<int64_t>(kChunkCols, N - n0);
-    const int64_t panels = (cols + PackedMatrix::kPanelCols - 1) / PackedMatrix::kPanelCols;
+    const int64_t panels = (cols + kPanelCols - 1) / kPanelCols;
     thread_local ScratchBuffer buffer;
     auto* data = static_cast<uint8_t*>(buffer.reserve(static_cast<size_t>(kChunkCols * KP + 2 * kChunkCols * 4)));
     auto* b_panels = reinterpret_cast<int8_t*>(data);

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "dispatch/kernel_table.h"
+#include "kernels/kernel_api.h"
 #include "lowbit/lowbit.h"
 #include "runtime/thread_pool.h"
 
@@ -46,7 +47,7 @@ void linear_weight_only(const float* x, int64_t M, int64_t ldx, const PackedMatr
   p.y = y;
   p.ldy = ldy;
   const int threads = get_num_threads();
-  const int64_t panels = b.padded_cols() / PackedMatrix::kPanelCols;
+  const int64_t panels = b.padded_cols() / kPanelCols;
   const double macs = static_cast<double>(M) * N * std::max<int64_t>(K, 1);
   if (threads == 1 || macs < 4e6) {
     k.w8f32.run(p, 0, M, 0, panels);

@@ -7,24 +7,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/w4_layout.h"
 #include "lowbit/lowbit.h"
 #include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit {
-namespace {
-
-constexpr int64_t kPanel = PackedInt4Matrix::kPanelCols;
-constexpr int64_t kOctetBytes = kPanel * 4;  // 8 k of 64 columns, two nibbles per byte
-
-// Byte offset, inside a group's weight block, of the byte holding k (< group_pad) of column c,
-// and whether k is in its high nibble.
-inline int64_t weight_byte(int64_t k, int64_t c) {
-  return (k / 8) * kOctetBytes + (c / 16) * 64 + (c % 16) * 4 + (k % 4);
-}
-inline bool high_nibble(int64_t k) { return (k % 8) >= 4; }
-
-}  // namespace
 
 PackedInt4Matrix::~PackedInt4Matrix() { std::free(storage_); }
 
@@ -53,13 +41,14 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
   pm->K_ = K;
   pm->group_ = group_size;
   pm->groups_ = G;
-  pm->group_pad_ = round_up(std::min(group_size, std::max<int64_t>(K, 1)), 8);
+  pm->group_pad_ = round_up(std::min(group_size, std::max<int64_t>(K, 1)), kW4OctetDepth);
   pm->symmetric_ = true;
   if (zero_point != nullptr)
     for (int64_t i = 0; i < N * G; ++i) pm->symmetric_ &= zero_point[i] == 8;
   const bool store_zeros = !pm->symmetric_;
-  pm->group_stride_ = pm->group_pad_ * kPanel / 2 + kPanel * 4 + (store_zeros ? kPanel : 0);
-  pm->panels_count_ = ceil_div(N, kPanel);
+  pm->group_stride_ =
+      pm->group_pad_ * kPanelCols / 2 + kPanelCols * 4 + (store_zeros ? kPanelCols : 0);
+  pm->panels_count_ = ceil_div(N, kPanelCols);
   // No groups (K = 0) means no bytes, however many columns: N is then not bounded by a buffer.
   pm->storage_bytes_ =
       G == 0 ? 0 : static_cast<size_t>(checked_size_mul(checked_size_mul(pm->panels_count_, pm->group_stride_), G));
@@ -68,16 +57,16 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
   pm->data_ = static_cast<uint8_t*>(pm->storage_);
 
   PackedInt4Matrix* raw = pm.get();
-  const int64_t weight_bytes = pm->group_pad_ * kPanel / 2;
+  const int64_t weight_bytes = pm->group_pad_ * kPanelCols / 2;
   parallel_for(G == 0 ? 0 : pm->panels_count_, [&](int64_t panel) {
     uint8_t* base = raw->data_ + panel * raw->panel_stride();
     for (int64_t g = 0; g < G; ++g) {
       uint8_t* block = base + g * raw->group_stride_;
       auto* scales = reinterpret_cast<float*>(block + weight_bytes);
-      uint8_t* zeros = block + weight_bytes + kPanel * 4;
+      uint8_t* zeros = block + weight_bytes + kPanelCols * 4;
       const int64_t k0 = g * group_size, k1 = std::min(K, k0 + group_size);
-      for (int64_t c = 0; c < kPanel; ++c) {
-        const int64_t n = panel * kPanel + c;
+      for (int64_t c = 0; c < kPanelCols; ++c) {
+        const int64_t n = panel * kPanelCols + c;
         if (n >= N) {
           scales[c] = 1.0f;  // padding columns: finite values, never stored to the output
           if (store_zeros) zeros[c] = 8;
@@ -89,7 +78,7 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
         for (int64_t k = k0; k < k1; ++k) {
           const int64_t kk = k - k0;
           const uint8_t v = row[k];
-          block[weight_byte(kk, c)] |= static_cast<uint8_t>(high_nibble(kk) ? v << 4 : v);
+          block[w4_weight_byte(kk, c)] |= static_cast<uint8_t>(w4_high_nibble(kk) ? v << 4 : v);
         }
       }
     }
@@ -99,12 +88,12 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
 
 void PackedInt4Matrix::unpack(uint8_t* out) const {
   for (int64_t n = 0; n < N_; ++n) {
-    const uint8_t* base = data_ + (n / kPanel) * panel_stride();
-    const int64_t c = n % kPanel;
+    const uint8_t* base = data_ + (n / kPanelCols) * panel_stride();
+    const int64_t c = n % kPanelCols;
     for (int64_t k = 0; k < K_; ++k) {
       const int64_t g = k / group_, kk = k % group_;
-      const uint8_t byte = base[g * group_stride_ + weight_byte(kk, c)];
-      out[n * K_ + k] = high_nibble(kk) ? static_cast<uint8_t>(byte >> 4)
+      const uint8_t byte = base[g * group_stride_ + w4_weight_byte(kk, c)];
+      out[n * K_ + k] = w4_high_nibble(kk) ? static_cast<uint8_t>(byte >> 4)
                                         : static_cast<uint8_t>(byte & 0x0F);
     }
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dispatch/kernel_table.h"
+#include "kernels/kernel_api.h"
 #include "ops/pack_panels.h"
 #include "lowbit/lowbit.h"
 #include "runtime/aligned_buffer.h"
@@ -30,15 +31,11 @@ void PackedMatrix::unpack(void* out, int64_t stride_k, int64_t stride_n) const {
     const int8_t* panel = panels_ + (n / kPanelCols) * kPanelCols * KP_;
     const int64_t c = n % kPanelCols;
     for (int64_t k = 0; k < K_; ++k) {
-      const int32_t v = panel[(k / 4) * kPanelCols * 4 + c * 4 + (k % 4)] + shift;
+      const int32_t v = panel[(k / 4) * kGroupBytes + c * 4 + (k % 4)] + shift;
       dst[k * stride_k + n * stride_n] = static_cast<uint8_t>(v);
     }
   }
 }
-
-namespace {
-constexpr int64_t kPanelCols = PackedMatrix::kPanelCols;
-}  // namespace
 
 void check_b_operand(ElemType type, int64_t K, int64_t N, const int32_t* zero_point,
                      int64_t zero_point_count) {
@@ -105,7 +102,7 @@ void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t str
               if (kk >= K) continue;  // the panel was zeroed
               for (int64_t c = 0; c < cols; ++c) {
                 const uint8_t v = static_cast<uint8_t>(b8[kk * stride_k + n0 + c] ^ flip);
-                dst[g * 256 + c * 4 + i] = static_cast<int8_t>(v);
+                dst[g * kGroupBytes + c * 4 + i] = static_cast<int8_t>(v);
                 sums(panel - p0)[c] += static_cast<int8_t>(v);
               }
             }
@@ -148,7 +145,7 @@ void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t str
                 uint32_t w;
                 std::memcpy(&w, src + 4 * g, 4);
                 w ^= flip4;
-                std::memcpy(dst + g * kPanelCols * 4 + 4 * c, &w, 4);
+                std::memcpy(dst + g * kGroupBytes + 4 * c, &w, 4);
               }
             }
           }
@@ -156,7 +153,7 @@ void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t str
         if (whole * 4 < K)
           for (int64_t c = 0; c < cols; ++c) {
             const uint8_t* src = b8 + (n0 + c) * stride_n;
-            uint8_t* out = dst + whole * kPanelCols * 4 + 4 * c;
+            uint8_t* out = dst + whole * kGroupBytes + 4 * c;
             for (int i = 0; i < 4; ++i) {
               out[i] = whole * 4 + i < K ? static_cast<uint8_t>(src[whole * 4 + i] ^ flip) : 0;
               sums[c] += static_cast<int8_t>(out[i]);
@@ -168,7 +165,7 @@ void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t str
           int32_t sum = 0;
           for (int64_t k = 0; k < KP; ++k) {
             const uint8_t v = k < K ? static_cast<uint8_t>(b8[k * stride_k + n * stride_n] ^ flip) : 0;
-            dst[(k / 4) * kPanelCols * 4 + c * 4 + (k % 4)] = v;
+            dst[(k / 4) * kGroupBytes + c * 4 + (k % 4)] = v;
             sum += static_cast<int8_t>(v);
           }
           sums[c] = sum;
@@ -187,7 +184,7 @@ std::shared_ptr<PackedMatrix> PackedMatrix::allocate(ElemType type, int64_t K, i
   std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
   pm->K_ = K;
   pm->N_ = N;
-  pm->KP_ = checked_round_up(K, kDepthGroup);
+  pm->KP_ = checked_round_up(K, kGroupDepth);
   pm->NP_ = checked_round_up(N, kPanelCols);
   pm->type_ = type;
   const int64_t panel_bytes = checked_size_mul(pm->KP_, pm->NP_);

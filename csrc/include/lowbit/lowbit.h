@@ -105,9 +105,6 @@ void requantize(const int32_t* acc, int64_t rows, int64_t cols, const float* mul
 // zero points into the epilogue. The layout is the same for every ISA.
 class PackedMatrix {
  public:
-  static constexpr int64_t kPanelCols = 64;
-  static constexpr int64_t kDepthGroup = 4;
-
   // b[k * stride_k + n * stride_n]; zero_point has N entries (per column) or 1 (per tensor).
   static std::shared_ptr<PackedMatrix> pack(const void* b, ElemType type, int64_t K, int64_t N,
                                             int64_t stride_k, int64_t stride_n,
@@ -220,7 +217,6 @@ void linear_static(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b
 // GEMV streams the whole weight sequentially. The layout is the same for every ISA.
 class PackedInt4Matrix {
  public:
-  static constexpr int64_t kPanelCols = 64;
   static constexpr int64_t kMaxGroupSize = 1 << 20;  // keeps 15 * 127 * group in int32
 
   // u: N x K values in [0, 15], one per byte, row stride K. scale: N x G (G = ceil(K / group)),

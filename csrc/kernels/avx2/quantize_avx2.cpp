@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/qparams.h"
 #include "lowbit/lowbit.h"
 
@@ -221,7 +221,6 @@ uint64_t sum_bytes(const uint8_t* data, int64_t n) {
   for (; i < n; ++i) sum += data[i];
   return sum;
 }
-
 
 }  // namespace avx2
 }  // namespace lowbit

@@ -8,19 +8,14 @@
 
 #include <cstdint>
 
-#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/w4_layout.h"
 
 namespace lowbit {
 namespace avx2 {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kHalf = 32;
-constexpr int64_t kOctetBytes = kPanel * 4;
-constexpr int64_t kPrefetchBytes = 16 * kOctetBytes;
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
+constexpr int64_t kPrefetchBytes = 16 * kW4OctetBytes;
 
 // Zero points of the 8 columns starting at column c of the panel.
 LOWBIT_INLINE __m256i zero_points(const W4Group& b, int64_t c) {
@@ -56,7 +51,7 @@ void walk(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begi
           int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel)
     for (int64_t half = 0; half < 2; ++half) {
-      if (panel * kPanel + half * kHalf >= p.N) break;
+      if (panel * kPanelCols + half * kHalfPanelCols >= p.N) break;
       int64_t m = m_begin;
       for (; m + 2 <= m_end; m += 2) Tile2(p, m, panel, half);
       if (m < m_end) Tile1(p, m, panel, half);

@@ -6,8 +6,8 @@
 
 #include <cstring>
 
-#include "kernels/avx2/avx2_kernels.h"
 #include "kernels/avx2/w4_tile_avx2.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx2 {
@@ -22,7 +22,7 @@ template <int MR>
 void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
-  alignas(32) float facc[MR][kHalf];
+  alignas(32) float facc[MR][kHalfPanelCols];
   std::memset(facc, 0, sizeof(facc));
   const int8_t* a = p.a_s8 + m0 * p.lda;
   const int64_t octets = p.group_pad / 8;
@@ -35,7 +35,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) acc.v[r][q] = _mm256_setzero_si256();
     for (int64_t o = 0; o < octets; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes + half * 128;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes + half * 128;
       _mm_prefetch(reinterpret_cast<const char*>(wo + kPrefetchBytes), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(wo + kPrefetchBytes + 64), _MM_HINT_T0);
 #pragma GCC unroll 4
@@ -56,7 +56,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
     }
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
-      const int64_t c = half * kHalf + 8 * q;
+      const int64_t c = half * kHalfPanelCols + 8 * q;
       const __m256 scale = _mm256_load_ps(b.scales + c);
       const __m256i zero = zero_points(b, c);
 #pragma GCC unroll 4
@@ -70,7 +70,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
   }
 #pragma GCC unroll 4
   for (int q = 0; q < 4; ++q) {
-    const int64_t n0 = panel * kPanel + half * kHalf + 8 * q;
+    const int64_t n0 = panel * kPanelCols + half * kHalfPanelCols + 8 * q;
     if (n0 >= p.N) break;
     const __m256 bias = p.bias ? load_bias8(p, n0) : _mm256_setzero_ps();
 #pragma GCC unroll 4

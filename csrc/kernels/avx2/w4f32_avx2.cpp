@@ -5,8 +5,8 @@
 
 #include <cstring>
 
-#include "kernels/avx2/avx2_kernels.h"
 #include "kernels/avx2/w4_tile_avx2.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx2 {
@@ -15,7 +15,7 @@ namespace {
 template <int MR>
 void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
   const __m256i low4 = _mm256_set1_epi32(0x0F);
-  alignas(32) float facc[MR][kHalf];
+  alignas(32) float facc[MR][kHalfPanelCols];
   std::memset(facc, 0, sizeof(facc));
   const float* a = p.a_f32 + m0 * p.lda;
   const int64_t octets = p.group_pad / 8;
@@ -28,13 +28,13 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) s[r][q] = _mm256_setzero_ps();
     for (int64_t o = 0; o < octets; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes + half * 128;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes + half * 128;
       _mm_prefetch(reinterpret_cast<const char*>(wo + kPrefetchBytes), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(wo + kPrefetchBytes + 64), _MM_HINT_T0);
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) {
         const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(wo + 32 * q));
-        const __m256i zero = zero_points(b, half * kHalf + 8 * q);
+        const __m256i zero = zero_points(b, half * kHalfPanelCols + 8 * q);
 #pragma GCC unroll 8
         for (int kk = 0; kk < 8; ++kk) {  // k = 8o + kk: byte kk % 4, low nibble for kk < 4
           const int shift = 8 * (kk % 4) + 4 * (kk / 4);
@@ -48,7 +48,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
     }
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
-      const __m256 scale = _mm256_load_ps(b.scales + half * kHalf + 8 * q);
+      const __m256 scale = _mm256_load_ps(b.scales + half * kHalfPanelCols + 8 * q);
 #pragma GCC unroll 4
       for (int r = 0; r < MR; ++r) {
         float* f = &facc[r][8 * q];
@@ -58,7 +58,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t half) {
   }
 #pragma GCC unroll 4
   for (int q = 0; q < 4; ++q) {
-    const int64_t n0 = panel * kPanel + half * kHalf + 8 * q;
+    const int64_t n0 = panel * kPanelCols + half * kHalfPanelCols + 8 * q;
     if (n0 >= p.N) break;
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {

@@ -11,14 +11,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx2 {
 namespace {
-
-constexpr int64_t kPanel = 64;
-constexpr int64_t kGroupBytes = kPanel * 4;
 
 inline __m256i broadcast_a(const uint8_t* a) {
   int32_t v;
@@ -63,7 +60,7 @@ inline void store8(const W8A8Problem& p, int64_t m, int64_t n0, __m256i lo4, __m
 // MR rows x (4 * NV) columns starting at column col0 of the panel.
 template <int MR, int NV>
 void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP + col0 * 4;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP + col0 * 4;
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t groups = p.KP / 4;
   __m256i acc[MR][NV];
@@ -84,7 +81,7 @@ void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
       for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(av[r], bv));
     }
   }
-  const int64_t n_base = panel * kPanel + col0;
+  const int64_t n_base = panel * kPanelCols + col0;
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -94,7 +91,7 @@ void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
 
 template <int MR, int NV>
 void tile_columns(const W8A8Problem& p, int64_t m0, int64_t panel) {
-  for (int64_t col0 = 0; col0 < kPanel && panel * kPanel + col0 < p.N; col0 += 4 * NV)
+  for (int64_t col0 = 0; col0 < kPanelCols && panel * kPanelCols + col0 < p.N; col0 += 4 * NV)
     tile<MR, NV>(p, m0, panel, col0);
 }
 

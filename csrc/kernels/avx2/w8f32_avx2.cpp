@@ -5,19 +5,14 @@
 // order).
 #include <immintrin.h>
 
-#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/w8f32_walk.h"
 
 namespace lowbit {
 namespace avx2 {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kHalf = 32;
-constexpr int64_t kQuadBytes = kPanel * 4;
-constexpr int64_t kPrefetchBytes = 16 * kQuadBytes;
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
+constexpr int64_t kPrefetchBytes = 16 * kGroupBytes;
 
 template <int MR>
 LOWBIT_INLINE void fma_k(const int8_t* bq, int t, const float* zero, bool symmetric,
@@ -37,11 +32,11 @@ LOWBIT_INLINE void fma_k(const int8_t* bq, int t, const float* zero, bool symmet
 
 template <int MR>
 void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP + half * kHalf * 4;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP + half * kHalfPanelCols * 4;
   const float* a = p.a + m0 * p.lda;
-  const int64_t c0 = panel * kPanel + half * kHalf;
-  alignas(32) float zero[kHalf];
-  for (int c = 0; c < kHalf; ++c) zero[c] = static_cast<float>(p.col_zero[c0 + c]);
+  const int64_t c0 = panel * kPanelCols + half * kHalfPanelCols;
+  alignas(32) float zero[kHalfPanelCols];
+  for (int c = 0; c < kHalfPanelCols; ++c) zero[c] = static_cast<float>(p.col_zero[c0 + c]);
   __m256 s[MR][4];
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
@@ -49,7 +44,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
     for (int j = 0; j < 4; ++j) s[r][j] = _mm256_setzero_ps();
   const int64_t quads = p.K / 4;
   for (int64_t q = 0; q < quads; ++q) {
-    const int8_t* bq = b + q * kQuadBytes;
+    const int8_t* bq = b + q * kGroupBytes;
     _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchBytes), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchBytes + 64), _MM_HINT_T0);
 #pragma GCC unroll 4
@@ -57,7 +52,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
   }
   const int64_t tail = p.K - 4 * quads;
   for (int t = 0; t < tail; ++t)
-    fma_k<MR>(b + quads * kQuadBytes, t, zero, p.b_symmetric, a, p.lda, 4 * quads + t, s);
+    fma_k<MR>(b + quads * kGroupBytes, t, zero, p.b_symmetric, a, p.lda, 4 * quads + t, s);
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
     const int64_t n0 = c0 + 8 * j;

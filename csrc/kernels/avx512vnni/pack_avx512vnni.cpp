@@ -4,7 +4,7 @@
 // ones (each word's 4 signed bytes summed into its int32 lane).
 #include <immintrin.h>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx512vnni {
@@ -36,7 +36,7 @@ void pack_b_groups(const uint8_t* b, int64_t ldb, int64_t K, int64_t g_begin, in
     out[1] = _mm512_shuffle_i64x2(v0, v1, 0xdd);
     out[2] = _mm512_shuffle_i64x2(v2, v3, 0x88);
     out[3] = _mm512_shuffle_i64x2(v2, v3, 0xdd);
-    int8_t* dst = panel + g * 256;
+    int8_t* dst = panel + g * kGroupBytes;
     for (int j = 0; j < 4; ++j) {
       _mm512_storeu_si512(dst + 64 * j, out[j]);
       sum[j] = _mm512_dpbusd_epi32(sum[j], ones, out[j]);
@@ -53,7 +53,7 @@ namespace avx512vnni {
 namespace {
 
 // out[e] = column e of the 16 x 16 matrix of 32-bit words r (r[i] = row i).
-inline __attribute__((always_inline)) void transpose16x16(const __m512i (&r)[16], __m512i (&out)[16]) {
+LOWBIT_INLINE void transpose16x16(const __m512i (&r)[16], __m512i (&out)[16]) {
   __m512i t[16], u[16];
   for (int i = 0; i < 8; ++i) {
     t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
@@ -94,7 +94,7 @@ void pack_bt_groups(const uint8_t* w, int64_t ldw, int64_t g_begin, int64_t g_en
         r[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi32(mask, w + (16 * j + i) * ldw + 4 * g0), flipv);
       transpose16x16(r, out);
       for (int64_t e = 0; e < n; ++e) {
-        _mm512_storeu_si512(panel + (g0 + e) * 256 + 64 * j, out[e]);
+        _mm512_storeu_si512(panel + (g0 + e) * kGroupBytes + 64 * j, out[e]);
         sum = _mm512_dpbusd_epi32(sum, ones, out[e]);
       }
     }

@@ -6,7 +6,7 @@
 #include <cfloat>
 #include <cstring>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/qparams.h"
 #include "lowbit/lowbit.h"
 
@@ -172,7 +172,6 @@ uint64_t sum_bytes(const uint8_t* data, int64_t n) {
   for (; i < n; ++i) sum += data[i];
   return sum;
 }
-
 
 }  // namespace avx512vnni
 }  // namespace lowbit

@@ -8,18 +8,14 @@
 
 #include <cstdint>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/w4_layout.h"
 
 namespace lowbit {
 namespace avx512vnni {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kOctetBytes = kPanel * 4;
-constexpr int64_t kPrefetchBytes = 16 * kOctetBytes;  // far enough ahead to cover DRAM latency
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
+constexpr int64_t kPrefetchBytes = 16 * kW4OctetBytes;  // far enough ahead to cover DRAM latency
 
 LOWBIT_INLINE __m512i zero_points(const W4Group& b, int j) {
   if (b.zeros == nullptr) return _mm512_set1_epi32(8);

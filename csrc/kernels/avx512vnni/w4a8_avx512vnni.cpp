@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avx512vnni/w4_tile_avx512.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx512vnni {
@@ -35,7 +35,7 @@ LOWBIT_INLINE void dot_quad(IntTile<MR>& acc, const Quad& w, const int8_t* a, in
 template <int MR>
 void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  alignas(64) float facc[MR][kPanel];
+  alignas(64) float facc[MR][kPanelCols];
   std::memset(facc, 0, sizeof(facc));
   const int8_t* a = p.a_s8 + m0 * p.lda;
   const int64_t octets = p.group_pad / 8;
@@ -48,7 +48,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel) {
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) acc.v[r][j] = _mm512_setzero_si512();
     for (int64_t o = 0; o < octets; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes;
       prefetch_octet(wo);
       // Low nibbles (k = 8o..8o+3), then high ones: only 4 weight registers live at a time.
       Quad w;
@@ -77,7 +77,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel) {
   }
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    const int64_t n0 = panel * kPanel + 16 * j;
+    const int64_t n0 = panel * kPanelCols + 16 * j;
     const __mmask16 mask = column_mask(p, n0);
     if (mask == 0) continue;
     const __m512 bias = p.bias ? _mm512_maskz_loadu_ps(mask, p.bias + n0) : _mm512_setzero_ps();

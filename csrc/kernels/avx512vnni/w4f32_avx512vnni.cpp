@@ -6,8 +6,8 @@
 
 #include <cstring>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avx512vnni/w4_tile_avx512.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx512vnni {
@@ -30,7 +30,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel) {
   const __m512 table = p.symmetric
       ? _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7)
       : _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  alignas(64) float facc[MR][kPanel];
+  alignas(64) float facc[MR][kPanelCols];
   std::memset(facc, 0, sizeof(facc));
   const float* a = p.a_f32 + m0 * p.lda;
   const int64_t octets = p.group_pad / 8;
@@ -46,7 +46,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel) {
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) s.v[r][j] = _mm512_setzero_ps();
     for (int64_t o = 0; o < octets; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes;
       prefetch_octet(wo);
       Quad v;
 #pragma GCC unroll 4
@@ -76,7 +76,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel) {
   }
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    const int64_t n0 = panel * kPanel + 16 * j;
+    const int64_t n0 = panel * kPanelCols + 16 * j;
     const __mmask16 mask = column_mask(p, n0);
     if (mask == 0) continue;
 #pragma GCC unroll 8

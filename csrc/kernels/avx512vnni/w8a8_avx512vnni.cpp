@@ -6,17 +6,12 @@
 
 #include <cstring>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avx512vnni/w8a8_epilogue_avx512.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx512vnni {
 namespace {
-
-constexpr int64_t kPanel = 64;
-constexpr int64_t kGroupBytes = kPanel * 4;  // one k group of a panel
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
 
 // Accumulators of an MR x 64 tile. Kept in a struct and touched only through always-inlined
 // helpers: GCC then keeps every vector in a register (an array passed by reference would be
@@ -58,7 +53,7 @@ LOWBIT_INLINE void store_tile(const W8A8Problem& p, int64_t m0, int64_t panel,
                               const TileAcc<MR>& acc) {
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    const int64_t n0 = panel * kPanel + j * 16;
+    const int64_t n0 = panel * kPanelCols + j * 16;
     if (n0 >= p.N) continue;  // not break: the loop must unroll to keep acc in registers
     const w8a8_epilogue::Columns col = w8a8_epilogue::columns(p, n0);
 #pragma GCC unroll 8
@@ -69,7 +64,7 @@ LOWBIT_INLINE void store_tile(const W8A8Problem& p, int64_t m0, int64_t panel,
 // MR rows x 64 columns; KU independent accumulator sets over consecutive k groups.
 template <int MR, int KU>
 void tile(const W8A8Problem& p, int64_t m0, int64_t panel) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP;
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t lda = p.lda;
   const int64_t groups = p.KP / 4;

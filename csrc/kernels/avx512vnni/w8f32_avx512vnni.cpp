@@ -5,17 +5,13 @@
 // bits).
 #include <immintrin.h>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avx512vnni {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kQuadBytes = kPanel * 4;
-constexpr int64_t kPrefetchBytes = 16 * kQuadBytes;  // far enough ahead to cover DRAM latency
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
+constexpr int64_t kPrefetchBytes = 16 * kGroupBytes;  // far enough ahead to cover DRAM latency
 
 // Byte t of each 32-bit lane, sign-extended, as float32.
 template <int T>
@@ -38,12 +34,12 @@ LOWBIT_INLINE void fma_k(const __m512i (&v)[4], const __m512 (&zero)[4], bool sy
 
 template <int MR>
 void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP;
   const float* a = p.a + m0 * p.lda;
   __m512 zero[4];
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j)
-    zero[j] = _mm512_cvtepi32_ps(_mm512_loadu_si512(p.col_zero + panel * kPanel + 16 * j));
+    zero[j] = _mm512_cvtepi32_ps(_mm512_loadu_si512(p.col_zero + panel * kPanelCols + 16 * j));
   __m512 s[MR][4];
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
@@ -51,7 +47,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel) {
     for (int j = 0; j < 4; ++j) s[r][j] = _mm512_setzero_ps();
   const int64_t quads = p.K / 4;
   for (int64_t q = 0; q < quads; ++q) {
-    const int8_t* bq = b + q * kQuadBytes;
+    const int8_t* bq = b + q * kGroupBytes;
     __m512i v[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
@@ -65,7 +61,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel) {
   }
   const int64_t tail = p.K - 4 * quads;  // 0..3 k of a last, zero-padded quad
   if (tail > 0) {
-    const int8_t* bq = b + quads * kQuadBytes;
+    const int8_t* bq = b + quads * kGroupBytes;
     __m512i v[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) v[j] = _mm512_load_si512(bq + 64 * j);
@@ -75,7 +71,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel) {
   }
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    const int64_t n0 = panel * kPanel + 16 * j;
+    const int64_t n0 = panel * kPanelCols + 16 * j;
     const int64_t valid = p.N - n0;
     if (valid <= 0) break;
     const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xffff)

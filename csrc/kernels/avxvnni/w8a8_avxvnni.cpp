@@ -6,16 +6,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/avxvnni/avxvnni_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace avxvnni {
 namespace {
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
-
-constexpr int64_t kPanel = 64;
-constexpr int64_t kGroupBytes = kPanel * 4;
 
 template <int MR, int NV>
 struct TileAcc {
@@ -73,7 +68,7 @@ LOWBIT_INLINE void store8(const W8A8Problem& p, int64_t m, int64_t n0, __m256i a
 // MR rows x (8 * NV) columns starting at column col0 of the panel.
 template <int MR, int NV>
 void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP + col0 * 4;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP + col0 * 4;
   const uint8_t* a = p.a + m0 * p.lda;
   const int64_t groups = p.KP / 4;
   TileAcc<MR, NV> acc;
@@ -82,7 +77,7 @@ void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc.v[r][j] = _mm256_setzero_si256();
   for (int64_t g = 0; g < groups; ++g) step(acc, a + g * 4, p.lda, b + g * kGroupBytes);
-  const int64_t n_base = panel * kPanel + col0;
+  const int64_t n_base = panel * kPanelCols + col0;
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
@@ -92,7 +87,7 @@ void tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
 
 template <int MR, int NV>
 void tile_columns(const W8A8Problem& p, int64_t m0, int64_t panel) {
-  for (int64_t col0 = 0; col0 < kPanel && panel * kPanel + col0 < p.N; col0 += 8 * NV)
+  for (int64_t col0 = 0; col0 < kPanelCols && panel * kPanelCols + col0 < p.N; col0 += 8 * NV)
     tile<MR, NV>(p, m0, panel, col0);
 }
 

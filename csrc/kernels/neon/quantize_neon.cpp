@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/neon/neon_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/qparams.h"
 #include "lowbit/lowbit.h"
 

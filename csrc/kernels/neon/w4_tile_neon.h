@@ -15,9 +15,6 @@
 namespace lowbit {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kOctetBytes = kPanel * 4;
-
 // The 4 bytes at a, repeated over the 16 lanes: the broadcast operand of a 4-deep dot.
 inline int8x16_t broadcast4_s8(const int8_t* a) {
   uint32_t word;
@@ -81,7 +78,7 @@ template <void (*Tile1)(const W4Problem&, int64_t, int64_t, int64_t),
 void walk_w4(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
              int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel)
-    for (int64_t c0 = 0; c0 < kPanel && panel * kPanel + c0 < p.N; c0 += 16) {
+    for (int64_t c0 = 0; c0 < kPanelCols && panel * kPanelCols + c0 < p.N; c0 += 16) {
       int64_t m = m_begin;
       for (; m + 2 <= m_end; m += 2) Tile2(p, m, panel, c0);
       if (m < m_end) Tile1(p, m, panel, c0);

@@ -4,8 +4,8 @@
 // panel (see w4_tile_neon.h).
 #include <arm_neon.h>
 
+#include "kernels/isa_kernels.h"
 #include "kernels/neon/dot_neon.h"
-#include "kernels/neon/neon_kernels.h"
 #include "kernels/neon/w4_tile_neon.h"
 
 namespace lowbit {
@@ -25,7 +25,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < 8; ++j) pairs[r][j] = vdupq_n_s32(0);
     for (int64_t o = 0; o < p.group_pad / 8; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes + (c0 / 16) * 64;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes + (c0 / 16) * 64;
       for (int q = 0; q < 4; ++q) {
         const uint8x16_t v = vld1q_u8(wo + 16 * q);
         const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, low4));
@@ -41,7 +41,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
       for (int q = 0; q < 4; ++q) acc[r][q] = vpaddq_s32(pairs[r][2 * q], pairs[r][2 * q + 1]);
     w4a8_group_end(p, b, m0, g, c0, acc, facc);
   }
-  w4a8_store(p, m0, panel * kPanel + c0, facc);
+  w4a8_store(p, m0, panel * kPanelCols + c0, facc);
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // A tile is MR rows x 16 columns of a 64-column panel (see w4_tile_neon.h).
 #include <arm_neon.h>
 
-#include "kernels/neon/neon_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/neon/w4_tile_neon.h"
 
 namespace lowbit {
@@ -24,7 +24,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
     int32x4_t zero[4];
     for (int q = 0; q < 4; ++q) zero[q] = w4_zero_points(b, c0 + 4 * q);
     for (int64_t o = 0; o < p.group_pad / 8; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes + (c0 / 16) * 64;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes + (c0 / 16) * 64;
       for (int q = 0; q < 4; ++q) {
         const uint32x4_t v = vld1q_u32(reinterpret_cast<const uint32_t*>(wo + 16 * q));
         for (int kk = 0; kk < 8; ++kk) {  // k = 8o + kk: byte kk % 4, low nibble for kk < 4
@@ -45,7 +45,7 @@ void w4f32_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
     }
   }
   for (int q = 0; q < 4; ++q) {
-    const int64_t n0 = panel * kPanel + c0 + 4 * q;
+    const int64_t n0 = panel * kPanelCols + c0 + 4 * q;
     if (n0 >= p.N) break;
     for (int r = 0; r < MR; ++r) {
       float32x4_t y = vld1q_f32(&facc[r][4 * q]);

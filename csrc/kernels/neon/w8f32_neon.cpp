@@ -4,18 +4,12 @@
 // fused) into every row k by k in order (csrc/kernels/scalar's order, the same bits).
 #include <arm_neon.h>
 
-#include "kernels/neon/neon_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/w8f32_walk.h"
 
 namespace lowbit {
 namespace neon {
 namespace {
-
-constexpr int64_t kPanel = 64;
-constexpr int64_t kHalf = 32;
-constexpr int64_t kQuadBytes = kPanel * 4;
-
-#define LOWBIT_INLINE __attribute__((always_inline)) inline
 
 template <int T>
 LOWBIT_INLINE float32x4_t byte_as_float(int32x4_t v) {
@@ -39,9 +33,9 @@ LOWBIT_INLINE void fma_k(const int8_t* bq, const float32x4_t (&zero)[8], bool sy
 
 template <int MR>
 void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP + half * kHalf * 4;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP + half * kHalfPanelCols * 4;
   const float* a = p.a + m0 * p.lda;
-  const int64_t c0 = panel * kPanel + half * kHalf;
+  const int64_t c0 = panel * kPanelCols + half * kHalfPanelCols;
   float32x4_t zero[8];
   for (int j = 0; j < 8; ++j) zero[j] = vcvtq_f32_s32(vld1q_s32(p.col_zero + c0 + 4 * j));
   float32x4_t s[MR][8];
@@ -49,7 +43,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
     for (int j = 0; j < 8; ++j) s[r][j] = vdupq_n_f32(0.0f);
   const int64_t quads = p.K / 4;
   for (int64_t q = 0; q < quads; ++q) {
-    const int8_t* bq = b + q * kQuadBytes;
+    const int8_t* bq = b + q * kGroupBytes;
     fma_k<MR, 0>(bq, zero, p.b_symmetric, a, p.lda, 4 * q, s);
     fma_k<MR, 1>(bq, zero, p.b_symmetric, a, p.lda, 4 * q + 1, s);
     fma_k<MR, 2>(bq, zero, p.b_symmetric, a, p.lda, 4 * q + 2, s);
@@ -57,7 +51,7 @@ void w8f32_tile(const W8F32Problem& p, int64_t m0, int64_t panel, int half) {
   }
   const int64_t tail = p.K - 4 * quads;
   if (tail > 0) {
-    const int8_t* bq = b + quads * kQuadBytes;
+    const int8_t* bq = b + quads * kGroupBytes;
     fma_k<MR, 0>(bq, zero, p.b_symmetric, a, p.lda, 4 * quads, s);
     if (tail > 1) fma_k<MR, 1>(bq, zero, p.b_symmetric, a, p.lda, 4 * quads + 1, s);
     if (tail > 2) fma_k<MR, 2>(bq, zero, p.b_symmetric, a, p.lda, 4 * quads + 2, s);

@@ -3,7 +3,7 @@
 // 16 columns of a 64-column panel (see kernels/neon/w4_tile_neon.h).
 #include <arm_neon.h>
 
-#include "kernels/neon/neon_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/neon/w4_tile_neon.h"
 
 namespace lowbit {
@@ -22,7 +22,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
     for (int r = 0; r < MR; ++r)
       for (int q = 0; q < 4; ++q) acc[r][q] = vdupq_n_s32(0);
     for (int64_t o = 0; o < p.group_pad / 8; ++o) {
-      const uint8_t* wo = b.weights + o * kOctetBytes + (c0 / 16) * 64;
+      const uint8_t* wo = b.weights + o * kW4OctetBytes + (c0 / 16) * 64;
       int8x16_t lo[4], hi[4];
       for (int q = 0; q < 4; ++q) {
         const uint8x16_t v = vld1q_u8(wo + 16 * q);
@@ -37,7 +37,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
     }
     w4a8_group_end(p, b, m0, g, c0, acc, facc);
   }
-  w4a8_store(p, m0, panel * kPanel + c0, facc);
+  w4a8_store(p, m0, panel * kPanelCols + c0, facc);
 }
 
 }  // namespace
@@ -45,7 +45,7 @@ void w4a8_tile(const W4Problem& p, int64_t m0, int64_t panel, int64_t c0) {
 void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel)
-    for (int64_t c0 = 0; c0 < kPanel && panel * kPanel + c0 < p.N; c0 += 16) {
+    for (int64_t c0 = 0; c0 < kPanelCols && panel * kPanelCols + c0 < p.N; c0 += 16) {
       int64_t m = m_begin;
       for (; m + 4 <= m_end; m += 4) w4a8_tile<4>(p, m, panel, c0);
       switch (m_end - m) {

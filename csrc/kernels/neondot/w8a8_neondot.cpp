@@ -3,19 +3,16 @@
 // 128 * colsum(B') back). A tile is MR rows x 16 columns of a 64-column panel.
 #include <arm_neon.h>
 
-#include "kernels/neon/neon_kernels.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/neon/w8a8_epilogue_neon.h"
 
 namespace lowbit {
 namespace neondot {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kGroupBytes = kPanel * 4;
-
 template <int MR>
 void w8a8_tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP + col0 * 4;
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP + col0 * 4;
   const uint8_t* a = p.a + m0 * p.lda;
   int32x4_t acc[MR][4];
   for (int r = 0; r < MR; ++r)
@@ -31,14 +28,14 @@ void w8a8_tile(const W8A8Problem& p, int64_t m0, int64_t panel, int64_t col0) {
   }
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < 4; ++j) {
-      const int64_t n0 = panel * kPanel + col0 + 4 * j;
+      const int64_t n0 = panel * kPanelCols + col0 + 4 * j;
       if (n0 < p.N) store4_shifted(p, m0 + r, n0, acc[r][j]);
     }
 }
 
 template <int MR>
 void w8a8_tile_columns(const W8A8Problem& p, int64_t m0, int64_t panel) {
-  for (int64_t col0 = 0; col0 < kPanel && panel * kPanel + col0 < p.N; col0 += 16)
+  for (int64_t col0 = 0; col0 < kPanelCols && panel * kPanelCols + col0 < p.N; col0 += 16)
     w8a8_tile<MR>(p, m0, panel, col0);
 }
 

@@ -3,10 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/isa_kernels.h"
 #include "kernels/kernel_api.h"
 #include "kernels/qparams.h"
 #include "lowbit/lowbit.h"
-#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
 namespace scalar {

@@ -3,24 +3,19 @@
 // same bits.
 #include <cmath>
 
+#include "kernels/isa_kernels.h"
 #include "kernels/w4_layout.h"
-#include "kernels/scalar/scalar_kernels.h"
 
 namespace lowbit {
 namespace scalar {
-namespace {
-
-constexpr int64_t kPanel = kInt4PanelCols;
-
-}  // namespace
 
 void w4f32(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
            int64_t panel_end) {
   for (int64_t panel = panel_begin; panel < panel_end; ++panel)
     for (int64_t m = m_begin; m < m_end; ++m) {
       const float* a = p.a_f32 + m * p.lda;
-      for (int64_t c = 0; c < kPanel; ++c) {
-        const int64_t n = panel * kPanel + c;
+      for (int64_t c = 0; c < kPanelCols; ++c) {
+        const int64_t n = panel * kPanelCols + c;
         if (n >= p.N) break;
         float acc = 0.0f;
         for (int64_t g = 0; g < p.groups; ++g) {

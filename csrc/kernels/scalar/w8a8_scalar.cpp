@@ -2,28 +2,26 @@
 // Integer math is done in uint32 so wrap-around is defined (results are exact modulo 2^32).
 #include <cmath>
 
-#include "kernels/scalar/scalar_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace scalar {
-
-static constexpr int64_t kPanel = 64;
 
 void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   const int64_t groups = p.KP / 4;
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
-    const int8_t* b = p.b_panels + panel * kPanel * p.KP;
+    const int8_t* b = p.b_panels + panel * kPanelCols * p.KP;
     for (int64_t m = m_begin; m < m_end; ++m) {
       const uint8_t* a = p.a + m * p.lda;
-      for (int64_t c = 0; c < kPanel; ++c) {
-        const int64_t n = panel * kPanel + c;
+      for (int64_t c = 0; c < kPanelCols; ++c) {
+        const int64_t n = panel * kPanelCols + c;
         if (n >= p.N) break;
         uint32_t acc = 0;
         for (int64_t g = 0; g < groups; ++g)
           for (int64_t t = 0; t < 4; ++t)
             acc += static_cast<uint32_t>(static_cast<int32_t>(a[g * 4 + t]) *
-                                         static_cast<int32_t>(b[g * kPanel * 4 + c * 4 + t]));
+                                         static_cast<int32_t>(b[g * kGroupBytes + c * 4 + t]));
         uint32_t v = acc - static_cast<uint32_t>(p.row_zero[m]) * static_cast<uint32_t>(p.col_corr[n]);
         if (!p.b_symmetric)
           v -= static_cast<uint32_t>(p.col_zero[n]) * static_cast<uint32_t>(p.row_sum[m]);
