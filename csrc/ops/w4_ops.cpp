@@ -1,7 +1,8 @@
-// Driver of the 4-bit linear: prepares the A rows (int8 per-row quantization with group sums for
-// w4a8, a zero-padded float copy for weight_only when groups are not whole octets), splits the
-// output columns over threads and calls the active ISA's kernel. Every output element is
-// computed whole by one kernel call, so results never depend on the split.
+// Driver of the 4-bit linear (linear_int4) on the w4a8 and w4f32 GEMMs: prepares the A rows (int8
+// per-row quantization with group sums for w4a8, a zero-padded float copy for w4f32,
+// Int4Compute::weight_only, when groups are not whole octets), splits the output columns over
+// threads and calls the active ISA's kernel. Every output element is computed whole by one kernel
+// call, so results never depend on the split.
 #include <algorithm>
 #include <atomic>
 #include <cmath>

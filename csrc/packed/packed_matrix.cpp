@@ -13,8 +13,8 @@
 
 #include "dispatch/kernel_table.h"
 #include "kernels/kernel_api.h"
-#include "ops/pack_panels.h"
 #include "lowbit/lowbit.h"
+#include "packed/pack_panels.h"
 #include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
 

@@ -1,6 +1,7 @@
-// GEMM drivers: prepare the A side (uint8 rows padded to 4, row sums, effective zero points),
-// split the output over threads and call the active ISA's kernel. Every output element is
-// computed whole (full K) by one kernel call, so results never depend on the split.
+// Drivers of the w8a8 GEMM (matmul_integer, matmul_integer_unpacked, linear, linear_static):
+// prepare the A side (uint8 rows padded to 4, row sums, effective zero points), split the output
+// over threads and call the active ISA's kernel. Every output element is computed whole (full K) by
+// one kernel call, so results never depend on the split.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -11,7 +12,7 @@
 #include "dispatch/kernel_table.h"
 #include "kernels/kernel_api.h"
 #include "lowbit/lowbit.h"
-#include "ops/pack_panels.h"
+#include "packed/pack_panels.h"
 #include "runtime/aligned_buffer.h"
 #include "runtime/thread_pool.h"
 

@@ -1,6 +1,6 @@
-// Driver of the weight-only int8 linear: float32 activations against a packed int8 weight
-// (no activation quantization), split over output panels, each element computed whole by one
-// kernel call so results never depend on the split.
+// Driver of the weight-only int8 linear (linear_weight_only) on the w8f32 GEMM: float32 activations
+// against a packed int8 weight (no activation quantization), split over output panels, each element
+// computed whole by one kernel call so results never depend on the split.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
