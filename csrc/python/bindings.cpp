@@ -12,6 +12,7 @@
 #include <new>
 #include <string>
 
+#include "bench/memory_bandwidth.h"
 #include "lowbit/lowbit.h"
 
 namespace py = pybind11;
@@ -480,7 +481,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("parallel_runtime", &lowbit::parallel_runtime_name);
   m.def("memory_read_bandwidth", [](size_t nbytes, int repeats) {
     py::gil_scoped_release release;
-    return lowbit::memory_read_bandwidth(nbytes, repeats);
+    return lowbit::bench::memory_read_bandwidth(nbytes, repeats);
   }, py::arg("nbytes"), py::arg("repeats") = 5);
 
   m.def("quantize_linear", &quantize_linear, py::arg("x"), py::arg("outer"), py::arg("axis"),

@@ -263,7 +263,4 @@ enum class Int4Compute : int { w4a8 = 0, weight_only = 1 };
 void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix& w,
                  Int4Compute mode, const float* bias, float* y, int64_t ldy);
 
-// Sequential read bandwidth of this machine's memory in GB/s (for benchmarks).
-double memory_read_bandwidth(size_t nbytes, int repeats);
-
 }  // namespace lowbit
