@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "lowbit/lowbit.h"
+#include "lowbit/types.h"
 
 namespace lowbit {
 

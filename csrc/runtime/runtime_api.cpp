@@ -1,5 +1,5 @@
 // Public runtime controls: the thread count.
-#include "lowbit/lowbit.h"
+#include "lowbit/runtime.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit {

@@ -8,7 +8,7 @@
 
 #include "kernels/isa_kernels.h"
 #include "kernels/qparams.h"
-#include "lowbit/lowbit.h"
+#include "lowbit/types.h"
 
 namespace lowbit {
 namespace avx2 {

@@ -6,7 +6,7 @@
 #include "kernels/isa_kernels.h"
 #include "kernels/kernel_api.h"
 #include "kernels/qparams.h"
-#include "lowbit/lowbit.h"
+#include "lowbit/types.h"
 
 namespace lowbit {
 namespace scalar {
