@@ -59,7 +59,7 @@ void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix&
   if (M < 0) throw std::invalid_argument("negative dimension");
   if (mode != Int4Compute::w4a8 && mode != Int4Compute::weight_only)
     throw std::invalid_argument("unknown 4-bit compute mode");
-  const int64_t N = w.rows(), K = w.cols(), G = w.groups(), gp = w.group_pad();
+  const int64_t N = w.out_features(), K = w.in_features(), G = w.groups(), gp = w.group_pad();
   const int64_t group = w.group_size();
   if (bias != nullptr)
     for (int64_t n = 0; n < N; ++n)

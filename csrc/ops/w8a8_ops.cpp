@@ -139,14 +139,14 @@ void matmul_integer(const void* a, ElemType a_type, int64_t M, int64_t K, int64_
                     const int32_t* a_zero_point, int64_t a_zero_point_count,
                     const PackedMatrix& b, int32_t* c, int64_t ldc) {
   check_a_operand(a_type, M, K, a_zero_point, a_zero_point_count);
-  if (K != b.rows())
+  if (K != b.in_features())
     throw std::invalid_argument("inner dimensions differ: A has K=" + std::to_string(K) +
-                                ", B has K=" + std::to_string(b.rows()));
-  if (M == 0 || b.cols() == 0) return;
+                                ", B has K=" + std::to_string(b.in_features()));
+  if (M == 0 || b.out_features() == 0) return;
   const ARows rows = prepare_a(a, a_type, M, K, b.padded_depth(), lda, a_zero_point,
                                a_zero_point_count, !b.symmetric());
   W8A8Problem p = int32_problem(rows, M, K, b.padded_depth(), c, ldc);
-  p.N = b.cols();
+  p.N = b.out_features();
   p.b_panels = b.panels();
   p.col_zero = b.col_zero();
   p.col_corr = b.col_corr();
@@ -240,7 +240,7 @@ namespace {
 // linear() and linear_static() refuse what an exact int32 accumulator or the epilogue cannot take.
 void check_linear_args(int64_t M, const PackedMatrix& b, const float* bias) {
   if (M < 0) throw std::invalid_argument("negative dimension");
-  const int64_t K = b.rows();
+  const int64_t K = b.in_features();
   const int64_t max_depth = b.symmetric() ? kLinearMaxDepth : kLinearMaxDepthAsymmetric;
   if (K > max_depth)
     throw std::invalid_argument("in_features=" + std::to_string(K) + " exceeds " +
@@ -248,7 +248,7 @@ void check_linear_args(int64_t M, const PackedMatrix& b, const float* bias) {
                                 "int32 accumulator for " +
                                 (b.symmetric() ? "symmetric" : "asymmetric") + " weights");
   if (bias != nullptr)
-    for (int64_t n = 0; n < b.cols(); ++n)
+    for (int64_t n = 0; n < b.out_features(); ++n)
       if (!std::isfinite(bias[n])) throw std::invalid_argument("bias holds NaN or Inf values");
 }
 
@@ -258,7 +258,7 @@ template <typename QuantizeRow>
 void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b,
                             const float* col_scale, const float* bias, float* y, int64_t ldy,
                             const QuantizeRow& quantize_row) {
-  const int64_t K = b.rows(), KP = b.padded_depth();
+  const int64_t K = b.in_features(), KP = b.padded_depth();
   Scratch& s = scratch();
   auto* rows = static_cast<uint8_t*>(s.a_rows.reserve(static_cast<size_t>(M * std::max<int64_t>(KP, 1))));
   auto* row_data = static_cast<int32_t*>(s.row_data.reserve(static_cast<size_t>(3 * M) * sizeof(int32_t)));
@@ -278,7 +278,7 @@ void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const Packed
 
   W8A8Problem p;
   p.M = M;
-  p.N = b.cols();
+  p.N = b.out_features();
   p.K = K;
   p.KP = KP;
   p.a = rows;
@@ -302,9 +302,9 @@ void quantize_rows_and_gemm(const float* x, int64_t M, int64_t ldx, const Packed
 void linear(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b, const float* col_scale,
             const float* bias, float* y, int64_t ldy) {
   check_linear_args(M, b, bias);
-  if (M == 0 || b.cols() == 0) return;
+  if (M == 0 || b.out_features() == 0) return;
   const KernelTable& k = kernels();
-  const int64_t K = b.rows(), KP = b.padded_depth();
+  const int64_t K = b.in_features(), KP = b.padded_depth();
   quantize_rows_and_gemm(x, M, ldx, b, col_scale, bias, y, ldy,
                          [&](const float* src, uint8_t* dst, float* scale, int32_t* zero, int32_t* sum) {
                            return k.quantize_row_u8(src, K, KP, dst, scale, zero, sum);
@@ -322,9 +322,9 @@ void linear_static(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b
   if (in_zero < qtype_min(in_type) || in_zero > qtype_max(in_type))
     throw std::invalid_argument("input zero point " + std::to_string(in_zero) +
                                 " is outside the range of the activation type");
-  if (M == 0 || b.cols() == 0) return;
+  if (M == 0 || b.out_features() == 0) return;
   const KernelTable& k = kernels();
-  const int64_t K = b.rows(), KP = b.padded_depth();
+  const int64_t K = b.in_features(), KP = b.padded_depth();
   // The GEMM takes uint8 rows: int8 activations are quantized straight into uint8 with zero
   // point + 128, which is saturate(round(x / s) + z) + 128 exactly, and acc is unchanged.
   const int32_t zero_u8 = in_zero + (in_type == QType::int8 ? 128 : 0);

@@ -16,7 +16,7 @@ namespace lowbit {
 void linear_weight_only(const float* x, int64_t M, int64_t ldx, const PackedMatrix& b,
                         const float* col_scale, const float* bias, float* y, int64_t ldy) {
   if (M < 0) throw std::invalid_argument("negative dimension");
-  const int64_t N = b.cols(), K = b.rows();
+  const int64_t N = b.out_features(), K = b.in_features();
   if (bias != nullptr)
     for (int64_t n = 0; n < N; ++n)
       if (!std::isfinite(bias[n])) throw std::invalid_argument("bias holds NaN or Inf values");

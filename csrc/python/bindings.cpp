@@ -273,15 +273,15 @@ py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
     zd = checked_data<int32_t>(z, "a_zero_point", "int32");
     zcount = z.size();
   }
-  if (K != b.rows())
+  if (K != b.in_features())
     throw py::value_error("inner dimensions differ: a has " + std::to_string(K) +
-                          " columns, b has " + std::to_string(b.rows()) + " rows");
-  py::array_t<int32_t> c = aligned_output<int32_t>(M, b.cols());
+                          " columns, b has " + std::to_string(b.in_features()) + " rows");
+  py::array_t<int32_t> c = aligned_output<int32_t>(M, b.out_features());
   int32_t* cd = c.mutable_data();
   const void* ad = a.data();
   {
     py::gil_scoped_release release;
-    lowbit::matmul_integer(ad, type, M, K, K, zd, zcount, b, cd, b.cols());
+    lowbit::matmul_integer(ad, type, M, K, K, zd, zcount, b, cd, b.out_features());
   }
   return c;
 }
@@ -347,10 +347,10 @@ LinearCall linear_call(const py::array& x, const lowbit::PackedMatrix& b, const 
                        const py::object& bias) {
   const float* xd = checked_data<float>(x, "x", "float32");
   if (x.ndim() != 2) throw py::value_error("x must be 2-D");
-  const int64_t M = x.shape(0), K = x.shape(1), N = b.cols();
-  if (K != b.rows())
+  const int64_t M = x.shape(0), K = x.shape(1), N = b.out_features();
+  if (K != b.in_features())
     throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
-                          std::to_string(b.rows()));
+                          std::to_string(b.in_features()));
   const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
   if (col_scale.size() != N) throw py::value_error("weight scale must have N values");
   const float* bd = optional_bias(bias, N);
@@ -419,10 +419,10 @@ py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matri
                                const py::object& bias) {
   const float* xd = checked_data<float>(x, "x", "float32");
   if (x.ndim() != 2) throw py::value_error("x must be 2-D");
-  const int64_t M = x.shape(0), K = x.shape(1), N = w.rows();
-  if (K != w.cols())
+  const int64_t M = x.shape(0), K = x.shape(1), N = w.out_features();
+  if (K != w.in_features())
     throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
-                          std::to_string(w.cols()));
+                          std::to_string(w.in_features()));
   if (mode != 0 && mode != 1) throw py::value_error("unknown 4-bit compute mode");
   const float* bd = optional_bias(bias, N);
   py::array_t<float> y = aligned_output<float>(M, N);
@@ -495,13 +495,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("zero_point"), py::arg("qtype"));
 
   py::class_<lowbit::PackedMatrix, std::shared_ptr<lowbit::PackedMatrix>>(m, "PackedMatrix")
-      .def_property_readonly("rows", &lowbit::PackedMatrix::rows)
-      .def_property_readonly("cols", &lowbit::PackedMatrix::cols)
+      .def_property_readonly("in_features", &lowbit::PackedMatrix::in_features)
+      .def_property_readonly("out_features", &lowbit::PackedMatrix::out_features)
       .def_property_readonly("nbytes", &lowbit::PackedMatrix::nbytes)
       .def_property_readonly("symmetric", &lowbit::PackedMatrix::symmetric)
       .def("unpack", [](const lowbit::PackedMatrix& p, bool transposed) {
         // transposed: (N, K) like a weight; else (K, N).
-        const auto K = static_cast<py::ssize_t>(p.rows()), N = static_cast<py::ssize_t>(p.cols());
+        const auto K = static_cast<py::ssize_t>(p.in_features());
+        const auto N = static_cast<py::ssize_t>(p.out_features());
         std::vector<py::ssize_t> shape = transposed ? std::vector<py::ssize_t>{N, K}
                                                     : std::vector<py::ssize_t>{K, N};
         py::array out = p.source_type() == ElemType::uint8 ? py::array(py::array_t<uint8_t>(shape))
@@ -527,14 +528,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear_static", &linear_static, py::arg("x"), py::arg("b"), py::arg("col_scale"),
         py::arg("bias"), py::arg("in_scale"), py::arg("in_zero"), py::arg("in_type"));
   py::class_<lowbit::PackedInt4Matrix, std::shared_ptr<lowbit::PackedInt4Matrix>>(m, "PackedInt4Matrix")
-      .def_property_readonly("rows", &lowbit::PackedInt4Matrix::rows)
-      .def_property_readonly("cols", &lowbit::PackedInt4Matrix::cols)
+      .def_property_readonly("in_features", &lowbit::PackedInt4Matrix::in_features)
+      .def_property_readonly("out_features", &lowbit::PackedInt4Matrix::out_features)
       .def_property_readonly("group_size", &lowbit::PackedInt4Matrix::group_size)
       .def_property_readonly("groups", &lowbit::PackedInt4Matrix::groups)
       .def_property_readonly("nbytes", &lowbit::PackedInt4Matrix::nbytes)
       .def_property_readonly("symmetric", &lowbit::PackedInt4Matrix::symmetric)
       .def("unpack", [](const lowbit::PackedInt4Matrix& p) {
-        py::array_t<uint8_t> out({static_cast<py::ssize_t>(p.rows()), static_cast<py::ssize_t>(p.cols())});
+        py::array_t<uint8_t> out({static_cast<py::ssize_t>(p.out_features()),
+                                  static_cast<py::ssize_t>(p.in_features())});
         p.unpack(out.mutable_data());
         return out;
       });

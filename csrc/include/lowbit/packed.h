@@ -43,8 +43,8 @@ class PackedMatrix {
   PackedMatrix(const PackedMatrix&) = delete;
   PackedMatrix& operator=(const PackedMatrix&) = delete;
 
-  int64_t rows() const { return K_; }     // K
-  int64_t cols() const { return N_; }     // N
+  int64_t in_features() const { return K_; }   // K: rows of B (a weight's input features)
+  int64_t out_features() const { return N_; }  // N: columns of B (a weight's output channels)
   int64_t padded_depth() const { return KP_; }
   int64_t padded_cols() const { return NP_; }
   ElemType source_type() const { return type_; }
@@ -95,8 +95,8 @@ class PackedInt4Matrix {
   PackedInt4Matrix(const PackedInt4Matrix&) = delete;
   PackedInt4Matrix& operator=(const PackedInt4Matrix&) = delete;
 
-  int64_t rows() const { return N_; }            // out_features
-  int64_t cols() const { return K_; }            // in_features
+  int64_t in_features() const { return K_; }     // K
+  int64_t out_features() const { return N_; }    // N
   int64_t group_size() const { return group_; }
   int64_t groups() const { return groups_; }     // G
   int64_t group_pad() const { return group_pad_; }  // group length padded to 8 in the panels
