@@ -1,4 +1,4 @@
-"""Type stubs for the lowbit C++ extension (csrc/python/bindings.cpp)."""
+"""Type stubs for the lowbit C++ extension (csrc/python/)."""
 from typing import Any, Optional, Tuple
 
 import numpy as np
