@@ -15,6 +15,7 @@ namespace bindings {
 namespace py = pybind11;
 
 // One per concern, each in its own bind_<concern>.cpp, called in this order by module.cpp.
+void bind_enums(py::module_& m);     // the enums whose int codes the functions take
 void bind_runtime(py::module_& m);   // ISA paths, threads, the OpenMP hand-off
 void bind_bench(py::module_& m);     // the benchmark harness's DRAM bandwidth probe
 void bind_quantize(py::module_& m);  // the quantization primitives

@@ -145,34 +145,35 @@ py::array_t<float> linear_weight_only(const py::array& x, const lowbit::PackedMa
 
 py::array_t<float> linear_static(const py::array& x, const lowbit::PackedMatrix& b,
                                  const py::array& col_scale, const py::object& bias, float in_scale,
-                                 int32_t in_zero, int in_type) {
-  if (in_type != static_cast<int>(lowbit::QType::uint8) && in_type != static_cast<int>(lowbit::QType::int8))
+                                 int32_t in_zero, QType in_type) {
+  if (in_type != QType::uint8 && in_type != QType::int8)
     throw py::value_error("input type must be uint8 or int8");
   LinearCall c = linear_call(x, b, col_scale, bias);
   float* yd = c.y.mutable_data();
   {
     py::gil_scoped_release release;
-    lowbit::linear_static(c.x, c.M, c.K, b, in_scale, in_zero, static_cast<lowbit::QType>(in_type),
-                          c.col_scale, c.bias, yd, c.N);
+    lowbit::linear_static(c.x, c.M, c.K, b, in_scale, in_zero, in_type, c.col_scale, c.bias, yd,
+                          c.N);
   }
   return c.y;
 }
 
-py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matrix& w, int mode,
-                               const py::object& bias) {
+py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matrix& w,
+                               Int4Compute mode, const py::object& bias) {
   const float* xd = checked_data<float>(x, "x", "float32");
   if (x.ndim() != 2) throw py::value_error("x must be 2-D");
   const int64_t M = x.shape(0), K = x.shape(1), N = w.out_features();
   if (K != w.in_features())
     throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
                           std::to_string(w.in_features()));
-  if (mode != 0 && mode != 1) throw py::value_error("unknown 4-bit compute mode");
+  if (mode != Int4Compute::w4a8 && mode != Int4Compute::weight_only)
+    throw py::value_error("unknown 4-bit compute mode");
   const float* bd = optional_bias(bias, N);
   py::array_t<float> y = aligned_output<float>(M, N);
   float* yd = y.mutable_data();
   {
     py::gil_scoped_release release;
-    lowbit::linear_int4(xd, M, K, w, static_cast<lowbit::Int4Compute>(mode), bd, yd, N);
+    lowbit::linear_int4(xd, M, K, w, mode, bd, yd, N);
   }
   return y;
 }

@@ -53,18 +53,16 @@ lowbit::AxisView make_view(const py::array& x, int64_t outer, int64_t axis, int6
 }
 
 py::array quantize_linear(const py::array& x, int64_t outer, int64_t axis, int64_t inner,
-                          int mode, int64_t block, const py::array& scale, const py::object& zp,
-                          int qtype) {
+                          ScaleMode m, int64_t block, const py::array& scale, const py::object& zp,
+                          QType qt) {
   const float* xd = checked_data<float>(x, "x", "float32");
   const lowbit::AxisView view = make_view(x, outer, axis, inner);
-  const auto m = static_cast<lowbit::ScaleMode>(mode);
   const int64_t count = expected_scale_count(view, m, block);
   const float* sd = checked_data<float>(scale, "scale", "float32");
   if (scale.size() != count)
     throw py::value_error("scale has " + std::to_string(scale.size()) + " values, expected " +
                           std::to_string(count));
   const int32_t* zd = optional_zero_points(zp, count);
-  const auto qt = static_cast<lowbit::QType>(qtype);
   py::array out = new_quantized(shape_of(x), qt);
   void* od = out.mutable_data();
   {
@@ -75,11 +73,10 @@ py::array quantize_linear(const py::array& x, int64_t outer, int64_t axis, int64
 }
 
 py::array dequantize_linear(const py::array& q, int64_t outer, int64_t axis, int64_t inner,
-                            int mode, int64_t block, const py::array& scale, const py::object& zp) {
+                            ScaleMode m, int64_t block, const py::array& scale, const py::object& zp) {
   const ElemType type = elem_type_of(q, "q", true);
   require_c_contiguous(q, "q");
   const lowbit::AxisView view = make_view(q, outer, axis, inner);
-  const auto m = static_cast<lowbit::ScaleMode>(mode);
   const int64_t count = expected_scale_count(view, m, block);
   const float* sd = checked_data<float>(scale, "scale", "float32");
   if (scale.size() != count) throw py::value_error("scale size does not match the layout");
@@ -108,19 +105,17 @@ py::tuple dynamic_quantize_linear(const py::array& x) {
   return py::make_tuple(out, scale, zero);
 }
 
-py::array requantize(const py::array& acc, const py::array& multiplier, int mode, int32_t zero,
-                     int qtype) {
+py::array requantize(const py::array& acc, const py::array& multiplier, MultiplierMode mm,
+                     int32_t zero, QType qt) {
   const int32_t* ad = checked_data<int32_t>(acc, "acc", "int32");
   if (acc.ndim() < 1) throw py::value_error("acc must have at least one dimension");
   const int64_t cols = acc.shape(acc.ndim() - 1);
   const int64_t rows = cols == 0 ? 0 : acc.size() / cols;
-  const auto mm = static_cast<lowbit::MultiplierMode>(mode);
   const float* md = checked_data<float>(multiplier, "multiplier", "float32");
   const int64_t expected = mm == lowbit::MultiplierMode::per_tensor   ? 1
                            : mm == lowbit::MultiplierMode::per_column ? cols
                                                                       : acc.size();
   if (multiplier.size() != expected) throw py::value_error("multiplier size does not match acc");
-  const auto qt = static_cast<lowbit::QType>(qtype);
   py::array out = new_quantized(shape_of(acc), qt);
   void* od = out.mutable_data();
   {
@@ -131,15 +126,15 @@ py::array requantize(const py::array& acc, const py::array& multiplier, int mode
 }
 
 // scale, zero point per range (lowbit::range_params): lo, hi float32 arrays of one shape.
-py::tuple range_params(const py::array& lo, const py::array& hi, int qtype, bool symmetric) {
+py::tuple range_params(const py::array& lo, const py::array& hi, QType qtype, bool symmetric) {
   const float* l = checked_data<float>(lo, "lo", "float32");
   const float* h = checked_data<float>(hi, "hi", "float32");
   if (lo.size() != hi.size()) throw py::value_error("lo and hi differ in size");
-  if (qtype < 0 || qtype > 3) throw py::value_error("unknown quantized type code");
+  const int code = static_cast<int>(qtype);
+  if (code < 0 || code > 3) throw py::value_error("unknown quantized type code");
   py::array_t<float> scale(lo.size());
   py::array_t<int32_t> zero(lo.size());
-  lowbit::range_params(l, h, lo.size(), static_cast<lowbit::QType>(qtype), symmetric, scale.mutable_data(),
-                       zero.mutable_data());
+  lowbit::range_params(l, h, lo.size(), qtype, symmetric, scale.mutable_data(), zero.mutable_data());
   return py::make_tuple(scale, zero);
 }
 

@@ -9,6 +9,7 @@
 PYBIND11_MODULE(_C, m) {
   m.doc() = "lowbit C++ core (kernels, packing, dispatch, threads)";
 
+  lowbit::bindings::bind_enums(m);  // first: the functions' signatures name the enums
   lowbit::bindings::bind_runtime(m);
   lowbit::bindings::bind_bench(m);
   lowbit::bindings::bind_quantize(m);
