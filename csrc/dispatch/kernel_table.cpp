@@ -2,7 +2,8 @@
 // how to detect it (CPU bits and OS support) and why it is missing where it is, names the path it
 // derives from and overrides that path's entries by name. Name parsing, the listing of available
 // paths, the preference order (the last available row that is not test-only) and every error
-// text come from these rows. Adding a path: a folder under csrc/kernels/, a row here, a CMake line.
+// text come from these rows. Adding a path: a folder under csrc/kernels/, its namespace in
+// kernels/isa_kernels.h, a row here, a CMake line.
 #include "dispatch/kernel_table.h"
 
 #include <atomic>
