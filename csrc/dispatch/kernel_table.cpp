@@ -2,7 +2,8 @@
 // how to detect it (CPU bits and OS support) and why it is missing where it is, names the path it
 // derives from and overrides that path's entries by name. Name parsing, the listing of available
 // paths, the preference order (the last available row that is not test-only) and every error
-// text come from these rows. Adding a path: a folder under csrc/kernels/, a row here, a CMake line.
+// text come from these rows. Adding a path: a folder under csrc/kernels/, its namespace in
+// kernels/isa_kernels.h, a row here, a CMake line.
 #include "dispatch/kernel_table.h"
 
 #include <atomic>
@@ -11,12 +12,7 @@
 #include <string>
 
 #include "dispatch/cpu_features.h"
-#include "kernels/amx/amx_kernels.h"
-#include "kernels/avx2/avx2_kernels.h"
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
-#include "kernels/avxvnni/avxvnni_kernels.h"
-#include "kernels/neon/neon_kernels.h"
-#include "ref/ref_kernels.h"
+#include "kernels/isa_kernels.h"
 
 namespace lowbit {
 namespace {
@@ -70,13 +66,13 @@ void avx2_entries(KernelTable& t) {
   t.quantize_row_u8 = avx2::quantize_row_u8;
   t.requantize_run = avx2::requantize_run;
   t.sum_bytes = avx2::sum_bytes;
-  t.gemm = {avx2::gemm, 4};
-  t.gemm_w4a8 = {avx2::gemm_w4a8, 2};
-  t.gemm_w4f32 = {avx2::gemm_w4f32, 2};
-  t.gemm_w8f32 = {avx2::gemm_w8f32, 3};
+  t.w8a8 = {avx2::w8a8, 4};
+  t.w4a8 = {avx2::w4a8, 2};
+  t.w4f32 = {avx2::w4f32, 2};
+  t.w8f32 = {avx2::w8f32, 3};
 }
 // AVX-VNNI CPUs run the AVX2 kernels with their own int8 GEMM.
-void avxvnni_entries(KernelTable& t) { t.gemm = {avxvnni::gemm, 6}; }
+void avxvnni_entries(KernelTable& t) { t.w8a8 = {avxvnni::w8a8, 6}; }
 // Up to this many rows of A the plain-B kernel (B read in place) beats packing B per call (then
 // the packed kernels, AMX included): 2-vCPU AMX Xeon, K = N = 4096, 1 thread, plain-B kernel /
 // pack-and-run: M = 2 0.96 / 2.37 ms, 8 1.48 / 2.62, 12 2.22 / 2.63, 16 2.71 / 2.59.
@@ -90,20 +86,20 @@ void avx512vnni_entries(KernelTable& t) {
   t.sum_bytes = avx512vnni::sum_bytes;
   t.pack_b_groups = avx512vnni::pack_b_groups;
   t.pack_bt_groups = avx512vnni::pack_bt_groups;
-  t.gemm = {avx512vnni::gemm, 6};
-  t.gemm_plain_b = {avx512vnni::gemm_plain_b, kPlainBMaxRowsAvx512};
-  t.gemm_w4a8 = {avx512vnni::gemm_w4a8, 4};
-  t.gemm_w4f32 = {avx512vnni::gemm_w4f32, 4};
-  t.gemm_w8f32 = {avx512vnni::gemm_w8f32, 4};
+  t.w8a8 = {avx512vnni::w8a8, 6};
+  t.w8a8_plain_b = {avx512vnni::w8a8_plain_b, kPlainBMaxRowsAvx512};
+  t.w4a8 = {avx512vnni::w4a8, 4};
+  t.w4f32 = {avx512vnni::w4f32, 4};
+  t.w8f32 = {avx512vnni::w8f32, 4};
 }
 // The tile unit takes the w8a8 and w4a8 GEMMs at 32 rows a step (small M falls back inside).
 void amx_entries(KernelTable& t) {
-  t.gemm = {amx::gemm, 32};
-  t.gemm_w4a8 = {amx::gemm_w4a8, 32};
+  t.w8a8 = {amx::w8a8, 32};
+  t.w4a8 = {amx::w4a8, 32};
 }
 void amx_emu_entries(KernelTable& t) {
-  t.gemm = {amx_emu::gemm, 32};
-  t.gemm_w4a8 = {amx_emu::gemm_w4a8, 32};
+  t.w8a8 = {amx_emu::w8a8, 32};
+  t.w4a8 = {amx_emu::w4a8, 32};
 }
 #else
 void avx2_entries(KernelTable&) {}
@@ -121,15 +117,15 @@ void neon_entries(KernelTable& t) {
   t.quantize_row_u8 = neon::quantize_row_u8;
   t.requantize_run = neon::requantize_run;
   t.sum_bytes = neon::sum_bytes;
-  t.gemm = {neon::gemm, 2};
-  t.gemm_w4a8 = {neon::gemm_w4a8, 2};
-  t.gemm_w4f32 = {neon::gemm_w4f32, 2};
-  t.gemm_w8f32 = {neon::gemm_w8f32, 2};
+  t.w8a8 = {neon::w8a8, 2};
+  t.w4a8 = {neon::w4a8, 2};
+  t.w4f32 = {neon::w4f32, 2};
+  t.w8f32 = {neon::w8f32, 2};
 }
 // The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
 void neondot_entries(KernelTable& t) {
-  t.gemm = {neondot::gemm, 4};
-  t.gemm_w4a8 = {neondot::gemm_w4a8, 4};
+  t.w8a8 = {neondot::w8a8, 4};
+  t.w4a8 = {neondot::w4a8, 4};
 }
 #else
 void neon_entries(KernelTable&) {}
@@ -137,18 +133,18 @@ void neondot_entries(KernelTable&) {}
 #endif
 
 void scalar_entries(KernelTable& t) {
-  t.quantize_run = ref::quantize_run;
-  t.dequantize_run = ref::dequantize_run;
-  t.min_max = ref::min_max;
-  t.quantize_row_u8 = ref::quantize_row_u8;
-  t.requantize_run = ref::requantize_run;
-  t.sum_bytes = ref::sum_bytes;
-  t.pack_b_groups = ref::pack_b_groups;
-  t.pack_bt_groups = ref::pack_bt_groups;
-  t.gemm = {ref::gemm, 1};
-  t.gemm_w4a8 = {ref::gemm_w4a8, 1};
-  t.gemm_w4f32 = {ref::gemm_w4f32, 1};
-  t.gemm_w8f32 = {ref::gemm_w8f32, 1};
+  t.quantize_run = scalar::quantize_run;
+  t.dequantize_run = scalar::dequantize_run;
+  t.min_max = scalar::min_max;
+  t.quantize_row_u8 = scalar::quantize_row_u8;
+  t.requantize_run = scalar::requantize_run;
+  t.sum_bytes = scalar::sum_bytes;
+  t.pack_b_groups = scalar::pack_b_groups;
+  t.pack_bt_groups = scalar::pack_bt_groups;
+  t.w8a8 = {scalar::w8a8, 1};
+  t.w4a8 = {scalar::w4a8, 1};
+  t.w4f32 = {scalar::w4f32, 1};
+  t.w8f32 = {scalar::w8f32, 1};
 }
 
 // In order of preference, best last; a row's base comes before it.

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "kernels/kernel_api.h"
-#include "lowbit/lowbit.h"
+#include "lowbit/runtime.h"
 
 namespace lowbit {
 

@@ -1,20 +1,39 @@
-// The contract between ISA-free drivers (csrc/ops) and per-ISA kernels (csrc/kernels/<isa>).
-// Plain data and function-pointer types only: this header is included by translation units
-// compiled with different ISA flags, so it must hold no inline code that could be emitted with
-// one ISA's instructions and then linked into another's callers.
+// The contract between ISA-free drivers (csrc/ops), the packers (csrc/packed) and per-ISA kernels
+// (csrc/kernels/<isa>). Plain data, function-pointer types, constants and macros only: this header
+// is included by translation units compiled with different ISA flags, so it must hold no inline
+// code that could be emitted with one ISA's instructions and then linked into another's callers.
 #pragma once
 
 #include <cstdint>
 
+// Small kernel helpers (register tiles, loads, stores) are always inlined: GCC then keeps every
+// vector in a register (a helper left out of line would pass its vectors through the stack).
+#define LOWBIT_INLINE __attribute__((always_inline)) inline
+
 namespace lowbit {
 
-// One GEMM problem in the shape the kernels understand:
+// The packed layouts, the same on every ISA path. Packed int8 B (PackedMatrix, W8A8Problem,
+// W8F32Problem): panels of kPanelCols columns; inside a panel, k in groups of kGroupDepth (K
+// padded to a multiple of it with zeros), one group being kGroupBytes bytes: [64 columns x 4 k].
+constexpr int64_t kPanelCols = 64;
+constexpr int64_t kGroupDepth = 4;
+constexpr int64_t kGroupBytes = kPanelCols * kGroupDepth;
+// Half a panel: the column block of the kernels whose registers cannot hold a whole panel's
+// accumulators for several rows (AVX2 and NEON).
+constexpr int64_t kHalfPanelCols = kPanelCols / 2;
+// Packed 4-bit weights (PackedInt4Matrix, W4Problem): the same panels, each group's weights in
+// octets of kW4OctetDepth k (group lengths padded to a multiple of it), one octet being
+// kW4OctetBytes bytes: [64 columns x 8 k], two nibbles a byte (see W4Problem).
+constexpr int64_t kW4OctetDepth = 8;
+constexpr int64_t kW4OctetBytes = kPanelCols * kW4OctetDepth / 2;
+
+// One w8a8 GEMM (u8 activations x s8 weights, int32 sums) in the shape the kernels understand:
 //   A: M rows of uint8, KP bytes each (K padded to 4 with zeros), row stride lda.
 //   B: packed int8 panels of 64 columns x KP (see PackedMatrix), NP = N padded to 64.
 // The kernel forms acc = A @ B exactly (mod 2^32) and applies the epilogue
 //   c = acc - col_zero[n] * row_sum[m] - row_zero[m] * col_corr[n]          (int32, wraps)
 //   y = fma(float(c), row_scale[m] * col_scale[n], bias[n])                 (float output)
-struct GemmProblem {
+struct W8A8Problem {
   int64_t M = 0, N = 0, K = 0, KP = 0;
   const uint8_t* a = nullptr;
   int64_t lda = 0;
@@ -34,21 +53,23 @@ struct GemmProblem {
   const float* bias = nullptr;        // N or null
 };
 
-// One 4-bit weight GEMM (see PackedInt4Matrix). The packed weight is `panels` panels of 64
-// columns, `panel_stride` bytes each; a panel is `groups` blocks of `group_stride` bytes:
+// One 4-bit weight GEMM, w4a8 or w4f32 (see PackedInt4Matrix). The packed weight is `panels`
+// panels of 64 columns, `panel_stride` bytes each; a panel is `groups` blocks of `group_stride`
+// bytes:
 //   weights: group_pad / 8 octets of 256 bytes. Octet o, column c (block j = c / 16, lane
 //            l = c % 16) is the 4 bytes at o * 256 + j * 64 + l * 4; byte t holds k = 8o + t in
 //            its low nibble and k = 8o + 4 + t in its high nibble.
 //   scales:  64 float32, one per column                      (at group_pad * 32)
 //   zeros:   64 uint8, one per column, only if !symmetric    (at group_pad * 32 + 256)
 // A rows hold `groups` runs of group_pad values (zero padded past each group's length):
-// int8 (w4a8) or float32 (weight_only). Per output element, in this exact order:
+// int8 (w4a8) or float32 (w4f32, Int4Compute::weight_only). Per output element, in this exact
+// order:
 //   w4a8:        acc = 0; for g: acc = fma(float(dot_g - zero * a_group_sum[m, g]), scale, acc)
 //                y = fma(acc, a_scale[m], bias[n] or 0)
-//   weight_only: acc = 0; for g: { s = 0; for k in group order: s = fma(a[k], float(u - zero), s);
+//   w4f32:       acc = 0; for g: { s = 0; for k in group order: s = fma(a[k], float(u - zero), s);
 //                                  acc = fma(s, scale, acc) }
 //                y = acc + bias[n] (or acc)
-struct Int4GemmProblem {
+struct W4Problem {
   int64_t M = 0, N = 0;
   int64_t groups = 0, group_pad = 0;
   int64_t group_stride = 0, panel_stride = 0;
@@ -57,14 +78,15 @@ struct Int4GemmProblem {
   const int8_t* a_s8 = nullptr;        // w4a8
   const int32_t* a_group_sum = nullptr;  // w4a8: M x groups
   const float* a_scale = nullptr;      // w4a8: M
-  const float* a_f32 = nullptr;        // weight_only
+  const float* a_f32 = nullptr;        // w4f32
   int64_t lda = 0;                     // elements between A rows
   const float* bias = nullptr;         // N or null
   float* y = nullptr;
   int64_t ldy = 0;
 };
 
-// Float32 activations against int8 weights (weight-only int8), on GemmProblem's packed panels:
+// One w8f32 GEMM: float32 activations against int8 weights (weight-only int8), on W8A8Problem's
+// packed panels:
 //   A: M rows of K float32, row stride lda (no padding: the kernels stop at K).
 //   B: panels of KP/4 groups of [64 columns x 4 k] bytes b', with column zero points col_zero
 //      (NP entries; b' - col_zero is the user's w - z, exact in float32 since |.| <= 255).
@@ -112,19 +134,19 @@ using PackBGroupsFn = void (*)(const uint8_t* b, int64_t ldb, int64_t K, int64_t
 // ldw), for k groups [g_begin, g_end) that lie wholly inside K.
 using PackBtGroupsFn = void (*)(const uint8_t* w, int64_t ldw, int64_t g_begin, int64_t g_end,
                                 uint8_t flip, int8_t* panel, int32_t* col_sums);
-using GemmFn = void (*)(const GemmProblem& p, int64_t m_begin, int64_t m_end,
+using W8A8Fn = void (*)(const W8A8Problem& p, int64_t m_begin, int64_t m_end,
                         int64_t panel_begin, int64_t panel_end);
 // The w8a8 GEMM on a plain, row-major B (b: row 0 at column 0, row stride ldb; stored bytes
 // b ^ flip, rows past p.K read as zero), rows [m_begin, m_end) x columns [n_begin, n_end) of
 // p's int32 output, through the w8a8 epilogue with p.col_zero (N entries) and column sums the
 // kernel forms itself (p.b_panels and p.col_corr are not used). Worth it for a few rows only:
 // its entry says up to how many (max_rows) the driver should call it instead of packing.
-using GemmPlainBFn = void (*)(const GemmProblem& p, const uint8_t* b, int64_t ldb, uint8_t flip,
+using W8A8PlainBFn = void (*)(const W8A8Problem& p, const uint8_t* b, int64_t ldb, uint8_t flip,
                               int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
-using GemmInt4Fn = void (*)(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end,
-                            int64_t panel_begin, int64_t panel_end);
-using GemmW8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
-                             int64_t panel_begin, int64_t panel_end);
+using W4Fn = void (*)(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+                      int64_t panel_end);
+using W8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
+                         int64_t panel_begin, int64_t panel_end);
 
 // A GEMM entry: the kernel and its row step. A kernel computes MR rows at a time (a register
 // or tile block) and handles any remainder itself; drivers that split rows over threads give
@@ -138,7 +160,7 @@ struct GemmEntry {
 // A plain-B GEMM entry: the kernel and the most rows of A it is meant for (null: the path
 // packs B instead).
 struct PlainBEntry {
-  GemmPlainBFn run = nullptr;
+  W8A8PlainBFn run = nullptr;
   int64_t max_rows = 0;
 };
 
@@ -153,11 +175,11 @@ struct KernelTable {
   SumBytesFn sum_bytes = nullptr;
   PackBGroupsFn pack_b_groups = nullptr;
   PackBtGroupsFn pack_bt_groups = nullptr;
-  GemmEntry<GemmFn> gemm;            // w8a8: u8 x s8, int32 sums
-  PlainBEntry gemm_plain_b;          // w8a8 on a plain row-major B, small M
-  GemmEntry<GemmInt4Fn> gemm_w4a8;
-  GemmEntry<GemmInt4Fn> gemm_w4f32;
-  GemmEntry<GemmW8F32Fn> gemm_w8f32;
+  GemmEntry<W8A8Fn> w8a8;            // w8a8: u8 x s8, int32 sums
+  PlainBEntry w8a8_plain_b;          // w8a8 on a plain row-major B, small M
+  GemmEntry<W4Fn> w4a8;
+  GemmEntry<W4Fn> w4f32;
+  GemmEntry<W8F32Fn> w8f32;
 };
 
 }  // namespace lowbit

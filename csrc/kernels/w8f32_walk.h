@@ -17,9 +17,8 @@ using W8F32HalfTile = void (*)(const W8F32Problem&, int64_t m0, int64_t panel, i
 template <int kMaxRows>
 inline void walk_half_panels(const W8F32HalfTile (&tiles)[kMaxRows], const W8F32Problem& p,
                              int64_t m_begin, int64_t m_end, int64_t panel_begin, int64_t panel_end) {
-  constexpr int64_t kPanel = 64, kHalf = 32;
   for (int64_t panel = panel_begin; panel < panel_end; ++panel)
-    for (int half = 0; half < 2 && panel * kPanel + half * kHalf < p.N; ++half) {
+    for (int half = 0; half < 2 && panel * kPanelCols + half * kHalfPanelCols < p.N; ++half) {
       int64_t m = m_begin;
       for (; m + kMaxRows <= m_end; m += kMaxRows) tiles[kMaxRows - 1](p, m, panel, half);
       if (m < m_end) tiles[m_end - m - 1](p, m, panel, half);

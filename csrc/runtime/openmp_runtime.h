@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "lowbit/lowbit.h"  // use_openmp_runtime, use_own_threads, parallel_runtime_name
+#include "lowbit/runtime.h"  // use_openmp_runtime, use_own_threads, parallel_runtime_name
 
 namespace lowbit {
 

@@ -3,7 +3,7 @@
 #include "runtime/openmp_runtime.h"
 #include "runtime/task_slices.h"
 
-#include "lowbit/lowbit.h"
+#include "lowbit/runtime.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -52,12 +52,8 @@ class PackedWeight:
         self.bits = bits
         self.group_size = group_size
         self.mode = mode
-        if bits == 4:
-            self.in_features = int(packed.cols)
-            self.out_features = int(packed.rows)
-        else:
-            self.in_features = int(packed.rows)
-            self.out_features = int(packed.cols)
+        self.in_features = int(packed.in_features)
+        self.out_features = int(packed.out_features)
 
     @property
     def family(self) -> str:

@@ -79,7 +79,7 @@ def _matmul_packed(a: np.ndarray, a_zero_point: Any, packed: Any, k: int) -> np.
     za = ops.row_zero_points(a_zero_point, a2, "a_zero_point")
     rows = kernel_array(a2.reshape(math.prod(a2.shape[:-1]), k))
     c = _C.matmul_integer(rows, za, packed)
-    out = c.reshape(a2.shape[:-1] + (packed.cols,))
+    out = c.reshape(a2.shape[:-1] + (packed.out_features,))
     return out[0] if a.ndim == 1 else out
 
 

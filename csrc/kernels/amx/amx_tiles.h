@@ -21,6 +21,9 @@ namespace LOWBIT_AMX_NS {
 
 using TileConfig = amx_model::TileConfig;
 
+// Rows of every tile the kernels configure (the most a tile holds).
+constexpr int64_t kTileRows = amx_model::kMaxRows;
+
 // Tile numbers are immediates of the instructions (GCC's intrinsics paste them into the asm
 // text), so the tile operations are macros over literal tile numbers.
 #if LOWBIT_AMX_EMULATED

@@ -17,19 +17,15 @@
 // a double-buffered block of sums), so the per-group epilogue hides behind the tile products.
 #include <algorithm>
 
-#include "kernels/amx/amx_kernels.h"
-#include "kernels/kernel_scratch.h"
 #include "kernels/amx/amx_tiles.h"
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
-#include "kernels/int4_layout.h"
+#include "kernels/isa_kernels.h"
+#include "kernels/kernel_scratch.h"
+#include "kernels/w4_layout.h"
 
 namespace lowbit {
 namespace LOWBIT_AMX_NS {
 namespace {
 
-constexpr int64_t kPanel = 64;
-constexpr int64_t kRowBytes = kPanel * 4;  // one k group of 4 for the 64 columns of a panel
-constexpr int64_t kTileRows = 16;
 // Below this many rows the avx512vnni kernels win: they stream the weights once at memory
 // speed, the tile unit computes 16 rows a block. Measured on a 2-vCPU Xeon with AMX, 1 thread,
 // K = N = 4096, group 32: M = 8 avx512vnni 318 GOPS, tiles 198; M = 16: 329 / 363.
@@ -69,7 +65,7 @@ struct TileA {
   }
 };
 
-TileA copy_a(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t blocks, int64_t kw) {
+TileA copy_a(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t blocks, int64_t kw) {
   TileA t;
   t.steps = p.group_pad / kw;
   t.tile_bytes = kTileRows * kw;
@@ -95,11 +91,11 @@ TileA copy_a(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t b
 
 // Nibbles of one panel as int8 w - zero, group after group: group g's k group q (4 k) is the
 // 256-byte row (g * group_pad / 4 + q) of dst.
-void unpack_panel(const Int4GemmProblem& p, int64_t panel, int8_t* dst) {
+void unpack_panel(const W4Problem& p, int64_t panel, int8_t* dst) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const int64_t octets = p.group_pad / 8;
   for (int64_t g = 0; g < p.groups; ++g) {
-    const Int4Group b = int4_group(p, panel, g);
+    const W4Group b = w4_group(p, panel, g);
     __m512i zero[4];
     for (int j = 0; j < 4; ++j)  // column c's zero point in each of its 4 bytes
       zero[j] = b.zeros == nullptr
@@ -107,15 +103,15 @@ void unpack_panel(const Int4GemmProblem& p, int64_t panel, int8_t* dst) {
                     : _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(
                                              reinterpret_cast<const __m128i*>(b.zeros + 16 * j))),
                                          _mm512_set1_epi32(0x01010101));
-    int8_t* out = dst + g * p.group_pad / 4 * kRowBytes;
+    int8_t* out = dst + g * p.group_pad / 4 * kGroupBytes;
     for (int64_t o = 0; o < octets; ++o) {
-      const uint8_t* w = b.weights + o * kInt4OctetBytes;
+      const uint8_t* w = b.weights + o * kW4OctetBytes;
       for (int j = 0; j < 4; ++j) {
         const __m512i x = _mm512_load_si512(w + 64 * j);
         const __m512i lo = _mm512_sub_epi8(_mm512_and_si512(x, low4), zero[j]);
         const __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(x, 4), low4), zero[j]);
-        _mm512_store_si512(out + (2 * o) * kRowBytes + 64 * j, lo);
-        _mm512_store_si512(out + (2 * o + 1) * kRowBytes + 64 * j, hi);
+        _mm512_store_si512(out + (2 * o) * kGroupBytes + 64 * j, lo);
+        _mm512_store_si512(out + (2 * o + 1) * kGroupBytes + 64 * j, hi);
       }
     }
   }
@@ -128,20 +124,21 @@ void scale_half(const int32_t* c, const float* scales, int64_t half, float* acc)
     const int64_t n = half * 32 + jj * 16;
     const __m512 scale = _mm512_load_ps(scales + n);
     for (int64_t r = 0; r < RB * kTileRows; ++r) {
-      float* f = acc + r * kPanel + n;
-      _mm512_store_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + r * kPanel + n)),
-                                         scale, _mm512_load_ps(f)));
+      float* f = acc + r * kPanelCols + n;
+      _mm512_store_ps(f, _mm512_fmadd_ps(
+                             _mm512_cvtepi32_ps(_mm512_load_si512(c + r * kPanelCols + n)), scale,
+                             _mm512_load_ps(f)));
     }
   }
 }
 
 template <int RB>
-void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8_t* unpacked,
+void row_block(const W4Problem& p, const TileA& a, int64_t blk, const int8_t* unpacked,
                int64_t panel, int64_t m0, int64_t rows, int64_t kw) {
-  alignas(64) float acc[2 * kTileRows * kPanel];
-  alignas(64) int32_t sums[2][2 * kTileRows * kPanel];
+  alignas(64) float acc[2 * kTileRows * kPanelCols];
+  alignas(64) int32_t sums[2][2 * kTileRows * kPanelCols];
   std::memset(acc, 0, sizeof(acc));
-  const bool two = panel * kPanel + 32 < p.N;
+  const bool two = panel * kPanelCols + 32 < p.N;
   const int64_t halves = two ? 2 : 1, G = p.groups;
   for (int64_t g = 0; g <= G; ++g) {
     for (int64_t half = 0; half < halves; ++half) {
@@ -153,11 +150,11 @@ void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8
           LOWBIT_TILE_ZERO(3);
         }
         for (int64_t s = 0; s < a.steps; ++s) {
-          const int8_t* bk = unpacked + (g * p.group_pad + s * kw) / 4 * kRowBytes + half * 128;
+          const int8_t* bk = unpacked + (g * p.group_pad + s * kw) / 4 * kGroupBytes + half * 128;
           LOWBIT_TILE_LOAD(4, a.tile(blk, g, s), kw);
-          LOWBIT_TILE_LOAD(6, bk, kRowBytes);
+          LOWBIT_TILE_LOAD(6, bk, kGroupBytes);
           LOWBIT_TILE_DPBSSD(0, 4, 6);
-          LOWBIT_TILE_LOAD(7, bk + 64, kRowBytes);
+          LOWBIT_TILE_LOAD(7, bk + 64, kGroupBytes);
           LOWBIT_TILE_DPBSSD(1, 4, 7);
           if (RB == 2) {
             LOWBIT_TILE_LOAD(5, a.tile(blk + 1, g, s), kw);
@@ -167,27 +164,27 @@ void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8
         }
       }
       // ... while group g - 1's sums are scaled into the accumulators ...
-      if (g > 0) scale_half<RB>(sums[(g - 1) & 1], int4_group(p, panel, g - 1).scales, half, acc);
+      if (g > 0) scale_half<RB>(sums[(g - 1) & 1], w4_group(p, panel, g - 1).scales, half, acc);
       if (g < G) {  // ... and only then stored, once the products are done.
         int32_t* c = sums[g & 1] + half * 32;
-        LOWBIT_TILE_STORE(0, c, kPanel * 4);
-        LOWBIT_TILE_STORE(1, c + 16, kPanel * 4);
+        LOWBIT_TILE_STORE(0, c, kPanelCols * 4);
+        LOWBIT_TILE_STORE(1, c + 16, kPanelCols * 4);
         if (RB == 2) {
-          LOWBIT_TILE_STORE(2, c + kTileRows * kPanel, kPanel * 4);
-          LOWBIT_TILE_STORE(3, c + kTileRows * kPanel + 16, kPanel * 4);
+          LOWBIT_TILE_STORE(2, c + kTileRows * kPanelCols, kPanelCols * 4);
+          LOWBIT_TILE_STORE(3, c + kTileRows * kPanelCols + 16, kPanelCols * 4);
         }
       }
     }
   }
   for (int64_t j = 0; j < 4; ++j) {
-    const int64_t n0 = panel * kPanel + 16 * j;
+    const int64_t n0 = panel * kPanelCols + 16 * j;
     if (n0 >= p.N) break;
     const __mmask16 mask = p.N - n0 >= 16 ? static_cast<__mmask16>(0xffff)
                                           : static_cast<__mmask16>((1u << (p.N - n0)) - 1u);
     const __m512 bias = p.bias ? _mm512_maskz_loadu_ps(mask, p.bias + n0) : _mm512_setzero_ps();
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t m = m0 + r;
-      const __m512 y = _mm512_fmadd_ps(_mm512_load_ps(acc + r * kPanel + 16 * j),
+      const __m512 y = _mm512_fmadd_ps(_mm512_load_ps(acc + r * kPanelCols + 16 * j),
                                        _mm512_set1_ps(p.a_scale[m]), bias);
       _mm512_mask_storeu_ps(p.y + m * p.ldy + n0, mask, y);
     }
@@ -196,17 +193,17 @@ void row_block(const Int4GemmProblem& p, const TileA& a, int64_t blk, const int8
 
 }  // namespace
 
-void gemm_w4a8(const Int4GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
-               int64_t panel_end) {
+void w4a8(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+          int64_t panel_end) {
   if (m_end - m_begin < kMinRows || p.groups == 0) {
-    avx512vnni::gemm_w4a8(p, m_begin, m_end, panel_begin, panel_end);
+    avx512vnni::w4a8(p, m_begin, m_end, panel_begin, panel_end);
     return;
   }
   const int64_t kw = step_bytes(p.group_pad);
   const int64_t blocks = (m_end - m_begin + kTileRows - 1) / kTileRows;
   const TileA a = copy_a(p, m_begin, m_end, blocks, kw);
   auto* unpacked = static_cast<int8_t*>(
-      kernel_scratch::reserve(kernel_scratch::amx_b, static_cast<size_t>(p.groups * p.group_pad / 4 * kRowBytes)));
+      kernel_scratch::reserve(kernel_scratch::amx_b, static_cast<size_t>(p.groups * p.group_pad / 4 * kGroupBytes)));
   ensure_tile_config(config_for(kw));
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     unpack_panel(p, panel, unpacked);

@@ -19,19 +19,15 @@
 // block, the sums parked in L1 between them, so each A tile comes from L2 once per block.
 #include <algorithm>
 
-#include "kernels/amx/amx_kernels.h"
-#include "kernels/kernel_scratch.h"
 #include "kernels/amx/amx_tiles.h"
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avx512vnni/w8a8_epilogue_avx512.h"
+#include "kernels/isa_kernels.h"
+#include "kernels/kernel_scratch.h"
 
 namespace lowbit {
 namespace LOWBIT_AMX_NS {
 namespace {
 
-constexpr int64_t kPanel = 64;            // columns of a packed panel
-constexpr int64_t kGroupBytes = kPanel * 4;  // one k group of a panel: a B-tile row stride
-constexpr int64_t kTileRows = 16;
 constexpr int64_t kTileGroups = 16;       // k groups of 4 in one A/B tile (64 k)
 
 // Below this many rows the avx512vnni small-M kernels are faster: both stream B at memory speed
@@ -57,7 +53,7 @@ struct TileA {
   const uint8_t* tile(int64_t block, int64_t chunk) const { return data + (block * chunks + chunk) * 1024; }
 };
 
-TileA copy_a(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t blocks) {
+TileA copy_a(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t blocks) {
   const int64_t groups = p.KP / 4, full = groups / kTileGroups;
   const bool tail = groups % kTileGroups != 0;
   TileA t;
@@ -100,7 +96,7 @@ struct PanelPrefetch {
 // one panel over the chunks [ch0, ch1), added to (first: stored into) c (row stride 64 int32,
 // the panel's full width).
 template <int RB>
-void half_panel(const GemmProblem& p, const TileA& a, int64_t blk, const int8_t* panel,
+void half_panel(const W8A8Problem& p, const TileA& a, int64_t blk, const int8_t* panel,
                 int64_t half, int64_t ch0, int64_t ch1, int32_t* c, PanelPrefetch& pf) {
   const int64_t groups = p.KP / 4;
   const int8_t* b = panel + half * 32 * 4;
@@ -113,11 +109,11 @@ void half_panel(const GemmProblem& p, const TileA& a, int64_t blk, const int8_t*
       LOWBIT_TILE_ZERO(3);
     }
   } else {
-    LOWBIT_TILE_LOAD(0, ch, kPanel * 4);
-    LOWBIT_TILE_LOAD(1, ch + 16, kPanel * 4);
+    LOWBIT_TILE_LOAD(0, ch, kPanelCols * 4);
+    LOWBIT_TILE_LOAD(1, ch + 16, kPanelCols * 4);
     if (RB == 2) {
-      LOWBIT_TILE_LOAD(2, ch + kTileRows * kPanel, kPanel * 4);
-      LOWBIT_TILE_LOAD(3, ch + kTileRows * kPanel + 16, kPanel * 4);
+      LOWBIT_TILE_LOAD(2, ch + kTileRows * kPanelCols, kPanelCols * 4);
+      LOWBIT_TILE_LOAD(3, ch + kTileRows * kPanelCols + 16, kPanelCols * 4);
     }
   }
   for (int64_t k = ch0; k < ch1; ++k) {
@@ -138,24 +134,24 @@ void half_panel(const GemmProblem& p, const TileA& a, int64_t blk, const int8_t*
       LOWBIT_TILE_DPBUSD(3, 5, 7);
     }
   }
-  LOWBIT_TILE_STORE(0, ch, kPanel * 4);
-  LOWBIT_TILE_STORE(1, ch + 16, kPanel * 4);
+  LOWBIT_TILE_STORE(0, ch, kPanelCols * 4);
+  LOWBIT_TILE_STORE(1, ch + 16, kPanelCols * 4);
   if (RB == 2) {
-    LOWBIT_TILE_STORE(2, ch + kTileRows * kPanel, kPanel * 4);
-    LOWBIT_TILE_STORE(3, ch + kTileRows * kPanel + 16, kPanel * 4);
+    LOWBIT_TILE_STORE(2, ch + kTileRows * kPanelCols, kPanelCols * 4);
+    LOWBIT_TILE_STORE(3, ch + kTileRows * kPanelCols + 16, kPanelCols * 4);
   }
 }
 
 // Rows of row blocks blk .. blk + RB - 1 (from m_begin, before m_end) of one panel: tile sums
 // of both halves, then the epilogue.
 template <int RB, bool stream>
-void row_block(const GemmProblem& p, const TileA& a, int64_t m_begin, int64_t m_end, int64_t blk,
+void row_block(const W8A8Problem& p, const TileA& a, int64_t m_begin, int64_t m_end, int64_t blk,
                int64_t panel, PanelPrefetch& pf) {
-  alignas(64) int32_t c[2 * kTileRows * kPanel];
-  const int8_t* b = p.b_panels + panel * kPanel * p.KP;
+  alignas(64) int32_t c[2 * kTileRows * kPanelCols];
+  const int8_t* b = p.b_panels + panel * kPanelCols * p.KP;
   // K in blocks of kChunkBlock chunks, both halves per block: the A tiles of a block are read
   // from L2 once and again from L1 for the second half; the sums wait in c (L1) in between.
-  const bool two = panel * kPanel + 32 < p.N;
+  const bool two = panel * kPanelCols + 32 < p.N;
   for (int64_t ch0 = 0; ch0 < a.chunks; ch0 += kChunkBlock) {
     const int64_t ch1 = std::min(a.chunks, ch0 + kChunkBlock);
     half_panel<RB>(p, a, blk, b, 0, ch0, ch1, c, pf);
@@ -164,27 +160,28 @@ void row_block(const GemmProblem& p, const TileA& a, int64_t m_begin, int64_t m_
   const int64_t m0 = m_begin + blk * kTileRows;
   const int64_t rows = std::min<int64_t>(RB * kTileRows, m_end - m0);
   for (int64_t j = 0; j < 4; ++j) {
-    const int64_t n0 = panel * kPanel + j * 16;
+    const int64_t n0 = panel * kPanelCols + j * 16;
     if (n0 >= p.N) break;
     const w8a8_epilogue::Columns col = w8a8_epilogue::columns(p, n0);
     for (int64_t r = 0; r < rows; ++r)
-      w8a8_epilogue::store<stream>(p, m0 + r, n0, col, _mm512_load_si512(c + r * kPanel + j * 16));
+      w8a8_epilogue::store<stream>(p, m0 + r, n0, col,
+                                   _mm512_load_si512(c + r * kPanelCols + j * 16));
   }
 }
 
 }  // namespace
 
-void gemm(const GemmProblem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
+void w8a8(const W8A8Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_begin,
           int64_t panel_end) {
   if (m_end - m_begin < kMinRows || p.KP < 64) {
-    avx512vnni::gemm(p, m_begin, m_end, panel_begin, panel_end);
+    avx512vnni::w8a8(p, m_begin, m_end, panel_begin, panel_end);
     return;
   }
   // Row blocks of 16; the last one is padded with zero rows in the tile copy of A.
   const int64_t blocks = (m_end - m_begin + kTileRows - 1) / kTileRows;
   const TileA a = copy_a(p, m_begin, m_end, blocks);
   ensure_tile_config(config());
-  const int64_t panel_bytes = kPanel * p.KP;
+  const int64_t panel_bytes = kPanelCols * p.KP;
   // An output larger than the L2 cache goes around the caches (it cannot stay there anyway).
   const bool stream = static_cast<double>(p.M) * p.N * 4 >= kStreamOutputBytes;
   const int64_t steps = ((blocks + 1) / 2) * 2 * a.chunks;  // chunk steps per panel

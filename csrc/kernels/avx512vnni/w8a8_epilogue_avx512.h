@@ -21,7 +21,7 @@ struct Columns {
   __m512 col_scale, bias;
 };
 
-static inline __attribute__((always_inline)) Columns columns(const GemmProblem& p, int64_t n0) {
+static LOWBIT_INLINE Columns columns(const W8A8Problem& p, int64_t n0) {
   Columns c;
   c.mask = p.N - n0 >= 16 ? static_cast<__mmask16>(0xffff)
                           : static_cast<__mmask16>((1u << (p.N - n0)) - 1u);
@@ -40,8 +40,8 @@ static inline __attribute__((always_inline)) Columns columns(const GemmProblem& 
 // vector goes to memory with a non-temporal store (no read for ownership of an output line that
 // is too large to stay in cache anyway); the caller then ends with _mm_sfence().
 template <bool stream = false>
-static inline __attribute__((always_inline)) void store(const GemmProblem& p, int64_t m, int64_t n0,
-                                                        const Columns& col, __m512i acc) {
+static LOWBIT_INLINE void store(const W8A8Problem& p, int64_t m, int64_t n0,
+                                const Columns& col, __m512i acc) {
   __m512i c = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(p.row_zero[m]), col.corr));
   if (!p.b_symmetric)
     c = _mm512_sub_epi32(c, _mm512_mullo_epi32(col.col_zero, _mm512_set1_epi32(p.row_sum[m])));

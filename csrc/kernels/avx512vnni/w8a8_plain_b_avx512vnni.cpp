@@ -19,8 +19,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/avx512vnni/avx512vnni_kernels.h"
 #include "kernels/avx512vnni/w8a8_epilogue_avx512.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/kernel_scratch.h"
 
 namespace lowbit {
@@ -32,12 +32,12 @@ namespace {
 // reads are then one sequential run per row. Sums of (rows + 1) x 16384 int32 stay in L2.
 constexpr int64_t kBlockCols = 16384;  // sums of (rows + 1) x 512 int32: 34 KB at 16 rows (L1)
 constexpr int kUnroll = 4;           // k groups per load/store of the sums
-constexpr int64_t kPrefetchRows = 16;  // rows of B ahead of the walk  // rows of B ahead of the walk
+constexpr int64_t kPrefetchRows = 16;  // rows of B ahead of the walk
 
 // Group g of 64 columns: 4 rows of B (rows past K read as zero; columns past the mask as zero),
 // as stored bytes (b ^ flip), interleaved into u[0..3] (see the file comment).
-inline __attribute__((always_inline)) void load_group(const uint8_t* row0, int64_t ldb, int rows,
-                                                      __mmask64 cols, __m512i flip, __m512i u[4]) {
+LOWBIT_INLINE void load_group(const uint8_t* row0, int64_t ldb, int rows,
+                              __mmask64 cols, __m512i flip, __m512i u[4]) {
   __m512i r[4];
   for (int i = 0; i < 4; ++i) {
     if (i < rows) {
@@ -56,7 +56,7 @@ inline __attribute__((always_inline)) void load_group(const uint8_t* row0, int64
 }
 
 // The four sum vectors of a 64-column group, permuted as u[q] is, into natural column order.
-inline __attribute__((always_inline)) void to_columns(const __m512i u[4], __m512i out[4]) {
+LOWBIT_INLINE void to_columns(const __m512i u[4], __m512i out[4]) {
   const __m512i v0 = _mm512_shuffle_i64x2(u[0], u[1], 0x44), v1 = _mm512_shuffle_i64x2(u[2], u[3], 0x44);
   const __m512i v2 = _mm512_shuffle_i64x2(u[0], u[1], 0xee), v3 = _mm512_shuffle_i64x2(u[2], u[3], 0xee);
   out[0] = _mm512_shuffle_i64x2(v0, v1, 0x88);
@@ -81,9 +81,9 @@ inline __m512i a_word(const uint8_t* row, int64_t g) {
 // Sums of rows [m0, m1) x columns [n0, n0 + cols) over all of K, into s (row r's 64-column
 // group j at s + (r * groups64 + j) * 64; row m1 - m0 holds the column sums), permuted.
 template <int U>
-inline __attribute__((always_inline)) void step(const GemmProblem& p, const uint8_t* b, int64_t ldb,
-                                                int64_t rows_b, int64_t g, int64_t n0, int64_t cols,
-                                                int64_t m0, int64_t m1, __m512i flip, __m512i* s) {
+LOWBIT_INLINE void step(const W8A8Problem& p, const uint8_t* b, int64_t ldb,
+                        int64_t rows_b, int64_t g, int64_t n0, int64_t cols,
+                        int64_t m0, int64_t m1, __m512i flip, __m512i* s) {
   const int64_t groups64 = (cols + 63) / 64, R = m1 - m0;
   const __m512i ones = _mm512_set1_epi8(1);
   for (int64_t j = 0; j < groups64; ++j) {
@@ -119,7 +119,7 @@ inline __attribute__((always_inline)) void step(const GemmProblem& p, const uint
 
 }  // namespace
 
-void gemm_plain_b(const GemmProblem& p, const uint8_t* b, int64_t ldb, uint8_t flip, int64_t m_begin,
+void w8a8_plain_b(const W8A8Problem& p, const uint8_t* b, int64_t ldb, uint8_t flip, int64_t m_begin,
                   int64_t m_end, int64_t n_begin, int64_t n_end) {
   const int64_t R = m_end - m_begin;
   if (R <= 0 || n_end <= n_begin) return;

@@ -1,0 +1,120 @@
+// lowbit public C++ API, packed weights: the int8 B operand of the GEMMs (PackedMatrix) and
+// 4-bit weights (PackedInt4Matrix), packed once into the panel layout every ISA path shares.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "lowbit/types.h"
+
+namespace lowbit {
+
+// ---- 8-bit: PackedMatrix ------------------------------------------------------------------------
+// The B operand of a GEMM (K x N), packed once into 64-column panels of 4-deep k groups. Stores
+// B - 128 for uint8 input so every kernel sees signed bytes, plus per-column sums that fold the
+// zero points into the epilogue. The layout is the same for every ISA.
+class PackedMatrix {
+ public:
+  // b[k * stride_k + n * stride_n]; zero_point has N entries (per column) or 1 (per tensor).
+  static std::shared_ptr<PackedMatrix> pack(const void* b, ElemType type, int64_t K, int64_t N,
+                                            int64_t stride_k, int64_t stride_n,
+                                            const int32_t* zero_point, int64_t zero_point_count);
+  // A float32 weight (N x K, row stride ldw: out_features x in_features) quantized per output
+  // channel, saturate(round(w / scale[n]) + zero_point[n]) in `type` (int8 or uint8: the bytes
+  // quantize_linear gives), and packed, in one pass: the quantized weight is never stored
+  // whole. Throws std::invalid_argument for NaN/Inf in w, a scale that is not finite and > 0 or
+  // a zero point outside the type.
+  static std::shared_ptr<PackedMatrix> quantize_pack(const float* w, int64_t N, int64_t K, int64_t ldw,
+                                                     const float* scale, const int32_t* zero_point,
+                                                     ElemType type);
+  // The same with the parameters found here: each row's range [min(0, min), max(0, max)] and
+  // range_params (int8, symmetric or not), a block of rows at a time so each row is read from
+  // memory once. The per-channel scales and zero points go to scale_out / zero_out (N each).
+  // Throws std::invalid_argument for NaN/Inf in w.
+  static std::shared_ptr<PackedMatrix> quantize_pack_channels(const float* w, int64_t N, int64_t K,
+                                                              int64_t ldw, bool symmetric,
+                                                              float* scale_out, int32_t* zero_out);
+  // Writes the original values back as B[k, n] at out[k * stride_k + n * stride_n] (bytes of
+  // the source type): the canonical form for saving, so no unpacked copy is kept alongside.
+  void unpack(void* out, int64_t stride_k, int64_t stride_n) const;
+
+  ~PackedMatrix();
+  PackedMatrix(const PackedMatrix&) = delete;
+  PackedMatrix& operator=(const PackedMatrix&) = delete;
+
+  int64_t in_features() const { return K_; }   // K: rows of B (a weight's input features)
+  int64_t out_features() const { return N_; }  // N: columns of B (a weight's output channels)
+  int64_t padded_depth() const { return KP_; }
+  int64_t padded_cols() const { return NP_; }
+  ElemType source_type() const { return type_; }
+  bool symmetric() const { return symmetric_; }   // every effective zero point is 0
+  size_t nbytes() const;                          // bytes owned (panels + column data)
+
+  const int8_t* panels() const { return panels_; }
+  const int32_t* col_zero() const { return col_zero_; }     // zb' = zb - (uint8 ? 128 : 0)
+  const int32_t* col_corr() const { return col_corr_; }     // colsum(B') - K * zb'
+  const int32_t* col_zero_point() const { return zero_points_; }  // user zero points, N
+
+ private:
+  PackedMatrix() = default;
+  // Storage for a K x N matrix of `type` (per-column data zeroed); finish() sets symmetric_.
+  static std::shared_ptr<PackedMatrix> allocate(ElemType type, int64_t K, int64_t N);
+  void finish();
+  int64_t K_ = 0, N_ = 0, KP_ = 0, NP_ = 0;
+  ElemType type_ = ElemType::int8;
+  bool symmetric_ = true;
+  void* storage_ = nullptr;
+  size_t storage_bytes_ = 0;
+  int8_t* panels_ = nullptr;
+  int32_t* col_zero_ = nullptr;
+  int32_t* col_corr_ = nullptr;
+  int32_t* zero_points_ = nullptr;
+};
+
+// ---- 4-bit: PackedInt4Matrix --------------------------------------------------------------------
+// An (N x K) weight of unsigned 4-bit values u in [0, 15] with one float32 scale and one zero
+// point per group of `group_size` consecutive k (the last group of a row may be shorter):
+//   w[n, k] = (u[n, k] - zero_point[n, g]) * scale[n, g],  g = k / group_size.
+// Symmetric weights (zero point 8 everywhere) store no zero points. Packed once into 64-column
+// panels, group by group, each group's scales (and zero points) right after its weights, so a
+// GEMV streams the whole weight sequentially. The layout is the same for every ISA.
+class PackedInt4Matrix {
+ public:
+  static constexpr int64_t kMaxGroupSize = 1 << 20;  // keeps 15 * 127 * group in int32
+
+  // u: N x K values in [0, 15], one per byte, row stride K. scale: N x G (G = ceil(K / group)),
+  // finite and > 0. zero_point: N x G values in [0, 15], or null for symmetric (all 8).
+  // K and group_size must be even.
+  static std::shared_ptr<PackedInt4Matrix> pack(const uint8_t* u, int64_t N, int64_t K,
+                                                int64_t group_size, const float* scale,
+                                                const uint8_t* zero_point);
+  void unpack(uint8_t* out) const;  // N x K values in [0, 15], one per byte
+
+  ~PackedInt4Matrix();
+  PackedInt4Matrix(const PackedInt4Matrix&) = delete;
+  PackedInt4Matrix& operator=(const PackedInt4Matrix&) = delete;
+
+  int64_t in_features() const { return K_; }     // K
+  int64_t out_features() const { return N_; }    // N
+  int64_t group_size() const { return group_; }
+  int64_t groups() const { return groups_; }     // G
+  int64_t group_pad() const { return group_pad_; }  // group length padded to 8 in the panels
+  bool symmetric() const { return symmetric_; }
+  size_t nbytes() const { return storage_bytes_; }
+  int64_t panels() const { return panels_count_; }
+  int64_t group_stride() const { return group_stride_; }   // bytes per group block of a panel
+  int64_t panel_stride() const { return group_stride_ * groups_; }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  PackedInt4Matrix() = default;
+  int64_t N_ = 0, K_ = 0, group_ = 0, groups_ = 0, group_pad_ = 0, panels_count_ = 0;
+  int64_t group_stride_ = 0;
+  bool symmetric_ = true;
+  void* storage_ = nullptr;
+  size_t storage_bytes_ = 0;
+  uint8_t* data_ = nullptr;
+};
+
+}  // namespace lowbit

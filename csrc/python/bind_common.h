@@ -1,0 +1,56 @@
+// Helpers shared by the binding files (bind_*.cpp): dtype, contiguity and alignment checks of
+// NumPy arrays, and the bind_* functions module.cpp calls. Internal to the extension.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "lowbit/types.h"
+
+namespace lowbit {
+namespace bindings {
+
+namespace py = pybind11;
+
+// One per concern, each in its own bind_<concern>.cpp, called in this order by module.cpp.
+void bind_enums(py::module_& m);     // the enums whose int codes the functions take
+void bind_runtime(py::module_& m);   // ISA paths, threads, the OpenMP hand-off
+void bind_bench(py::module_& m);     // the benchmark harness's DRAM bandwidth probe
+void bind_quantize(py::module_& m);  // the quantization primitives
+void bind_packed(py::module_& m);    // PackedMatrix, PackedInt4Matrix and their packers
+void bind_gemm(py::module_& m);      // matmul_integer and the linear layers
+
+// By value, not by object identity: an unpickled or deep-copied array carries an equal but
+// distinct dtype object. Equivalence also requires native byte order.
+template <typename T>
+bool has_dtype(const py::array& a) {
+  const py::dtype dt = a.dtype();
+  return dt.is(py::dtype::of<T>()) || dt.equal(py::dtype::of<T>());
+}
+
+inline void require_c_contiguous(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned");
+}
+
+template <typename T>
+const T* checked_data(const py::array& a, const char* name, const char* dtype_name) {
+  if (!has_dtype<T>(a)) throw py::type_error(std::string(name) + " must have dtype " + dtype_name);
+  require_c_contiguous(a, name);
+  return static_cast<const T*>(a.data());
+}
+
+inline ElemType elem_type_of(const py::array& a, const char* name, bool allow_int32) {
+  if (has_dtype<int8_t>(a)) return ElemType::int8;
+  if (has_dtype<uint8_t>(a)) return ElemType::uint8;
+  if (allow_int32 && has_dtype<int32_t>(a)) return ElemType::int32;
+  throw py::type_error(std::string(name) + (allow_int32 ? " must be int8, uint8 or int32"
+                                                        : " must be int8 or uint8"));
+}
+
+}  // namespace bindings
+}  // namespace lowbit
