@@ -54,6 +54,12 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
     zero_point
         None (0), or the scale's shape (per tensor: a scalar or a 1-element array, in any mix
         with the scale's form).
+    axis
+        The axis a per-axis or blocked scale runs along (default 1, as in ONNX; negative
+        values count from the end); not read for a per-tensor scale.
+    block_size
+        0 (default): per tensor or per axis, as the scale's shape says; > 0: blocks of
+        block_size consecutive elements along `axis` (the last one may be shorter).
     dtype
         "int8", "uint8", "int4", "uint4" (4-bit values are returned one per byte in
         int8/uint8 arrays); default: the zero point's dtype (int8/uint8), else uint8.
@@ -66,10 +72,13 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
     ------
     TypeError
         x is not float32/float16 data; the zero point is int16/uint16/int32/uint32 and dtype
-        is None (ONNX would give 16- or 32-bit output, not supported yet).
+        is None (ONNX would give 16- or 32-bit output, not supported yet); a scale or zero
+        point that is None or not numeric (a zero point must hold integers); axis is not an
+        int; dtype is not a type name.
     ValueError
         NaN/Inf in x; a scale that is not finite and > 0; a zero point outside the type's
-        range; shapes that do not fit.
+        range; shapes that do not fit; axis out of range; block_size negative or not an int;
+        an unsupported dtype.
     """
     xa = float_array(x, "x")
     name = _output_qtype(dtype, zero_point)
@@ -141,7 +150,26 @@ def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = No
 
 def dynamic_quantize_linear(x: ArrayLike) -> tuple[np.ndarray, np.float32, np.uint8]:
     """ONNX DynamicQuantizeLinear: uint8, one scale and zero point for the tensor, the range
-    always including 0. A zero range (all zeros) gives scale 1 and zero point 0."""
+    always including 0. A zero range (all zeros) gives scale 1 and zero point 0.
+
+    Parameters
+    ----------
+    x
+        float32 (or float16, or Python numbers) data of any shape, empty included.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.float32, numpy.uint8)
+        q (uint8, x's shape), the scale and the zero point, so that
+        ``dequantize_linear(q, scale, zero_point)`` approximates x.
+
+    Raises
+    ------
+    TypeError
+        x is not float32/float16 data (float64 is refused: cast it with .astype(np.float32)).
+    ValueError
+        NaN/Inf in x.
+    """
     xa = float_array(x, "x")
     q, scale, zero = _C.dynamic_quantize_linear(xa)
     return q, np.float32(scale), np.uint8(zero)
@@ -155,6 +183,34 @@ def requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike = 0,
     or an array broadcastable to acc. The product is formed in float64, so it is exact enough that
     ties round as in the float64 ONNX reference. dtype: int8/uint8/int4/uint4; default from the
     zero point's dtype, else uint8.
+
+    Parameters
+    ----------
+    acc
+        A NumPy int32 array (the accumulator of an integer GEMM, say).
+    multiplier
+        Finite values > 0: a scalar (or a 1-element array), one per element of acc's last
+        axis, or an array that broadcasts to acc's shape.
+    zero_point
+        One value (a scalar or a 1-element array) within the output type's range; default 0.
+    dtype
+        "int8", "uint8", "int4" or "uint4" (4-bit values one per byte); default: the zero
+        point's dtype (int8/uint8), else uint8.
+
+    Returns
+    -------
+    numpy.ndarray
+        y, acc's shape, of the output type's storage dtype (int8 or uint8).
+
+    Raises
+    ------
+    TypeError
+        acc is not a NumPy int32 array; a multiplier or zero point that is None or not
+        numeric; an int16/uint16/int32/uint32 zero point with dtype None (no such output
+        yet); dtype is not a type name.
+    ValueError
+        A multiplier that is not finite and > 0 or does not broadcast to acc; a zero point
+        that is not a single value or lies outside the type's range; an unsupported dtype.
     """
     return _requantize(acc, multiplier, zero_point, dtype, "zero_point")
 
@@ -304,8 +360,34 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
     form). y_zero_point is required, as in ONNX (its type sets the output type); a_zero_point
     and b_zero_point may be None (0).
 
-    Raises TypeError for wrong dtypes or a missing y_zero_point, ValueError for bad values or
-    shapes (each naming the argument).
+    Parameters
+    ----------
+    a, b
+        NumPy int8 or uint8 arrays, with numpy.matmul's shape rules (as `matmul_integer`).
+    a_scale, a_zero_point
+        A's scale (finite, > 0) and zero point (None: 0): a scalar or one per row of A.
+    b_scale, b_zero_point
+        B's scale and zero point (None: 0): a scalar or one per column of B.
+    y_scale, y_zero_point
+        The output's scale and zero point, scalars; y_zero_point's dtype (int8 or uint8; a
+        Python int: uint8) is the output type.
+
+    Returns
+    -------
+    numpy.ndarray
+        y, of the output type, with A @ B's shape.
+
+    Raises
+    ------
+    TypeError
+        Wrong dtypes or a missing y_zero_point, the message naming the argument: a or b is
+        not a NumPy int8/uint8 array; y_zero_point is None; a scale or zero point that is not
+        numeric; an int16/uint16/int32/uint32 y_zero_point (no such output yet).
+    ValueError
+        Bad values or shapes, the message naming the argument: shapes that do not multiply
+        or broadcast; a scale that is not finite and > 0, or not a scalar / one per row or
+        column; a zero point outside its type's range or of the wrong shape;
+        a_scale * b_scale / y_scale overflowing float32.
     """
     if y_zero_point is None:
         raise TypeError("y_zero_point is required (ONNX QLinearMatMul): its type sets the "

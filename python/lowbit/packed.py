@@ -38,7 +38,32 @@ class PackedWeight:
     exact integer group sums) or "weight_only" (float32 activations).
 
     Holds only the packed bytes and the quantization parameters; `qtensor()` rebuilds the
-    canonical quantized weight (for saving or inspection)."""
+    canonical quantized weight (for saving or inspection).
+
+    Made by `lowbit.pack_weight` (and by pickling, copying and `lowbit.load`, which re-pack);
+    the constructor only wraps what those have checked.
+
+    Parameters
+    ----------
+    packed
+        The extension's packed matrix (8-bit: (in_features, out_features) panels; 4-bit: the
+        (out_features, in_features) nibbles with their group scales).
+    scale, zero_point
+        The quantization parameters as described above (stored read-only).
+    dtype
+        "int8" / "uint8" (bits=8) or "int4" / "uint4" (bits=4).
+    bits
+        8 or 4.
+    group_size
+        The 4-bit group actually used (None for 8 bits).
+    mode
+        8-bit: None or "weight_only"; 4-bit: "w4a8" or "weight_only".
+
+    Raises
+    ------
+    None
+        The arguments are not checked here (pack_weight checks them).
+    """
 
     def __init__(self, packed: Any, scale: np.ndarray, zero_point: np.ndarray, dtype: str,
                  bits: int = 8, group_size: Optional[int] = None,
@@ -77,6 +102,21 @@ class PackedWeight:
         return int(self._packed.nbytes) + self.scale.nbytes
 
     def qtensor(self) -> "QTensor":
+        """The canonical quantized weight, unpacked from the panels (the same values
+        pack_weight was given or computed).
+
+        Returns
+        -------
+        QTensor
+            (out_features, in_features) data; 8-bit: per channel along axis 0; 4-bit: int4 /
+            uint4 values one per byte, grouped along axis 1 with this weight's group_size.
+            Scales and zero points are copies.
+
+        Raises
+        ------
+        None
+            The packed data was checked when it was packed.
+        """
         from .qtensor import QTensor
         if self.bits == 4:
             u = self._packed.unpack()
@@ -87,6 +127,18 @@ class PackedWeight:
         return QTensor(data, self.scale.copy(), self.zero_point.copy(), self.dtype, 0, None)
 
     def dequantize(self) -> np.ndarray:
+        """The float32 weight the kernels compute with: (q - zero_point) * scale.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (out_features, in_features).
+
+        Raises
+        ------
+        None
+            As `qtensor`.
+        """
         return self.qtensor().dequantize()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -128,7 +180,29 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
     clip_search=True picks each channel's (8-bit) or group's (4-bit) range by least squared
     quantization error over a grid of clipping ratios (see `lowbit.quantize`); off by default.
 
-    Returns a PackedWeight (its `group_size` is the group actually used).
+    Parameters
+    ----------
+    w
+        A float32 (out_features, in_features) NumPy array, or a QTensor of that shape (see
+        above for the layouts each bit width takes).
+    bits
+        8 (default) or 4.
+    group_size
+        4-bit only: input features per group (None: 128); a positive even int up to 2**20.
+        Must be None for 8 bits.
+    symmetric
+        True (default): symmetric weights; False: a zero point per channel or group. Not read
+        for a QTensor, which brings its own.
+    mode
+        How `lowbit.linear` computes: 8-bit None or "weight_only"; 4-bit "w4a8" (None) or
+        "weight_only".
+    clip_search
+        Search a clipping range per channel or group (float weights only).
+
+    Returns
+    -------
+    PackedWeight
+        Its `group_size` is the group actually used.
 
     Raises
     ------
@@ -137,7 +211,9 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
         group_size not an int.
     ValueError
         NaN/Inf in weight, a weight that is not 2-D, an odd in_features or group_size for
-        4-bit, a QTensor of another bit width or layout, unknown bits or mode.
+        4-bit, a QTensor of another bit width or layout, unknown bits or mode; a group_size
+        for 8 bits, above 2**20, or other than a 4-bit QTensor's; clip_search with a
+        QTensor; a QTensor whose scales are not finite and > 0.
     """
     from .qtensor import QTensor
     symmetric = check_bool(symmetric, "symmetric")

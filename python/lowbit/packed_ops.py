@@ -54,10 +54,36 @@ def matmul_integer(a: Any, b: Any, a_zero_point: Any = None, b_zero_point: Any =
     lowbit.ops.matmul_integer, where B may also be an 8-bit PackedWeight: then C = A @ W_q.T
     with W_q's zero points, and b_zero_point must be None.
 
+    A and B are int8 or uint8, with numpy.matmul shape rules (1-D operands, broadcast batch
+    dimensions). Results wrap modulo 2**32 only when they cannot fit in int32.
+
+    Parameters
+    ----------
+    a
+        A NumPy int8 or uint8 array, at least 1-D.
+    b
+        A NumPy int8 or uint8 array, at least 1-D, or an 8-bit PackedWeight (then A's last
+        axis is its in_features).
+    a_zero_point
+        None (0), a scalar, one value per row of A, or shape (..., M, 1) (per row and batch).
+    b_zero_point
+        None (0), a scalar, one value per column of B, or shape (..., 1, N); None for a
+        PackedWeight.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 C, with numpy.matmul's shape of A @ B (A @ W_q.T for a PackedWeight).
+
     Raises
     ------
-    TypeError, ValueError
-        As lowbit.ops.matmul_integer; a 4-bit PackedWeight, or b_zero_point with a packed B.
+    TypeError
+        a or b is not a NumPy int8/uint8 array (or a PackedWeight); a zero point that is not
+        integers.
+    ValueError
+        A 0-d operand; inner or batch dimensions that do not fit; a zero point outside its
+        type's range or of another shape; a 4-bit PackedWeight, or b_zero_point with a
+        packed B.
     """
     if not isinstance(b, PackedWeight):
         return ops.matmul_integer(a, b, a_zero_point, b_zero_point)
@@ -94,6 +120,30 @@ def linear(x: Any, weight: PackedWeight, bias: Any = None) -> np.ndarray:
     float32) or "weight_only" (float32 x against weights dequantized in registers).
     x has shape (..., in_features); y has shape (..., out_features).
     NaN/Inf in x or bias raise ValueError.
+
+    Parameters
+    ----------
+    x
+        float32 (or float16, or Python numbers) input of shape (..., in_features).
+    weight
+        A PackedWeight (`lowbit.pack_weight`); its `family` picks the kernel.
+    bias
+        None, or float32 of shape (out_features,).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 y of shape (..., out_features).
+
+    Raises
+    ------
+    TypeError
+        weight is not a PackedWeight; x or bias is not float32/float16 data (float64 is
+        refused rather than cast).
+    ValueError
+        x's last axis is not in_features (or x is 0-d); bias of another shape; NaN/Inf in x
+        or bias; an 8-bit "w8a8" weight with in_features past the exact int32 depth limit
+        (lowbit._core._C.LINEAR_MAX_DEPTH, or the asymmetric one).
     """
     if not isinstance(weight, PackedWeight):
         raise TypeError("weight must be a PackedWeight (see lowbit.pack_weight)")

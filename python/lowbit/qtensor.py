@@ -26,7 +26,31 @@ _SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
 class QTensor:
     """Quantized tensor. `data` holds one value per element (4-bit values one per byte);
     `scale`/`zero_point` are per tensor (0-d), per channel along `axis` (1-D), or per group of
-    `group_size` elements along `axis` (the data's shape with that axis divided into groups)."""
+    `group_size` elements along `axis` (the data's shape with that axis divided into groups).
+
+    Made by `lowbit.quantize` (or `PackedWeight.qtensor`); a QTensor built by hand is taken as
+    given, and the functions it is passed to check it.
+
+    Parameters
+    ----------
+    data
+        The quantized values: int8 (int8, int4) or uint8 (uint8, uint4) storage.
+    scale
+        float32 scales, > 0: 0-d, 1-D along `axis`, or grouped (see above).
+    zero_point
+        Zero points of `scale`'s shape, in data's storage dtype.
+    dtype
+        "int8", "uint8", "int4" or "uint4".
+    axis
+        None (per tensor), the per-channel axis, or the grouped axis.
+    group_size
+        None, or the group along `axis`.
+
+    Raises
+    ------
+    None
+        The fields are not checked here (dequantize and pack_weight check what they use).
+    """
 
     data: np.ndarray
     scale: np.ndarray
@@ -53,6 +77,22 @@ class QTensor:
         return data_bytes + self.scale.nbytes + zp_bytes
 
     def dequantize(self) -> np.ndarray:
+        """x = (data - zero_point) * scale, per tensor, channel or group (`dequantize_linear`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, data's shape.
+
+        Raises
+        ------
+        TypeError
+            A hand-built QTensor whose data is not a NumPy int8/uint8 (or int32) array (see
+            `dequantize_linear`).
+        ValueError
+            A hand-built QTensor whose scales are not finite and > 0, or whose shapes do not
+            fit its axis and group_size.
+        """
         if self.group_size:
             assert self.axis is not None  # quantize() always records the grouped axis
             return dequantize_linear(self.data, self.scale, self.zero_point, axis=self.axis,
@@ -142,8 +182,38 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
     quantization), and the QTensor records that group (the axis length), the rule every
     grouped quantization follows (lowbit._core.checks.group_for_axis).
 
-    Raises TypeError for a non-float32 x or a symmetric / clip_search that is not a bool;
-    ValueError for NaN/Inf in x, bad axis or group_size.
+    Parameters
+    ----------
+    x
+        float32 (or float16, or Python numbers) data.
+    dtype
+        "int8" (default), "uint8", "int4" or "uint4" (4-bit values are stored one per byte).
+    symmetric
+        True (default): the symmetric rule of the module docstring; False: the range
+        [min(0, x_min), max(0, x_max)] onto the type's whole range, with a zero point.
+    axis
+        None (per tensor, or with group_size: the last axis), or the per-channel / grouped
+        axis (negative values count from the end).
+    group_size
+        None, or a positive int: elements per group along `axis`.
+    clip_search
+        Search the clipping ratio per channel or group (needs axis or group_size).
+
+    Returns
+    -------
+    QTensor
+        data in the storage dtype (int8 for int8/int4, uint8 for uint8/uint4), scale
+        (float32) and zero_point of the per-tensor (0-d), per-channel (1-D) or grouped shape,
+        with the axis and group actually used.
+
+    Raises
+    ------
+    TypeError
+        A non-float32 x (float64 included: cast it first); symmetric / clip_search that is
+        not a bool; an axis that is not an int; a dtype that is not a type name.
+    ValueError
+        NaN/Inf in x, bad axis or group_size (out of range, not a positive int, a 0-d x);
+        an unsupported dtype; clip_search per tensor.
     """
     return quantize_array(x, "x", dtype, symmetric, axis, group_size, clip_search)
 

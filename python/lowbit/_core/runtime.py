@@ -38,16 +38,51 @@ def cpu_info() -> dict[str, Any]:
         ``test_only``: paths never chosen by default (``amx_emu``: the AMX kernels on a software
         model of the tile unit); ``features``: CPU feature names; ``threads``,
         ``default_threads``, ``max_threads``.
+
+    Raises
+    ------
+    None
+        It only reads what the import found out about the CPU.
     """
     return dict(_C.cpu_info())
 
 
 def get_isa() -> str:
+    """The kernel path every call uses now (set by LOWBIT_ISA, `set_isa` or `use_isa`, else
+    the best one this CPU has).
+
+    Returns
+    -------
+    str
+        A name of ``cpu_info()["available"]``, e.g. "avx2" or "avx512vnni".
+
+    Raises
+    ------
+    None
+        The path was resolved when lowbit was imported (a bad LOWBIT_ISA raised then).
+    """
     return str(_C.get_isa())
 
 
 def set_isa(name: str) -> None:
-    """Force a kernel path for the whole process; RuntimeError if the CPU lacks it."""
+    """Force a kernel path for the whole process; RuntimeError if the CPU lacks it.
+
+    Parameters
+    ----------
+    name
+        A path lowbit knows (``cpu_info()["available"]``, or one of
+        ``cpu_info()["unavailable"]``, which raises).
+
+    Raises
+    ------
+    TypeError
+        name is not a str.
+    ValueError
+        name is no path lowbit knows (the message lists them); the path stays as it was.
+    RuntimeError
+        The CPU (or the OS) lacks the path, for the reason ``cpu_info()["unavailable"]``
+        gives; the path stays as it was.
+    """
     if not isinstance(name, str):
         raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
     _C.set_isa(name)
@@ -58,6 +93,22 @@ def use_isa(name: str) -> Iterator[str]:
     """Run the block on one kernel path (a name of ``cpu_info()["available"]``), then restore.
 
     The setting is process-wide: other Python threads running at the same time use it too.
+
+    Parameters
+    ----------
+    name
+        The kernel path for the block, as in `set_isa`.
+
+    Returns
+    -------
+    context manager
+        Yields `name`; on leaving the block (an exception included) the previous path is set
+        again.
+
+    Raises
+    ------
+    TypeError, ValueError, RuntimeError
+        As `set_isa`, on entering the block, before anything changes.
     """
     with _isa_lock:
         previous = get_isa()
@@ -70,6 +121,19 @@ def use_isa(name: str) -> Iterator[str]:
 
 
 def get_num_threads() -> int:
+    """Threads each kernel call may use (see `set_num_threads`; under lowbit.torch's OpenMP
+    runtime a call also stays within the calling thread's OpenMP setting).
+
+    Returns
+    -------
+    int
+        The setting: by default the CPUs in this process's affinity mask.
+
+    Raises
+    ------
+    None
+        It reads a process-wide setting.
+    """
     return int(_C.get_num_threads())
 
 
@@ -104,5 +168,16 @@ def set_num_threads(n: int) -> None:
 
 def parallel_runtime() -> str:
     """Whose threads run lowbit's parallel kernels: "lowbit" (its own pool) or
-    "openmp:<library>" (PyTorch's OpenMP threads; see lowbit.torch.use_torch_threads)."""
+    "openmp:<library>" (PyTorch's OpenMP threads; see lowbit.torch.use_torch_threads).
+
+    Returns
+    -------
+    str
+        "lowbit", or "openmp:" followed by the path of the OpenMP runtime library in use.
+
+    Raises
+    ------
+    None
+        It reads a process-wide setting.
+    """
     return str(_C.parallel_runtime())

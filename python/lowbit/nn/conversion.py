@@ -24,7 +24,20 @@ EMBEDDING_PATTERNS = ("*embed*", "emb*", "*.emb*", "wte", "*.wte", "wpe", "*.wpe
 class QuantizedWeights(dict):  # type: ignore[type-arg]
     """What quantize_weights returns: a plain dict (name -> lowbit layer, or the value kept as
     it was), plus `summary`, a ConversionSummary of what was replaced and what was kept, and
-    why (print it for a table)."""
+    why (print it for a table).
+
+    Parameters
+    ----------
+    items
+        The dict's entries.
+    summary
+        The conversion's ConversionSummary.
+
+    Raises
+    ------
+    None
+        As dict's constructor.
+    """
 
     def __init__(self, items: Mapping[str, Any], summary: ConversionSummary) -> None:
         super().__init__(items)
@@ -142,10 +155,40 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
     one scale per row or per embedding_group_size values). embeddings='pattern' or a list of patterns names the tables
     instead (and converts them).
 
-    Raises, naming the weight: a float weight that is not float32 (TypeError), NaN/Inf
-    (ValueError), a bias given twice or of the wrong shape, a name two entries would take, and
-    Int8StaticConfig (each layer needs its own calibration: QuantizedLinear.from_config(...,
-    input_qparams=...) or lowbit.torch.prepare/convert)."""
+    Parameters
+    ----------
+    weights
+        A mapping of names to NumPy arrays, lowbit.nn.Linear / Embedding layers or anything
+        else (kept).
+    config
+        One lowbit config, or a dict {fnmatch pattern: config or None} (see above).
+    biases
+        None, or {key of weights: bias} for weights whose bias is not '<name>.bias'.
+    embeddings
+        False (default: tables kept float), True (tables found by EMBEDDING_PATTERNS are
+        converted), or an fnmatch pattern or sequence of patterns naming the tables.
+    embedding_bits
+        8 (default) or 4, for the converted tables.
+    embedding_group_size
+        None (one scale per row) or values per scale of a converted table.
+
+    Returns
+    -------
+    QuantizedWeights
+        A dict of the new entries in the input's order, with `.summary`.
+
+    Raises
+    ------
+    TypeError
+        Naming the weight: a float weight that is not float32. Also: config (or a pattern's
+        config) is not a lowbit config; embeddings is not a bool, a pattern or a sequence of
+        patterns.
+    ValueError
+        Naming the weight: NaN/Inf, a bias given twice or of the wrong shape, a name two
+        entries would take, and Int8StaticConfig (each layer needs its own calibration:
+        QuantizedLinear.from_config(..., input_qparams=...) or lowbit.torch.prepare/convert).
+        Also: biases for names not in weights; embedding_bits other than 8 or 4.
+    """
     biases = {} if biases is None else biases
     unknown = set(biases) - set(weights)
     if unknown:

@@ -27,7 +27,31 @@ class QuantizedEmbedding:
     """A (num_embeddings, embedding_dim) table. bits=8: int8 values, symmetric
     (scale = max|row| / 127); bits=4: int4 values two per byte (scale = max|row| / 7).
     `scale` has shape (num_embeddings, groups): one group per row unless group_size is set.
-    Lookup: rows = float32(q[idx]) * scale[idx] (dequantize_linear's arithmetic, zero point 0)."""
+    Lookup: rows = float32(q[idx]) * scale[idx] (dequantize_linear's arithmetic, zero point 0).
+
+    Usually made by `from_float` (or `lowbit.quantize_weights(..., embeddings=True)`); the
+    constructor takes an already quantized table (as `lowbit.load` does).
+
+    Parameters
+    ----------
+    data
+        bits=8: int8 (num_embeddings, embedding_dim); bits=4: uint8 (num_embeddings,
+        embedding_dim // 2), two values q + 8 per byte, the even index in the low nibble.
+    scale
+        float32 (num_embeddings, groups), finite and > 0.
+    bits
+        8 or 4.
+    embedding_dim
+        Values per row (even for 4 bits).
+    group_size
+        None (one scale per row) or values per scale (>= 1; the last group may be shorter).
+
+    Raises
+    ------
+    ValueError
+        bits other than 8 or 4; an odd embedding_dim for 4 bits; group_size < 1; data or
+        scale of another dtype or shape; scales that are not finite and > 0.
+    """
 
     def __init__(self, data: np.ndarray, scale: np.ndarray, bits: int, embedding_dim: int,
                  group_size: Optional[int] = None) -> None:
@@ -58,6 +82,30 @@ class QuantizedEmbedding:
     @classmethod
     def from_float(cls, weight: Any, bits: int = 8, group_size: Optional[int] = None
                    ) -> "QuantizedEmbedding":
+        """Quantizes a float32 table, symmetric per row (or per group of a row).
+
+        Parameters
+        ----------
+        weight
+            float32 (num_embeddings, embedding_dim).
+        bits
+            8 (int8, default) or 4 (int4, two per byte).
+        group_size
+            None (one scale per row) or values per scale, a positive int; larger than
+            embedding_dim: one group per row.
+
+        Returns
+        -------
+        QuantizedEmbedding
+
+        Raises
+        ------
+        TypeError
+            weight is not float32 data; group_size is not an int or None.
+        ValueError
+            weight is not 2-D or has no columns; bits other than 8 or 4; an odd
+            embedding_dim for 4 bits; group_size <= 0; NaN/Inf in weight.
+        """
         w = float_array(weight, "weight")
         if w.ndim != 2:
             raise ValueError(f"an embedding table is 2-D (rows, dim), got shape {w.shape}")
@@ -91,12 +139,48 @@ class QuantizedEmbedding:
         return int(self.data.nbytes + self.scale.nbytes)
 
     def values(self, rows: np.ndarray) -> np.ndarray:
-        """The signed integer values of the given table rows (int8, one per element)."""
+        """The signed integer values of the given table rows (int8, one per element).
+
+        Parameters
+        ----------
+        rows
+            Row indices (any NumPy index of the first axis: unchecked here, as `__call__`
+            checks them).
+
+        Returns
+        -------
+        numpy.ndarray
+            int8 (..., embedding_dim).
+
+        Raises
+        ------
+        IndexError
+            An index outside the table.
+        """
         if self.bits == 8:
             return self.data[rows]
         return (unpack_nibbles(self.data[rows]).astype(np.int8) - np.int8(8)).astype(np.int8)
 
     def __call__(self, indices: Any) -> np.ndarray:
+        """The dequantized rows of `indices`.
+
+        Parameters
+        ----------
+        indices
+            Integer indices of any shape, each in [0, num_embeddings) (no negative indexing).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (*indices.shape, embedding_dim).
+
+        Raises
+        ------
+        TypeError
+            indices are not integers.
+        IndexError
+            An index outside [0, num_embeddings).
+        """
         idx = check_indices(indices, self.num_embeddings)
         q = self.values(idx).astype(np.float32)
         s = self.scale[idx]
@@ -108,6 +192,18 @@ class QuantizedEmbedding:
         return q
 
     def dequantize(self) -> np.ndarray:
+        """The whole table, dequantized as lookups return it.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (num_embeddings, embedding_dim).
+
+        Raises
+        ------
+        None
+            The table was checked when it was made.
+        """
         return self(np.arange(self.num_embeddings))
 
     def __repr__(self) -> str:

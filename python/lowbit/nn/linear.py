@@ -25,6 +25,29 @@ class QuantizedLinear:
     - a 4-bit PackedWeight: "dynamic" (mode "w4a8") or "weight_only" (mode "weight_only");
     - an 8-bit PackedWeight of mode "weight_only" (or an int8 QTensor, per tensor or per output
       channel, which is packed so): "weight_only" (float32 activations against int8 weights).
+
+    Usually made by `from_config` or `from_float` (or `lowbit.quantize_weights`).
+
+    Parameters
+    ----------
+    weight
+        A PackedWeight, or a 2-D int8/uint8 QTensor per tensor or per output channel (axis 0).
+    bias
+        None, or float32 of shape (out_features,) (copied).
+    input_scale, input_zero_point
+        Both or neither: the frozen activation scale (one value, finite and > 0) and zero
+        point (one int8 or uint8 value; a Python int is uint8) of a static layer.
+
+    Raises
+    ------
+    TypeError
+        weight is neither a PackedWeight nor a QTensor; bias is not float32/float16 data; an
+        input scale or zero point that is not numeric.
+    ValueError
+        A QTensor of another type or layout; only one of input_scale / input_zero_point, or
+        either for a weight that is not an 8-bit dynamic one; an input scale or zero point
+        that is not one value, not finite and > 0 or out of range; a bias of another shape
+        or with NaN/Inf.
     """
 
     def __init__(self, weight: Union[PackedWeight, QTensor], bias: Optional[np.ndarray] = None,
@@ -67,7 +90,27 @@ class QuantizedLinear:
                    group_size: Optional[int] = None, mode: Optional[str] = None
                    ) -> "QuantizedLinear":
         """Quantizes a float32 (out_features, in_features) weight (and keeps a float32 bias);
-        bits, group_size, symmetric and mode are those of `lowbit.pack_weight`."""
+        bits, group_size, symmetric and mode are those of `lowbit.pack_weight`.
+
+        Parameters
+        ----------
+        weight
+            The float32 (out_features, in_features) weight.
+        bias
+            None, or float32 (out_features,).
+        symmetric, bits, group_size, mode
+            As in `lowbit.pack_weight`.
+
+        Returns
+        -------
+        QuantizedLinear
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `lowbit.pack_weight`; a bias that is not float32 data (TypeError), of another
+            shape or with NaN/Inf (ValueError).
+        """
         b = None if bias is None else float_array(bias, "bias")
         return cls(pack_weight(weight, bits=bits, group_size=group_size, symmetric=symmetric,
                                mode=mode), b)
@@ -80,7 +123,33 @@ class QuantizedLinear:
         shapes the kernels cannot take raise ValueError (lowbit.quant.plan.UnsupportedLayer).
 
         Int8StaticConfig needs the activation parameters: `input_qparams=(scale, zero_point)`,
-        or a config whose `observer` has already observed calibration data."""
+        or a config whose `observer` has already observed calibration data.
+
+        Parameters
+        ----------
+        weight
+            A float32 (out_features, in_features) NumPy array.
+        bias
+            None, or float32 (out_features,).
+        config
+            A lowbit config (None: Int8DynamicConfig()).
+        input_qparams
+            (scale, zero_point) of the activations: Int8StaticConfig only.
+
+        Returns
+        -------
+        QuantizedLinear
+
+        Raises
+        ------
+        TypeError
+            config is not a lowbit config; weight or bias is not float32.
+        ValueError
+            weight is not a 2-D NumPy array; a shape the config's kernels cannot take
+            (lowbit.quant.plan.UnsupportedLayer, a ValueError); NaN/Inf in weight or bias;
+            Int8StaticConfig without input_qparams and with an observer that saw no data;
+            input_qparams for another config, or bad ones (see the class).
+        """
         cfg = check_config(Int8DynamicConfig() if config is None else config)
         if not isinstance(weight, np.ndarray) or weight.ndim != 2:
             raise ValueError("weight must be a 2-D NumPy array (out_features, in_features)")
@@ -101,7 +170,33 @@ class QuantizedLinear:
                        input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
         """The layer `config` builds around an already quantized weight: `config.quantize_weight`'s
         (from_config) or the values a QAT layer learned to round to (lowbit.torch.convert).
-        input_qparams=(scale, zero_point): required for Int8StaticConfig, refused otherwise."""
+        input_qparams=(scale, zero_point): required for Int8StaticConfig, refused otherwise.
+
+        Parameters
+        ----------
+        weight
+            The quantized (out_features, in_features) weight, in the layout the config's
+            `quantize_weight` gives.
+        bias
+            None, or float32 (out_features,).
+        config
+            A lowbit config.
+        input_qparams
+            (scale, zero_point) of the activations, for Int8StaticConfig.
+
+        Returns
+        -------
+        QuantizedLinear
+
+        Raises
+        ------
+        TypeError
+            config is not a lowbit config; bias is not float32.
+        ValueError
+            input_qparams missing for Int8StaticConfig or given for another config; a weight
+            the config cannot pack (see `lowbit.pack_weight`); bad input_qparams or bias (see
+            the class).
+        """
         cfg = check_config(config)
         b = None if bias is None else float_array(bias, "bias")
         if cfg.calibrated != (input_qparams is not None):
@@ -136,11 +231,43 @@ class QuantizedLinear:
         return self.weight_nbytes + (0 if self.bias is None else int(self.bias.nbytes))
 
     def dequantized_weight(self) -> np.ndarray:
+        """The float32 weight the layer computes with (`PackedWeight.dequantize`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (out_features, in_features).
+
+        Raises
+        ------
+        None
+            The packed weight was checked when the layer was made.
+        """
         return self.weight.dequantize()
 
     def compute(self, x: Any, bias: Optional[np.ndarray]) -> np.ndarray:
         """The layer's computation with an explicit bias (the PyTorch wrapper passes its own
-        buffer, which a user may have replaced)."""
+        buffer, which a user may have replaced).
+
+        Parameters
+        ----------
+        x
+            float32 (or float16) input of shape (..., in_features).
+        bias
+            None, or float32 (out_features,), used instead of the layer's own.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (..., out_features).
+
+        Raises
+        ------
+        TypeError
+            x or bias is not float32/float16 data.
+        ValueError
+            x's last axis is not in_features; a bias of another shape; NaN/Inf in x or bias.
+        """
         assert isinstance(self.weight, PackedWeight)
         if self.scheme == "static":
             assert self.input_scale is not None and self.input_zero_point is not None
@@ -148,6 +275,23 @@ class QuantizedLinear:
         return linear(x, self.weight, bias)
 
     def __call__(self, x: Any) -> np.ndarray:
+        """y = x @ W.T + b, as the layer's scheme computes it.
+
+        Parameters
+        ----------
+        x
+            float32 (or float16) input of shape (..., in_features).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (..., out_features).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `compute`.
+        """
         return self.compute(x, self.bias)
 
     def __repr__(self) -> str:

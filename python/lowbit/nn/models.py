@@ -27,7 +27,22 @@ def _float_matrix(value: Any, what: str) -> np.ndarray:
 
 class Linear:
     """Float32 y = x @ W.T + b, W of shape (out_features, in_features): the float layer a
-    lowbit.nn.QuantizedLinear replaces (and the reference lowbit.report measures it against)."""
+    lowbit.nn.QuantizedLinear replaces (and the reference lowbit.report measures it against).
+
+    Parameters
+    ----------
+    weight
+        A 2-D float32 NumPy array (out_features, in_features), finite.
+    bias
+        None, or float32 (out_features,).
+
+    Raises
+    ------
+    TypeError
+        weight or bias is not float32 data.
+    ValueError
+        weight is not a 2-D NumPy array or holds NaN/Inf; a bias of another shape.
+    """
 
     def __init__(self, weight: Any, bias: Any = None) -> None:
         self.weight = _float_matrix(weight, "weight")
@@ -51,6 +66,25 @@ class Linear:
         return int(self.weight.nbytes + (0 if self.bias is None else self.bias.nbytes))
 
     def __call__(self, x: Any) -> np.ndarray:
+        """y = x @ W.T + b in float32 (NumPy's matmul).
+
+        Parameters
+        ----------
+        x
+            float32 (or float16, or Python numbers) input of shape (..., in_features).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (..., out_features).
+
+        Raises
+        ------
+        TypeError
+            x is not float32/float16 data.
+        ValueError
+            x's last axis is not in_features (or x is 0-d).
+        """
         xa = float_array(x, "x")
         if xa.ndim == 0 or xa.shape[-1] != self.in_features:
             raise ValueError(f"Linear takes inputs of shape (..., {self.in_features}), got "
@@ -67,7 +101,20 @@ class Linear:
 
 class Embedding:
     """A float32 (num_embeddings, embedding_dim) table; a call gathers rows (the float layer a
-    lowbit.nn.QuantizedEmbedding replaces)."""
+    lowbit.nn.QuantizedEmbedding replaces).
+
+    Parameters
+    ----------
+    weight
+        A 2-D float32 NumPy array (num_embeddings, embedding_dim), finite.
+
+    Raises
+    ------
+    TypeError
+        weight is not float32 data.
+    ValueError
+        weight is not a 2-D NumPy array or holds NaN/Inf.
+    """
 
     def __init__(self, weight: Any) -> None:
         self.weight = _float_matrix(weight, "weight")
@@ -85,6 +132,25 @@ class Embedding:
         return int(self.weight.nbytes)
 
     def __call__(self, indices: Any) -> np.ndarray:
+        """The rows of `indices`.
+
+        Parameters
+        ----------
+        indices
+            Integer indices of any shape, each in [0, num_embeddings) (no negative indexing).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (*indices.shape, embedding_dim).
+
+        Raises
+        ------
+        TypeError
+            indices are not integers.
+        IndexError
+            An index outside [0, num_embeddings).
+        """
         return self.weight[check_indices(indices, self.num_embeddings)]
 
     def __repr__(self) -> str:
@@ -93,7 +159,23 @@ class Embedding:
 
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0), keeping float32 (a module-level function, so a Sequential holding it
-    pickles)."""
+    pickles).
+
+    Parameters
+    ----------
+    x
+        A float32 array (or anything numpy.maximum takes).
+
+    Returns
+    -------
+    numpy.ndarray
+        max(x, 0) elementwise, x's shape and (for float32 x) dtype.
+
+    Raises
+    ------
+    None
+        Only what numpy.maximum raises for input it cannot take.
+    """
     return np.maximum(x, np.float32(0))
 
 
@@ -120,7 +202,20 @@ class Model:
 
     The forward must reach the layers through the dict it is given (not a global or a
     closure): that is how `with_layers` swaps in quantized layers and how lowbit.report sees
-    each layer's input."""
+    each layer's input.
+
+    Parameters
+    ----------
+    forward
+        forward(layers, *inputs, **kw_inputs) -> outputs.
+    layers
+        A mapping of str names to layers and arrays (copied into a new dict, `layers`).
+
+    Raises
+    ------
+    TypeError
+        forward is not callable; layers is not a mapping, or has a name that is not a str.
+    """
 
     def __init__(self, forward: Callable[..., Any], layers: Mapping[str, Any]) -> None:
         if not callable(forward):
@@ -135,10 +230,43 @@ class Model:
         self.layers = dict(layers)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """forward(self.layers, *args, **kwargs).
+
+        Parameters
+        ----------
+        *args, **kwargs
+            The model's inputs, passed on to forward.
+
+        Returns
+        -------
+        object
+            What forward returns.
+
+        Raises
+        ------
+        Exception
+            Whatever forward (or a layer it calls) raises.
+        """
         return self.forward(self.layers, *args, **kwargs)
 
     def with_layers(self, layers: Mapping[str, Any]) -> "Model":
-        """The same forward over other layers (e.g. quantize_weights(self.layers, config))."""
+        """The same forward over other layers (e.g. quantize_weights(self.layers, config)).
+
+        Parameters
+        ----------
+        layers
+            A mapping of str names to layers, typically with this model's names.
+
+        Returns
+        -------
+        Model
+            A new model; this one is unchanged.
+
+        Raises
+        ------
+        TypeError
+            layers is not a mapping, or has a name that is not a str.
+        """
         return Model(self.forward, layers)
 
     @property
@@ -161,7 +289,18 @@ def run_in_order(layers: Mapping[str, Callable[[Any], Any]], x: Any) -> Any:
 
 class Sequential(Model):
     """Layers applied in order: Sequential({"fc1": Linear(w1, b1), "act": relu, "fc2": ...}), or
-    a list (named "0", "1", ...). Every entry must be callable."""
+    a list (named "0", "1", ...). Every entry must be callable.
+
+    Parameters
+    ----------
+    layers
+        A mapping of names to callables (in the order to apply), or a sequence of callables.
+
+    Raises
+    ------
+    TypeError
+        An entry is not callable (the message lists their names), or a name is not a str.
+    """
 
     def __init__(self, layers: Union[Mapping[str, Callable[[Any], Any]],
                                      Sequence[Callable[[Any], Any]]]) -> None:
@@ -173,6 +312,23 @@ class Sequential(Model):
         super().__init__(run_in_order, named)
 
     def with_layers(self, layers: Mapping[str, Any]) -> "Sequential":
+        """A Sequential of other layers, applied in `layers`' order.
+
+        Parameters
+        ----------
+        layers
+            A mapping of names to callables, typically with this model's names.
+
+        Returns
+        -------
+        Sequential
+            A new model; this one is unchanged.
+
+        Raises
+        ------
+        TypeError
+            An entry is not callable, or a name is not a str.
+        """
         return Sequential(layers)
 
     def __repr__(self) -> str:

@@ -53,7 +53,13 @@ class QuantConfig:
     Class attributes: `bits` (of the weight), `scheme` ("dynamic", "weight_only", "static"),
     `mode` (the PackedWeight mode its kernels run), `calibrated` (True: the layer needs frozen
     activation parameters, from an observer or given), `format_version` (of the config's own
-    fields, for files that record them)."""
+    fields, for files that record them).
+
+    Raises
+    ------
+    None
+        The base takes no arguments; each config checks its own fields when it is made.
+    """
 
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "dynamic"
@@ -68,11 +74,39 @@ class QuantConfig:
     # every config has a `symmetric` field
 
     def describe(self) -> str:  # pragma: no cover - every config overrides it
+        """One line saying what the config does, for conversion summaries and reports.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        NotImplementedError
+            On the base class; every config overrides it.
+        """
         raise NotImplementedError
 
     def plan(self, out_features: int, in_features: int) -> LayerPlan:
         """Which shapes the config's kernels take: raises UnsupportedLayer (with the reason)
-        for one they cannot; the LayerPlan says the group size actually used."""
+        for one they cannot; the LayerPlan says the group size actually used.
+
+        Parameters
+        ----------
+        out_features, in_features
+            The linear layer's weight shape.
+
+        Returns
+        -------
+        LayerPlan
+            8-bit: group_size None.
+
+        Raises
+        ------
+        UnsupportedLayer
+            (a ValueError) An empty weight, or in_features past the exact int32 depth limit
+            of the int8 kernels (lower for asymmetric weights).
+        """
         if out_features == 0 or in_features == 0:
             raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
         limit = (_C.LINEAR_MAX_DEPTH if self.symmetric else _C.LINEAR_MAX_DEPTH_ASYMMETRIC)
@@ -83,7 +117,18 @@ class QuantConfig:
         return LayerPlan(None)
 
     def weight_format(self) -> tuple[str, bool]:
-        """The quantized type of the config's weights and whether they are symmetric."""
+        """The quantized type of the config's weights and whether they are symmetric.
+
+        Returns
+        -------
+        tuple of (str, bool)
+            ("int8", symmetric) for the 8-bit configs.
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         return "int8", self.symmetric
 
     def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
@@ -91,12 +136,49 @@ class QuantConfig:
         (out_features, in_features) weight: the one rule every conversion uses
         (QuantizedLinear.from_config, and QAT's FakeQuantLinear, whose forward rounds to these
         values and whose convert packs them), so PTQ and QAT cannot drift apart. 8-bit: per
-        output channel (max|w| / 127, or the full range with a zero point)."""
+        output channel (max|w| / 127, or the full range with a zero point).
+
+        Parameters
+        ----------
+        w
+            The float32 (out_features, in_features) weight.
+        plan
+            What `plan` returned for w's shape (its group size, for 4-bit configs).
+
+        Returns
+        -------
+        QTensor
+            The quantized weight, in the layout `pack` takes.
+
+        Raises
+        ------
+        TypeError
+            w is not float32.
+        ValueError
+            NaN/Inf in w.
+        """
         dtype, symmetric = self.weight_format()
         return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=self.clip_search)
 
     def pack(self, weight: QTensor) -> PackedWeight:
-        """The quantized weight packed for the config's kernels."""
+        """The quantized weight packed for the config's kernels.
+
+        Parameters
+        ----------
+        weight
+            A QTensor as `quantize_weight` makes it (or as QAT learned it).
+
+        Returns
+        -------
+        PackedWeight
+            Of the config's bits and mode.
+
+        Raises
+        ------
+        ValueError
+            A QTensor of another bit width or layout, or with scales that are not finite and
+            > 0 (see `lowbit.pack_weight`).
+        """
         return pack_weight(weight, bits=self.bits, mode=self.mode)
 
 
@@ -108,6 +190,24 @@ class _Int4Config(QuantConfig):
     # every 4-bit config has a `group_size` field
 
     def plan(self, out_features: int, in_features: int) -> LayerPlan:
+        """The 4-bit kernels take any non-empty weight with an even in_features; a group_size
+        larger than in_features becomes in_features (one group per row, noted in the plan).
+
+        Parameters
+        ----------
+        out_features, in_features
+            The linear layer's weight shape.
+
+        Returns
+        -------
+        LayerPlan
+            The group size actually used, with a note when it differs from the config's.
+
+        Raises
+        ------
+        UnsupportedLayer
+            (a ValueError) An empty weight, or an odd in_features.
+        """
         if out_features == 0 or in_features == 0:
             raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
         if in_features % 2:
@@ -120,9 +220,43 @@ class _Int4Config(QuantConfig):
         return LayerPlan(self.group_size)
 
     def weight_format(self) -> tuple[str, bool]:
+        """The quantized type of the config's weights and whether they are symmetric.
+
+        Returns
+        -------
+        tuple of (str, bool)
+            ("int4", True) or ("uint4", False).
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         return ("int4" if self.symmetric else "uint4"), self.symmetric
 
     def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        """The 4-bit weight post-training quantization stores (and QAT rounds to): per group
+        of plan.group_size input features along axis 1.
+
+        Parameters
+        ----------
+        w
+            The float32 (out_features, in_features) weight.
+        plan
+            What `plan` returned for w's shape.
+
+        Returns
+        -------
+        QTensor
+            int4 (symmetric) or uint4 values, grouped along axis 1.
+
+        Raises
+        ------
+        TypeError
+            w is not float32.
+        ValueError
+            NaN/Inf in w.
+        """
         dtype, symmetric = self.weight_format()
         return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size,
                         clip_search=self.clip_search)
@@ -135,7 +269,21 @@ class Int8DynamicConfig(QuantConfig):
 
     clip_search=True (this and the other non-static configs) picks each weight channel's (or
     4-bit group's) range by least squared quantization error over clipping ratios instead of
-    the full max|w| range (`lowbit.quantize(..., clip_search=True)`)."""
+    the full max|w| range (`lowbit.quantize(..., clip_search=True)`).
+
+    Parameters
+    ----------
+    symmetric
+        True (default): zero point 0, max|w| / 127 per channel; False: each channel's full
+        range with a zero point.
+    clip_search
+        The least-squares clipping search described above (off by default).
+
+    Raises
+    ------
+    TypeError
+        symmetric or clip_search is not a bool.
+    """
 
     symmetric: bool = True
     clip_search: bool = False
@@ -150,6 +298,18 @@ class Int8DynamicConfig(QuantConfig):
         _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
+        """One line for conversion summaries, e.g. "int8 dynamic (int8 weights per channel,
+        uint8 activations per row)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         return ("int8 dynamic (int8 weights per channel, uint8 activations per row"
                 + _clip_note(self.clip_search) + ")")
 
@@ -161,7 +321,21 @@ class Int8WeightOnlyConfig(QuantConfig):
     converted to float32 in registers, k in order, then scales each channel (no activation
     rounding: the float product with the dequantized weight, up to float32 summation order).
     Fastest where the weight's bytes dominate (small batches); a large batch runs at float32
-    GEMM speed."""
+    GEMM speed.
+
+    Parameters
+    ----------
+    symmetric
+        True (default): zero point 0, max|w| / 127 per channel; False: each channel's full
+        range with a zero point.
+    clip_search
+        As in Int8DynamicConfig.
+
+    Raises
+    ------
+    TypeError
+        symmetric or clip_search is not a bool.
+    """
 
     symmetric: bool = True
     clip_search: bool = False
@@ -177,12 +351,40 @@ class Int8WeightOnlyConfig(QuantConfig):
         _check_bool(self.clip_search, "clip_search")
 
     def plan(self, out_features: int, in_features: int) -> LayerPlan:
-        """Any non-empty shape: float32 accumulation has no int32 depth limit."""
+        """Any non-empty shape: float32 accumulation has no int32 depth limit.
+
+        Parameters
+        ----------
+        out_features, in_features
+            The linear layer's weight shape.
+
+        Returns
+        -------
+        LayerPlan
+            group_size None.
+
+        Raises
+        ------
+        UnsupportedLayer
+            (a ValueError) An empty weight.
+        """
         if out_features == 0 or in_features == 0:
             raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
         return LayerPlan(None)
 
     def describe(self) -> str:
+        """One line for conversion summaries, e.g. "int8 weight-only (int8 weights per
+        channel, float32 activations)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         return ("int8 weight-only (int8 weights per channel, float32 activations"
                 + _clip_note(self.clip_search) + ")")
 
@@ -190,7 +392,26 @@ class Int8WeightOnlyConfig(QuantConfig):
 @dataclass(frozen=True)
 class Int4WeightOnlyConfig(_Int4Config):
     """4-bit weights per group of `group_size` input features, float32 activations:
-    `pack_weight(bits=4, mode="weight_only")` (nibbles dequantized in registers)."""
+    `pack_weight(bits=4, mode="weight_only")` (nibbles dequantized in registers).
+
+    Parameters
+    ----------
+    group_size
+        Input features per group (default 128): a positive even int up to 2**20; a layer
+        with fewer in_features gets one group per row.
+    symmetric
+        True (default): int4, max|w| / 7 per group; False: uint4 over each group's full range
+        with a zero point.
+    clip_search
+        As in Int8DynamicConfig, per group.
+
+    Raises
+    ------
+    TypeError
+        group_size is not an int; symmetric or clip_search is not a bool.
+    ValueError
+        group_size is not positive and even, or above 2**20.
+    """
 
     group_size: int = 128
     symmetric: bool = True
@@ -207,6 +428,18 @@ class Int4WeightOnlyConfig(_Int4Config):
         _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
+        """One line for conversion summaries, e.g. "int4 weight-only (groups of 128, float32
+        activations)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         kind = "int4" if self.symmetric else "uint4 asymmetric"
         return (f"{kind} weight-only (groups of {self.group_size}, float32 activations"
                 + _clip_note(self.clip_search) + ")")
@@ -215,7 +448,26 @@ class Int4WeightOnlyConfig(_Int4Config):
 @dataclass(frozen=True)
 class Int4DynamicConfig(_Int4Config):
     """W4A8: 4-bit weights per group, activations quantized to int8 per row (symmetric) at run
-    time: `pack_weight(bits=4, mode="w4a8")`."""
+    time: `pack_weight(bits=4, mode="w4a8")`.
+
+    Parameters
+    ----------
+    group_size
+        Input features per group (default 128): a positive even int up to 2**20; a layer
+        with fewer in_features gets one group per row.
+    symmetric
+        True (default): int4, max|w| / 7 per group; False: uint4 over each group's full range
+        with a zero point.
+    clip_search
+        As in Int8DynamicConfig, per group.
+
+    Raises
+    ------
+    TypeError
+        group_size is not an int; symmetric or clip_search is not a bool.
+    ValueError
+        group_size is not positive and even, or above 2**20.
+    """
 
     group_size: int = 128
     symmetric: bool = True
@@ -232,6 +484,18 @@ class Int4DynamicConfig(_Int4Config):
         _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
+        """One line for conversion summaries, e.g. "int4 W4A8 (groups of 128, int8
+        activations per row)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         kind = "int4" if self.symmetric else "uint4 asymmetric"
         return (f"{kind} W4A8 (groups of {self.group_size}, int8 activations per row"
                 + _clip_note(self.clip_search) + ")")
@@ -245,7 +509,27 @@ class Int8StaticConfig(QuantConfig):
     `observer` is a template: every layer gets a fresh `observer.clone()`; it must be per tensor
     (axis=None) and produce 8-bit parameters (uint8 asymmetric by default). `weight_observer`
     (per channel along axis 0, int8/uint8) picks the weight ranges; None uses
-    `pack_weight`'s max|w| / 127 per channel (symmetric) or the full range (symmetric=False)."""
+    `pack_weight`'s max|w| / 127 per channel (symmetric) or the full range (symmetric=False).
+
+    Parameters
+    ----------
+    observer
+        The activation observer template (default MinMaxObserver(): uint8, asymmetric, per
+        tensor).
+    weight_observer
+        None (default), or an observer for the weights: per output channel (axis=0) or per
+        tensor, int8 or uint8.
+    symmetric
+        The weights' rule when weight_observer is None (default True).
+
+    Raises
+    ------
+    TypeError
+        symmetric is not a bool; observer or weight_observer is not a lowbit Observer.
+    ValueError
+        observer is not per tensor or not 8-bit; weight_observer is not per channel along
+        axis 0 (or per tensor), or not int8/uint8.
+    """
 
     observer: Observer = field(default_factory=MinMaxObserver)
     weight_observer: Optional[Observer] = None
@@ -278,18 +562,61 @@ class Int8StaticConfig(QuantConfig):
                                  "tensor, with dtype int8 or uint8")
 
     def describe(self) -> str:
+        """One line for conversion summaries, e.g. "int8 static (int8 weights per channel,
+        uint8 activations per tensor, MinMaxObserver)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         return (f"int8 static (int8 weights per channel, {self.observer.dtype} activations per "
                 f"tensor, {type(self.observer).__name__})")
 
     def weight_format(self) -> tuple[str, bool]:
-        """A weight_observer decides the weight type and symmetry."""
+        """A weight_observer decides the weight type and symmetry.
+
+        Returns
+        -------
+        tuple of (str, bool)
+            The weight_observer's (dtype, symmetric), else ("int8", symmetric).
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
         if self.weight_observer is not None:
             return self.weight_observer.dtype, self.weight_observer.symmetric
         return "int8", self.symmetric
 
     def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
         """Per output channel as the dynamic config does, or with a weight_observer, that
-        observer's parameters (per channel or per tensor)."""
+        observer's parameters (per channel or per tensor).
+
+        Parameters
+        ----------
+        w
+            The float32 (out_features, in_features) weight.
+        plan
+            What `plan` returned for w's shape.
+
+        Returns
+        -------
+        QTensor
+            int8 (or the weight_observer's dtype) per channel along axis 0, or per tensor.
+
+        Raises
+        ------
+        TypeError
+            w is not float32.
+        ValueError
+            NaN/Inf in w.
+        """
         if self.weight_observer is None:
             return super().quantize_weight(w, plan)
         obs = self.weight_observer.clone()

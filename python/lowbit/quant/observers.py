@@ -22,6 +22,23 @@ class Observer:
     dtype: "uint8" (default, asymmetric activations), "int8", "uint4", "int4".
     symmetric: scale = max|x| / 127 (or / 7) with the type's symmetric zero point, else the
     range [min(0, lo), max(0, hi)] mapped onto the whole type range.
+
+    Parameters
+    ----------
+    dtype
+        "uint8" (default), "int8", "uint4" or "int4".
+    symmetric
+        False (default): the asymmetric range rule; True: the symmetric one.
+    axis
+        None (per tensor, default) or the per-channel axis (negative values count from the
+        end of the observed data's shape).
+
+    Raises
+    ------
+    TypeError
+        symmetric is not a bool; axis is not an int or None; dtype is not a type name.
+    ValueError
+        An unsupported dtype.
     """
 
     def __init__(self, dtype: str = "uint8", symmetric: bool = False,
@@ -40,10 +57,32 @@ class Observer:
         return {"dtype": self.dtype, "symmetric": self.symmetric, "axis": self.axis}
 
     def clone(self) -> "Observer":
-        """A fresh observer with the same settings and no statistics."""
+        """A fresh observer with the same settings and no statistics.
+
+        Returns
+        -------
+        Observer
+            Of the same class.
+
+        Raises
+        ------
+        None
+            The settings were checked when this observer was made.
+        """
         return type(self)(**self._settings())
 
     def reset(self) -> None:
+        """Forgets every statistic (the settings stay), as a fresh observer.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        None
+            The settings were checked when this observer was made.
+        """
         self.__init__(**self._settings())  # type: ignore[misc]
 
     def __repr__(self) -> str:
@@ -56,11 +95,48 @@ class Observer:
         return self.samples > 0
 
     def __call__(self, x: Any) -> Any:
-        """Observes x and returns it unchanged (so an observer can sit in a pipeline)."""
+        """Observes x and returns it unchanged (so an observer can sit in a pipeline).
+
+        Parameters
+        ----------
+        x
+            As in `observe`.
+
+        Returns
+        -------
+        object
+            x itself.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `observe`.
+        """
         self.observe(x)
         return x
 
     def observe(self, x: Any) -> None:
+        """Adds x's values to the statistics (per channel: x's index along `axis` is the
+        channel). Empty data changes nothing.
+
+        Parameters
+        ----------
+        x
+            float32 (or float16, or Python numbers) data; per channel, with the same number
+            of channels along `axis` every time.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        TypeError
+            x is not float32/float16 data (float64 included).
+        ValueError
+            NaN/Inf in x; per channel: 0-d x, `axis` out of range for x, or another number of
+            channels than before. The statistics are unchanged.
+        """
         xa = float_array(x, "x")
         require_finite(xa, "x")
         rows = self._channel_rows(xa)
@@ -90,7 +166,18 @@ class Observer:
 
     # -- parameters --------------------------------------------------------------------------
     def range(self) -> tuple[np.ndarray, np.ndarray]:
-        """The (lo, hi) range the parameters are computed from, float32, one per channel."""
+        """The (lo, hi) range the parameters are computed from, float32, one per channel.
+
+        Returns
+        -------
+        tuple of (numpy.ndarray, numpy.ndarray)
+            lo <= 0 <= hi, float32, 1-D: one value per tensor (per tensor) or per channel.
+
+        Raises
+        ------
+        ValueError
+            Nothing has been observed yet.
+        """
         if not self.observed:
             raise ValueError(f"{type(self).__name__} has observed no data: run representative "
                              "data through it before asking for quantization parameters")
@@ -98,6 +185,19 @@ class Observer:
         return (np.minimum(lo, 0).astype(np.float32), np.maximum(hi, 0).astype(np.float32))
 
     def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scale and zero point of `range()` with lowbit's rules (the module docstring).
+
+        Returns
+        -------
+        tuple of (numpy.ndarray, numpy.ndarray)
+            scale (float32) and zero_point (int8 for int8/int4, uint8 for uint8/uint4): 0-d
+            per tensor, 1-D per channel.
+
+        Raises
+        ------
+        ValueError
+            Nothing has been observed yet.
+        """
         from ..qtensor import _range_to_params
         lo, hi = self.range()
         scale, zero = _range_to_params(lo, hi, self.dtype, self.symmetric)
@@ -108,7 +208,25 @@ class Observer:
 
 
 class MinMaxObserver(Observer):
-    """Running minimum and maximum of everything observed."""
+    """Running minimum and maximum of everything observed.
+
+    Parameters
+    ----------
+    dtype
+        "uint8" (default), "int8", "uint4" or "int4".
+    symmetric
+        False (default): the asymmetric range rule; True: the symmetric one.
+    axis
+        None (per tensor, default) or the per-channel axis (negative values count from the
+        end of the observed data's shape).
+
+    Raises
+    ------
+    TypeError
+        symmetric is not a bool; axis is not an int or None; dtype is not a type name.
+    ValueError
+        An unsupported dtype.
+    """
 
     def __init__(self, dtype: str = "uint8", symmetric: bool = False,
                  axis: Optional[int] = None) -> None:
@@ -131,7 +249,27 @@ class MinMaxObserver(Observer):
 class MovingAverageMinMaxObserver(MinMaxObserver):
     """Exponential moving average of each batch's minimum and maximum:
     lo <- lo + c * (batch_lo - lo) (the first batch sets the range). Less sensitive to one
-    outlier batch than MinMaxObserver; the usual choice while training (QAT)."""
+    outlier batch than MinMaxObserver; the usual choice while training (QAT).
+
+    Parameters
+    ----------
+    averaging_constant
+        c, in (0, 1] (default 0.01); 1 keeps only the last batch's range.
+    dtype
+        "uint8" (default), "int8", "uint4" or "int4".
+    symmetric
+        False (default): the asymmetric range rule; True: the symmetric one.
+    axis
+        None (per tensor, default) or the per-channel axis (negative values count from the
+        end of the observed data's shape).
+
+    Raises
+    ------
+    TypeError
+        symmetric is not a bool; axis is not an int or None; dtype is not a type name.
+    ValueError
+        averaging_constant outside (0, 1]; an unsupported dtype.
+    """
 
     def __init__(self, averaging_constant: float = 0.01, dtype: str = "uint8",
                  symmetric: bool = False, axis: Optional[int] = None) -> None:
@@ -171,7 +309,29 @@ class _HistogramBased(Observer):
 class PercentileObserver(_HistogramBased):
     """Clips the range at the `percentile`-th and (100 - percentile)-th percentiles of the
     observed values (from a histogram of `bins` bins per channel, interpolated inside a bin;
-    symmetric: the percentile of |x|'s two tails, i.e. max(|lo|, |hi|) of the clipped range)."""
+    symmetric: the percentile of |x|'s two tails, i.e. max(|lo|, |hi|) of the clipped range).
+
+    Parameters
+    ----------
+    percentile
+        In (50, 100] (default 99.99); 100 keeps the whole observed range.
+    bins
+        Histogram bins per channel, an int >= 8 (default 2048).
+    dtype
+        "uint8" (default), "int8", "uint4" or "int4".
+    symmetric
+        False (default): the asymmetric range rule; True: the symmetric one.
+    axis
+        None (per tensor, default) or the per-channel axis (negative values count from the
+        end of the observed data's shape).
+
+    Raises
+    ------
+    TypeError
+        symmetric is not a bool; axis is not an int or None; dtype is not a type name.
+    ValueError
+        percentile outside (50, 100]; bins not an int >= 8; an unsupported dtype.
+    """
 
     def __init__(self, percentile: float = 99.99, bins: int = 2048, dtype: str = "uint8",
                  symmetric: bool = False, axis: Optional[int] = None) -> None:
@@ -192,7 +352,29 @@ class HistogramObserver(_HistogramBased):
     """Picks, per channel, the clipping range that minimizes the L2 (mean squared) quantization
     error of the observed values, estimated from a histogram (`bins` bins; the mass of a bin sits
     at its centre): `lowbit.quant.histogram.l2_optimal_range`. Each candidate range is scored with the
-    exact scale/zero-point rules and float32 rounding that lowbit's quantizer uses."""
+    exact scale/zero-point rules and float32 rounding that lowbit's quantizer uses.
+
+    Parameters
+    ----------
+    bins
+        Histogram bins per channel, an int >= 8 (default 2048).
+    dtype
+        "uint8" (default), "int8", "uint4" or "int4".
+    symmetric
+        False (default): the asymmetric range rule; True: the symmetric one.
+    axis
+        None (per tensor, default) or the per-channel axis (negative values count from the
+        end of the observed data's shape).
+    grid
+        Candidates per bound in the range search, an int >= 4 (default 128).
+
+    Raises
+    ------
+    TypeError
+        symmetric is not a bool; axis is not an int or None; dtype is not a type name.
+    ValueError
+        bins not an int >= 8; grid not an int >= 4; an unsupported dtype.
+    """
 
     def __init__(self, bins: int = 2048, dtype: str = "uint8", symmetric: bool = False,
                  axis: Optional[int] = None, grid: int = 128) -> None:

@@ -33,6 +33,27 @@ class Kept:
 
 @dataclass
 class ConversionSummary:
+    """What a conversion did, returned by lowbit.torch.quantize_, prepare, prepare_qat and
+    convert (and as lowbit.quantize_weights' `.summary`); str() is the table.
+
+    Parameters
+    ----------
+    action
+        The conversion's name, for the table's first line.
+    replaced
+        A Replaced per layer it replaced (name, kind, shape, config, bytes before / after,
+        note).
+    skipped
+        A Skipped per candidate layer it kept as it was, with the reason.
+    kept
+        A Kept per other module holding weight matrices that stays float, with the reason.
+
+    Raises
+    ------
+    None
+        A plain record.
+    """
+
     action: str = "quantize_"
     replaced: list[Replaced] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
@@ -51,6 +72,23 @@ class ConversionSummary:
         return [k.name for k in self.kept]
 
     def reason(self, name: str) -> str:
+        """Why the layer `name` was skipped.
+
+        Parameters
+        ----------
+        name
+            A name of `skipped_names`.
+
+        Returns
+        -------
+        str
+            The reason recorded for it.
+
+        Raises
+        ------
+        KeyError
+            No skipped layer has that name.
+        """
         for s in self.skipped:
             if s.name == name:
                 return s.reason

@@ -45,9 +45,26 @@ def use_torch_threads(enabled: bool = True) -> bool:
     On PyTorch's threads a call uses the smaller of lowbit.get_num_threads() and the calling
     thread's OpenMP setting, which is torch.get_num_threads() once PyTorch has run an op in that
     thread (OpenMP settings are per thread: a new Python thread starts at the core count).
-    Returns whether PyTorch's threads are now in use: False if PyTorch was not built with OpenMP
-    or its runtime cannot be found. In a process forked after the runtime was in use it raises
-    RuntimeError (the parent's OpenMP threads do not exist in the child).
+
+    Parameters
+    ----------
+    enabled
+        True: PyTorch's OpenMP threads; False: lowbit's own pool.
+
+    Returns
+    -------
+    bool
+        Whether PyTorch's threads are now in use: False if PyTorch was not built with OpenMP
+        or its runtime cannot be found (or enabled=False). `lowbit.parallel_runtime()` names
+        the runtime in use.
+
+    Raises
+    ------
+    TypeError
+        enabled is not a bool.
+    RuntimeError
+        In a process forked after the runtime was in use (the parent's OpenMP threads do not
+        exist in the child).
     """
     if not check_bool(enabled, "enabled"):
         _C._use_own_threads()

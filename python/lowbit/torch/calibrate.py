@@ -23,7 +23,24 @@ from ._kinds import prepared_layer
 @prepared_layer
 class ObservedLinear(nn.Module):
     """nn.Linear's computation (same weight and bias Parameters, so state_dict names and any
-    optimizer keep working) plus an activation observer fed with every input."""
+    optimizer keep working) plus an activation observer fed with every input.
+
+    Made by `lowbit.torch.prepare`; `convert` replaces it by a lowbit QuantizedLinear.
+
+    Parameters
+    ----------
+    linear
+        The nn.Linear whose Parameters it takes over.
+    config
+        The layer's Int8StaticConfig: its observer is cloned for this layer.
+    name
+        The module's qualified name, for errors.
+
+    Raises
+    ------
+    None
+        prepare has checked the layer and the config.
+    """
 
     def __init__(self, linear: nn.Linear, config: Int8StaticConfig, name: str = "") -> None:
         super().__init__()
@@ -36,6 +53,26 @@ class ObservedLinear(nn.Module):
         self.observer = config.observer.clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """F.linear(x, weight, bias) in float, after the observer has seen x.
+
+        Parameters
+        ----------
+        x
+            A CPU float32 tensor of shape (..., in_features).
+
+        Returns
+        -------
+        torch.Tensor
+            nn.Linear's output, unchanged by the observation.
+
+        Raises
+        ------
+        TypeError
+            x is not a CPU float32 tensor.
+        ValueError
+            NaN/Inf in x, or (a per-channel observer) another number of channels than
+            before; the message names the layer.
+        """
         where = f" {self.lowbit_name!r}" if getattr(self, "lowbit_name", "") else ""
         if x.dtype != torch.float32 or x.device.type != "cpu":
             raise TypeError(f"ObservedLinear{where} takes CPU float32 inputs, got {x.dtype} on "
@@ -47,6 +84,26 @@ class ObservedLinear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
     def to_quantized(self, name: str) -> QuantizedLinear:
+        """The lowbit layer of static PTQ: the weight quantized by the config, the activation
+        scale and zero point frozen from the observer (what `convert` puts in its place).
+
+        Parameters
+        ----------
+        name
+            The layer's qualified name, for errors.
+
+        Returns
+        -------
+        QuantizedLinear
+            A lowbit.torch.QuantizedLinear of scheme "static".
+
+        Raises
+        ------
+        ValueError
+            The observer saw no data; the weight or bias holds NaN/Inf, or is not on the CPU.
+        TypeError
+            The weight is not float32 (changed since prepare).
+        """
         if not self.observer.observed:
             raise ValueError(f"layer {name!r} observed no data: run representative inputs "
                              "through the prepared model before convert()")

@@ -31,7 +31,27 @@ class QuantizedEmbedding(nn.Module):
     The quantized table and its scales are buffers (shared with the NumPy
     `lowbit.nn.QuantizedEmbedding` that does the lookup), so parameters() + buffers() count
     them, and state_dict() holds them (the tensors lowbit.save writes). The lookup gathers the
-    rows in NumPy and dequantizes them; no gradients."""
+    rows in NumPy and dequantizes them; no gradients.
+
+    Made by `from_float`, `lowbit.torch.quantize_(..., embeddings=True)` or `lowbit.load`; the
+    constructor wraps an already built NumPy table.
+
+    Parameters
+    ----------
+    table
+        The lowbit.nn.QuantizedEmbedding that does the lookups (its arrays become the
+        `qweight` and `scale` buffers, sharing memory).
+    padding_idx
+        Kept from the nn.Embedding, as nn.Embedding's attribute (lookups do not treat it
+        specially: its row was quantized like any other).
+    name
+        The module's qualified name in its model, for errors (None: not in a model yet).
+
+    Raises
+    ------
+    None
+        The NumPy table was checked when it was made.
+    """
 
     qweight: torch.Tensor
     scale: torch.Tensor
@@ -61,7 +81,18 @@ class QuantizedEmbedding(nn.Module):
                              "quantized (tied weights cannot be re-tied after conversion)")
 
     def dequantized_weight(self) -> torch.Tensor:
-        """A float32 (num_embeddings, embedding_dim) copy of the table lookups read."""
+        """A float32 (num_embeddings, embedding_dim) copy of the table lookups read.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (num_embeddings, embedding_dim), a new tensor.
+
+        Raises
+        ------
+        None
+            The table was checked when it was made.
+        """
         return torch.from_numpy(self.table(np.arange(self.num_embeddings)))
 
     def __prepare_scriptable__(self) -> nn.Module:
@@ -70,7 +101,32 @@ class QuantizedEmbedding(nn.Module):
     @classmethod
     def from_float(cls, embedding: nn.Embedding, bits: int = 8,
                    group_size: Optional[int] = None) -> "QuantizedEmbedding":
-        """bits=8 or 4, one symmetric scale per row (or per `group_size` values of a row)."""
+        """bits=8 or 4, one symmetric scale per row (or per `group_size` values of a row).
+
+        Parameters
+        ----------
+        embedding
+            A float32 nn.Embedding on the CPU, without max_norm (its table is copied).
+        bits
+            8 (default) or 4 (an even embedding_dim).
+        group_size
+            None (one scale per row) or values per scale (see
+            lowbit.nn.QuantizedEmbedding.from_float).
+
+        Returns
+        -------
+        QuantizedEmbedding
+            With the embedding's padding_idx.
+
+        Raises
+        ------
+        TypeError
+            embedding is not an nn.Embedding; group_size is not an int or None.
+        ValueError
+            max_norm is set, the weight is not float32 or not on the CPU (the message says
+            which); bits other than 8 or 4; an odd embedding_dim for 4 bits; group_size <= 0;
+            NaN/Inf in the table.
+        """
         if not isinstance(embedding, nn.Embedding):
             raise TypeError(f"from_float takes an nn.Embedding, got {type(embedding).__name__}")
         reason = unsupported_embedding_reason(embedding)
@@ -92,6 +148,32 @@ class QuantizedEmbedding(nn.Module):
         return 0   # everything is in the buffers
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        """The dequantized rows of `indices`, as nn.Embedding returns them.
+
+        Parameters
+        ----------
+        indices
+            A CPU integer tensor (int64, int32, int16, int8 or uint8) of any shape, each in
+            [0, num_embeddings).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (*indices.shape, embedding_dim).
+
+        Raises
+        ------
+        TypeError
+            indices is not a tensor, or not of an integer dtype (messages start with the
+            layer's name).
+        ValueError
+            indices are not on the CPU.
+        IndexError
+            An index outside [0, num_embeddings) (negative ones included).
+        RuntimeError
+            Under torch.jit.trace, torch.export, torch.onnx.export or
+            torch.compile(fullgraph=True).
+        """
         refuse_tracing(self._label)
         if not isinstance(indices, torch.Tensor):
             raise TypeError(f"{self._label()} takes a torch.Tensor, got "

@@ -141,7 +141,26 @@ class QuantizedLinear(nn.Module):
     Eager calls and torch.compile without fullgraph work; torch.jit.trace / script,
     torch.export, torch.onnx.export and torch.compile(fullgraph=True) raise RuntimeError
     saying so, until lowbit registers torch custom ops. Errors start with the layer's
-    qualified name (`lowbit_name`, set by quantize_, convert and lowbit.load)."""
+    qualified name (`lowbit_name`, set by quantize_, convert and lowbit.load).
+
+    Made by `from_float`, `lowbit.torch.quantize_`, `convert` or `lowbit.load`; the
+    constructor wraps an already built NumPy layer.
+
+    Parameters
+    ----------
+    layer
+        The lowbit.nn.QuantizedLinear that computes (its bias becomes the `bias` buffer,
+        sharing memory).
+    config
+        The config's description (`QuantConfig.describe()`), shown by summaries.
+    name
+        The module's qualified name in its model, for errors (None: not in a model yet).
+
+    Raises
+    ------
+    None
+        The NumPy layer was checked when it was made.
+    """
 
     bias: Optional[torch.Tensor]
 
@@ -178,7 +197,32 @@ class QuantizedLinear(nn.Module):
     def from_float(cls, linear: nn.Linear, config: Optional[QuantConfig] = None, *,
                    input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
         """Quantizes an nn.Linear as `config` says (default Int8DynamicConfig). Int8StaticConfig
-        takes `input_qparams=(scale, zero_point)` (or use prepare/convert)."""
+        takes `input_qparams=(scale, zero_point)` (or use prepare/convert).
+
+        Parameters
+        ----------
+        linear
+            A float32 nn.Linear on the CPU (its weight and bias are copied).
+        config
+            A lowbit config (None: Int8DynamicConfig()).
+        input_qparams
+            (scale, zero_point) of the activations: Int8StaticConfig only.
+
+        Returns
+        -------
+        QuantizedLinear
+
+        Raises
+        ------
+        TypeError
+            linear is not an nn.Linear; its weight is not float32; config is not a lowbit
+            config.
+        ValueError
+            The weight is not on the CPU, or weight or bias holds NaN/Inf; a shape the
+            config's kernels cannot take; Int8StaticConfig without input_qparams (and an
+            observer that saw no data), or input_qparams for another config (see
+            lowbit.nn.QuantizedLinear.from_config).
+        """
         from ..quant.config import Int8DynamicConfig
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_float takes an nn.Linear, got {type(linear).__name__}")
@@ -206,7 +250,20 @@ class QuantizedLinear(nn.Module):
         return self.layer.weight_nbytes
 
     def numpy_layer(self) -> NumpyQuantizedLinear:
-        """The NumPy layer with this module's current bias (for saving)."""
+        """The NumPy layer with this module's current bias (for saving).
+
+        Returns
+        -------
+        lowbit.nn.QuantizedLinear
+            The wrapped layer itself while the bias buffer is still its bias, else a new one
+            over the same packed weight with the current buffer.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A bias buffer someone replaced by one of another dtype (TypeError), shape or with
+            NaN/Inf (ValueError).
+        """
         bias = None if self.bias is None else self.bias.detach().cpu().numpy()
         if bias is self.layer.bias or (bias is not None and self.layer.bias is not None
                                        and np.shares_memory(bias, self.layer.bias)):
@@ -216,10 +273,44 @@ class QuantizedLinear(nn.Module):
                                    input_zero_point=layer.input_zero_point)
 
     def dequantized_weight(self) -> torch.Tensor:
-        """A float32 (out_features, in_features) copy of the weight the layer computes with."""
+        """A float32 (out_features, in_features) copy of the weight the layer computes with.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (out_features, in_features), a new tensor.
+
+        Raises
+        ------
+        None
+            The packed weight was checked when the layer was made.
+        """
         return torch.from_numpy(self.layer.dequantized_weight())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = x @ W.T + bias, by the layer's lowbit kernel (`scheme`).
+
+        Parameters
+        ----------
+        x
+            A CPU float32 tensor of shape (..., in_features).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (..., out_features). When x requires grad (grad mode on), its backward
+            raises RuntimeError: the layer is inference-only.
+
+        Raises
+        ------
+        TypeError
+            x is not a tensor, or not float32 (the message starts with the layer's name).
+        ValueError
+            x is not on the CPU; x's last dimension is not in_features; NaN/Inf in x.
+        RuntimeError
+            Under torch.jit.trace, torch.export, torch.onnx.export or
+            torch.compile(fullgraph=True) (see the class).
+        """
         refuse_tracing(self._label)
         check_input(x, self._label)
         if x.requires_grad and torch.is_grad_enabled():

@@ -46,7 +46,28 @@ class FakeQuantLinear(nn.Module):
     learnable_scales=True (symmetric weights only) makes the weight scales Parameters trained
     with LSQ gradients (grad scale 1 / sqrt(elements per scale * qmax)), initialized to PTQ's
     rule; for Int8StaticConfig the activation scale is learnable too, initialized from
-    the observer after the first training batch (its zero point then stays fixed)."""
+    the observer after the first training batch (its zero point then stays fixed).
+
+    Made by `lowbit.torch.prepare_qat`; `convert` replaces it by a lowbit QuantizedLinear.
+
+    Parameters
+    ----------
+    linear
+        The float32 nn.Linear whose weight and bias Parameters it shares.
+    config
+        The layer's lowbit config.
+    plan
+        `config.plan(out_features, in_features)` (its group size, for 4-bit configs).
+    learnable_scales
+        Whether the scales are Parameters (see above).
+
+    Raises
+    ------
+    TypeError
+        learnable_scales is not a bool; the weight is not float32 (learnable_scales).
+    ValueError
+        learnable_scales with asymmetric weights; NaN/Inf in the weight (learnable_scales).
+    """
 
     input_zero_point: torch.Tensor
     input_initialized: torch.Tensor
@@ -81,7 +102,20 @@ class FakeQuantLinear(nn.Module):
 
     # -- weights ---------------------------------------------------------------------------
     def rule_weight(self) -> QTensor:
-        """The current weight quantized by PTQ's rule (QuantConfig.quantize_weight)."""
+        """The current weight quantized by PTQ's rule (QuantConfig.quantize_weight).
+
+        Returns
+        -------
+        QTensor
+            As `config.quantize_weight(weight, plan)` gives it.
+
+        Raises
+        ------
+        TypeError
+            The weight is not float32.
+        ValueError
+            NaN/Inf in the weight (after a diverged training step, say).
+        """
         w = self.weight.detach().contiguous().numpy()
         return self.config.quantize_weight(w, self.plan)
 
@@ -99,6 +133,20 @@ class FakeQuantLinear(nn.Module):
         return per_group(qt.scale), per_group(qt.zero_point)
 
     def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights' scale and zero point now: the learned scale (kept above TINY_SCALE)
+        with the symmetric zero point, else PTQ's rule on the current weight.
+
+        Returns
+        -------
+        tuple of (torch.Tensor, torch.Tensor)
+            float32 scale and zero point of shape (out_features, groups) (8-bit: groups = 1);
+            the learned scale carries its gradient, the rule's are constants.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `rule_weight` (without learned scales).
+        """
         if self.weight_scale is not None:
             scale = self.weight_scale.clamp_min(TINY_SCALE)
             zero = torch.full_like(scale, float(fq.SYMMETRIC_ZERO[self.weight_dtype])).detach()
@@ -110,10 +158,34 @@ class FakeQuantLinear(nn.Module):
         quantize_linear does (max|w| scales never reach its ends; a weight observer's clipped
         range does). A learned scale may shrink below max|w| / qmax, so symmetric learnable
         weights keep the restricted range [-qmax, qmax] around the zero point that
-        quantized_weight() converts with."""
+        quantized_weight() converts with.
+
+        Returns
+        -------
+        tuple of (int, int)
+            (qmin, qmax).
+
+        Raises
+        ------
+        None
+            It reads the layer's settings.
+        """
         return fq.clamp_range(self.weight_dtype, self.weight_scale is not None)
 
     def fake_weight(self) -> torch.Tensor:
+        """The weight rounded to the integers conversion will store, and back to float
+        (straight-through gradient; LSQ gradient for learned scales).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (out_features, in_features).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `weight_qparams`.
+        """
         scale, zero = self.weight_qparams()
         qmin, qmax = self.weight_range()
         grad_scale = 1.0 / math.sqrt(self.group * fq.SYMMETRIC_MAX[self.weight_dtype])
@@ -122,7 +194,18 @@ class FakeQuantLinear(nn.Module):
 
     def quantized_weight(self) -> QTensor:
         """The integer weight the fake-quantized one rounds to, as a lowbit QTensor: PTQ's own
-        (rule_weight()) unless the scales are learned."""
+        (rule_weight()) unless the scales are learned.
+
+        Returns
+        -------
+        QTensor
+            8-bit: per channel along axis 0; 4-bit: grouped along axis 1.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `rule_weight` (without learned scales).
+        """
         if self.weight_scale is None:
             return self.rule_weight()
         with torch.no_grad():
@@ -139,6 +222,19 @@ class FakeQuantLinear(nn.Module):
 
     # -- activations -----------------------------------------------------------------------
     def input_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The activations' scale and zero point of an Int8StaticConfig layer: the learned
+        scale (with the zero point fixed at initialization), else the observer's.
+
+        Returns
+        -------
+        tuple of (torch.Tensor, torch.Tensor)
+            0-d scale and zero point (float32 values).
+
+        Raises
+        ------
+        ValueError
+            Nothing observed yet: no training batch has run (module.train()).
+        """
         assert self.observer is not None
         if self.input_scale is not None:
             if not bool(self.input_initialized):
@@ -152,6 +248,27 @@ class FakeQuantLinear(nn.Module):
         return torch.tensor(float(scale)), torch.tensor(float(zero))
 
     def fake_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x as the converted layer's kernel quantizes it (the config's `activation`: per row
+        for dynamic configs, per tensor with the observed or learned parameters for a
+        calibrated config, unchanged for weight-only ones), and back to float. In training
+        mode a calibrated layer's observer sees x first.
+
+        Parameters
+        ----------
+        x
+            A float32 tensor of shape (..., in_features).
+
+        Returns
+        -------
+        torch.Tensor
+            float32, x's shape.
+
+        Raises
+        ------
+        ValueError
+            A calibrated layer: no data observed yet (evaluated before any training batch), or
+            NaN/Inf in x while observing.
+        """
         simulate = FAKE_ACTIVATIONS.get(self.config.activation)
         if simulate is not None:
             return simulate(x)
@@ -170,6 +287,26 @@ class FakeQuantLinear(nn.Module):
         return fq.FakeQuantize.apply(x, scale, zero, qmin, qmax, grad_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """F.linear(fake_input(x), fake_weight(), bias): the converted layer's rounding, in
+        float and with gradients.
+
+        Parameters
+        ----------
+        x
+            A float32 tensor of shape (..., in_features).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (..., out_features).
+
+        Raises
+        ------
+        TypeError
+            x is not float32 (the message names the layer).
+        ValueError
+            As `fake_input` and `weight_qparams`.
+        """
         if x.dtype != torch.float32:
             name = getattr(self, "lowbit_name", "")
             raise TypeError(f"FakeQuantLinear{f' {name!r}' if name else ''} takes float32 "
@@ -179,7 +316,26 @@ class FakeQuantLinear(nn.Module):
     # -- conversion ------------------------------------------------------------------------
     def to_quantized(self, name: str) -> QuantizedLinear:
         """The lowbit layer that computes what this layer simulates, assembled as PTQ assembles
-        its layers (lowbit.nn.QuantizedLinear.from_quantized)."""
+        its layers (lowbit.nn.QuantizedLinear.from_quantized).
+
+        Parameters
+        ----------
+        name
+            The layer's qualified name, for errors.
+
+        Returns
+        -------
+        QuantizedLinear
+            A lowbit.torch.QuantizedLinear of the config's scheme.
+
+        Raises
+        ------
+        ValueError
+            A static layer that observed no data (the message names the layer); NaN/Inf in
+            the weight or bias, or a weight not on the CPU.
+        TypeError
+            The weight is not float32.
+        """
         cfg = self.config
         _, bias = float_weight(self, name)
         input_qparams = None

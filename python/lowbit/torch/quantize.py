@@ -40,7 +40,23 @@ def module_nbytes(module: nn.Module) -> int:
 
 def model_nbytes(model: nn.Module) -> int:
     """The model's size: parameter + buffer bytes (shared tensors counted once) plus the packed
-    weights lowbit layers hold outside torch tensors."""
+    weights lowbit layers hold outside torch tensors.
+
+    Parameters
+    ----------
+    model
+        An nn.Module, converted or not.
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Raises
+    ------
+    AttributeError
+        model is not an nn.Module (it has no parameters()).
+    """
     return module_nbytes(model)
 
 
