@@ -230,16 +230,16 @@ def _requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike, dt
     if a.ndim == 0:
         a = a.reshape(1)
     if m.size == 1:
-        mode, mult = 0, m.reshape(1)
+        mode, mult = _C.MultiplierMode.per_tensor, m.reshape(1)
     elif m.ndim == 1 and a.ndim >= 1 and m.shape[0] == a.shape[-1]:
-        mode, mult = 1, m
+        mode, mult = _C.MultiplierMode.per_column, m
     else:
         try:
             mult = np.ascontiguousarray(np.broadcast_to(m, a.shape))
         except ValueError:
             raise ValueError(f"multiplier shape {m.shape} does not broadcast to acc shape "
                              f"{acc.shape}") from None
-        mode = 2
+        mode = _C.MultiplierMode.elementwise
     out = _C.requantize(a, mult, mode, int(zp.reshape(-1)[0]), QTYPE_CODES[name])
     return out.reshape(acc.shape)
 

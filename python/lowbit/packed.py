@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 INT4_MODES = ("w4a8", "weight_only")
 INT8_MODES = (None, "weight_only")
-INT4_MODE_CODES = {"w4a8": 0, "weight_only": 1}
 # The kernel family of a packed weight, by its bits and mode: the one name each family has in
 # the kernel files, functions and docs (w8a8: int8 weights x int8 activations quantized per row
 # at run time; w8f32: int8 weights x float32 activations; w4a8, w4f32 likewise for 4 bits).

@@ -14,7 +14,7 @@ import numpy as np
 from ._core import _C
 from ._core.checks import QTYPE_CODES, float_array, int8_array, kernel_array
 from . import ops
-from .packed import INT4_MODE_CODES, PackedWeight
+from .packed import PackedWeight
 from .qtensor import QTensor
 
 
@@ -170,6 +170,6 @@ _F32 = np.dtype(np.float32)
 _LINEAR = {
     "w8a8": lambda x2, w, bias: _C.linear(x2, w._packed, w.scale, bias),
     "w8f32": lambda x2, w, bias: _C.linear_weight_only(x2, w._packed, w.scale, bias),
-    "w4a8": lambda x2, w, bias: _C.linear_int4(x2, w._packed, INT4_MODE_CODES["w4a8"], bias),
-    "w4f32": lambda x2, w, bias: _C.linear_int4(x2, w._packed, INT4_MODE_CODES["weight_only"], bias),
+    "w4a8": lambda x2, w, bias: _C.linear_int4(x2, w._packed, _C.Int4Compute.w4a8, bias),
+    "w4f32": lambda x2, w, bias: _C.linear_int4(x2, w._packed, _C.Int4Compute.weight_only, bias),
 }

@@ -86,3 +86,36 @@ def quantize_pack_channels(w: npt.NDArray[np.float32], symmetric: bool
                            ) -> Tuple[PackedMatrix, npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
 def range_params(lo: npt.NDArray[np.float32], hi: npt.NDArray[np.float32], qtype: int,
                  symmetric: bool) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
+
+import enum
+
+
+class QType(enum.IntEnum):
+    int8 = 0
+    uint8 = 1
+    int4 = 2
+    uint4 = 3
+
+
+class ElemType(enum.IntEnum):
+    int8 = 0
+    uint8 = 1
+    int32 = 2
+
+
+class ScaleMode(enum.IntEnum):
+    per_tensor = 0
+    per_axis = 1
+    blocked = 2
+
+
+class MultiplierMode(enum.IntEnum):
+    per_tensor = 0
+    per_column = 1
+    elementwise = 2
+
+
+class Int4Compute(enum.IntEnum):
+    w4a8 = 0
+    weight_only = 1
+

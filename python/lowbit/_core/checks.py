@@ -7,13 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from . import _C
+
 QTYPES: dict[str, tuple[np.dtype, int, int]] = {
     "int8": (np.dtype(np.int8), -128, 127),
     "uint8": (np.dtype(np.uint8), 0, 255),
     "int4": (np.dtype(np.int8), -8, 7),
     "uint4": (np.dtype(np.uint8), 0, 15),
 }
-QTYPE_CODES = {"int8": 0, "uint8": 1, "int4": 2, "uint4": 3}
+# The C++ enum of each quantized type name (exported from _C, never mirrored by hand).
+QTYPE_CODES = {name: _C.QType.__members__[name] for name in QTYPES}
 
 
 def qtype_name(dtype: Any) -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from . import _C
 from .checks import normalize_axis
 
-PER_TENSOR, PER_AXIS, BLOCKED = 0, 1, 2
+PER_TENSOR, PER_AXIS, BLOCKED = _C.ScaleMode.per_tensor, _C.ScaleMode.per_axis, _C.ScaleMode.blocked
 
 
 class Layout(NamedTuple):
     outer: int
     axis: int
     inner: int
-    mode: int
+    mode: _C.ScaleMode
     block: int
 
 
