@@ -73,6 +73,12 @@ class QuantConfig:
     clip_search: ClassVar[bool] = False   # a field of the configs that offer the search
     # every config has a `symmetric` field
 
+    def __post_init__(self) -> None:
+        """The checks every config shares (its dataclass __init__ runs them): bool flags."""
+        _check_bool(self.symmetric, "symmetric")  # type: ignore[attr-defined]
+        if "clip_search" in getattr(self, "__dataclass_fields__", {}):
+            _check_bool(self.clip_search, "clip_search")
+
     def describe(self) -> str:  # pragma: no cover - every config overrides it
         """One line saying what the config does, for conversion summaries and reports.
 
@@ -189,6 +195,10 @@ class _Int4Config(QuantConfig):
     bits: ClassVar[int] = 4
     # every 4-bit config has a `group_size` field
 
+    def __post_init__(self) -> None:
+        _check_group_size(self.group_size)  # type: ignore[attr-defined]
+        super().__post_init__()
+
     def plan(self, out_features: int, in_features: int) -> LayerPlan:
         """The 4-bit kernels take any non-empty weight with an even in_features; a group_size
         larger than in_features becomes in_features (one group per row, noted in the plan).
@@ -293,10 +303,6 @@ class Int8DynamicConfig(QuantConfig):
     mode: ClassVar[Optional[str]] = None
     group_size: ClassVar[Optional[int]] = None
 
-    def __post_init__(self) -> None:
-        _check_bool(self.symmetric, "symmetric")
-        _check_bool(self.clip_search, "clip_search")
-
     def describe(self) -> str:
         """One line for conversion summaries, e.g. "int8 dynamic (int8 weights per channel,
         uint8 activations per row)".
@@ -345,10 +351,6 @@ class Int8WeightOnlyConfig(QuantConfig):
     mode: ClassVar[Optional[str]] = "weight_only"
     activation: ClassVar[str] = "float"
     group_size: ClassVar[Optional[int]] = None
-
-    def __post_init__(self) -> None:
-        _check_bool(self.symmetric, "symmetric")
-        _check_bool(self.clip_search, "clip_search")
 
     def plan(self, out_features: int, in_features: int) -> LayerPlan:
         """Any non-empty shape: float32 accumulation has no int32 depth limit.
@@ -422,11 +424,6 @@ class Int4WeightOnlyConfig(_Int4Config):
     mode: ClassVar[Optional[str]] = "weight_only"
     activation: ClassVar[str] = "float"
 
-    def __post_init__(self) -> None:
-        _check_group_size(self.group_size)
-        _check_bool(self.symmetric, "symmetric")
-        _check_bool(self.clip_search, "clip_search")
-
     def describe(self) -> str:
         """One line for conversion summaries, e.g. "int4 weight-only (groups of 128, float32
         activations)".
@@ -477,11 +474,6 @@ class Int4DynamicConfig(_Int4Config):
     scheme: ClassVar[str] = "dynamic"
     mode: ClassVar[Optional[str]] = "w4a8"
     activation: ClassVar[str] = "rows_int8_symmetric"
-
-    def __post_init__(self) -> None:
-        _check_group_size(self.group_size)
-        _check_bool(self.symmetric, "symmetric")
-        _check_bool(self.clip_search, "clip_search")
 
     def describe(self) -> str:
         """One line for conversion summaries, e.g. "int4 W4A8 (groups of 128, int8
@@ -543,7 +535,7 @@ class Int8StaticConfig(QuantConfig):
     activation: ClassVar[str] = "static"
 
     def __post_init__(self) -> None:
-        _check_bool(self.symmetric, "symmetric")
+        super().__post_init__()
         if not isinstance(self.observer, Observer):
             raise TypeError("observer must be a lowbit.observers.Observer instance (a template "
                             f"cloned per layer), got {type(self.observer).__name__}")
