@@ -7,7 +7,8 @@ import pytest
 
 import lowbit
 from lowbit.quant.histogram import RangeHistogram
-from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver)
+from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver,
+                                    PercentileObserver)
 from conftest import F32
 
 ALL = [MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver, HistogramObserver]

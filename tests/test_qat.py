@@ -14,7 +14,8 @@ from torch import nn  # noqa: E402
 import lowbit  # noqa: E402
 from lowbit import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,  # noqa: E402
                     Int8StaticConfig, Int8WeightOnlyConfig)
-from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver)
+from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver,
+                                    PercentileObserver)
 from lowbit.torch import (FakeQuantLinear, QuantizedLinear, convert, prepare,  # noqa: E402
                           prepare_qat, quantize_)
 from lowbit.torch.fake_quant import (FakeQuantize, fake_quantize_rows_dynamic,  # noqa: E402

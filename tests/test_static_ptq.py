@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from lowbit import Int8DynamicConfig, Int8StaticConfig  # noqa: E402
-from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver)
+from lowbit.quant.observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver,
+                                    PercentileObserver)
 from lowbit.torch import ObservedLinear, QuantizedLinear, convert, prepare  # noqa: E402
 from conftest import F32, assert_bits_equal, fma_f32, ref_quantize_linear  # noqa: E402
 

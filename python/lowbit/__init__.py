@@ -12,7 +12,8 @@ from ._core import _C
 from ._core import adapters as _adapters
 from ._core.runtime import (cpu_info, get_isa, get_num_threads, parallel_runtime, set_isa,
                             set_num_threads, use_isa)
-from .ops import dequantize_linear, dynamic_quantize_linear, qlinear_matmul, quantize_linear, requantize
+from .ops import (dequantize_linear, dynamic_quantize_linear, qlinear_matmul, quantize_linear,
+                  requantize)
 from .qtensor import QTensor, quantize
 from .packed import PackedWeight, pack_weight
 from .packed_ops import linear, matmul_integer

@@ -10,7 +10,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ._core import _C
-from ._core.checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array, per_tensor_form, qtype_name, scales, zero_points)
+from ._core.checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array,
+                           per_tensor_form, qtype_name, scales, zero_points)
 from ._core.layout import scale_layout
 
 ArrayLike = Any

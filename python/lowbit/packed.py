@@ -76,13 +76,11 @@ class PackedWeight:
         self.bits = bits
         self.group_size = group_size
         self.mode = mode
+        # The kernel family that runs this weight ("w8a8", "w8f32", "w4a8", "w4f32"), looked up
+        # once here: lowbit.linear reads it on every call.
+        self.family = FAMILIES[(bits, mode)]
         self.in_features = int(packed.in_features)
         self.out_features = int(packed.out_features)
-
-    @property
-    def family(self) -> str:
-        """The kernel family that runs this weight: "w8a8", "w8f32", "w4a8" or "w4f32"."""
-        return FAMILIES[(self.bits, self.mode)]
 
     @property
     def shape(self) -> tuple[int, int]:

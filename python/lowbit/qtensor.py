@@ -16,7 +16,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ._core import _C
-from ._core.checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis, kernel_array, normalize_axis, qtype_name, require_finite)
+from ._core.checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis,
+                           kernel_array, normalize_axis, qtype_name, require_finite)
 from .ops import dequantize_linear, quantize_linear
 
 _SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}

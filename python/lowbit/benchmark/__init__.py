@@ -18,11 +18,14 @@ onnxruntime + onnx, matplotlib for the plot) are used only when installed.
 from __future__ import annotations
 
 from .data import SEED, make_a, make_weight, make_x, quantize_per_channel, weight_copy
-from .measure import (lowbit_linear, lowbit_matmul_integer, measure_many, numpy_f32, ort_dynamic, ort_matmul_integer, torch_dynamic)
+from .measure import (lowbit_linear, lowbit_matmul_integer, measure_many, numpy_f32, ort_dynamic,
+                      ort_matmul_integer, torch_dynamic)
 from .methods import METHODS, PEERS, Bench, Method, method_available, missing_requirements
 from .report import plot, to_markdown
-from .runner import (RESULT_MARKER, default_threads, main, run_dram_subprocess, run_grid, run_method_batch, run_method_subprocess, run_short, worker_env)
-from .timing import (COLD_FACTOR, DRAM_PROBE_BYTES, MIN_SECONDS, cold_copies, l3_cache_bytes, measure_dram_bandwidth, time_calls)
+from .runner import (RESULT_MARKER, default_threads, main, run_dram_subprocess, run_grid,
+                     run_method_batch, run_method_subprocess, run_short, worker_env)
+from .timing import (COLD_FACTOR, DRAM_PROBE_BYTES, MIN_SECONDS, cold_copies, l3_cache_bytes,
+                     measure_dram_bandwidth, time_calls)
 
 __all__ = [
     "SEED", "make_a", "make_weight", "make_x", "quantize_per_channel", "weight_copy",

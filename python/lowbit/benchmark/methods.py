@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import (check_float, check_int, make_a, make_weight, make_x, quantize_per_channel, weight_copy)
+from .data import (check_float, check_int, make_a, make_weight, make_x, quantize_per_channel,
+                   weight_copy)
 from .methods_int4 import INT4_METHODS, INT4_COMPARISONS
 from .ort_models import float_linear_model, matmul_integer_model, ort_sessions
 from .spec import Bench, Call, Method

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import (INT4_CHECK_TOLERANCE, check_float, make_weight, make_x, quantize_int4_groups, weight_copy)
+from .data import (INT4_CHECK_TOLERANCE, check_float, make_weight, make_x, quantize_int4_groups,
+                   weight_copy)
 from .ort_models import matmul_nbits_model, nbits_sessions
 from .spec import Bench, Call, Method
 

@@ -10,9 +10,9 @@ from typing import Any
 from .._core import adapters
 from . import safetensors as _safetensors
 from ..nn.models import Model
-from .format import (LAYER_FIELDS, LAYER_TYPES, FORMAT, FORMAT_VERSION, build_model, check_layer_meta,
-                     decode, decode_layer, encode, encode_linear, key_prefix, model_objects, read,
-                     _metadata)
+from .format import (FORMAT, FORMAT_VERSION, LAYER_FIELDS, LAYER_TYPES, _metadata, build_model,
+                     check_layer_meta, decode, decode_layer, encode, encode_linear, key_prefix,
+                     model_objects, read)
 
 
 def save(obj: Any, path: "os.PathLike[str] | str") -> None:

@@ -12,7 +12,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._core.checks import (QTYPES, check_bool, float_array, normalize_axis, qtype_name, require_finite)
+from .._core.checks import (QTYPES, check_bool, float_array, normalize_axis, qtype_name,
+                            require_finite)
 from .histogram import RangeHistogram, l2_optimal_range
 
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from ..nn.embedding import QuantizedEmbedding as NumpyQuantizedEmbedding
 from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
-from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array, with_layer_name)
+from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array,
+                     with_layer_name)
 from ._kinds import lowbit_layer
 
 

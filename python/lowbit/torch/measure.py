@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..report.measure import (LayerCase, Output, assemble, call, describe_inputs, fresh_inputs, layer_kind)
+from ..report.measure import (LayerCase, Output, assemble, call, describe_inputs, fresh_inputs,
+                              layer_kind)
 from .._core.runtime import get_num_threads, set_num_threads
 from ..report.types import Report
 from .embedding import QuantizedEmbedding
