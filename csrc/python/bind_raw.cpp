@@ -105,11 +105,14 @@ enum class BoundFamily : int { w8a8 = 0, w8a8_static = 1, w8f32 = 2, w4a8 = 3, w
 
 class BoundLinear {
  public:
+  // buffers: the module's buffer dict, where the bias is looked up on every call ("bias": a
+  // tensor or None), so a bias the user replaced is the one used.
   BoundLinear(BoundFamily family, py::object packed, int64_t K, int64_t N, int type,
               py::object scale, int64_t group_size, bool symmetric, float in_scale,
-              int32_t in_zero, int in_type)
-      : family_(family), packed_(std::move(packed)), scale_(std::move(scale)), K_(K), N_(N),
-        in_scale_(in_scale), in_zero_(in_zero), in_type_(static_cast<QType>(in_type)) {
+              int32_t in_zero, int in_type, py::dict buffers)
+      : family_(family), packed_(std::move(packed)), scale_(std::move(scale)),
+        buffers_(std::move(buffers)), K_(K), N_(N), in_scale_(in_scale), in_zero_(in_zero),
+        in_type_(static_cast<QType>(in_type)) {
     py::module_ torch = py::module_::import("torch");
     empty_ = torch.attr("empty");
     float32_ = torch.attr("float32");
@@ -129,17 +132,20 @@ class BoundLinear {
   }
 
   // y = x @ W.T + bias, or None when x or bias is not the common case (see above).
-  py::object call(const py::handle& x, const py::handle& bias) const {
+  py::object call(const py::handle& x) const {
     if (!fast_tensor(x)) return py::none();
-    py::object shape = x.attr("shape");
+    PyObject* b = PyDict_GetItem(buffers_.ptr(), names().bias.ptr());   // borrowed
+    py::handle bias = b == nullptr ? py::handle(Py_None) : py::handle(b);
+    py::object shape = x.attr(names().shape);
     const auto ndim = static_cast<size_t>(PyTuple_GET_SIZE(shape.ptr()));
     if (ndim == 0) return py::none();
     const int64_t k = PyLong_AsLongLong(PyTuple_GET_ITEM(shape.ptr(), ndim - 1));
     if (k != K_) return py::none();
     const float* bd = nullptr;
     if (!bias.is_none()) {
-      if (!fast_tensor(bias) || bias.attr("numel")().cast<int64_t>() != N_) return py::none();
-      bd = at<const float>(bias.attr("data_ptr")().cast<std::uintptr_t>());
+      if (!fast_tensor(bias) || bias.attr(names().numel)().cast<int64_t>() != N_)
+        return py::none();
+      bd = at<const float>(bias.attr(names().data_ptr)().cast<std::uintptr_t>());
     }
     int64_t M = 1;
     py::tuple out_shape(ndim);
@@ -150,8 +156,8 @@ class BoundLinear {
     }
     out_shape[ndim - 1] = py::int_(N_);
     py::object y = empty_(*out_shape);
-    const auto* xd = at<const float>(x.attr("data_ptr")().cast<std::uintptr_t>());
-    float* yd = at<float>(y.attr("data_ptr")().cast<std::uintptr_t>());
+    const auto* xd = at<const float>(x.attr(names().data_ptr)().cast<std::uintptr_t>());
+    float* yd = at<float>(y.attr(names().data_ptr)().cast<std::uintptr_t>());
     {
       py::gil_scoped_release release;
       switch (family_) {
@@ -177,14 +183,26 @@ class BoundLinear {
   }
 
  private:
+  // The attribute names, interned once (attr("...") would make a new string every call).
+  struct Names {
+    py::str dtype{"dtype"}, is_cpu{"is_cpu"}, is_contiguous{"is_contiguous"}, shape{"shape"},
+        data_ptr{"data_ptr"}, numel{"numel"}, bias{"bias"};
+  };
+  static const Names& names() {
+    static const Names* n = new Names();   // never destroyed: outlives the interpreter's teardown
+    return *n;
+  }
+
   bool fast_tensor(const py::handle& t) const {
-    return py::object(t.attr("dtype")).ptr() == float32_.ptr() &&
-           py::object(t.attr("is_cpu")).ptr() == Py_True &&
-           py::object(t.attr("is_contiguous")()).ptr() == Py_True;
+    const Names& n = names();
+    return py::object(t.attr(n.dtype)).ptr() == float32_.ptr() &&
+           py::object(t.attr(n.is_cpu)).ptr() == Py_True &&
+           py::object(t.attr(n.is_contiguous)()).ptr() == Py_True;
   }
 
   BoundFamily family_;
   py::object packed_, scale_;   // the tensors whose memory the kernels read: kept alive here
+  py::dict buffers_;
   py::object empty_, float32_;
   int64_t K_, N_;
   float in_scale_;
@@ -220,10 +238,11 @@ void bind_raw(py::module_& m) {
       .value("w4f32", BoundFamily::w4f32);
   py::class_<BoundLinear>(m, "BoundLinear")
       .def(py::init<BoundFamily, py::object, int64_t, int64_t, int, py::object, int64_t, bool, float,
-                    int32_t, int>(),
+                    int32_t, int, py::dict>(),
            py::arg("family"), py::arg("packed"), py::arg("in_features"), py::arg("out_features"),
            py::arg("weight_type"), py::arg("scale"), py::arg("group_size"), py::arg("symmetric"),
-           py::arg("input_scale"), py::arg("input_zero_point"), py::arg("input_type"))
+           py::arg("input_scale"), py::arg("input_zero_point"), py::arg("input_type"),
+           py::arg("buffers"))
       .def("__call__", &BoundLinear::call);
   // positional only: the callers pass them in this order on every call
   m.def("w8a8_linear_at", &w8a8_linear_at);

@@ -277,7 +277,7 @@ class QuantizedLinear(nn.Module):
         self._bound = _C.BoundLinear(_C.BoundFamily.__members__[self.family], packed,
                                      self.in_features, self.out_features, wtype, self._scale,
                                      self._layout["group_size"] or 0,
-                                     self._layout["symmetric"], *static)
+                                     self._layout["symmetric"], *static, self._buffers)
 
     def __getstate__(self) -> dict[str, Any]:
         # the bound kernel holds addresses: a copy or an unpickled module binds its own buffers
@@ -459,7 +459,7 @@ class QuantizedLinear(nn.Module):
             try:
                 if not (x.requires_grad and torch.is_grad_enabled()):
                     # None unless float32, contiguous, of the right width (then the general path)
-                    y = self._bound(x, self.bias)
+                    y = self._bound(x)   # reads the bias from self._buffers
                     if y is not None:
                         return y
                 if x.requires_grad and torch.is_grad_enabled():
