@@ -171,8 +171,8 @@ class QuantizedLinear(nn.Module):
     the layer as one operator, with the same output as eager calls bit for bit. Eager calls
     run the operator's implementation without the dispatcher.
 
-    The packed weight is a uint8 tensor buffer (`_packed`, with `_scale` and `_zero_point`;
-    not in the state_dict), so `copy.deepcopy`, pickle / `torch.save` of the module and
+    The packed weight is a uint8 tensor attribute (`_packed`, with `_scale` and `_zero_point`;
+    not buffers, not in the state_dict), so `copy.deepcopy`, pickle / `torch.save` of the module and
     `model.to("cpu")` keep working; moving to another device (`.to("cuda")`, `"meta"`) raises
     RuntimeError. `model.to(torch.bfloat16)` (or .half()) leaves the quantized weight and the
     float32 bias as they are and makes the layer return that dtype.
@@ -232,10 +232,13 @@ class QuantizedLinear(nn.Module):
         parameters, and picks the kernel."""
         pw = layer.weight
         assert isinstance(pw, PackedWeight)
-        self.register_buffer("_packed", packed_buffer(pw), persistent=False)
-        self.register_buffer("_scale", torch.from_numpy(pw.scale.copy()), persistent=False)
-        self.register_buffer("_zero_point", torch.from_numpy(pw.zero_point.copy()),
-                             persistent=False)
+        # Plain tensor attributes, not buffers: frameworks treat non-persistent buffers as
+        # re-creatable (transformers' from_pretrained replaces every one by torch.empty_like
+        # after loading), and these bytes are the weight. deepcopy, pickle and torch.save copy
+        # them with the module; tracers see them as constants.
+        self._packed = packed_buffer(pw)
+        self._scale = torch.from_numpy(pw.scale.copy())
+        self._zero_point = torch.from_numpy(pw.zero_point.copy())
         self._layout = pw.layout()
         self.scheme = layer.scheme
         self.bits = pw.bits
@@ -395,9 +398,9 @@ class QuantizedLinear(nn.Module):
 
     @property
     def hidden_nbytes(self) -> int:
-        """Bytes held outside torch tensors (not counted by parameters() or buffers()): none,
-        the packed weight is a buffer."""
-        return 0
+        """Bytes held outside parameters() and buffers(): the packed weight with its scales
+        and zero points (tensor attributes of the module)."""
+        return int(self._packed.numel() + self._scale.nbytes + self._zero_point.nbytes)
 
     def numpy_layer(self) -> NumpyQuantizedLinear:
         """The NumPy layer with this module's weight (shared, not copied) and current bias (for
