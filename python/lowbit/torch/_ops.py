@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from .._core import _C
@@ -211,22 +212,40 @@ LINEAR = _linear_kernels()
 _INDEX_TYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
-def _embedding_values(qweight: torch.Tensor, rows: torch.Tensor, bits: int,
-                      dim: int) -> torch.Tensor:
-    """The quantized values of the gathered rows as float32 (exact: at most 8 bits)."""
-    q = qweight.index_select(0, rows)
+def split_nibbles(q: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., n) -> (..., n, 2): each byte's low nibble, then its high one (the element with
+    the even index is the low nibble: lowbit._core.nibbles)."""
+    return torch.stack((q & 0x0F, q >> 4), dim=-1)
+
+
+def embedding_rows(q: torch.Tensor, s: torch.Tensor, bits: int, embedding_dim: int,
+                   group_size: int, split: Callable[[torch.Tensor], torch.Tensor] = split_nibbles
+                   ) -> torch.Tensor:
+    """float32(values) * scale of gathered table rows `q` (..., stored width) with their scales
+    `s` (..., groups): one scale per row, or per `group_size` values of a row (group_size 0: the
+    row). 4-bit rows hold two values a byte, stored as u = v + 8 (`split` takes them apart; the
+    ONNX export passes a spelling its exporters translate). lowbit.nn.QuantizedEmbedding's
+    arithmetic: one rounding per value."""
     if bits == 4:
-        # two values per byte, the even index in the low nibble (lowbit._core.nibbles);
-        # stored as u = v + 8
-        q = torch.stack((q & 0x0F, q >> 4), dim=-1).reshape(q.shape[0], dim)
-        return q.to(_F32) - 8.0
-    return q.view(torch.int8).to(_F32)
+        values = split(q).flatten(-2).to(_F32) - 8.0
+    else:
+        values = (q.view(torch.int8) if q.dtype == _U8 else q).to(_F32)
+    if s.shape[-1] == 1:
+        return values * s
+    return values * s.index_select(-1, _group_of(embedding_dim, group_size or embedding_dim))
+
+
+def _group_of(dim: int, group_size: int) -> torch.Tensor:
+    """The group of each of a row's `dim` values (int64): which scale multiplies it. A
+    constant gather rather than repeat_interleave, which the TorchScript ONNX exporter gives
+    wrong static shapes. Made anew from NumPy on every call (a few microseconds): a tensor
+    kept from a call under torch.export's fake tensors would be one of them."""
+    return torch.from_numpy(np.arange(dim, dtype=np.int64) // group_size)
 
 
 def embedding_run(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bits: int,
                   embedding_dim: int, group_size: int) -> torch.Tensor:
-    """rows = float32(q[idx]) * scale[idx] (per row, or per group of `group_size` values of a
-    row: group_size 0), lowbit.nn.QuantizedEmbedding's arithmetic: one rounding per value."""
+    """rows = float32(q[idx]) * scale[idx] (embedding_rows), with the indices checked."""
     if indices.dtype not in _INDEX_TYPES:
         raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
     n = qweight.shape[0]
@@ -234,13 +253,8 @@ def embedding_run(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Ten
     if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= n):
         bad = flat[(flat < 0) | (flat >= n)][0]
         raise IndexError(f"index {int(bad)} is out of range for {n} embeddings")
-    q = _embedding_values(qweight, flat, bits, embedding_dim)
-    s = scale.index_select(0, flat)
-    if s.shape[-1] == 1:
-        q = q * s
-    else:
-        g = group_size or embedding_dim
-        q = q * s.repeat_interleave(g, dim=-1)[:, :embedding_dim]
+    q = embedding_rows(qweight.index_select(0, flat), scale.index_select(0, flat), bits,
+                       embedding_dim, group_size)
     return q.reshape(indices.shape + (embedding_dim,))
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from ..nn.embedding import QuantizedEmbedding as NumpyQuantizedEmbedding
 from ._guards import WeightInfo, layer_label, refuse_script
 from ._ops import EMBEDDING_OP, FLOATS, eager, embedding_run
+from ._onnx import embedding_graph, exporting as onnx_exporting
 from .layers import (FORMAT_KEY, decode_format, device_check, encode_format, format_mismatch,
                      keep_layout, state_array, with_layer_name)
 from ._kinds import lowbit_layer
@@ -194,7 +195,9 @@ class QuantizedEmbedding(nn.Module):
         args = (self.qweight, self.scale, self.bits, self.embedding_dim,
                 self.table.group_size or 0)
         if not eager(indices):
-            out = EMBEDDING_OP(indices, *args)
+            # traced: the operator, or for torch.onnx.export standard ONNX operators
+            out = (embedding_graph(self, indices) if onnx_exporting()
+                   else EMBEDDING_OP(indices, *args))
         else:
             try:
                 out = embedding_run(indices.detach(), *args)

@@ -106,26 +106,51 @@ def quantize_weight_values(w: torch.Tensor, scale: torch.Tensor, zero: torch.Ten
                            qmin: int, qmax: int) -> torch.Tensor:
     """The integer values fake_quantize_weight rounds to (for conversion), as float32."""
     g = group_view(w.detach(), group)
-    q = torch.clamp(torch.round(g / scale.unsqueeze(-1)) + zero.unsqueeze(-1), qmin, qmax)
+    q = quantized_values(g, scale.unsqueeze(-1), zero.unsqueeze(-1), qmin, qmax)
     return q.reshape(w.shape[0], -1)[:, :w.shape[1]]
+
+
+def quantized_values(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int,
+                     qmax: int) -> torch.Tensor:
+    """clamp(round_half_even(x / scale) + zero, qmin, qmax) in float32: QuantizeLinear's
+    integers (dividing by the scale), as float32 values."""
+    return torch.clamp(torch.round(x / scale) + zero, qmin, qmax)
+
+
+# How the kernels quantize activations per row at run time (QuantConfig.activation): the
+# storage type and symmetry handed to the range rule. rows_uint8: DynamicQuantizeLinear per
+# row (the 8-bit kernels); rows_int8_symmetric: max|row| / 127, values in [-127, 127] (W4A8).
+ROW_ACTIVATIONS = {"rows_uint8": ("uint8", False), "rows_int8_symmetric": ("int8", True)}
+
+
+def row_qparams(x: torch.Tensor, activation: str
+                ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Scale and zero point (float32, shape (..., 1)) of each row of x along its last axis as
+    the `activation` rule (ROW_ACTIVATIONS) computes them, and the integer range the row's
+    values round to. Used by QAT's fake quantization and by the ONNX export."""
+    dtype, symmetric = ROW_ACTIVATIONS[activation]
+    if x.shape[-1]:
+        lo, hi = x.amin(dim=-1, keepdim=True), x.amax(dim=-1, keepdim=True)
+    else:
+        lo = hi = x.new_zeros(x.shape[:-1] + (1,))
+    scale, zero = range_to_params(lo, hi, dtype, symmetric)
+    qmin, qmax = clamp_range(dtype, symmetric)
+    return scale, zero, qmin, qmax
+
+
+def _fake_quantize_rows(x: torch.Tensor, activation: str) -> torch.Tensor:
+    rows = x.reshape(-1, x.shape[-1])
+    scale, zero, qmin, qmax = row_qparams(rows.detach(), activation)
+    return FakeQuantize.apply(rows, scale, zero, qmin, qmax, 1.0).reshape(x.shape)
 
 
 def fake_quantize_rows_dynamic(x: torch.Tensor) -> torch.Tensor:
     """The 8-bit kernel's activations: DynamicQuantizeLinear (uint8) per row; the row's scale and
     zero point are constants for the gradient."""
-    rows = x.reshape(-1, x.shape[-1])
-    d = rows.detach()
-    lo = torch.clamp(d.amin(dim=1, keepdim=True), max=0.0) if d.shape[1] else d.new_zeros(d.shape[0], 1)
-    hi = torch.clamp(d.amax(dim=1, keepdim=True), min=0.0) if d.shape[1] else d.new_zeros(d.shape[0], 1)
-    scale, zero = range_to_params(lo, hi, "uint8", False)
-    return FakeQuantize.apply(rows, scale, zero, 0, 255, 1.0).reshape(x.shape)
+    return _fake_quantize_rows(x, "rows_uint8")
 
 
 def fake_quantize_rows_symmetric(x: torch.Tensor) -> torch.Tensor:
     """The W4A8 kernel's activations: int8 per row, scale max|x| / 127 (1 for a zero row),
     values in [-127, 127]."""
-    rows = x.reshape(-1, x.shape[-1])
-    amax = rows.detach().abs().amax(dim=1, keepdim=True)
-    scale = amax / 127
-    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-    return FakeQuantize.apply(rows, scale, torch.zeros_like(scale), -127, 127, 1.0).reshape(x.shape)
+    return _fake_quantize_rows(x, "rows_int8_symmetric")

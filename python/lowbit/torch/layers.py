@@ -18,6 +18,7 @@ from ..packed import PackedWeight
 from .._core import _C
 from ._guards import WeightInfo, layer_label, refuse_script
 from ._ops import FLOATS, LINEAR, call, eager
+from ._onnx import exporting as onnx_exporting, linear_graph
 from ._kinds import lowbit_layer
 
 FORMAT_KEY = "format"   # the state_dict entry describing a lowbit layer's format (JSON bytes)
@@ -263,9 +264,12 @@ class QuantizedLinear(nn.Module):
     def _refresh(self) -> None:
         """The kernel of eager calls with this module's buffers bound (`_bound`, a
         lowbit._core._C.BoundLinear that holds them), and the kernel's packed-weight arguments
-        for the general path (`_weight`: addresses into the buffers); made again whenever the
-        buffers are replaced (_take, _apply, unpickling and deepcopy)."""
+        for the general path (`_weight`: addresses into the buffers), and NumPy views of the
+        buffers (`_host`: packed_weight() reads them, also while torch.export traces the
+        module with fake stand-ins for its buffers); made again whenever the buffers are
+        replaced (_take, _apply, unpickling and deepcopy)."""
         self._kernel = LINEAR[self.family]
+        self._host = (self._packed.numpy(), self._scale.numpy(), self._zero_point.numpy())
         packed = self._packed
         consts = self._constants
         if self.bits == 4:
@@ -285,7 +289,7 @@ class QuantizedLinear(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # the bound kernel holds addresses: a copy or an unpickled module binds its own buffers
         state = self.__dict__.copy()
-        for key in ("_bound", "_weight", "_kernel"):
+        for key in ("_bound", "_weight", "_kernel", "_host"):
             state.pop(key, None)
         return state
 
@@ -315,8 +319,7 @@ class QuantizedLinear(nn.Module):
         ------
         None
         """
-        return PackedWeight.from_storage(self._packed.numpy(), self._scale.numpy(),
-                                         self._zero_point.numpy(), self._layout)
+        return PackedWeight.from_storage(*self._host, self._layout)
 
     @property
     def layer(self) -> NumpyQuantizedLinear:
@@ -481,6 +484,8 @@ class QuantizedLinear(nn.Module):
         if not torch.jit.is_tracing() and (x.dim() == 0 or x.shape[-1] != self.in_features):
             raise ValueError(f"{self._label()}: x must have shape (..., {self.in_features}), "
                              f"got {tuple(x.shape)}")
+        if onnx_exporting():   # standard quantized ONNX operators instead (lowbit/torch/_onnx.py)
+            return linear_graph(self, x)
         return self._kernel.op(x, *self._op_args())
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
