@@ -112,10 +112,10 @@ def test_clear_errors():
         quantize_(nn.Sequential(nn.ReLU(), nn.Tanh()), Int8DynamicConfig())
     with pytest.raises(ValueError, match="filter_fn rejected"):
         quantize_(Net(), Int8DynamicConfig(), filter_fn=lambda m, n: False)
-    half = Net()
-    half.blocks[1].down.half()
-    with pytest.raises(TypeError, match="'blocks.1.down'.*float16"):
-        quantize_(half, Int8DynamicConfig())
+    double = Net()
+    double.blocks[1].down.double()
+    with pytest.raises(TypeError, match="'blocks.1.down'.*float64"):
+        quantize_(double, Int8DynamicConfig())
     with pytest.raises(ValueError, match="prepare"):
         quantize_(Net(), Int8StaticConfig())
     with pytest.raises(TypeError):

@@ -14,11 +14,12 @@
 
 namespace lowbit {
 
-PackedInt4Matrix::~PackedInt4Matrix() { std::free(storage_); }
+PackedInt4Matrix::~PackedInt4Matrix() {
+  if (owns_storage_) std::free(storage_);
+}
 
-std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64_t N, int64_t K,
-                                                         int64_t group_size, const float* scale,
-                                                         const uint8_t* zero_point) {
+std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::shape(int64_t N, int64_t K, int64_t group_size,
+                                                          bool symmetric) {
   if (N < 0 || K < 0) throw std::invalid_argument("negative dimension");
   if (K % 2 != 0)
     throw std::invalid_argument("4-bit weights need an even in_features, got " + std::to_string(K));
@@ -26,7 +27,44 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
     throw std::invalid_argument("group_size must be even and in [2, " +
                                 std::to_string(kMaxGroupSize) + "], got " +
                                 std::to_string(group_size));
+  std::shared_ptr<PackedInt4Matrix> pm(new PackedInt4Matrix());
   const int64_t G = ceil_div(K, group_size);
+  pm->N_ = N;
+  pm->K_ = K;
+  pm->group_ = group_size;
+  pm->groups_ = G;
+  pm->group_pad_ = round_up(std::min(group_size, std::max<int64_t>(K, 1)), kW4OctetDepth);
+  pm->symmetric_ = symmetric;
+  pm->group_stride_ = pm->group_pad_ * kPanelCols / 2 + kPanelCols * 4 + (symmetric ? 0 : kPanelCols);
+  pm->panels_count_ = ceil_div(N, kPanelCols);
+  // No groups (K = 0) means no bytes, however many columns: N is then not bounded by a buffer.
+  pm->storage_bytes_ =
+      G == 0 ? 0 : static_cast<size_t>(checked_size_mul(checked_size_mul(pm->panels_count_, pm->group_stride_), G));
+  return pm;
+}
+
+std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::view(const void* data, size_t bytes, int64_t N,
+                                                         int64_t K, int64_t group_size,
+                                                         bool symmetric) {
+  std::shared_ptr<PackedInt4Matrix> pm = shape(N, K, group_size, symmetric);
+  if (bytes != pm->storage_bytes_)
+    throw std::invalid_argument("packed bytes: " + std::to_string(bytes) + " given, a " +
+                                std::to_string(N) + " x " + std::to_string(K) +
+                                " 4-bit weight in groups of " + std::to_string(group_size) +
+                                " has " + std::to_string(pm->storage_bytes_));
+  if (reinterpret_cast<std::uintptr_t>(data) % 64 != 0)
+    throw std::invalid_argument("packed bytes must be 64-byte aligned");
+  pm->owns_storage_ = false;
+  pm->storage_ = const_cast<void*>(data);
+  pm->data_ = static_cast<uint8_t*>(pm->storage_);
+  return pm;
+}
+
+std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64_t N, int64_t K,
+                                                         int64_t group_size, const float* scale,
+                                                         const uint8_t* zero_point) {
+  std::shared_ptr<PackedInt4Matrix> pm = shape(N, K, group_size, true);  // checks the shape
+  const int64_t G = pm->groups_;
   for (int64_t i = 0; i < N * K; ++i)
     if (u[i] > 15) throw std::invalid_argument("4-bit values must lie in [0, 15]");
   for (int64_t i = 0; i < N * G; ++i) {
@@ -35,23 +73,11 @@ std::shared_ptr<PackedInt4Matrix> PackedInt4Matrix::pack(const uint8_t* u, int64
     if (zero_point != nullptr && zero_point[i] > 15)
       throw std::invalid_argument("4-bit zero points must lie in [0, 15]");
   }
-
-  std::shared_ptr<PackedInt4Matrix> pm(new PackedInt4Matrix());
-  pm->N_ = N;
-  pm->K_ = K;
-  pm->group_ = group_size;
-  pm->groups_ = G;
-  pm->group_pad_ = round_up(std::min(group_size, std::max<int64_t>(K, 1)), kW4OctetDepth);
-  pm->symmetric_ = true;
+  bool symmetric = true;
   if (zero_point != nullptr)
-    for (int64_t i = 0; i < N * G; ++i) pm->symmetric_ &= zero_point[i] == 8;
-  const bool store_zeros = !pm->symmetric_;
-  pm->group_stride_ =
-      pm->group_pad_ * kPanelCols / 2 + kPanelCols * 4 + (store_zeros ? kPanelCols : 0);
-  pm->panels_count_ = ceil_div(N, kPanelCols);
-  // No groups (K = 0) means no bytes, however many columns: N is then not bounded by a buffer.
-  pm->storage_bytes_ =
-      G == 0 ? 0 : static_cast<size_t>(checked_size_mul(checked_size_mul(pm->panels_count_, pm->group_stride_), G));
+    for (int64_t i = 0; i < N * G; ++i) symmetric &= zero_point[i] == 8;
+  if (!symmetric) pm = shape(N, K, group_size, false);  // the groups store zero points
+  const bool store_zeros = !symmetric;
   pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
   std::memset(pm->storage_, 0, pm->storage_bytes_);
   pm->data_ = static_cast<uint8_t*>(pm->storage_);

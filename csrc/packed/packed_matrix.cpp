@@ -20,7 +20,9 @@
 
 namespace lowbit {
 
-PackedMatrix::~PackedMatrix() { std::free(storage_); }
+PackedMatrix::~PackedMatrix() {
+  if (owns_storage_) std::free(storage_);
+}
 
 size_t PackedMatrix::nbytes() const { return storage_bytes_; }
 
@@ -180,27 +182,58 @@ void pack_panels(const void* b, ElemType type, int64_t K, int64_t N, int64_t str
   }
 }
 
+size_t PackedMatrix::storage_bytes(ElemType, int64_t K, int64_t N) {
+  if (K < 0 || N < 0) throw std::invalid_argument("negative dimension");
+  const int64_t panel_bytes = checked_size_mul(checked_round_up(K, kGroupDepth), checked_round_up(N, kPanelCols));
+  const int64_t col_bytes = checked_size_mul(checked_round_up(N, kPanelCols), sizeof(int32_t));
+  const int64_t zp_bytes = checked_size_mul(checked_round_up(N, 16), sizeof(int32_t));
+  return static_cast<size_t>(
+      checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
+}
+
+void PackedMatrix::place(ElemType type, int64_t K, int64_t N, uint8_t* base) {
+  K_ = K;
+  N_ = N;
+  KP_ = checked_round_up(K, kGroupDepth);
+  NP_ = checked_round_up(N, kPanelCols);
+  type_ = type;
+  storage_bytes_ = storage_bytes(type, K, N);
+  const int64_t panel_bytes = KP_ * NP_;
+  const int64_t col_bytes = NP_ * static_cast<int64_t>(sizeof(int32_t));
+  storage_ = base;
+  panels_ = reinterpret_cast<int8_t*>(base);
+  col_zero_ = reinterpret_cast<int32_t*>(base + panel_bytes);
+  col_corr_ = reinterpret_cast<int32_t*>(base + panel_bytes + col_bytes);
+  zero_points_ = reinterpret_cast<int32_t*>(base + panel_bytes + 2 * col_bytes);
+}
+
 std::shared_ptr<PackedMatrix> PackedMatrix::allocate(ElemType type, int64_t K, int64_t N) {
   std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
-  pm->K_ = K;
-  pm->N_ = N;
-  pm->KP_ = checked_round_up(K, kGroupDepth);
-  pm->NP_ = checked_round_up(N, kPanelCols);
-  pm->type_ = type;
-  const int64_t panel_bytes = checked_size_mul(pm->KP_, pm->NP_);
-  const int64_t col_bytes = checked_size_mul(pm->NP_, sizeof(int32_t));
-  const int64_t zp_bytes = checked_size_mul(checked_round_up(N, 16), sizeof(int32_t));
-  pm->storage_bytes_ = static_cast<size_t>(
-      checked_size_add(panel_bytes, checked_size_add(checked_size_mul(col_bytes, 2), zp_bytes)));
-  pm->storage_ = alloc_weight_bytes(pm->storage_bytes_);
-  auto* base = static_cast<uint8_t*>(pm->storage_);
-  pm->panels_ = reinterpret_cast<int8_t*>(base);
-  pm->col_zero_ = reinterpret_cast<int32_t*>(base + panel_bytes);
-  pm->col_corr_ = reinterpret_cast<int32_t*>(base + panel_bytes + col_bytes);
-  pm->zero_points_ = reinterpret_cast<int32_t*>(base + panel_bytes + 2 * col_bytes);
+  const size_t bytes = storage_bytes(type, K, N);
+  auto* base = static_cast<uint8_t*>(alloc_weight_bytes(bytes));
+  pm->place(type, K, N, base);
   // Every byte of the panels of whole columns is written by the packers; only the per-column
   // data and the last panel's columns past N need zeros.
-  std::memset(base + panel_bytes, 0, pm->storage_bytes_ - static_cast<size_t>(panel_bytes));
+  const size_t panel_bytes = static_cast<size_t>(pm->KP_ * pm->NP_);
+  std::memset(base + panel_bytes, 0, bytes - panel_bytes);
+  return pm;
+}
+
+std::shared_ptr<PackedMatrix> PackedMatrix::view(const void* data, size_t bytes, ElemType type,
+                                                 int64_t K, int64_t N) {
+  if (type != ElemType::int8 && type != ElemType::uint8)
+    throw std::invalid_argument("a packed matrix holds int8 or uint8 values");
+  const size_t want = storage_bytes(type, K, N);
+  if (bytes != want)
+    throw std::invalid_argument("packed bytes: " + std::to_string(bytes) + " given, a " +
+                                std::to_string(K) + " x " + std::to_string(N) +
+                                " packed matrix has " + std::to_string(want));
+  if (reinterpret_cast<std::uintptr_t>(data) % 64 != 0)
+    throw std::invalid_argument("packed bytes must be 64-byte aligned");
+  std::shared_ptr<PackedMatrix> pm(new PackedMatrix());
+  pm->owns_storage_ = false;
+  pm->place(type, K, N, static_cast<uint8_t*>(const_cast<void*>(data)));
+  pm->finish();
   return pm;
 }
 

@@ -98,6 +98,77 @@ class PackedWeight:
             return int(self._packed.nbytes)
         return int(self._packed.nbytes) + self.scale.nbytes
 
+    def storage(self) -> np.ndarray:
+        """The packed bytes (read-only uint8, 64-byte aligned, `nbytes` of them for a 4-bit
+        weight; the 8-bit scales are not in them): what `from_storage` takes back, e.g. from a
+        copy another library owns (lowbit.torch keeps them in a tensor).
+
+        Returns
+        -------
+        numpy.ndarray
+            1-D uint8, a view that keeps this weight's memory alive.
+
+        Raises
+        ------
+        None
+        """
+        if self.bits == 4:
+            return _C.packed_int4_storage(self._packed)
+        return _C.packed_matrix_storage(self._packed)
+
+    def layout(self) -> dict[str, Any]:
+        """What `from_storage` needs besides the bytes and the parameters: dtype, bits,
+        group_size, mode, in_features, out_features, symmetric (plain Python values).
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        None
+        """
+        return {"dtype": self.dtype, "bits": self.bits, "group_size": self.group_size,
+                "mode": self.mode, "in_features": self.in_features,
+                "out_features": self.out_features, "symmetric": self.symmetric}
+
+    @classmethod
+    def from_storage(cls, storage: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
+                     layout: dict[str, Any]) -> "PackedWeight":
+        """A PackedWeight over packed bytes someone else holds (a copy of `storage()`), nothing
+        copied: the bytes must stay unchanged while it is used (the result keeps `storage`
+        alive).
+
+        Parameters
+        ----------
+        storage
+            1-D uint8, C-contiguous, 64-byte aligned: the bytes `storage()` gave.
+        scale, zero_point
+            As the original weight's `scale` and `zero_point`.
+        layout
+            The original weight's `layout()`.
+
+        Returns
+        -------
+        PackedWeight
+
+        Raises
+        ------
+        ValueError
+            storage is not the layout's size, or not 64-byte aligned.
+        TypeError
+            storage is not a uint8 array.
+        """
+        bits, k, n = layout["bits"], layout["in_features"], layout["out_features"]
+        if bits == 4:
+            packed = _C.packed_int4_view(storage, n, k, layout["group_size"],
+                                         layout["symmetric"])
+        else:
+            etype = _C.ElemType.uint8 if layout["dtype"] == "uint8" else _C.ElemType.int8
+            packed = _C.packed_matrix_view(storage, etype, k, n)
+        return cls(packed, scale, zero_point, layout["dtype"], bits, layout["group_size"],
+                   layout["mode"])
+
     def qtensor(self) -> "QTensor":
         """The canonical quantized weight, unpacked from the panels (the same values
         pack_weight was given or computed).

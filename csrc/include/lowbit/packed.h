@@ -38,6 +38,15 @@ class PackedMatrix {
   // Writes the original values back as B[k, n] at out[k * stride_k + n * stride_n] (bytes of
   // the source type): the canonical form for saving, so no unpacked copy is kept alongside.
   void unpack(void* out, int64_t stride_k, int64_t stride_n) const;
+  // A PackedMatrix over packed bytes someone else owns (a copy of another one's storage(), e.g.
+  // in a torch tensor): the same layout, nothing copied, nothing freed; `data` must outlive the
+  // view. Throws std::invalid_argument unless `bytes` is exactly storage_bytes(type, K, N) and
+  // data is 64-byte aligned (the kernels load panels with aligned loads).
+  static std::shared_ptr<PackedMatrix> view(const void* data, size_t bytes, ElemType type, int64_t K,
+                                            int64_t N);
+  // The size of the storage of a K x N matrix of `type`: panels, then column data.
+  static size_t storage_bytes(ElemType type, int64_t K, int64_t N);
+  const void* storage() const { return storage_; }   // nbytes() bytes, 64-byte aligned
 
   ~PackedMatrix();
   PackedMatrix(const PackedMatrix&) = delete;
@@ -60,7 +69,10 @@ class PackedMatrix {
   PackedMatrix() = default;
   // Storage for a K x N matrix of `type` (per-column data zeroed); finish() sets symmetric_.
   static std::shared_ptr<PackedMatrix> allocate(ElemType type, int64_t K, int64_t N);
+  // Sets the dimensions and the pointers into `base` (storage_bytes(type, K, N) bytes).
+  void place(ElemType type, int64_t K, int64_t N, uint8_t* base);
   void finish();
+  bool owns_storage_ = true;
   int64_t K_ = 0, N_ = 0, KP_ = 0, NP_ = 0;
   ElemType type_ = ElemType::int8;
   bool symmetric_ = true;
@@ -90,6 +102,12 @@ class PackedInt4Matrix {
                                                 int64_t group_size, const float* scale,
                                                 const uint8_t* zero_point);
   void unpack(uint8_t* out) const;  // N x K values in [0, 15], one per byte
+  // A PackedInt4Matrix over packed bytes someone else owns (a copy of another one's data()), as
+  // PackedMatrix::view: `symmetric` says whether the groups store zero points (it changes the
+  // layout). Throws std::invalid_argument unless bytes is the layout's size and data is
+  // 64-byte aligned.
+  static std::shared_ptr<PackedInt4Matrix> view(const void* data, size_t bytes, int64_t N, int64_t K,
+                                                int64_t group_size, bool symmetric);
 
   ~PackedInt4Matrix();
   PackedInt4Matrix(const PackedInt4Matrix&) = delete;
@@ -106,9 +124,15 @@ class PackedInt4Matrix {
   int64_t group_stride() const { return group_stride_; }   // bytes per group block of a panel
   int64_t panel_stride() const { return group_stride_ * groups_; }
   const uint8_t* data() const { return data_; }
+  const void* storage() const { return storage_; }   // nbytes() bytes, 64-byte aligned
 
  private:
   PackedInt4Matrix() = default;
+  // The dimensions and strides of an N x K weight in groups of group_size (checked); the
+  // storage size follows from them.
+  static std::shared_ptr<PackedInt4Matrix> shape(int64_t N, int64_t K, int64_t group_size,
+                                                 bool symmetric);
+  bool owns_storage_ = true;
   int64_t N_ = 0, K_ = 0, group_ = 0, groups_ = 0, group_pad_ = 0, panels_count_ = 0;
   int64_t group_stride_ = 0;
   bool symmetric_ = true;

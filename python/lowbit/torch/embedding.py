@@ -1,16 +1,17 @@
 """QuantizedEmbedding: a drop-in nn.Module for nn.Embedding with int8 or int4 rows."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..nn.embedding import QuantizedEmbedding as NumpyQuantizedEmbedding
-from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
-from .layers import (FORMAT_KEY, decode_format, encode_format, format_mismatch, state_array,
-                     with_layer_name)
+from ._guards import WeightInfo, layer_label, refuse_script
+from ._ops import EMBEDDING_OP, FLOATS, eager, embedding_run
+from .layers import (FORMAT_KEY, decode_format, device_check, encode_format, format_mismatch,
+                     keep_layout, state_array, with_layer_name)
 from ._kinds import lowbit_layer
 
 
@@ -18,8 +19,8 @@ def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:
     """Why an nn.Embedding cannot become a QuantizedEmbedding (None if it can)."""
     if emb.max_norm is not None:
         return "max_norm renormalizes rows in place on lookup; a quantized table cannot"
-    if emb.weight.dtype != torch.float32:
-        return f"weight dtype is {emb.weight.dtype}, not float32"
+    if emb.weight.dtype not in FLOATS:
+        return f"weight dtype is {emb.weight.dtype}, not float32, bfloat16 or float16"
     if emb.weight.device.type != "cpu":
         return f"weight is on {emb.weight.device}, not the CPU"
     return None
@@ -27,12 +28,14 @@ def unsupported_embedding_reason(emb: nn.Embedding) -> Optional[str]:
 
 @lowbit_layer
 class QuantizedEmbedding(nn.Module):
-    """Same call as nn.Embedding: integer indices of any shape -> (..., embedding_dim) float32.
+    """Same call as nn.Embedding: integer indices of any shape -> (..., embedding_dim) in the
+    layer's `dtype` (float32 unless made from, or converted to, half precision).
 
     The quantized table and its scales are buffers (shared with the NumPy
     `lowbit.nn.QuantizedEmbedding` that does the lookup), so parameters() + buffers() count
     them, and state_dict() holds them (the tensors lowbit.save writes). The lookup gathers the
-    rows in NumPy and dequantizes them; no gradients.
+    rows and dequantizes them (the torch custom operator `torch.ops.lowbit.embedding`, which
+    torch.compile / torch.export record as one operator); no gradients.
 
     Made by `from_float`, `lowbit.torch.quantize_(..., embeddings=True)` or `lowbit.load`; the
     constructor wraps an already built NumPy table.
@@ -47,6 +50,10 @@ class QuantizedEmbedding(nn.Module):
         specially: its row was quantized like any other).
     name
         The module's qualified name in its model, for errors (None: not in a model yet).
+    dtype
+        What lookups return: the float model's dtype (float32, bfloat16 or float16; the
+        lookup dequantizes in float32 and rounds once to it). `model.to(dtype)` changes it;
+        moving to another device raises RuntimeError.
 
     Raises
     ------
@@ -58,13 +65,14 @@ class QuantizedEmbedding(nn.Module):
     scale: torch.Tensor
 
     def __init__(self, table: NumpyQuantizedEmbedding, padding_idx: Optional[int] = None,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.table = table
         self.num_embeddings = table.num_embeddings
         self.embedding_dim = table.embedding_dim
         self.padding_idx = padding_idx
         self.lowbit_name = name   # the qualified name in the model, for errors
+        self.dtype = dtype        # what lookups return (the float model's dtype)
         self.register_buffer("qweight", torch.from_numpy(table.data))
         self.register_buffer("scale", torch.from_numpy(table.scale))
 
@@ -74,7 +82,7 @@ class QuantizedEmbedding(nn.Module):
         (float32, what lookups return) and device (cpu) code written for nn.Embedding reads;
         `.weight.dequantize()` gives a float32 copy of the table."""
         return WeightInfo(self._label, (self.num_embeddings, self.embedding_dim),
-                          self.dequantized_weight)
+                          self.dequantized_weight, self.dtype)
 
     @weight.setter
     def weight(self, value: Any) -> None:
@@ -107,7 +115,8 @@ class QuantizedEmbedding(nn.Module):
         Parameters
         ----------
         embedding
-            A float32 nn.Embedding on the CPU, without max_norm (its table is copied).
+            An nn.Embedding on the CPU (float32, bfloat16 or float16 table, widened to float32
+            exactly), without max_norm (its table is copied).
         bits
             8 (default) or 4 (an even embedding_dim).
         group_size
@@ -133,8 +142,9 @@ class QuantizedEmbedding(nn.Module):
         reason = unsupported_embedding_reason(embedding)
         if reason:
             raise ValueError(f"cannot quantize this embedding: {reason}")
-        w = embedding.weight.detach().contiguous().numpy()
-        return cls(NumpyQuantizedEmbedding.from_float(w, bits, group_size), embedding.padding_idx)
+        w = embedding.weight.detach().to(torch.float32).contiguous().numpy()
+        return cls(NumpyQuantizedEmbedding.from_float(w, bits, group_size), embedding.padding_idx,
+                   dtype=embedding.weight.dtype)
 
     @property
     def bits(self) -> int:
@@ -160,7 +170,7 @@ class QuantizedEmbedding(nn.Module):
         Returns
         -------
         torch.Tensor
-            float32 (*indices.shape, embedding_dim).
+            (*indices.shape, embedding_dim) in the layer's dtype.
 
         Raises
         ------
@@ -171,11 +181,7 @@ class QuantizedEmbedding(nn.Module):
             indices are not on the CPU.
         IndexError
             An index outside [0, num_embeddings) (negative ones included).
-        RuntimeError
-            Under torch.jit.trace, torch.export, torch.onnx.export or
-            torch.compile(fullgraph=True).
         """
-        refuse_tracing(self._label)
         if not isinstance(indices, torch.Tensor):
             raise TypeError(f"{self._label()} takes a torch.Tensor, got "
                             f"{type(indices).__name__}")
@@ -185,11 +191,23 @@ class QuantizedEmbedding(nn.Module):
         if indices.device.type != "cpu":
             raise ValueError(f"{self._label()} runs on the CPU; got indices on "
                              f"{indices.device}")
-        try:
-            out = self.table(np.asarray(indices.detach().contiguous().numpy()))
-        except (TypeError, ValueError, IndexError) as e:
-            raise with_layer_name(e, self._label()) from None
-        return torch.from_numpy(out)
+        args = (self.qweight, self.scale, self.bits, self.embedding_dim,
+                self.table.group_size or 0)
+        if not eager(indices):
+            out = EMBEDDING_OP(indices, *args)
+        else:
+            try:
+                out = embedding_run(indices.detach(), *args)
+            except (TypeError, ValueError, IndexError) as e:
+                raise with_layer_name(e, self._label()) from None
+        return out if self.dtype == torch.float32 else out.to(self.dtype)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+               ) -> "QuantizedEmbedding":
+        dtype = device_check(self, fn, self._label)
+        if dtype is not None:
+            self.dtype = dtype
+        return super()._apply(keep_layout(fn), recurse)
 
     def _format(self) -> dict[str, Any]:
         return {"format": "lowbit", "kind": "embedding", "bits": self.bits,

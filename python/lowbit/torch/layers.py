@@ -1,8 +1,6 @@
-"""QuantizedLinear: a drop-in nn.Module for nn.Linear, computed by lowbit's kernels.
-
-Tensors cross into NumPy through the buffer protocol: a contiguous CPU float32 input is viewed,
-not copied (`x.detach().contiguous().numpy()`), and the output array lowbit allocates becomes the
-returned tensor (`torch.from_numpy`), so a call makes no copies of its own.
+"""QuantizedLinear: a drop-in nn.Module for nn.Linear, computed by lowbit's kernels as torch
+custom operators (lowbit/torch/_ops.py): the kernels read the input tensor's memory and write
+the output tensor's, no NumPy in between and no copies of their own.
 """
 from __future__ import annotations
 
@@ -17,20 +15,21 @@ from ..nn.linear import QuantizedLinear as NumpyQuantizedLinear
 from ..quant.config import QuantConfig
 from ..io.format import decode_layer, encode_linear
 from ..packed import PackedWeight
-from ._guards import WeightInfo, layer_label, refuse_script, refuse_tracing
+from .._core import _C
+from ._guards import WeightInfo, layer_label, refuse_script
+from ._ops import FLOATS, LINEAR, call, eager
 from ._kinds import lowbit_layer
 
 FORMAT_KEY = "format"   # the state_dict entry describing a lowbit layer's format (JSON bytes)
 
 
 def check_input(x: torch.Tensor, layer: Callable[[], str]) -> None:
-    """The conditions under which a lowbit layer can take x: a float32 tensor on the CPU.
-    `layer` gives the layer's label (formatted only for an error)."""
+    """The conditions under which a lowbit layer can take x: a float32, bfloat16 or float16
+    tensor on the CPU. `layer` gives the layer's label (formatted only for an error)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{layer()} takes a torch.Tensor, got {type(x).__name__}")
-    if x.dtype != torch.float32:
-        raise TypeError(f"{layer()} computes in float32; got a {x.dtype} input (call .float() "
-                        "on the input, or keep this layer in float)")
+    if x.dtype not in FLOATS:
+        raise TypeError(f"{layer()} takes float32, bfloat16 or float16 inputs; got {x.dtype}")
     if x.device.type != "cpu":
         raise ValueError(f"{layer()} runs on the CPU; got an input on {x.device}")
 
@@ -106,16 +105,16 @@ def state_array(value: Any, key: str) -> np.ndarray:
 
 def float_weight(linear: nn.Module, name: str = "") -> tuple[np.ndarray, Optional[np.ndarray]]:
     """A Linear-like module's weight and bias as float32 NumPy arrays (copies: the layer may
-    change after conversion)."""
+    change after conversion). bfloat16 and float16 weights are widened to float32, exactly."""
     label = f"layer {name!r}" if name else type(linear).__name__
     w = linear.weight
     assert isinstance(w, torch.Tensor)
-    if w.dtype != torch.float32:
-        raise TypeError(f"{label}: weight dtype is {w.dtype}; lowbit quantizes float32 weights "
-                        "(call model.float() first)")
+    if w.dtype not in FLOATS:
+        raise TypeError(f"{label}: weight dtype is {w.dtype}; lowbit quantizes float32, bfloat16 "
+                        "and float16 weights")
     if w.device.type != "cpu":
         raise ValueError(f"{label}: weight is on {w.device}; lowbit layers run on the CPU")
-    wn = w.detach().contiguous().numpy().copy()
+    wn = w.detach().to(torch.float32).contiguous().numpy().copy()
     b = linear.bias
     assert b is None or isinstance(b, torch.Tensor)
     bn = None if b is None else b.detach().to(torch.float32).contiguous().numpy().copy()
@@ -124,37 +123,85 @@ def float_weight(linear: nn.Module, name: str = "") -> tuple[np.ndarray, Optiona
     return wn, bn
 
 
+def packed_buffer(pw: PackedWeight) -> torch.Tensor:
+    """A torch-owned copy of a PackedWeight's packed bytes (uint8, 64-byte aligned: PyTorch's
+    CPU allocator aligns to 64 bytes, which the kernels' view of the bytes checks)."""
+    storage = pw.storage()
+    t = torch.empty(storage.size, dtype=torch.uint8)
+    if storage.size:
+        t.numpy()[:] = storage
+    return t
+
+
+def device_check(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor],
+                 label: Callable[[], str]) -> Optional[torch.dtype]:
+    """What a `module._apply(fn)` (model.to, .cuda(), .half(), to_empty) asks of a lowbit
+    layer: moving off the CPU raises RuntimeError (the kernels run on the CPU and the packed
+    bytes are theirs); a floating dtype conversion is returned (the layer then takes and
+    returns that dtype, computing in float32 as before); None for anything else."""
+    try:
+        probe = fn(torch.zeros(1))   # what the conversion does to a float32 CPU tensor
+    except Exception as e:   # e.g. .cuda() in a CPU-only build: say what lowbit supports
+        raise RuntimeError(f"{label()} runs on the CPU only and cannot be moved ({e})") from None
+    if probe.device.type != "cpu":
+        raise RuntimeError(f"{label()} runs on the CPU only: its weight is packed for lowbit's "
+                           f"CPU kernels and cannot move to {probe.device} (keep the model on "
+                           "the CPU, or convert the float model there)")
+    return probe.dtype if probe.dtype != torch.float32 and probe.dtype.is_floating_point else None
+
+
+def keep_layout(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """fn applied to a lowbit layer's own tensors only where it keeps their dtype and device
+    (share_memory_, a CPU to CPU copy): the kernels read them as they are."""
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        r = fn(t)
+        return r if r.dtype == t.dtype and r.device == t.device else t
+    return apply
+
+
 @lowbit_layer
 class QuantizedLinear(nn.Module):
-    """Same call as nn.Linear: (..., in_features) float32 -> (..., out_features) float32.
+    """Same call as nn.Linear: (..., in_features) -> (..., out_features), in the input's dtype
+    (float32, bfloat16 or float16; the kernels compute in float32: a half-precision input is
+    widened exactly and the result rounded once to its dtype).
 
-    Holds a `lowbit.nn.QuantizedLinear` (the packed weight lives in lowbit's own aligned memory,
-    not in a torch tensor; `nbytes` counts it) and the float32 bias as a buffer. `state_dict()`
-    computes the canonical quantized weight from the packed one: the tensors lowbit.save writes
-    for the layer (`qweight`, `scale`, `zero_point`, `bias`, and for static layers
-    `input_scale`, `input_zero_point`) plus `format` (the layer's bits, scheme, mode, group size
-    and dtype as UTF-8 JSON in a uint8 tensor); `load_state_dict` checks them, refuses another
-    format, and re-packs. Inference only: an input that requires grad (grad mode on) gives an
-    output whose backward raises RuntimeError.
+    Computes with one torch custom operator per kernel family (`torch.ops.lowbit.linear_w8a8`,
+    `linear_w8a8_static`, `linear_w8f32`, `linear_w4a8`, `linear_w4f32`; lowbit/torch/_ops.py),
+    so `torch.compile(model, fullgraph=True)`, `torch.export.export` and `torch.jit.trace` see
+    the layer as one operator, with the same output as eager calls bit for bit. Eager calls
+    run the operator's implementation without the dispatcher.
 
-    `.weight` is a WeightInfo (shape, dtype float32, device cpu, dequantize()), not a tensor.
-    Eager calls and torch.compile without fullgraph work; torch.jit.trace / script,
-    torch.export, torch.onnx.export and torch.compile(fullgraph=True) raise RuntimeError
-    saying so, until lowbit registers torch custom ops. Errors start with the layer's
-    qualified name (`lowbit_name`, set by quantize_, convert and lowbit.load).
+    The packed weight is a uint8 tensor buffer (`_packed`, with `_scale` and `_zero_point`;
+    not in the state_dict), so `copy.deepcopy`, pickle / `torch.save` of the module and
+    `model.to("cpu")` keep working; moving to another device (`.to("cuda")`, `"meta"`) raises
+    RuntimeError. `model.to(torch.bfloat16)` (or .half()) leaves the quantized weight and the
+    float32 bias as they are and makes the layer return that dtype.
+    `state_dict()` holds the canonical quantized weight, the tensors lowbit.save writes for
+    the layer (`qweight`, `scale`, `zero_point`, `bias`, and for static layers `input_scale`,
+    `input_zero_point`) plus `format` (the layer's bits, scheme, mode, group size and dtype as
+    UTF-8 JSON in a uint8 tensor); `load_state_dict` checks them, refuses another format, and
+    re-packs. Inference only: an input that requires grad (grad mode on) gives an output whose
+    backward raises RuntimeError.
+
+    `.weight` is a WeightInfo (shape, dtype, device cpu, dequantize()), not a tensor.
+    torch.jit.script raises RuntimeError. Errors start with the layer's qualified name
+    (`lowbit_name`, set by quantize_, convert and lowbit.load).
 
     Made by `from_float`, `lowbit.torch.quantize_`, `convert` or `lowbit.load`; the
-    constructor wraps an already built NumPy layer.
+    constructor takes an already built NumPy layer (its packed bytes are copied into the
+    module; the NumPy layer is not kept).
 
     Parameters
     ----------
     layer
-        The lowbit.nn.QuantizedLinear that computes (its bias becomes the `bias` buffer,
-        sharing memory).
+        The lowbit.nn.QuantizedLinear to compute like.
     config
         The config's description (`QuantConfig.describe()`), shown by summaries.
     name
         The module's qualified name in its model, for errors (None: not in a model yet).
+    dtype
+        The dtype `.weight.dtype` reports (the float model's: float32, bfloat16 or float16);
+        outputs always take the input's dtype.
 
     Raises
     ------
@@ -163,26 +210,124 @@ class QuantizedLinear(nn.Module):
     """
 
     bias: Optional[torch.Tensor]
+    _packed: torch.Tensor
+    _scale: torch.Tensor
+    _zero_point: torch.Tensor
 
     def __init__(self, layer: NumpyQuantizedLinear, config: str = "",
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.layer = layer
         self.in_features = layer.in_features
         self.out_features = layer.out_features
         self.config = config
         # the qualified name in the model (quantize_, convert and lowbit.load set it), for errors
         self.lowbit_name = name
-        bias = None if layer.bias is None else torch.from_numpy(layer.bias)
+        self.dtype = dtype
+        bias = None if layer.bias is None else torch.from_numpy(layer.bias.copy())
         self.register_buffer("bias", bias)
+        self._take(layer)
+
+    def _take(self, layer: NumpyQuantizedLinear) -> None:
+        """Holds the NumPy layer's packed weight (copied into buffers) and its activation
+        parameters, and picks the kernel."""
+        pw = layer.weight
+        assert isinstance(pw, PackedWeight)
+        self.register_buffer("_packed", packed_buffer(pw), persistent=False)
+        self.register_buffer("_scale", torch.from_numpy(pw.scale.copy()), persistent=False)
+        self.register_buffer("_zero_point", torch.from_numpy(pw.zero_point.copy()),
+                             persistent=False)
+        self._layout = pw.layout()
+        self.scheme = layer.scheme
+        self.bits = pw.bits
+        self.input_scale = layer.input_scale          # static layers: NumPy scalars
+        self.input_zero_point = layer.input_zero_point
+        family = "w8a8_static" if layer.scheme == "static" else pw.family
+        self.family = family
+        lay = self._layout
+        if self.bits == 4:
+            self._constants: tuple[Any, ...] = (int(lay["group_size"]), bool(lay["symmetric"]))
+        else:
+            etype = _C.ElemType.uint8 if lay["dtype"] == "uint8" else _C.ElemType.int8
+            self._constants = (int(etype),)
+            if layer.input_scale is not None:
+                zp = layer.input_zero_point
+                assert zp is not None
+                in_type = _C.QType.int8 if zp.dtype == np.int8 else _C.QType.uint8
+                self._constants += (float(np.float32(layer.input_scale)), int(zp.reshape(())),
+                                    int(in_type))
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """The kernel of eager calls with this module's buffers bound (`_bound`, a
+        lowbit._core._C.BoundLinear that holds them), and the kernel's packed-weight arguments
+        for the general path (`_weight`: addresses into the buffers); made again whenever the
+        buffers are replaced (_take, _apply, unpickling and deepcopy)."""
+        self._kernel = LINEAR[self.family]
+        packed = self._packed
+        consts = self._constants
+        if self.bits == 4:
+            self._weight: tuple[Any, ...] = (packed.data_ptr(), packed.numel(),
+                                             self.out_features, *consts)
+            wtype, static = 0, (0.0, 0, 0)
+        else:
+            wtype = consts[0]
+            self._weight = (packed.data_ptr(), packed.numel(), self.out_features, wtype,
+                            self._scale.data_ptr(), *consts[1:])
+            static = consts[1:] if len(consts) > 1 else (0.0, 0, 0)
+        self._bound = _C.BoundLinear(_C.BoundFamily.__members__[self.family], packed,
+                                     self.in_features, self.out_features, wtype, self._scale,
+                                     self._layout["group_size"] or 0,
+                                     self._layout["symmetric"], *static, self._buffers)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the bound kernel holds addresses: a copy or an unpickled module binds its own buffers
+        state = self.__dict__.copy()
+        for key in ("_bound", "_weight", "_kernel"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._refresh()
+
+    def _op_args(self) -> tuple[Any, ...]:
+        """The kernel operator's arguments after x (its schema, lowbit/torch/_ops.py): this
+        module's tensors, then plain Python numbers (`_constants`), which tracers record as
+        constants."""
+        if self.bits == 4:
+            return (self._packed, self.bias, self.in_features, self.out_features,
+                    *self._constants)
+        return (self._packed, self._scale, self.bias, self.in_features, self.out_features,
+                *self._constants)
+
+    def packed_weight(self) -> PackedWeight:
+        """The PackedWeight over this module's packed bytes (nothing copied).
+
+        Returns
+        -------
+        PackedWeight
+            Sharing memory with the `_packed` buffer (keep the module alive while using it).
+
+        Raises
+        ------
+        None
+        """
+        return PackedWeight.from_storage(self._packed.numpy(), self._scale.numpy(),
+                                         self._zero_point.numpy(), self._layout)
+
+    @property
+    def layer(self) -> NumpyQuantizedLinear:
+        """The NumPy layer computing like this module (`numpy_layer()`)."""
+        return self.numpy_layer()
 
     @property
     def weight(self) -> WeightInfo:
         """Not a tensor: a WeightInfo with the shape (out_features, in_features), dtype
-        (float32, what the layer computes in) and device (cpu) that code written for nn.Linear
-        reads; `.weight.dequantize()` gives a float32 copy of the quantized weight."""
+        (the float model's, what the layer returns for inputs of it) and device (cpu) that code
+        written for nn.Linear reads; `.weight.dequantize()` gives a float32 copy of the
+        quantized weight."""
         return WeightInfo(self._label, (self.out_features, self.in_features),
-                          self.dequantized_weight)
+                          self.dequantized_weight, self.dtype)
 
     @weight.setter
     def weight(self, value: Any) -> None:
@@ -193,6 +338,15 @@ class QuantizedLinear(nn.Module):
     def __prepare_scriptable__(self) -> nn.Module:
         raise refuse_script(self._label())
 
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+               ) -> "QuantizedLinear":
+        dtype = device_check(self, fn, self._label)
+        if dtype is not None:
+            self.dtype = dtype
+        super()._apply(keep_layout(fn), recurse)
+        self._refresh()   # share_memory_ and the like give the buffers new memory
+        return self
+
     @classmethod
     def from_float(cls, linear: nn.Linear, config: Optional[QuantConfig] = None, *,
                    input_qparams: Optional[tuple[Any, Any]] = None) -> "QuantizedLinear":
@@ -202,7 +356,8 @@ class QuantizedLinear(nn.Module):
         Parameters
         ----------
         linear
-            A float32 nn.Linear on the CPU (its weight and bias are copied).
+            An nn.Linear on the CPU with a float32, bfloat16 or float16 weight (copied; half
+            precision is widened to float32 exactly before quantizing).
         config
             A lowbit config (None: Int8DynamicConfig()).
         input_qparams
@@ -211,12 +366,13 @@ class QuantizedLinear(nn.Module):
         Returns
         -------
         QuantizedLinear
+            Reporting the weight's dtype as its `.weight.dtype`.
 
         Raises
         ------
         TypeError
-            linear is not an nn.Linear; its weight is not float32; config is not a lowbit
-            config.
+            linear is not an nn.Linear; its weight is not float32/bfloat16/float16; config is
+            not a lowbit config.
         ValueError
             The weight is not on the CPU, or weight or bias holds NaN/Inf; a shape the
             config's kernels cannot take; Int8StaticConfig without input_qparams (and an
@@ -229,34 +385,29 @@ class QuantizedLinear(nn.Module):
         cfg = Int8DynamicConfig() if config is None else config
         w, b = float_weight(linear)
         layer = NumpyQuantizedLinear.from_config(w, b, cfg, input_qparams=input_qparams)
-        return cls(layer, cfg.describe())
-
-    @property
-    def scheme(self) -> str:
-        return self.layer.scheme
-
-    @property
-    def bits(self) -> int:
-        return self.layer.bits
+        return cls(layer, cfg.describe(), dtype=linear.weight.dtype)
 
     @property
     def nbytes(self) -> int:
         """Bytes held: the quantized weight (packed, with scales and zero points) + bias."""
-        return self.layer.nbytes
+        return int(self._packed.numel() + self._scale.nbytes + self._zero_point.nbytes
+                   + (0 if self.bias is None else self.bias.nbytes))
 
     @property
     def hidden_nbytes(self) -> int:
-        """Bytes held outside torch tensors (not counted by parameters() or buffers())."""
-        return self.layer.weight_nbytes
+        """Bytes held outside torch tensors (not counted by parameters() or buffers()): none,
+        the packed weight is a buffer."""
+        return 0
 
     def numpy_layer(self) -> NumpyQuantizedLinear:
-        """The NumPy layer with this module's current bias (for saving).
+        """The NumPy layer with this module's weight (shared, not copied) and current bias (for
+        saving, and for NumPy callers).
 
         Returns
         -------
         lowbit.nn.QuantizedLinear
-            The wrapped layer itself while the bias buffer is still its bias, else a new one
-            over the same packed weight with the current buffer.
+            Over the same packed bytes; it reads this module's memory, so keep the module
+            alive and unchanged while using it.
 
         Raises
         ------
@@ -265,12 +416,8 @@ class QuantizedLinear(nn.Module):
             NaN/Inf (ValueError).
         """
         bias = None if self.bias is None else self.bias.detach().cpu().numpy()
-        if bias is self.layer.bias or (bias is not None and self.layer.bias is not None
-                                       and np.shares_memory(bias, self.layer.bias)):
-            return self.layer
-        layer = self.layer
-        return NumpyQuantizedLinear(layer.weight, bias, input_scale=layer.input_scale,
-                                   input_zero_point=layer.input_zero_point)
+        return NumpyQuantizedLinear(self.packed_weight(), bias, input_scale=self.input_scale,
+                                   input_zero_point=self.input_zero_point)
 
     def dequantized_weight(self) -> torch.Tensor:
         """A float32 (out_features, in_features) copy of the weight the layer computes with.
@@ -285,15 +432,15 @@ class QuantizedLinear(nn.Module):
         None
             The packed weight was checked when the layer was made.
         """
-        return torch.from_numpy(self.layer.dequantized_weight())
+        return torch.from_numpy(self.packed_weight().dequantize())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y = x @ W.T + bias, by the layer's lowbit kernel (`scheme`).
+        """y = x @ W.T + bias, by the layer's lowbit kernel (`family`).
 
         Parameters
         ----------
         x
-            A CPU float32 tensor of shape (..., in_features).
+            A CPU float32, bfloat16 or float16 tensor of shape (..., in_features).
 
         Returns
         -------
@@ -307,38 +454,46 @@ class QuantizedLinear(nn.Module):
             x is not a tensor, or not float32 (the message starts with the layer's name).
         ValueError
             x is not on the CPU; x's last dimension is not in_features; NaN/Inf in x.
-        RuntimeError
-            Under torch.jit.trace, torch.export, torch.onnx.export or
-            torch.compile(fullgraph=True) (see the class).
         """
-        refuse_tracing(self._label)
+        if eager(x):
+            try:
+                if not (x.requires_grad and torch.is_grad_enabled()):
+                    # None unless float32, contiguous, of the right width (then the general path)
+                    y = self._bound(x)   # reads the bias from self._buffers
+                    if y is not None:
+                        return y
+                if x.requires_grad and torch.is_grad_enabled():
+                    # autograd records this call: the output carries a backward that refuses,
+                    # rather than no graph at all (which would silently drop the earlier
+                    # layers' gradients)
+                    out = _NoBackward.apply(x, self._run, self._label)
+                    assert isinstance(out, torch.Tensor)
+                    return out
+                return self._run(x)
+            except (TypeError, ValueError) as e:
+                check_input(x, self._label)   # the layer's own words for a wrong input
+                raise with_layer_name(e, self._label()) from None
+        # traced (torch.compile, torch.export, torch.jit.trace, a dispatch mode): the operator
         check_input(x, self._label)
-        if x.requires_grad and torch.is_grad_enabled():
-            # autograd records this call: the output carries a backward that refuses, rather
-            # than no graph at all (which would silently drop the earlier layers' gradients)
-            out = _NoBackward.apply(x, self._compute, self._label)
-            assert isinstance(out, torch.Tensor)
-            return out
-        return self._compute(x)
+        if not torch.jit.is_tracing() and (x.dim() == 0 or x.shape[-1] != self.in_features):
+            raise ValueError(f"{self._label()}: x must have shape (..., {self.in_features}), "
+                             f"got {tuple(x.shape)}")
+        return self._kernel.op(x, *self._op_args())
 
-    def _compute(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.detach().numpy()
-        try:
-            y = self.layer.compute(x.detach().contiguous().numpy(), bias)
-        except (TypeError, ValueError) as e:
-            raise with_layer_name(e, self._label()) from None
-        return torch.from_numpy(y)
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return call(self._kernel.kernel, x.detach(), self.bias, self.in_features,
+                    self.out_features, self._weight)
 
     # ---- state_dict ---------------------------------------------------------------------------
-    # The packed weight is in lowbit's memory, so nn.Module alone would save only the bias and
-    # a torch.save(state_dict) / load_state_dict round trip would silently keep whatever weight
-    # the receiving layer had.
+    # The packed bytes are a private, non-persistent buffer (their layout is the kernels', not
+    # a file format): the state_dict holds the canonical quantized weight instead, which
+    # lowbit.save writes too, and loading one re-packs it.
 
     def _quantized_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The quantized tensors (unprefixed, without the bias: that is the buffer) and the
         layer's metadata, as lowbit.save encodes them."""
         tensors: dict[str, np.ndarray] = {}
-        meta = encode_linear("", self.layer, tensors)
+        meta = encode_linear("", self.numpy_layer(), tensors)
         tensors.pop("bias", None)
         return tensors, meta
 
@@ -376,11 +531,7 @@ class QuantizedLinear(nn.Module):
                                       unexpected_keys, error_msgs)
         if new is None or len(error_msgs) > errors:
             return
-        bias = None if self.bias is None else self.bias.detach().cpu().numpy()
-        self.layer = NumpyQuantizedLinear(new.weight, bias, input_scale=new.input_scale,
-                                         input_zero_point=new.input_zero_point)
-        if self.layer.bias is not None:
-            self.bias = torch.from_numpy(self.layer.bias)   # shared with the NumPy layer
+        self._take(new)   # the re-packed weight (the bias buffer is nn.Module's, loaded above)
 
     def _restore_weight(self, state_dict: dict[str, Any], prefix: str,
                         expected: dict[str, np.ndarray], meta: dict[str, Any], strict: bool,
@@ -454,9 +605,8 @@ class QuantizedLinear(nn.Module):
                            self.extra_repr())
 
     def extra_repr(self) -> str:
-        w = self.layer.weight
-        detail = (f", group_size={w.group_size}, mode={w.mode}"
-                  if isinstance(w, PackedWeight) and w.bits == 4 else "")
+        lay = self._layout
+        detail = f", group_size={lay['group_size']}, mode={lay['mode']}" if self.bits == 4 else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, bits={self.bits}, scheme={self.scheme}{detail}")
 

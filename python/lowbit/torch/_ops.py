@@ -1,0 +1,269 @@
+"""lowbit's layer computations as PyTorch operators (torch.library, namespace `lowbit`).
+
+One operator per kernel family, named as everywhere else in lowbit (docs/design.md):
+
+    lowbit::linear_w8a8(x, packed, scale, bias, in_features, out_features, weight_type)
+    lowbit::linear_w8a8_static(..., weight_type, input_scale, input_zero_point, input_type)
+    lowbit::linear_w8f32(x, packed, scale, bias, in_features, out_features, weight_type)
+    lowbit::linear_w4a8(x, packed, bias, in_features, out_features, group_size, symmetric)
+    lowbit::linear_w4f32(x, packed, bias, in_features, out_features, group_size, symmetric)
+    lowbit::embedding(indices, qweight, scale, bits, embedding_dim, group_size)
+
+`packed` is the weight's packed bytes (`PackedWeight.storage()`) in a uint8 tensor: the
+operators take and return torch tensors, and the kernels read the tensors' memory directly
+(lowbit._core._C's *_at entries take addresses; nothing goes through NumPy). Each operator has
+a fake (meta) implementation, so torch.compile(fullgraph=True) and torch.export trace through
+it, and an autograd formula that refuses (the layers are inference-only).
+
+Numerics: x of dtype bfloat16 or float16 is widened to float32 (exactly), the float32 kernel
+runs, and the float32 result is rounded once to x's dtype; float32 x is used as is. The
+compiled graph calls the same implementation, so compiled output equals eager bit for bit.
+
+Eager calls of the layers skip the dispatcher (about 1.7 us per call, more than the kernel at
+small shapes): `eager(x)` says when the caller is not being traced, and the layer then calls
+the operator's implementation directly (`LinearKernel.run`), which is what the dispatcher would
+call. The operators' own CPU implementations check every tensor they are given (anyone can call
+torch.ops.lowbit.*); `run` trusts the layer's private tensors, which the layer checked once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from .._core import _C
+
+LIB = torch.library.Library("lowbit", "DEF")
+FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+_F32 = torch.float32
+_U8 = torch.uint8
+
+
+# ---- shared checks and the float32 boundary ---------------------------------------------------
+
+_compiling = torch.compiler.is_compiling
+_tracing = torch._C._is_tracing
+_modes = torch._C._len_torch_dispatch_stack
+
+
+def eager(x: Any) -> bool:
+    """True when x is a plain tensor and nothing traces the call (no torch.compile / export,
+    no torch.jit.trace, no TorchDispatchMode such as FakeTensorMode or make_fx's proxy mode):
+    then a layer may call the implementation directly. Four cheap flag reads."""
+    return type(x) is torch.Tensor and not _compiling() and not _tracing() and _modes() == 0
+
+
+def _tensor(t: Any, dtype: torch.dtype, numel: int, name: str) -> torch.Tensor:
+    """t as a CPU tensor of `dtype` with `numel` elements, contiguous (copied if it is not), or
+    an error naming the argument; what the operators' implementations ask of every tensor whose
+    memory the kernels read."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+    if t.dtype != dtype:
+        raise TypeError(f"{name} must be {dtype}, got {t.dtype}")
+    if not t.is_cpu:
+        raise ValueError(f"{name} must be on the CPU, got {t.device}")
+    if t.numel() != numel:
+        raise ValueError(f"{name} must have {numel} elements, got {t.numel()}")
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def call(kernel: Callable[..., None], x: torch.Tensor, bias: Optional[torch.Tensor], k: int,
+         n: int, weight: tuple[Any, ...]) -> torch.Tensor:
+    """y = kernel(x, bias, weight) for x of shape (..., k) in float32, bfloat16 or float16 on
+    the CPU (checked), bias None or float32 (n,) on the CPU (checked), `weight` the kernel's
+    packed-weight arguments (addresses of memory the caller keeps alive, checked by the caller).
+    The one implementation behind the operators and the layers' eager calls."""
+    xf = x if x.dtype is _F32 else _widen(x)
+    if not xf.is_contiguous():
+        xf = xf.contiguous()
+    shape = xf.shape
+    if len(shape) == 0 or shape[-1] != k:
+        raise ValueError(f"x must have shape (..., {k}), got {tuple(shape)}")
+    if not xf.is_cpu:
+        raise ValueError(f"x must be on the CPU, got {xf.device}")
+    if bias is not None and not (bias.dtype is _F32 and bias.is_contiguous() and bias.is_cpu
+                                 and bias.numel() == n):
+        bias = _tensor(bias, _F32, n, "bias")
+    y = torch.empty(*shape[:-1], n)
+    m = xf.numel() // k if k else y.numel() // max(n, 1)
+    kernel(xf.data_ptr(), m, k, 0 if bias is None else bias.data_ptr(), y.data_ptr(), *weight)
+    return y if x.dtype is _F32 else y.to(x.dtype)
+
+
+def _widen(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype not in FLOATS:
+        raise TypeError(f"x must be float32, bfloat16 or float16, got {x.dtype}")
+    return x.to(_F32)
+
+
+def _fake_linear(x: torch.Tensor, n: int) -> torch.Tensor:
+    dtype = x.dtype if x.dtype in FLOATS else _F32
+    return x.new_empty(x.shape[:-1] + (n,), dtype=dtype)
+
+
+# ---- the linear families -------------------------------------------------------------------------
+# Each family: its _C kernel, the operator's schema after x, and how the operator's arguments
+# become the kernel's packed-weight arguments (checked: anyone may call torch.ops.lowbit.*).
+
+W8_ARGS = ("Tensor x, Tensor packed, Tensor scale, Tensor? bias, int in_features, "
+           "int out_features, int weight_type")
+W4_ARGS = ("Tensor x, Tensor packed, Tensor? bias, int in_features, int out_features, "
+           "int group_size, bool symmetric")
+
+
+def _w8_weight(packed: torch.Tensor, scale: torch.Tensor, k: int, n: int, weight_type: int
+               ) -> tuple[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]]:
+    """The w8 kernels' weight arguments, and the (possibly copied) tensors they point into."""
+    nbytes = _C.packed_matrix_bytes(_C.ElemType(weight_type), k, n)
+    packed = _tensor(packed, _U8, nbytes, "packed")
+    scale = _tensor(scale, _F32, n, "scale")
+    return (packed.data_ptr(), nbytes, n, weight_type, scale.data_ptr()), (packed, scale)
+
+
+def _w8_op(kernel: Callable[..., None]) -> Callable[..., torch.Tensor]:
+    def impl(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
+             bias: Optional[torch.Tensor], in_features: int, out_features: int,
+             weight_type: int) -> torch.Tensor:
+        weight, alive = _w8_weight(packed, scale, in_features, out_features, weight_type)
+        return call(kernel, x, bias, in_features, out_features, weight)
+    return impl
+
+
+def _w8a8_static_op(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
+                    bias: Optional[torch.Tensor], in_features: int, out_features: int,
+                    weight_type: int, input_scale: float, input_zero_point: int,
+                    input_type: int) -> torch.Tensor:
+    weight, alive = _w8_weight(packed, scale, in_features, out_features, weight_type)
+    return call(_C.w8a8_static_linear_at, x, bias, in_features, out_features,
+                weight + (input_scale, input_zero_point, input_type))
+
+
+def _w4_op(kernel: Callable[..., None]) -> Callable[..., torch.Tensor]:
+    def impl(x: torch.Tensor, packed: torch.Tensor, bias: Optional[torch.Tensor],
+             in_features: int, out_features: int, group_size: int,
+             symmetric: bool) -> torch.Tensor:
+        # the size is checked against the layout by the kernel's view of the bytes
+        packed = _tensor(packed, _U8, packed.numel(), "packed")
+        return call(kernel, x, bias, in_features, out_features,
+                    (packed.data_ptr(), packed.numel(), out_features, group_size, symmetric))
+    return impl
+
+
+@dataclass(frozen=True)
+class LinearKernel:
+    """One kernel family: `kernel` (the _C entry the layers' eager calls give to `call`) and
+    `op` (torch.ops.lowbit.<name>, what traced calls record)."""
+
+    name: str
+    kernel: Callable[..., None]
+    op: Any
+
+
+def _register(name: str, args: str, kernel: Callable[..., None],
+              impl: Callable[..., torch.Tensor]) -> LinearKernel:
+    LIB.define(f"{name}({args}) -> Tensor")
+    LIB.impl(name, impl, "CPU")
+    torch.library.register_fake(f"lowbit::{name}",
+                                lambda x, *rest: _fake_linear(x, _out_features(name, rest)),
+                                lib=LIB)
+    torch.library.register_autograd(f"lowbit::{name}", _no_backward(name),
+                                    setup_context=_no_context, lib=LIB)
+    return LinearKernel(name, kernel, getattr(torch.ops.lowbit, name).default)
+
+
+def _out_features(name: str, rest: tuple[Any, ...]) -> int:
+    # out_features follows in_features in every schema; w8 schemas have scale before bias
+    return int(rest[4] if name.startswith("linear_w8") else rest[3])
+
+
+def _no_context(ctx: Any, inputs: Any, output: Any) -> None:
+    return None
+
+
+def _no_backward(name: str) -> Callable[..., Any]:
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise RuntimeError(f"lowbit::{name} is inference-only and has no gradient (train with "
+                           "lowbit.torch.prepare_qat and convert afterwards)")
+    return backward
+
+
+def _linear_kernels() -> dict[str, LinearKernel]:
+    static_args = W8_ARGS + ", float input_scale, int input_zero_point, int input_type"
+    kernels = [
+        _register("linear_w8a8", W8_ARGS, _C.w8a8_linear_at, _w8_op(_C.w8a8_linear_at)),
+        _register("linear_w8a8_static", static_args, _C.w8a8_static_linear_at, _w8a8_static_op),
+        _register("linear_w8f32", W8_ARGS, _C.w8f32_linear_at, _w8_op(_C.w8f32_linear_at)),
+        _register("linear_w4a8", W4_ARGS, _C.w4a8_linear_at, _w4_op(_C.w4a8_linear_at)),
+        _register("linear_w4f32", W4_ARGS, _C.w4f32_linear_at, _w4_op(_C.w4f32_linear_at)),
+    ]
+    return {k.name[len("linear_"):]: k for k in kernels}
+
+
+# The linear kernels by family: lowbit.packed.FAMILIES' names, and "w8a8_static" for the
+# static int8 layers (the w8a8 GEMM with a frozen activation scale).
+LINEAR = _linear_kernels()
+
+
+# ---- the embedding -----------------------------------------------------------------------------
+
+_INDEX_TYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _embedding_values(qweight: torch.Tensor, rows: torch.Tensor, bits: int,
+                      dim: int) -> torch.Tensor:
+    """The quantized values of the gathered rows as float32 (exact: at most 8 bits)."""
+    q = qweight.index_select(0, rows)
+    if bits == 4:
+        # two values per byte, the even index in the low nibble (lowbit._core.nibbles);
+        # stored as u = v + 8
+        q = torch.stack((q & 0x0F, q >> 4), dim=-1).reshape(q.shape[0], dim)
+        return q.to(_F32) - 8.0
+    return q.view(torch.int8).to(_F32)
+
+
+def embedding_run(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bits: int,
+                  embedding_dim: int, group_size: int) -> torch.Tensor:
+    """rows = float32(q[idx]) * scale[idx] (per row, or per group of `group_size` values of a
+    row: group_size 0), lowbit.nn.QuantizedEmbedding's arithmetic: one rounding per value."""
+    if indices.dtype not in _INDEX_TYPES:
+        raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
+    n = qweight.shape[0]
+    flat = indices.reshape(-1).to(torch.int64)
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= n):
+        bad = flat[(flat < 0) | (flat >= n)][0]
+        raise IndexError(f"index {int(bad)} is out of range for {n} embeddings")
+    q = _embedding_values(qweight, flat, bits, embedding_dim)
+    s = scale.index_select(0, flat)
+    if s.shape[-1] == 1:
+        q = q * s
+    else:
+        g = group_size or embedding_dim
+        q = q * s.repeat_interleave(g, dim=-1)[:, :embedding_dim]
+    return q.reshape(indices.shape + (embedding_dim,))
+
+
+def _embedding_checked(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor,
+                       bits: int, embedding_dim: int, group_size: int) -> torch.Tensor:
+    if bits not in (8, 4):
+        raise ValueError(f"bits must be 8 or 4, got {bits}")
+    width = embedding_dim if bits == 8 else embedding_dim // 2
+    if qweight.dim() != 2 or qweight.shape[1] != width or qweight.dtype not in (torch.int8, _U8):
+        raise ValueError(f"qweight must be (num_embeddings, {width}) int8/uint8, got "
+                         f"{qweight.dtype} {tuple(qweight.shape)}")
+    if scale.dim() != 2 or scale.shape[0] != qweight.shape[0] or scale.dtype != _F32:
+        raise ValueError("scale must be float32 (num_embeddings, groups)")
+    return embedding_run(indices, qweight, scale, bits, embedding_dim, group_size)
+
+
+def _embedding_fake(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bits: int,
+                    embedding_dim: int, group_size: int) -> torch.Tensor:
+    return scale.new_empty(indices.shape + (embedding_dim,), dtype=_F32)
+
+
+LIB.define("embedding(Tensor indices, Tensor qweight, Tensor scale, int bits, int embedding_dim, "
+           "int group_size) -> Tensor")
+LIB.impl("embedding", _embedding_checked, "CPU")
+torch.library.register_fake("lowbit::embedding", _embedding_fake, lib=LIB)
+EMBEDDING_OP = torch.ops.lowbit.embedding.default
