@@ -50,6 +50,7 @@ class Model:
     mem_bytes: Optional[int] = None
     info: dict[str, Any] = field(default_factory=dict)
     context: Callable[[], Any] = contextlib.nullcontext
+    after_warmup: list[Callable[[], None]] = field(default_factory=list)   # fill in `info`
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,10 @@ def methods() -> dict[str, Method]:
                            _build_torch))
     rows += [
         Method("lowbit_int8_compiled", "lowbit int8, torch.compile", "lowbit",
-               f"lowbit int8 as above, then {COMPILE}", _build_torch),
+               f"lowbit int8 as above (its layers are torch custom operators), then {COMPILE}",
+               _build_torch),
+        Method("lowbit_int8_emb8_compiled", "lowbit int8 + emb int8, torch.compile", "lowbit",
+               f"lowbit int8 + emb int8 as above, then {COMPILE}", _build_torch),
         Method("torchao", "torchao int8 dynamic", "torchao",
                "`torchao.quantization.quantize_(model[0].auto_model, "
                "Int8DynamicActivationInt8WeightConfig())` (every nn.Linear of the BERT encoder: "
@@ -194,6 +198,7 @@ def _build_torch(prep: Path, threads: int, key: str) -> Model:
     torch = _import_torch(threads)
     model = load_sentence_transformer()
     info: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    info_after_warmup: list[Callable[[], None]] = []
     base = key.removesuffix("_compiled")
     mem: Optional[int] = None
     if base == "float32":
@@ -223,17 +228,20 @@ def _build_torch(prep: Path, threads: int, key: str) -> Model:
             file_bytes = path.stat().st_size
         mem = model_nbytes(model)
     if key.endswith("_compiled"):
-        import torch._dynamo
-        # lowbit's layers (until they are torch custom ops) split the model into many graphs;
-        # the default limit of 8 cached graphs per frame would send later shapes back to eager.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         model = torch.compile(model, dynamic=False)
+
+        def graphs() -> None:   # after the first calls: what dynamo made of the model
+            from torch._dynamo.utils import counters
+            info["graphs"] = int(counters["stats"]["unique_graphs"])
+            info["graph_breaks"] = int(sum(counters["graph_break"].values()))
+        info_after_warmup.append(graphs)
 
     def prepare(feed: Feed) -> Callable[[], Any]:
         features = {k: torch.from_numpy(v) for k, v in feed.items()}
         return lambda: model(dict(features))["sentence_embedding"]
 
-    return Model(prepare, file_bytes, mem, info, context=torch.inference_mode)
+    return Model(prepare, file_bytes, mem, info, context=torch.inference_mode,
+                 after_warmup=info_after_warmup)
 
 
 # ----------------------------------------------------------------------------- ONNX rows
@@ -426,6 +434,8 @@ def serve(key: str, prep: Path, threads: int, accuracy: bool,
                 first[b] = time.perf_counter() - t1
                 for _ in range(2):
                     call()
+            for hook in model.after_warmup:
+                hook()
             ready: dict[str, Any] = {"status": "ready", "file_bytes": model.file_bytes,
                                      "mem_bytes": model.mem_bytes, "info": model.info,
                                      "first_call_s": first,
