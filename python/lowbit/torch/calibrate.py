@@ -110,7 +110,7 @@ class ObservedLinear(nn.Module):
         w, b = float_weight(self, name)
         layer = NumpyQuantizedLinear.from_config(w, b, self.config,
                                                 input_qparams=self.observer.calculate_qparams())
-        return QuantizedLinear(layer, self.config.describe())
+        return QuantizedLinear(layer, self.config.describe(), dtype=self.weight.dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -348,7 +348,7 @@ class FakeQuantLinear(nn.Module):
             input_qparams = (np.float32(scale.item()), np.asarray(int(zero.item()), zdtype))
         layer = NumpyQuantizedLinear.from_quantized(self.quantized_weight(), bias, cfg,
                                                    input_qparams=input_qparams)
-        return QuantizedLinear(layer, cfg.describe())
+        return QuantizedLinear(layer, cfg.describe(), dtype=self.weight.dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -255,7 +255,8 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     except UnsupportedLayer as e:
         summary.skipped.append(Skipped(name, str(e)))
         return None
-    new = QuantizedLinear(NumpyQuantizedLinear.from_config(w, b, cfg), cfg.describe(), name)
+    new = QuantizedLinear(NumpyQuantizedLinear.from_config(w, b, cfg), cfg.describe(), name,
+                          dtype=module.weight.dtype)
     note = plan.note
     if skip_slower:
         t_float, t_quant = compare(module, new, rows, module.in_features)
