@@ -397,6 +397,12 @@ def _one_line(e: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+def _cpu_seconds() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _time_calls(call: Callable[[], Any], calls: int) -> dict[str, float]:
     """Median ms of `calls` calls, and the minor page faults per call the process took meanwhile
     (memory the allocator handed back to the OS and faults in again: part of the time)."""
@@ -415,7 +421,8 @@ def serve(key: str, prep: Path, threads: int, accuracy: bool,
           proto: Any, requests: Iterator[str]) -> int:
     """A worker: builds `key`'s model, writes one ready (or failed) line, then answers
     {"batch": "b32", "calls": n} lines with {"ms": median of n calls after one warm-up call,
-    "faults": minor page faults per call} until {"quit": true} or end of input."""
+    "faults": minor page faults per call, "cpu_s": the CPU time the answer took} until
+    {"quit": true} or end of input."""
     def send(obj: dict[str, Any]) -> None:
         proto.write(MARKER + json.dumps(obj) + "\n")
         proto.flush()
@@ -459,8 +466,11 @@ def serve(key: str, prep: Path, threads: int, accuracy: bool,
                 break
             try:
                 call = calls[request["batch"]]
+                cpu0 = _cpu_seconds()
                 call()
-                send(_time_calls(call, int(request["calls"])))
+                answer = _time_calls(call, int(request["calls"]))
+                answer["cpu_s"] = _cpu_seconds() - cpu0   # this process's CPU time, warm-up too
+                send(answer)
             except Exception as e:
                 traceback.print_exc()
                 send({"status": "failed", "reason": _one_line(e)})

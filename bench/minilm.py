@@ -40,6 +40,11 @@ import _minilm_peers as peers  # noqa: E402
 
 ROOT = peers.ROOT
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+FOREIGN_CPU = 0.2          # a timing during which others used more than this of a CPU ...
+FOREIGN_MIN_S = 0.03       # ... and more than this many CPU seconds (/proc/stat counts in
+RETRIES = 3                # 10 ms ticks) is taken again, up to RETRIES times, while one
+RETRY_BUDGET_S = 120.0     # thread count's retries have taken less than this long; each
+RETRY_WAIT_S = 10.0        # retry first waits up to this long for idle CPUs
 READY_TIMEOUT = 900.0       # building a model, incl. torch.compile of two shapes
 MEASURE_TIMEOUT = 300.0
 PACKAGES = ("torch", "torchao", "transformers", "sentence-transformers", "onnx", "onnxruntime",
@@ -110,7 +115,27 @@ class Worker:
             self.close()
         return self.ready
 
-    def measure(self, batch: str, calls: int) -> Optional[dict[str, float]]:
+    def measure(self, batch: str, calls: int, retries: int = 0) -> Optional[dict[str, float]]:
+        """One timing; with `retries`, a timing during which other processes used the CPUs
+        (more than FOREIGN_CPU of a CPU on average, from /proc/stat less the worker's own CPU
+        time) is taken again, after waiting for the CPUs to be idle; answer["retried"] counts."""
+        first_start = time.monotonic()
+        for attempt in range(retries + 1):
+            t0, wall0 = _cpu_times(), time.monotonic()
+            answer = self._measure_once(batch, calls)
+            if answer is None:
+                return None
+            foreign = _foreign_cpu(t0, _cpu_times(), answer.get("cpu_s", 0.0))
+            wall = time.monotonic() - wall0
+            answer["foreign_cpu"] = foreign / max(wall, 1e-9)
+            answer["retried"] = attempt
+            answer["retry_s"] = wall0 - first_start   # spent before this, last, attempt
+            if foreign <= max(FOREIGN_CPU * wall, FOREIGN_MIN_S) or attempt == retries:
+                return answer
+            wait_for_idle(timeout=RETRY_WAIT_S)
+        return answer
+
+    def _measure_once(self, batch: str, calls: int) -> Optional[dict[str, float]]:
         if self.failed:
             return None
         try:
@@ -156,10 +181,11 @@ def run_prepare(prep: Path, threads: int, logs: Path) -> dict[str, Any]:
 
 
 def measure_group(keys: list[str], threads: int, prep: Path, accuracy: bool, logs: Path,
-                  rounds: int, calls: int, jobs: int) -> tuple[dict[str, dict[str, Any]], float]:
+                  rounds: int, calls: int, jobs: int
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """All methods at one thread count: workers built (`jobs` at a time), then `rounds` rounds in
     which every live worker times batch 32 and batch 1 in turn. Returns the rows and how busy
-    the CPUs were just before timing."""
+    the CPUs were just before timing, how many timings were retried of how many."""
     workers: dict[str, Worker] = {}
     for i in range(0, len(keys), jobs):
         started = [Worker(k, threads, prep, accuracy, logs) for k in keys[i:i + jobs]]
@@ -171,21 +197,29 @@ def measure_group(keys: list[str], threads: int, prep: Path, accuracy: bool, log
             workers[w.key] = w
     per_round: dict[str, dict[str, list[float]]] = {k: {b: [] for b, _ in BATCHES} for k in keys}
     faults: dict[str, dict[str, list[float]]] = {k: {b: [] for b, _ in BATCHES} for k in keys}
+    foreign: dict[str, dict[str, list[float]]] = {k: {b: [] for b, _ in BATCHES} for k in keys}
+    retried = timings = 0
     busy = wait_for_idle()
     _progress(f"{threads} thread(s): CPU {100 * busy:.0f}% busy before timing")
     try:
         for k in keys:                  # one untimed round: every worker runs once more
             for batch, _ in BATCHES:
                 workers[k].measure(batch, 1)
+        retry_s = 0.0
         for r in range(rounds):
             order = keys if r % 2 == 0 else keys[::-1]
             for batch, size in BATCHES:
                 n = calls if size > 1 else 4 * calls
                 for k in order:
-                    answer = workers[k].measure(batch, n)
+                    answer = workers[k].measure(batch, n,
+                                                RETRIES if retry_s < RETRY_BUDGET_S else 0)
                     if answer is not None:
                         per_round[k][batch].append(answer["ms"])
                         faults[k][batch].append(answer["faults"])
+                        foreign[k][batch].append(answer["foreign_cpu"])
+                        retried += answer["retried"]
+                        retry_s += answer["retry_s"]
+                        timings += 1
             _progress(f"{threads} thread(s): round {r + 1}/{rounds} done")
     finally:
         for w in workers.values():
@@ -199,14 +233,31 @@ def measure_group(keys: list[str], threads: int, prep: Path, accuracy: bool, log
             row["ms"] = {b: statistics.median(v) for b, v in per_round[k].items()}
             row["rounds"] = {b: v for b, v in per_round[k].items()}
             row["faults"] = {b: statistics.median(v) for b, v in faults[k].items()}
+            row["foreign_cpu"] = {b: v for b, v in foreign[k].items()}
         out[k] = row
-    return out, busy
+    _progress(f"{threads} thread(s): {retried} of {timings} timings taken again (other "
+              "processes used the CPUs)")
+    return out, {"busy_before": busy, "retried": retried, "timings": timings}
 
 
-def _cpu_times() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
+def _cpu_times() -> Optional[tuple[int, int]]:
+    """(all, idle) jiffies of the machine's CPUs since boot, None without /proc."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait (steal is busy)
     return sum(fields[:8]), idle
+
+
+def _foreign_cpu(before: Optional[tuple[int, int]], after: Optional[tuple[int, int]],
+                 own_cpu_s: float) -> float:
+    """CPU seconds the machine spent between two _cpu_times() samples beyond `own_cpu_s`."""
+    if before is None or after is None:
+        return 0.0
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = ((after[0] - before[0]) - (after[1] - before[1])) / hz
+    return max(0.0, busy - own_cpu_s)
 
 
 def wait_for_idle(threshold: float = 0.15, timeout: float = 60.0) -> float:
@@ -216,13 +267,12 @@ def wait_for_idle(threshold: float = 0.15, timeout: float = 60.0) -> float:
     deadline = time.monotonic() + timeout
     busy = 0.0
     while True:
-        try:
-            t0, i0 = _cpu_times()
-            time.sleep(0.5)
-            t1, i1 = _cpu_times()
-        except (OSError, ValueError, IndexError):
+        before = _cpu_times()
+        time.sleep(0.5)
+        after = _cpu_times()
+        if before is None or after is None:
             return 0.0
-        busy = 1.0 - (i1 - i0) / max(1, t1 - t0)
+        busy = 1.0 - (after[1] - before[1]) / max(1, after[0] - before[0])
         if busy < threshold or time.monotonic() > deadline:
             return busy
 
@@ -392,7 +442,12 @@ def markdown(results: dict[str, Any], table: dict[str, peers.Method]) -> str:
         "untimed, and the parent waits for the CPUs to be idle (they were "
         + ", ".join(f"{100 * b:.0f}%" for b in meta.get("busy_before", {}).values())
         + " busy). The whole run holds `/tmp/lowbit-cpu.lock` (`flock`), which builds on this "
-        "machine take too. Page faults: the worker's minor page faults per timed call "
+        "machine take too; a timing during which other processes still used more than "
+        f"{FOREIGN_CPU:.0%} of a CPU (`/proc/stat` less the worker's own CPU time) is taken again "
+        f"after the CPUs are idle, up to {RETRIES} times ("
+        + ", ".join(f"{r[0]} of {r[1]} at {_threads(t)}"
+                    for t, r in meta.get("retried", {}).items())
+        + "). Page faults: the worker's minor page faults per timed call "
         "(`getrusage`), memory the allocator returned to the OS and touches again; "
         "they cost time and depend on the process's allocation history.", "",
         *([f"Extra environment of every worker: "
@@ -540,6 +595,19 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def _shown_argv(argv: list[str]) -> str:
+    """The command line for the report, without the options that only say where files go."""
+    shown, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--work", "--out"):
+            skip = True
+        elif not a.startswith(("--work=", "--out=")):
+            shown.append(a)
+    return "".join(f" {a}" for a in shown)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", help="comma-separated thread counts, one table each "
@@ -615,12 +683,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                  "cpu_name": cpu_name(), "isa": lowbit.cpu_info()["isa"],
                  "versions": versions(), "env": dict(EXTRA_ENV), "rounds": rounds,
                  "calls": calls, "note": args.note,
-                 "argv": "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))},
+                 "argv": _shown_argv(argv if argv is not None else sys.argv[1:])},
         "prepare": prepared, "groups": {}}
     for i, t in enumerate(thread_counts):
-        results["groups"][str(t)], busy = measure_group(keys, t, prep, i == 0, logs, rounds,
-                                                        calls, max(1, args.jobs))
-        results["meta"].setdefault("busy_before", {})[str(t)] = busy
+        results["groups"][str(t)], stats = measure_group(keys, t, prep, i == 0, logs, rounds,
+                                                         calls, max(1, args.jobs))
+        results["meta"].setdefault("busy_before", {})[str(t)] = stats["busy_before"]
+        results["meta"].setdefault("retried", {})[str(t)] = [stats["retried"], stats["timings"]]
     results["meta"]["wall_s"] = time.monotonic() - t0
     (work / "results.json").write_text(json.dumps(results, indent=1))
     write_report(results, out)
