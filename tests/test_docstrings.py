@@ -1,6 +1,7 @@
 """The public API documents itself the NumPy way: every public function, class and public method
 defined in lowbit (the names of lowbit.__all__, lowbit.nn.__all__, lowbit.observers and, with
-PyTorch, lowbit.torch.__all__, plus the configs' base QuantConfig) has a docstring with
+PyTorch, lowbit.torch.__all__, with transformers, lowbit.hf.__all__, plus the configs' base
+QuantConfig) has a docstring with
 
 - a Parameters section naming each parameter (other than self / cls) when it takes any (a
   class: its constructor's), and no name the signature does not have,
@@ -165,6 +166,19 @@ def test_torch_api_docstrings_have_numpy_sections() -> None:
     names = {name for name, _ in api}
     for expected in ("lowbit.torch.quantize_", "lowbit.torch.QuantizedLinear",
                      "lowbit.torch.layers.QuantizedLinear.from_float"):
+        assert expected in names, expected
+    assert not _report(api), "\n" + "\n".join(_report(api))
+
+
+def test_hf_api_docstrings_have_numpy_sections() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import lowbit.hf
+    from lowbit.hf._quantizer import LowbitHfQuantizer
+    api = public_api([("lowbit.hf", lowbit.hf)], extra=(LowbitHfQuantizer,))
+    names = {name for name, _ in api}
+    for expected in ("lowbit.hf.LowbitConfig", "lowbit.hf.config.LowbitConfig.quant_config",
+                     "lowbit.hf._quantizer.LowbitHfQuantizer.validate_environment"):
         assert expected in names, expected
     assert not _report(api), "\n" + "\n".join(_report(api))
 

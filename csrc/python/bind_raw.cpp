@@ -12,10 +12,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 #include "lowbit/gemm.h"
 #include "lowbit/packed.h"
 #include "python/bind_common.h"
+#include "runtime/output_arena.h"
 
 namespace lowbit {
 namespace bindings {
@@ -101,6 +105,49 @@ void w4_linear_at(std::uintptr_t x, int64_t M, int64_t K, std::uintptr_t bias, s
 // a contiguous float32 CPU input of the right width and a contiguous float32 CPU bias of N
 // values or None; for anything else it returns None and the caller takes the general path
 // (lowbit/torch/_ops.py `call`, which converts or raises a clear error).
+// Outputs of at least this many bytes come from the OutputArena (smaller ones from malloc's heap
+// do not fault). The arena needs each block's size back: kept here by address.
+constexpr size_t kArenaMinBytes = size_t{256} << 10;
+
+std::mutex& outputs_mutex() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
+std::unordered_map<void*, size_t>& output_sizes() {
+  static auto* sizes = new std::unordered_map<void*, size_t>();
+  return *sizes;
+}
+void remember_output(void* block, size_t bytes) {
+  std::lock_guard<std::mutex> lock(outputs_mutex());
+  output_sizes()[block] = bytes;
+}
+void release_output(void* block) {
+  size_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(outputs_mutex());
+    auto it = output_sizes().find(block);
+    bytes = it->second;
+    output_sizes().erase(it);
+  }
+  OutputArena::instance().give(block, bytes);
+}
+
+// A float32 tensor of out_shape (`count` values): small ones from torch.empty, large ones from
+// the output arena (a NumPy array owning the block, viewed by torch.from_numpy; the block goes
+// back to the arena when the tensor and the array are freed).
+py::object float_output(const py::tuple& out_shape, size_t count, const py::object& empty,
+                        const py::object& from_numpy) {
+  const size_t bytes = count * sizeof(float);
+  if (bytes < kArenaMinBytes) return empty(*out_shape);
+  void* block = OutputArena::instance().take(bytes);
+  remember_output(block, bytes);
+  py::capsule owner(block, [](void* p) { release_output(p); });
+  std::vector<py::ssize_t> shape;
+  for (py::handle d : out_shape) shape.push_back(d.cast<py::ssize_t>());
+  py::array_t<float> arr(shape, static_cast<float*>(block), owner);
+  return from_numpy(arr);
+}
+
 enum class BoundFamily : int { w8a8 = 0, w8a8_static = 1, w8f32 = 2, w4a8 = 3, w4f32 = 4 };
 
 class BoundLinear {
@@ -115,6 +162,7 @@ class BoundLinear {
         in_type_(static_cast<QType>(in_type)) {
     py::module_ torch = py::module_::import("torch");
     empty_ = torch.attr("empty");
+    from_numpy_ = torch.attr("from_numpy");
     float32_ = torch.attr("float32");
     const auto data = packed_.attr("data_ptr")().cast<std::uintptr_t>();
     const auto nbytes = packed_.attr("numel")().cast<int64_t>();
@@ -155,7 +203,7 @@ class BoundLinear {
       out_shape[i] = py::reinterpret_borrow<py::object>(d);
     }
     out_shape[ndim - 1] = py::int_(N_);
-    py::object y = empty_(*out_shape);
+    py::object y = output(out_shape, M);
     const auto* xd = at<const float>(x.attr(names().data_ptr)().cast<std::uintptr_t>());
     float* yd = at<float>(y.attr(names().data_ptr)().cast<std::uintptr_t>());
     {
@@ -200,10 +248,15 @@ class BoundLinear {
            py::object(t.attr(n.is_contiguous)()).ptr() == Py_True;
   }
 
+  py::object output(const py::tuple& out_shape, int64_t M) const {
+    return float_output(out_shape, static_cast<size_t>(M) * static_cast<size_t>(N_), empty_,
+                        from_numpy_);
+  }
+
   BoundFamily family_;
   py::object packed_, scale_;   // the tensors whose memory the kernels read: kept alive here
   py::dict buffers_;
-  py::object empty_, float32_;
+  py::object empty_, from_numpy_, float32_;
   int64_t K_, N_;
   float in_scale_;
   int32_t in_zero_;
@@ -244,6 +297,20 @@ void bind_raw(py::module_& m) {
            py::arg("input_scale"), py::arg("input_zero_point"), py::arg("input_type"),
            py::arg("buffers"))
       .def("__call__", &BoundLinear::call);
+  m.def("output_arena_limit", [](py::object limit) {
+    if (!limit.is_none()) OutputArena::instance().set_limit(limit.cast<size_t>());
+    return OutputArena::instance().limit();
+  }, py::arg("limit") = py::none());
+  m.def("output_arena_cached", [] { return OutputArena::instance().cached_bytes(); });
+  m.attr("OUTPUT_ARENA_MIN_BYTES") = kArenaMinBytes;
+  // float32 torch tensor of `shape` for a kernel to fill (the operators' outputs)
+  m.def("float_output", [](const py::tuple& shape) {
+    static py::object* empty = new py::object(py::module_::import("torch").attr("empty"));
+    static py::object* from_numpy = new py::object(py::module_::import("torch").attr("from_numpy"));
+    size_t count = 1;
+    for (py::handle d : shape) count *= d.cast<size_t>();
+    return float_output(shape, count, *empty, *from_numpy);
+  }, py::arg("shape"));
   // positional only: the callers pass them in this order on every call
   m.def("w8a8_linear_at", &w8a8_linear_at);
   m.def("w8f32_linear_at", &w8f32_linear_at);

@@ -71,6 +71,9 @@ class QuantConfig:
     activation: ClassVar[str] = "rows_uint8"
     format_version: ClassVar[int] = 1
     clip_search: ClassVar[bool] = False   # a field of the configs that offer the search
+    # The config's name where a name must stand for it (a Hugging Face quantization_config's
+    # "format"): CONFIGS_BY_NAME below is built from these.
+    name: ClassVar[str] = ""
     # every config has a `symmetric` field
 
     def __post_init__(self) -> None:
@@ -298,6 +301,7 @@ class Int8DynamicConfig(QuantConfig):
     symmetric: bool = True
     clip_search: bool = False
 
+    name: ClassVar[str] = "int8_dynamic"
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "dynamic"
     mode: ClassVar[Optional[str]] = None
@@ -346,6 +350,7 @@ class Int8WeightOnlyConfig(QuantConfig):
     symmetric: bool = True
     clip_search: bool = False
 
+    name: ClassVar[str] = "int8_weight_only"
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "weight_only"
     mode: ClassVar[Optional[str]] = "weight_only"
@@ -419,6 +424,7 @@ class Int4WeightOnlyConfig(_Int4Config):
     symmetric: bool = True
     clip_search: bool = False
 
+    name: ClassVar[str] = "int4_weight_only"
     bits: ClassVar[int] = 4
     scheme: ClassVar[str] = "weight_only"
     mode: ClassVar[Optional[str]] = "weight_only"
@@ -470,6 +476,7 @@ class Int4DynamicConfig(_Int4Config):
     symmetric: bool = True
     clip_search: bool = False
 
+    name: ClassVar[str] = "int4_dynamic"
     bits: ClassVar[int] = 4
     scheme: ClassVar[str] = "dynamic"
     mode: ClassVar[Optional[str]] = "w4a8"
@@ -527,6 +534,7 @@ class Int8StaticConfig(QuantConfig):
     weight_observer: Optional[Observer] = None
     symmetric: bool = True
 
+    name: ClassVar[str] = "int8_static"
     bits: ClassVar[int] = 8
     scheme: ClassVar[str] = "static"
     mode: ClassVar[Optional[str]] = None
@@ -620,6 +628,9 @@ class Int8StaticConfig(QuantConfig):
 
 CONFIG_TYPES = (Int8DynamicConfig, Int8WeightOnlyConfig, Int4WeightOnlyConfig, Int4DynamicConfig,
                 Int8StaticConfig)
+# Each config by its `name` ("int8_dynamic", "int4_weight_only", ...): the one table from a name
+# to a config class (lowbit.hf's LowbitConfig(format=...) reads it).
+CONFIGS_BY_NAME: dict[str, type[QuantConfig]] = {t.name: t for t in CONFIG_TYPES}
 
 
 def check_config(config: object, name: str = "config") -> QuantConfig:

@@ -86,7 +86,7 @@ def call(kernel: Callable[..., None], x: torch.Tensor, bias: Optional[torch.Tens
     if bias is not None and not (bias.dtype is _F32 and bias.is_contiguous() and bias.is_cpu
                                  and bias.numel() == n):
         bias = _tensor(bias, _F32, n, "bias")
-    y = torch.empty(*shape[:-1], n)
+    y = _C.float_output((*shape[:-1], n))   # large outputs from lowbit's arena (no page faults)
     m = xf.numel() // k if k else y.numel() // max(n, 1)
     kernel(xf.data_ptr(), m, k, 0 if bias is None else bias.data_ptr(), y.data_ptr(), *weight)
     return y if x.dtype is _F32 else y.to(x.dtype)

@@ -133,7 +133,8 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         Afterwards each lowbit layer knows its qualified name (its errors start with it), and
         the Hugging Face save methods (save_pretrained, push_to_hub, SentenceTransformer.save)
         of the transformers / sentence-transformers modules holding lowbit layers raise
-        RuntimeError: use lowbit.save / lowbit.load.
+        RuntimeError: use lowbit.save / lowbit.load, or quantize while loading with
+        lowbit.hf.LowbitConfig, whose models save_pretrained saves.
 
     Raises
     ------
@@ -168,9 +169,9 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
 
     def build(name: str, module: nn.Module) -> Optional[nn.Module]:
         if isinstance(module, nn.Linear):
-            return _convert_linear(name, module, config, parents, summary, skip_slower,
-                                   rows.get(name, example_batch_size))
-        return _convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
+            return convert_linear(name, module, config, parents, summary, skip_slower,
+                                  rows.get(name, example_batch_size))
+        return convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
 
     swap_modules(model, linears + embs, build, progress, "lowbit quantize_")
     untied = note_ties(summary, ties, weight_bytes)
@@ -238,9 +239,12 @@ def _nothing_replaced(model: nn.Module, summary: ConversionSummary, shown: int =
             + (f"; and {rest} other reason(s) (print the returned summary)" if rest > 0 else ""))
 
 
-def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
-                    parents: dict[str, nn.Module], summary: ConversionSummary,
-                    skip_slower: bool, rows: int) -> Optional[QuantizedLinear]:
+def convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
+                   parents: dict[str, nn.Module], summary: ConversionSummary,
+                   skip_slower: bool, rows: int) -> Optional[QuantizedLinear]:
+    """One nn.Linear's lowbit layer under `config` (None: kept, with the reason in `summary`);
+    `parents` maps at least the module's parent name to the parent. quantize_ and lowbit.hf's
+    quantize-while-loading both convert through it, so they give the same layers."""
     reason = linear_skip_reason(name, module, parents)
     cfg, why = (None, reason) if reason else config_for(name, config)
     if cfg is None:
@@ -274,8 +278,9 @@ def _convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     return new
 
 
-def _convert_embedding(name: str, module: nn.Embedding, bits: int, group_size: Optional[int],
-                       summary: ConversionSummary) -> Optional[QuantizedEmbedding]:
+def convert_embedding(name: str, module: nn.Embedding, bits: int, group_size: Optional[int],
+                      summary: ConversionSummary) -> Optional[QuantizedEmbedding]:
+    """One nn.Embedding's QuantizedEmbedding (None: kept, with the reason in `summary`)."""
     reason = unsupported_embedding_reason(module)
     if reason is None and bits == 4 and module.embedding_dim % 2:
         reason = f"embedding_dim={module.embedding_dim} is odd; 4-bit rows need an even one"
