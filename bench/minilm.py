@@ -516,9 +516,9 @@ def markdown(results: dict[str, Any], table: dict[str, peers.Method]) -> str:
             info = s.get("info", {})
             graphs = (f"; dynamo made {info['graphs']} graph(s) with {info['graph_breaks']} "
                       "graph break(s) for the two shapes" if "graphs" in info else "")
-            extra = (f" First calls (compiling): batch 32 {first['b32']:.1f} s, batch 1 "
-                     f"{first['b1']:.1f} s, in the {next(iter(results['groups']))}-thread "
-                     f"worker{graphs}.")
+            extra = (f" First calls (compiling, with whatever Inductor's on-disk cache held): "
+                     f"batch 32 {first['b32']:.1f} s, batch 1 {first['b1']:.1f} s, in the "
+                     f"{next(iter(results['groups']))}-thread worker{graphs}.")
         lines.append(f"- **{table[k].name}**: {table[k].how}.{extra}")
     lines += ["", "Notes:", ""]
     if ov_info.get("inference_precision"):
@@ -535,6 +535,13 @@ def markdown(results: dict[str, Any], table: dict[str, peers.Method]) -> str:
         "- ONNX Runtime gets the plain export: no `onnxruntime.transformers.optimizer` pass (its "
         "fused Attention / SkipLayerNorm kernels) and no `quant_pre_process`, which the issue's "
         "recipe does not include; both are ways to make it faster.",
+        "- Page faults: the eager PyTorch rows with thousands of faults per batch-32 call lose "
+        "time to glibc's malloc handing freed activation buffers (megabytes each) back to the "
+        "OS and faulting them in again on the next call. Whether a process does depends on its "
+        "allocation history (glibc raises its mmap threshold after freeing some large blocks): "
+        "that, not the embedding kernel, is the gap between lowbit int8 and lowbit int8 + emb "
+        "int8 here. `--env MALLOC_MMAP_THRESHOLD_=33554432 --env MALLOC_TRIM_THRESHOLD_=268435456` "
+        "(every worker) removes the faults; the default run keeps the default allocator.",
         "- The attention score/softmax/LayerNorm/GELU parts stay float32 PyTorch in every lowbit "
         "variant; only nn.Linear (and, where marked, nn.Embedding) layers change.",
         "- int4 weights (even with the MSE clip search, without calibration data or QAT) cost "
