@@ -262,12 +262,12 @@ class QuantizedLinear(nn.Module):
         self._refresh()
 
     def _refresh(self) -> None:
-        """The kernel of eager calls with this module's buffers bound (`_bound`, a
-        lowbit._core._C.BoundLinear that holds them), and the kernel's packed-weight arguments
-        for the general path (`_weight`: addresses into the buffers), and NumPy views of the
-        buffers (`_host`: packed_weight() reads them, also while torch.export traces the
-        module with fake stand-ins for its buffers); made again whenever the buffers are
-        replaced (_take, _apply, unpickling and deepcopy)."""
+        """The kernel of eager calls with this module's packed tensors bound (`_bound`, a
+        lowbit._core._C.BoundLinear that holds them and reads the bias from `_buffers`), the
+        kernel's packed-weight arguments for the general path (`_weight`: addresses into the
+        packed tensors), and NumPy views of them (`_host`: packed_weight() reads them, also
+        while a tracer runs the module on fake tensors); made again whenever the packed
+        tensors are replaced (_take, unpickling and deepcopy)."""
         self._kernel = LINEAR[self.family]
         self._host = (self._packed.numpy(), self._scale.numpy(), self._zero_point.numpy())
         packed = self._packed
@@ -349,8 +349,9 @@ class QuantizedLinear(nn.Module):
         dtype = device_check(self, fn, self._label)
         if dtype is not None:
             self.dtype = dtype
+        # the packed tensors are attributes, which _apply leaves alone; the bias buffer (which
+        # share_memory_ gives new memory) is read from _buffers on every call
         super()._apply(keep_layout(fn), recurse)
-        self._refresh()   # share_memory_ and the like give the buffers new memory
         return self
 
     @classmethod
