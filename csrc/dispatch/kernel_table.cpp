@@ -70,6 +70,7 @@ void avx2_entries(KernelTable& t) {
   t.w4a8 = {avx2::w4a8, 2};
   t.w4f32 = {avx2::w4f32, 2};
   t.w8f32 = {avx2::w8f32, 3};
+  t.dwconv = avx2::dwconv;
 }
 // AVX-VNNI CPUs run the AVX2 kernels with their own int8 GEMM.
 void avxvnni_entries(KernelTable& t) { t.w8a8 = {avxvnni::w8a8, 6}; }
@@ -91,6 +92,7 @@ void avx512vnni_entries(KernelTable& t) {
   t.w4a8 = {avx512vnni::w4a8, 4};
   t.w4f32 = {avx512vnni::w4f32, 4};
   t.w8f32 = {avx512vnni::w8f32, 4};
+  t.dwconv = avx512vnni::dwconv;
 }
 // The tile unit takes the w8a8 and w4a8 GEMMs at 32 rows a step (small M falls back inside).
 void amx_entries(KernelTable& t) {
@@ -121,6 +123,7 @@ void neon_entries(KernelTable& t) {
   t.w4a8 = {neon::w4a8, 2};
   t.w4f32 = {neon::w4f32, 2};
   t.w8f32 = {neon::w8f32, 2};
+  t.dwconv = neon::dwconv;
 }
 // The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
 void neondot_entries(KernelTable& t) {
@@ -145,6 +148,7 @@ void scalar_entries(KernelTable& t) {
   t.w4a8 = {scalar::w4a8, 1};
   t.w4f32 = {scalar::w4f32, 1};
   t.w8f32 = {scalar::w8f32, 1};
+  t.dwconv = scalar::dwconv;
 }
 
 // In order of preference, best last; a row's base comes before it.

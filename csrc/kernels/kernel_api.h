@@ -106,6 +106,40 @@ struct W8F32Problem {
   int64_t ldy = 0;
 };
 
+// One depthwise convolution (each output channel reads one input channel; a channel multiplier
+// is expanded into the input beforehand), one image, in the layout every ISA path shares:
+//   x: H x W pixels of NHWC uint8, x_stride bytes apart (x_stride >= CP, CP = C rounded up to
+//      kDwChannelBlock; bytes past C hold anything finite: their weights are 0).
+//   zero_row: x_stride bytes, every one x_zero: the pixel a tap outside the image reads, so a
+//      padded tap contributes (x_zero - x_zero) * w = 0 (ONNX pads with the zero point).
+//   w: the taps in pairs, int16 w - zw (exact: |.| <= 255): pair t, channel c at
+//      (t * CP + c) * 2 holds (tap 2t, tap 2t + 1), taps row-major over (kh, kw); an odd last
+//      tap is paired with 0. `tap_pairs` = ceil(kh * kw / 2).
+// Per output pixel (oh, ow) and channel c < C, exactly (mod 2^32):
+//   acc = sum over taps (x[ih, iw, c] - x_zero) * (w[tap, c] - zw[c]),
+//   ih = oh * stride_h - pad_top + i * dil_h, iw = ow * stride_w - pad_left + j * dil_w,
+// written as int32 (c_i32) or, with the w8a8 epilogue's float order,
+//   y = fma(float(acc), row_scale * col_scale[c], bias[c] or 0)               (y_f32)
+// at row (oh * OW + ow) * ldc + c. A kernel call covers output rows [oh_begin, oh_end).
+constexpr int64_t kDwChannelBlock = 16;
+struct DwConvProblem {
+  const uint8_t* x = nullptr;
+  int64_t H = 0, W = 0, x_stride = 0;
+  const uint8_t* zero_row = nullptr;
+  int32_t x_zero = 0;
+  int64_t C = 0, CP = 0;
+  int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
+  int64_t pad_top = 0, pad_left = 0, OH = 0, OW = 0;
+  const int16_t* w = nullptr;
+  int64_t tap_pairs = 0;
+  int32_t* c_i32 = nullptr;           // exactly one of c_i32 / y_f32 is set
+  float* y_f32 = nullptr;
+  int64_t ldc = 0;
+  float row_scale = 1.0f;             // float output
+  const float* col_scale = nullptr;   // CP (padded, so kernels load whole blocks)
+  const float* bias = nullptr;        // CP or null
+};
+
 // Which elements share a quantization parameter inside one contiguous run.
 struct QuantRun {
   const float* scale = nullptr;      // one value, or one per element when per_element
@@ -147,6 +181,7 @@ using W4Fn = void (*)(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_
                       int64_t panel_end);
 using W8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
                          int64_t panel_begin, int64_t panel_end);
+using DwConvFn = void (*)(const DwConvProblem& p, int64_t oh_begin, int64_t oh_end);
 
 // A GEMM entry: the kernel and its row step. A kernel computes MR rows at a time (a register
 // or tile block) and handles any remainder itself; drivers that split rows over threads give
@@ -180,6 +215,7 @@ struct KernelTable {
   GemmEntry<W4Fn> w4a8;
   GemmEntry<W4Fn> w4f32;
   GemmEntry<W8F32Fn> w8f32;
+  DwConvFn dwconv = nullptr;         // depthwise convolution (conv_ops.cpp)
 };
 
 }  // namespace lowbit

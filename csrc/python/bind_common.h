@@ -21,6 +21,7 @@ void bind_bench(py::module_& m);     // the benchmark harness's DRAM bandwidth p
 void bind_quantize(py::module_& m);  // the quantization primitives
 void bind_packed(py::module_& m);    // PackedMatrix, PackedInt4Matrix and their packers
 void bind_gemm(py::module_& m);      // matmul_integer and the linear layers
+void bind_conv(py::module_& m);      // the convolutions and their packed weight
 void bind_raw(py::module_& m);       // packed views over foreign memory, linears on addresses
 
 // By value, not by object identity: an unpickled or deep-copied array carries an equal but

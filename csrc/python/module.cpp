@@ -15,5 +15,6 @@ PYBIND11_MODULE(_C, m) {
   lowbit::bindings::bind_quantize(m);
   lowbit::bindings::bind_packed(m);
   lowbit::bindings::bind_gemm(m);
+  lowbit::bindings::bind_conv(m);
   lowbit::bindings::bind_raw(m);
 }

@@ -12,8 +12,8 @@ from ._core import _C
 from ._core import adapters as _adapters
 from ._core.runtime import (cpu_info, get_isa, get_num_threads, parallel_runtime, set_isa,
                             set_num_threads, use_isa)
-from .ops import (dequantize_linear, dynamic_quantize_linear, qlinear_matmul, quantize_linear,
-                  requantize)
+from .ops import (conv_integer, dequantize_linear, dynamic_quantize_linear, qlinear_conv,
+                  qlinear_matmul, quantize_linear, requantize)
 from .qtensor import QTensor, quantize
 from .packed import PackedWeight, pack_weight
 from .packed_ops import linear, matmul_integer
@@ -46,7 +46,7 @@ except (RuntimeError, ValueError) as _error:
 __all__ = [
     "cpu_info", "get_isa", "set_isa", "use_isa", "get_num_threads", "set_num_threads", "parallel_runtime",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
-    "qlinear_matmul", "requantize", "linear", "PackedWeight", "pack_weight", "QTensor",
+    "qlinear_matmul", "requantize", "conv_integer", "qlinear_conv", "linear", "PackedWeight", "pack_weight", "QTensor",
     "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",
     "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "quantize_weights",
     "save", "load", "report",

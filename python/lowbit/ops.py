@@ -413,3 +413,223 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
 
 
 
+
+_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def _int_list(value: Any, n: int, default: int, name: str, minimum: int) -> list[int]:
+    if value is None:
+        return [default] * n
+    try:
+        values = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of ints, got {value!r}") from None
+    if any(isinstance(v, bool) for v in value) or any(v != float(o) for v, o in zip(values, value)):
+        raise TypeError(f"{name} must hold ints, got {value!r}")
+    if len(values) != n:
+        raise ValueError(f"{name} must have {n} values, got {len(values)}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum}, got {values}")
+    return values
+
+
+def _conv_setup(x: np.ndarray, w: np.ndarray, auto_pad: str, dilations: Any, group: Any,
+                kernel_shape: Any, pads: Any, strides: Any) -> tuple[np.ndarray, np.ndarray, list[int], int, bool]:
+    """The 2-D form of an ONNX Conv's operands and attributes: (x4, w4, params, group, one_d)
+    with params = [stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right]."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x must be 3-D (N, C, L) or 4-D (N, C, H, W), got shape {x.shape}")
+    if w.ndim != x.ndim:
+        raise ValueError(f"w must have the rank of x ({x.ndim}), got shape {w.shape}")
+    n = x.ndim - 2
+    if isinstance(group, bool) or not isinstance(group, (int, np.integer)):
+        raise TypeError(f"group must be an int, got {group!r}")
+    group = int(group)
+    if group < 1:
+        raise ValueError(f"group must be >= 1, got {group}")
+    if x.shape[1] % group:
+        raise ValueError(f"x has {x.shape[1]} channels, not divisible by group={group}")
+    if w.shape[0] % group:
+        raise ValueError(f"w has {w.shape[0]} output channels, not divisible by group={group}")
+    if w.shape[1] * group != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input channels per group; x has {x.shape[1]} "
+                         f"channels in {group} groups")
+    if min(w.shape) < 1:
+        raise ValueError(f"w must have no empty dimension, got shape {w.shape}")
+    kernel = list(w.shape[2:])
+    if kernel_shape is not None and _int_list(kernel_shape, n, 1, "kernel_shape", 1) != kernel:
+        raise ValueError(f"kernel_shape {list(kernel_shape)} differs from w's {kernel}")
+    strides_ = _int_list(strides, n, 1, "strides", 1)
+    dil = _int_list(dilations, n, 1, "dilations", 1)
+    if not isinstance(auto_pad, str) or auto_pad not in _AUTO_PADS:
+        raise ValueError(f"auto_pad must be one of {_AUTO_PADS}, got {auto_pad!r}")
+    if auto_pad == "NOTSET":
+        pads_ = _int_list(pads, 2 * n, 0, "pads", 0)
+    else:
+        if pads is not None:
+            raise ValueError(f"pads must be None with auto_pad={auto_pad!r}")
+        pads_ = [0] * (2 * n)
+        if auto_pad != "VALID":
+            for i in range(n):
+                size = x.shape[2 + i]
+                out = -(-size // strides_[i])
+                total = max(0, (out - 1) * strides_[i] + (kernel[i] - 1) * dil[i] + 1 - size)
+                small, large = total // 2, total - total // 2
+                pads_[i], pads_[n + i] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+    for i in range(n):
+        if x.shape[2 + i] + pads_[i] + pads_[n + i] < (kernel[i] - 1) * dil[i] + 1:
+            raise ValueError(f"the kernel ({kernel[i]} with dilation {dil[i]}) is larger than the "
+                             f"padded input ({x.shape[2 + i]} + pads) along spatial axis {i}")
+    if n == 1:
+        x4, w4 = x[:, :, None, :], w[:, :, None, :]
+        params = [1, strides_[0], 1, dil[0], 0, pads_[0], 0, pads_[1]]
+    else:
+        x4, w4 = x, w
+        params = strides_ + dil + pads_
+    return (np.ascontiguousarray(x4), np.ascontiguousarray(w4), params, group, n == 1)
+
+
+def _conv_zero(zero_point: Any, ref: np.ndarray, name: str, per_channel: int = 0) -> np.ndarray:
+    """A zero point of ref's type (int8/uint8): None gives 0; per_channel > 0 allows that many
+    values."""
+    if zero_point is None:
+        return np.zeros(1, np.int32)
+    z = np.asarray(zero_point)
+    if isinstance(zero_point, (int, np.integer)) and not isinstance(zero_point, bool):
+        info = np.iinfo(ref.dtype)   # a plain int: in range of the tensor's type
+        if not info.min <= int(zero_point) <= info.max:
+            raise ValueError(f"{name}={int(zero_point)} is outside the range of {ref.dtype}")
+        z = z.astype(ref.dtype)
+    if z.dtype != ref.dtype:
+        raise TypeError(f"{name} must have the dtype of its tensor ({ref.dtype}), got {z.dtype}")
+    if z.size != 1 and not (per_channel and z.ndim == 1 and z.size == per_channel):
+        allowed = f"a scalar or {per_channel} values" if per_channel else "a scalar"
+        raise ValueError(f"{name} must be {allowed}, got shape {z.shape}")
+    return np.ascontiguousarray(z.reshape(-1), dtype=np.int32)
+
+
+def conv_integer(x: ArrayLike, w: ArrayLike, x_zero_point: ArrayLike = None,
+                 w_zero_point: ArrayLike = None, auto_pad: str = "NOTSET",
+                 dilations: Any = None, group: int = 1, kernel_shape: Any = None,
+                 pads: Any = None, strides: Any = None) -> np.ndarray:
+    """ONNX ConvInteger: y = conv(x - x_zero_point, w - w_zero_point) in exact int32, NCHW.
+
+    1-D (x (N, C, L), w (M, C/group, k)) and 2-D (x (N, C, H, W), w (M, C/group, kH, kW))
+    convolutions, with ONNX's attributes. Padding reads the input zero point (padded taps add
+    nothing). Depthwise convolutions (one input channel per group) run on direct kernels, the
+    rest on the int8 GEMM kernels; every path gives the same int32 results (modulo 2**32 only
+    where they cannot fit).
+
+    Parameters
+    ----------
+    x
+        int8 or uint8, (N, C, L) or (N, C, H, W).
+    w
+        int8 or uint8, (M, C / group, k...) of x's rank.
+    x_zero_point
+        None (0) or a scalar of x's dtype.
+    w_zero_point
+        None (0), a scalar or M values (per output channel) of w's dtype.
+    auto_pad
+        "NOTSET" (use pads), "SAME_UPPER", "SAME_LOWER" or "VALID".
+    dilations, strides
+        One int >= 1 per spatial axis (default 1).
+    group
+        Groups of channels (C and M divisible by it).
+    kernel_shape
+        Optional; must equal w's spatial shape.
+    pads
+        [begin..., end...] per spatial axis, >= 0 (default 0); only with auto_pad="NOTSET".
+
+    Returns
+    -------
+    numpy.ndarray
+        int32, (N, M, out...).
+
+    Raises
+    ------
+    TypeError
+        x or w not int8/uint8 arrays; a zero point of another dtype; non-int attributes.
+    ValueError
+        Wrong ranks or shapes, channels not divisible by group, negative pads, strides or
+        dilations below 1, a kernel larger than the padded input, a bad auto_pad.
+    """
+    xa, wa = int8_array(x, "x"), int8_array(w, "w")
+    x4, w4, params, group, one_d = _conv_setup(xa, wa, auto_pad, dilations, group,
+                                               kernel_shape, pads, strides)
+    xz = _conv_zero(x_zero_point, xa, "x_zero_point")
+    wz = _conv_zero(w_zero_point, wa, "w_zero_point", wa.shape[0])
+    packed = _C.pack_conv(w4, group, wz)
+    y = _C.conv_integer(x4, int(xz[0]), packed, params)
+    return y[:, :, 0, :] if one_d else y
+
+
+def qlinear_conv(x: ArrayLike, x_scale: ArrayLike, x_zero_point: ArrayLike, w: ArrayLike,
+                 w_scale: ArrayLike, w_zero_point: ArrayLike, y_scale: ArrayLike,
+                 y_zero_point: ArrayLike, B: ArrayLike = None, auto_pad: str = "NOTSET",
+                 dilations: Any = None, group: int = 1, kernel_shape: Any = None,
+                 pads: Any = None, strides: Any = None) -> np.ndarray:
+    """ONNX QLinearConv: acc = conv(x - x_zero_point, w - w_zero_point) + B (int32), then
+    y = saturate(round_half_even(acc * (x_scale * w_scale / y_scale)) + y_zero_point), the
+    multiplier formed in float32 and the product in float64, as the ONNX reference does.
+
+    Parameters
+    ----------
+    x, x_scale, x_zero_point
+        The quantized input (int8/uint8, 3-D or 4-D NCHW), its scalar scale and zero point (of
+        x's dtype, or None for 0).
+    w, w_scale, w_zero_point
+        The weight (int8/uint8, (M, C / group, k...)), a scalar or M scales (per output
+        channel), and a scalar or M zero points of w's dtype (or None).
+    y_scale, y_zero_point
+        The output's scalar scale and zero point; the zero point's dtype (int8 / uint8) is the
+        output type (None: x's dtype, zero point 0).
+    B
+        Optional int32 bias, M values.
+    auto_pad, dilations, group, kernel_shape, pads, strides
+        As `conv_integer`.
+
+    Returns
+    -------
+    numpy.ndarray
+        int8 or uint8, (N, M, out...).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `conv_integer`; also scales that are not finite and > 0, a w_scale of the wrong
+        size, B not int32 of M values, x_scale * w_scale / y_scale overflowing float32.
+    """
+    xa, wa = int8_array(x, "x"), int8_array(w, "w")
+    x4, w4, params, group, one_d = _conv_setup(xa, wa, auto_pad, dilations, group,
+                                               kernel_shape, pads, strides)
+    m = wa.shape[0]
+    xz = _conv_zero(x_zero_point, xa, "x_zero_point")
+    wz = _conv_zero(w_zero_point, wa, "w_zero_point", m)
+    sx, sw, sy = scales(x_scale, "x_scale"), scales(w_scale, "w_scale"), scales(y_scale, "y_scale")
+    if sx.size != 1 or sy.size != 1:
+        raise ValueError("x_scale and y_scale must be scalars")
+    if sw.size not in (1, m):
+        raise ValueError(f"w_scale must be a scalar or have {m} values (one per output channel)")
+    with np.errstate(over="ignore"):
+        mult = (sx.reshape(()) * sw.reshape(-1)) / sy.reshape(())
+    if not np.all(np.isfinite(mult)):
+        raise ValueError("x_scale * w_scale / y_scale overflows float32 (y_scale too small)")
+    mult = np.ascontiguousarray(np.broadcast_to(mult, (m,)), dtype=np.float32)
+    if y_zero_point is None:
+        out_type, yz = xa.dtype.name, 0
+    else:
+        z = np.asarray(y_zero_point)
+        if z.dtype not in (np.int8, np.uint8) or z.size != 1:
+            raise TypeError(f"y_zero_point must be one int8 or uint8 value, got {z.dtype} of shape {z.shape}")
+        out_type, yz = z.dtype.name, int(z.reshape(()))
+    bias = None
+    if B is not None:
+        b = np.asarray(B)
+        if b.dtype != np.int32 or b.shape != (m,):
+            raise ValueError(f"B must be int32 with shape ({m},), got {b.dtype} {b.shape}")
+        bias = np.ascontiguousarray(b)
+    packed = _C.pack_conv(w4, group, wz)
+    y = _C.qlinear_conv(x4, int(xz[0]), packed, params, bias, mult, yz,
+                        _C.QType.uint8 if out_type == "uint8" else _C.QType.int8)
+    return y[:, :, 0, :] if one_d else y

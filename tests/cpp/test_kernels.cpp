@@ -515,6 +515,65 @@ std::vector<lowbit::Isa> isas_under_test() {
 
 }  // namespace
 
+// conv_integer against an int64 reference (both layouts: GEMM per group and depthwise, with a
+// channel multiplier), and conv_float bit-identical to the scalar path.
+struct ConvCase {
+  int64_t n, c, h, w, m, groups, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+};
+void test_conv(std::mt19937& gen, lowbit::Isa isa, const ConvCase& cc, const std::string& tag) {
+  lowbit::ConvGeometry g;
+  g.batch = cc.n; g.in_channels = cc.c; g.height = cc.h; g.width = cc.w; g.out_channels = cc.m;
+  g.groups = cc.groups; g.kernel_h = cc.kh; g.kernel_w = cc.kw; g.stride_h = cc.sh; g.stride_w = cc.sw;
+  g.dilation_h = cc.dh; g.dilation_w = cc.dw; g.pad_top = cc.pt; g.pad_left = cc.pl; g.pad_bottom = cc.pb;
+  g.pad_right = cc.pr;
+  const int64_t cg = cc.c / cc.groups, mg = cc.m / cc.groups, OH = g.out_height(), OW = g.out_width();
+  auto x = random_bytes<uint8_t>(gen, static_cast<size_t>(cc.n * cc.c * cc.h * cc.w), 0, 255);
+  auto w = random_bytes<int8_t>(gen, static_cast<size_t>(cc.m * cg * cc.kh * cc.kw), -128, 127);
+  auto wz = random_bytes<int32_t>(gen, static_cast<size_t>(cc.m), -128, 127);
+  const int32_t xz = std::uniform_int_distribution<int>(0, 255)(gen);
+  auto packed = lowbit::PackedConvWeight::pack(w.data(), lowbit::ElemType::int8, cc.m, cg, cc.groups, cc.kh,
+                                               cc.kw, wz.data(), cc.m);
+  std::vector<int32_t> y(static_cast<size_t>(cc.n * cc.m * OH * OW));
+  lowbit::set_active_isa(isa);
+  lowbit::conv_integer(x.data(), lowbit::ElemType::uint8, xz, *packed, g, y.data());
+  bool ok = true;
+  for (int64_t n = 0; n < cc.n && ok; ++n)
+    for (int64_t m = 0; m < cc.m && ok; ++m)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          int64_t acc = 0;
+          const int64_t gi = m / mg;
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t i = 0; i < cc.kh; ++i)
+              for (int64_t j = 0; j < cc.kw; ++j) {
+                const int64_t ih = oh * cc.sh - cc.pt + i * cc.dh, iw = ow * cc.sw - cc.pl + j * cc.dw;
+                const int64_t xv = ih >= 0 && ih < cc.h && iw >= 0 && iw < cc.w
+                                       ? x[static_cast<size_t>(((n * cc.c + gi * cg + c) * cc.h + ih) * cc.w + iw)]
+                                       : xz;
+                acc += (xv - xz) * (w[static_cast<size_t>(((m * cg + c) * cc.kh + i) * cc.kw + j)] - wz[static_cast<size_t>(m)]);
+              }
+          ok &= y[static_cast<size_t>(((n * cc.m + m) * OH + oh) * OW + ow)] == static_cast<int32_t>(acc);
+        }
+  check(ok, tag + " conv_integer " + (packed->depthwise() ? "depthwise" : "gemm") + " c=" + std::to_string(cc.c) +
+                " m=" + std::to_string(cc.m) + " g=" + std::to_string(cc.groups) + " k=" + std::to_string(cc.kh) + "x" +
+                std::to_string(cc.kw));
+  // Float output: the same bits as the scalar path.
+  std::vector<float> xf(x.size()), scale(static_cast<size_t>(cc.m)), bias(static_cast<size_t>(cc.m));
+  std::normal_distribution<float> nd;
+  for (auto& v : xf) v = nd(gen);
+  for (auto& v : scale) v = 0.001f + 0.01f * std::abs(nd(gen));
+  for (auto& v : bias) v = nd(gen);
+  auto sym = lowbit::PackedConvWeight::pack(w.data(), lowbit::ElemType::int8, cc.m, cg, cc.groups, cc.kh, cc.kw,
+                                            nullptr, 0);
+  std::vector<float> got(y.size()), want(y.size());
+  lowbit::ConvActivation act;
+  lowbit::conv_float(xf.data(), act, *sym, g, scale.data(), bias.data(), 0.0f, 6.0f, got.data());
+  lowbit::set_active_isa(lowbit::Isa::scalar);
+  lowbit::conv_float(xf.data(), act, *sym, g, scale.data(), bias.data(), 0.0f, 6.0f, want.data());
+  lowbit::set_active_isa(isa);
+  check(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, tag + " conv_float matches scalar");
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--list-isas") {
     for (lowbit::Isa isa : lowbit::available_isas()) std::printf("%s\n", lowbit::isa_name(isa).c_str());
@@ -579,6 +638,19 @@ int main(int argc, char** argv) {
       }
     }
   }
+  for (lowbit::Isa isa : isas)
+    for (int threads : {1, 2, 3}) {
+      lowbit::set_num_threads(threads);
+      const std::string t = lowbit::isa_name(isa) + "/t" + std::to_string(threads);
+      for (const ConvCase& cc : {ConvCase{2, 3, 9, 11, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+                                 ConvCase{1, 16, 8, 8, 70, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},
+                                 ConvCase{2, 6, 7, 9, 9, 3, 5, 2, 2, 3, 1, 2, 2, 0, 1, 3},
+                                 ConvCase{1, 37, 10, 9, 37, 37, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+                                 ConvCase{3, 17, 6, 7, 34, 17, 5, 5, 1, 1, 2, 1, 4, 2, 4, 2},
+                                 ConvCase{1, 40, 5, 5, 40, 40, 7, 7, 3, 1, 1, 1, 3, 3, 3, 3},
+                                 ConvCase{2, 8, 1, 30, 16, 8, 1, 4, 1, 2, 1, 3, 0, 2, 0, 1}})
+        test_conv(gen, isa, cc, t);
+    }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

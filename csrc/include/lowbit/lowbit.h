@@ -8,8 +8,10 @@
 //   lowbit/quantize.h  quantization primitives (ONNX semantics)
 //   lowbit/packed.h    packed weights (PackedMatrix, PackedInt4Matrix)
 //   lowbit/gemm.h      matmul_integer and the linear layers
+//   lowbit/conv.h      convolutions (ConvInteger, QLinearConv, the float layer)
 #pragma once
 
+#include "lowbit/conv.h"
 #include "lowbit/gemm.h"
 #include "lowbit/packed.h"
 #include "lowbit/quantize.h"

@@ -1,0 +1,429 @@
+// Drivers of the convolutions (conv_integer, qlinear_conv, conv_float): the input converted once
+// to NHWC uint8 (quantized first for float input), then either
+//   im2col into the GEMM's A layout, a block of output pixels at a time (padding reads the
+//   input zero point), and the w8a8 GEMM kernel per group (1 x 1, stride 1, unpadded, one
+//   group: the NHWC rows are A as they are), or
+//   the direct depthwise kernel (KernelTable::dwconv) per block of output rows,
+// into NHWC int32 or float rows, then back to NCHW with the call's last step (clamp,
+// requantization). Every output element is one full sum computed by one kernel call, so the
+// results do not depend on the thread split or on the ISA path.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dispatch/kernel_table.h"
+#include "kernels/kernel_api.h"
+#include "lowbit/conv.h"
+#include "lowbit/quantize.h"
+#include "runtime/aligned_buffer.h"
+#include "runtime/thread_pool.h"
+
+namespace lowbit {
+
+void check_conv_geometry(const ConvGeometry& g, const PackedConvWeight& w) {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  need(g.batch >= 0, "batch must be >= 0");
+  need(g.in_channels > 0 && g.height > 0 && g.width > 0, "input channels and spatial sizes must be positive");
+  need(g.groups > 0, "group must be positive");
+  need(g.in_channels % g.groups == 0, "input channels (" + std::to_string(g.in_channels) +
+                                          ") are not divisible by group=" + std::to_string(g.groups));
+  need(g.out_channels % g.groups == 0, "output channels (" + std::to_string(g.out_channels) +
+                                           ") are not divisible by group=" + std::to_string(g.groups));
+  need(w.out_channels() == g.out_channels && w.groups() == g.groups &&
+           w.group_channels() == g.in_channels / g.groups && w.kernel_h() == g.kernel_h &&
+           w.kernel_w() == g.kernel_w,
+       "the weight's shape (" + std::to_string(w.out_channels()) + ", " + std::to_string(w.group_channels()) +
+           ", " + std::to_string(w.kernel_h()) + ", " + std::to_string(w.kernel_w()) + ", group=" +
+           std::to_string(w.groups()) + ") does not match the convolution");
+  need(g.stride_h >= 1 && g.stride_w >= 1, "strides must be >= 1");
+  need(g.dilation_h >= 1 && g.dilation_w >= 1, "dilations must be >= 1");
+  need(g.pad_top >= 0 && g.pad_left >= 0 && g.pad_bottom >= 0 && g.pad_right >= 0, "pads must be >= 0");
+  need(g.height + g.pad_top + g.pad_bottom >= g.dilation_h * (g.kernel_h - 1) + 1 &&
+           g.width + g.pad_left + g.pad_right >= g.dilation_w * (g.kernel_w - 1) + 1,
+       "the kernel (with its dilation) is larger than the padded input");
+}
+
+namespace {
+
+// Below this much work a second thread costs more to wake than it saves.
+constexpr double kMinParallelMacs = 2e6;
+
+// The input as NHWC uint8: every image's pixels, `stride` bytes apart, channel c of the input
+// at c * mult + r for r < mult (a depthwise channel multiplier expanded, mult = 1 otherwise),
+// bytes past in_channels * mult set to the zero point.
+struct NhwcInput {
+  const uint8_t* data = nullptr;
+  int64_t stride = 0;
+  std::vector<int32_t> zeros;     // per image, uint8 domain (dynamic: each image its own)
+  std::vector<float> scale;       // per image (float output)
+};
+
+struct Scratch {
+  ScratchBuffer nhwc, out, ab;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Transposes image n's C x HW bytes (chw, xor flip) into the NHWC buffer.
+void chw_to_nhwc(const uint8_t* chw, uint8_t flip, int64_t C, int64_t HW, int64_t mult, int64_t stride,
+                 uint8_t zero, uint8_t* dst) {
+  const int64_t used = C * mult;
+  for (int64_t p0 = 0; p0 < HW; p0 += 64) {
+    const int64_t p1 = std::min(HW, p0 + 64);
+    for (int64_t c = 0; c < C; ++c) {
+      const uint8_t* src = chw + c * HW;
+      for (int64_t p = p0; p < p1; ++p) {
+        const uint8_t v = static_cast<uint8_t>(src[p] ^ flip);
+        uint8_t* d = dst + p * stride + c * mult;
+        for (int64_t r = 0; r < mult; ++r) d[r] = v;
+      }
+    }
+    if (stride > used)
+      for (int64_t p = p0; p < p1; ++p) std::memset(dst + p * stride + used, zero, static_cast<size_t>(stride - used));
+  }
+}
+
+int64_t input_stride(const ConvGeometry& g, const PackedConvWeight& w) {
+  if (w.depthwise()) return w.padded_channels();
+  return g.in_channels;
+}
+
+NhwcInput integer_input(const void* x, ElemType x_type, int32_t x_zero, const ConvGeometry& g,
+                        const PackedConvWeight& w) {
+  if (x_type != ElemType::int8 && x_type != ElemType::uint8) throw std::invalid_argument("x must be int8 or uint8");
+  const int32_t lo = x_type == ElemType::uint8 ? 0 : -128, hi = x_type == ElemType::uint8 ? 255 : 127;
+  if (x_zero < lo || x_zero > hi)
+    throw std::invalid_argument("x_zero_point " + std::to_string(x_zero) + " is outside the range of x's type");
+  NhwcInput in;
+  in.stride = input_stride(g, w);
+  const int32_t zero = x_zero + (x_type == ElemType::int8 ? 128 : 0);
+  in.zeros.assign(static_cast<size_t>(g.batch), zero);
+  const uint8_t flip = x_type == ElemType::int8 ? 0x80 : 0x00;
+  const int64_t HW = g.height * g.width, C = g.in_channels;
+  const int64_t mult = w.depthwise() ? g.out_channels / g.in_channels : 1;
+  auto* buf = static_cast<uint8_t*>(scratch().nhwc.reserve(static_cast<size_t>(std::max<int64_t>(1, g.batch * HW * in.stride))));
+  const auto* src = static_cast<const uint8_t*>(x);
+  parallel_rows(g.batch, C * HW, 65536.0, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      chw_to_nhwc(src + n * C * HW, flip, C, HW, mult, in.stride, static_cast<uint8_t>(zero), buf + n * HW * in.stride);
+  });
+  in.data = buf;
+  return in;
+}
+
+NhwcInput float_input(const float* x, const ConvActivation& act, const ConvGeometry& g,
+                      const PackedConvWeight& w) {
+  const KernelTable& k = kernels();
+  NhwcInput in;
+  in.stride = input_stride(g, w);
+  const int64_t HW = g.height * g.width, C = g.in_channels, image = C * HW;
+  const int64_t mult = w.depthwise() ? g.out_channels / g.in_channels : 1;
+  in.scale.assign(static_cast<size_t>(g.batch), act.scale);
+  in.zeros.assign(static_cast<size_t>(g.batch), 0);
+  if (!act.dynamic) {
+    if (!(std::isfinite(act.scale) && act.scale > 0.0f))
+      throw std::invalid_argument("input scale must be finite and > 0");
+    if (act.type != QType::uint8 && act.type != QType::int8)
+      throw std::invalid_argument("static activations are uint8 or int8");
+    if (act.zero < qtype_min(act.type) || act.zero > qtype_max(act.type))
+      throw std::invalid_argument("input zero point " + std::to_string(act.zero) +
+                                  " is outside the range of the activation type");
+  }
+  auto* buf = static_cast<uint8_t*>(scratch().nhwc.reserve(static_cast<size_t>(std::max<int64_t>(1, g.batch * HW * in.stride))));
+  // Images are quantized one by one (dynamic: each with its own range, so an image's result
+  // does not depend on the rest of the batch) into a per-task CHW buffer, then transposed.
+  std::atomic<bool> finite{true};
+  parallel_rows(g.batch, image, 65536.0, [&](int64_t n0, int64_t n1) {
+    thread_local ScratchBuffer chw_buf;
+    auto* chw = static_cast<uint8_t*>(chw_buf.reserve(static_cast<size_t>(std::max<int64_t>(1, image))));
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* src = x + n * image;
+      float scale = act.scale;
+      int32_t zero = act.zero + (act.type == QType::int8 ? 128 : 0);
+      if (act.dynamic) {
+        float mn = 0.0f, mx = 0.0f;
+        if (!k.min_max(src, image, &mn, &mx)) {
+          finite.store(false);
+          continue;
+        }
+        mn = std::min(mn, 0.0f);
+        mx = std::max(mx, 0.0f);
+        range_params(&mn, &mx, 1, QType::uint8, false, &scale, &zero);
+      }
+      const QuantRun params{&scale, &zero, false};
+      if (!k.quantize_run(src, image, params, 0, 255, chw)) {
+        finite.store(false);
+        continue;
+      }
+      in.scale[static_cast<size_t>(n)] = scale;
+      in.zeros[static_cast<size_t>(n)] = zero;
+      chw_to_nhwc(chw, 0, C, HW, mult, in.stride, static_cast<uint8_t>(zero), buf + n * HW * in.stride);
+    }
+  });
+  if (!finite.load()) throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
+  in.data = buf;
+  return in;
+}
+
+struct ConvOutput {
+  int32_t* c_i32 = nullptr;   // NHWC rows of out_channels
+  float* y_f32 = nullptr;
+  const float* col_scale = nullptr;   // out_channels (float output)
+  const float* bias = nullptr;        // out_channels or null
+};
+
+// Runs the convolution on an NHWC input into NHWC rows (batch * OH * OW of out_channels).
+void run_conv(const NhwcInput& in, const PackedConvWeight& w,
+              const ConvGeometry& g, const ConvOutput& out) {
+  const KernelTable& k = kernels();
+  const int64_t OH = g.out_height(), OW = g.out_width(), R = OH * OW, M = g.out_channels;
+  const int64_t HW = g.height * g.width;
+  const std::vector<int32_t>& zeros = in.zeros;
+  if (g.batch == 0 || R == 0) return;
+  const int threads = get_num_threads();
+  const double macs = static_cast<double>(g.batch) * R * M * w.depth();
+
+  if (w.depthwise()) {
+    const int64_t CP = w.padded_channels();
+    // Scales and bias padded to CP, as the kernels load whole blocks.
+    std::vector<float> col_scale(static_cast<size_t>(CP), 0.0f), bias(static_cast<size_t>(CP), 0.0f);
+    if (out.col_scale) std::copy(out.col_scale, out.col_scale + M, col_scale.begin());
+    if (out.bias) std::copy(out.bias, out.bias + M, bias.begin());
+    std::vector<uint8_t> zero_rows(static_cast<size_t>(CP * g.batch));
+    for (int64_t n = 0; n < g.batch; ++n)
+      std::memset(zero_rows.data() + n * CP, zeros[static_cast<size_t>(n)], static_cast<size_t>(CP));
+    const int64_t row_tasks = threads == 1 || macs < kMinParallelMacs ? 1 : std::min<int64_t>(OH, 4LL * threads);
+    auto task = [&](int64_t t) {
+      const int64_t n = t / row_tasks, rt = t % row_tasks;
+      DwConvProblem p;
+      p.x = in.data + n * HW * in.stride;
+      p.H = g.height;
+      p.W = g.width;
+      p.x_stride = in.stride;
+      p.zero_row = zero_rows.data() + n * CP;
+      p.x_zero = zeros[static_cast<size_t>(n)];
+      p.C = M;
+      p.CP = CP;
+      p.kh = g.kernel_h;
+      p.kw = g.kernel_w;
+      p.stride_h = g.stride_h;
+      p.stride_w = g.stride_w;
+      p.dil_h = g.dilation_h;
+      p.dil_w = g.dilation_w;
+      p.pad_top = g.pad_top;
+      p.pad_left = g.pad_left;
+      p.OH = OH;
+      p.OW = OW;
+      p.w = w.dw_weights();
+      p.tap_pairs = w.tap_pairs();
+      p.ldc = M;
+      if (out.c_i32) {
+        p.c_i32 = out.c_i32 + n * R * M;
+      } else {
+        p.y_f32 = out.y_f32 + n * R * M;
+        p.row_scale = in.scale[static_cast<size_t>(n)];
+        p.col_scale = col_scale.data();
+        p.bias = out.bias ? bias.data() : nullptr;
+      }
+      k.dwconv(p, OH * rt / row_tasks, OH * (rt + 1) / row_tasks);
+    };
+    const int64_t tasks = g.batch * row_tasks;
+    if (tasks == 1 || threads == 1 || macs < kMinParallelMacs) run_serially(tasks, task);
+    else parallel_for(tasks, task);
+    return;
+  }
+
+  const int64_t G = g.groups, Cg = g.in_channels / G, Mg = M / G, K = w.depth();
+  const int64_t KP = round_up(K, kGroupDepth), NP = round_up(Mg, kPanelCols);
+  const int64_t panels = NP / kPanelCols;
+  const int64_t mr = k.w8a8.mr;
+  // Pixels per task: an A block of about 128 KB (it stays in L2 while the group's panels pass),
+  // a whole number of the kernel's row steps.
+  const int64_t block = std::max<int64_t>(mr, std::min<int64_t>(round_up(std::max<int64_t>(1, 131072 / KP), mr), round_up(R, mr)));
+  const int64_t blocks = (R + block - 1) / block;
+  const bool direct = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+                      g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0 &&
+                      G == 1 && KP == K && in.stride == K;
+  // Per group: column scales and bias padded to NP (the kernels read whole panels).
+  std::vector<float> col_scale(static_cast<size_t>(G * NP), 0.0f), bias(static_cast<size_t>(G * NP), 0.0f);
+  for (int64_t gi = 0; gi < G; ++gi) {
+    if (out.col_scale) std::copy(out.col_scale + gi * Mg, out.col_scale + (gi + 1) * Mg, col_scale.begin() + gi * NP);
+    if (out.bias) std::copy(out.bias + gi * Mg, out.bias + (gi + 1) * Mg, bias.begin() + gi * NP);
+  }
+  auto task = [&](int64_t t) {
+    const int64_t b = t % blocks, gi = (t / blocks) % G, n = t / (blocks * G);
+    const int64_t r0 = b * block, rows = std::min(R, r0 + block) - r0;
+    const PackedMatrix& pm = w.group(gi);
+    const int32_t zero = zeros[static_cast<size_t>(n)];
+    thread_local ScratchBuffer a_buf, row_buf;
+    auto* row_data = static_cast<int32_t*>(row_buf.reserve(static_cast<size_t>(3 * rows) * sizeof(int32_t)));
+    int32_t* row_sum = row_data;
+    int32_t* row_zero = row_data + rows;
+    auto* row_scale = reinterpret_cast<float*>(row_data + 2 * rows);
+    const uint8_t* image = in.data + n * HW * in.stride;
+    const uint8_t* a;
+    int64_t lda;
+    if (direct) {
+      a = image + r0 * in.stride;
+      lda = in.stride;
+    } else {
+      auto* rows_a = static_cast<uint8_t*>(a_buf.reserve(static_cast<size_t>(rows * KP)));
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t oh = (r0 + r) / OW, ow = (r0 + r) % OW;
+        uint8_t* dst = rows_a + r * KP;
+        for (int64_t i = 0; i < g.kernel_h; ++i) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+          for (int64_t j = 0; j < g.kernel_w; ++j, dst += Cg) {
+            const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
+            if (ih >= 0 && ih < g.height && iw >= 0 && iw < g.width)
+              std::memcpy(dst, image + (ih * g.width + iw) * in.stride + gi * Cg, static_cast<size_t>(Cg));
+            else
+              std::memset(dst, zero, static_cast<size_t>(Cg));
+          }
+        }
+        std::memset(dst, 0, static_cast<size_t>(KP - K));
+      }
+      a = rows_a;
+      lda = KP;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      row_sum[r] = pm.symmetric() ? 0 : static_cast<int32_t>(static_cast<uint32_t>(k.sum_bytes(a + r * lda, K)));
+      row_zero[r] = zero;
+      row_scale[r] = in.scale.empty() ? 1.0f : in.scale[static_cast<size_t>(n)];
+    }
+    W8A8Problem p;
+    p.M = rows;
+    p.N = Mg;
+    p.K = K;
+    p.KP = KP;
+    p.a = a;
+    p.lda = lda;
+    p.row_sum = row_sum;
+    p.row_zero = row_zero;
+    p.b_panels = pm.panels();
+    p.col_zero = pm.col_zero();
+    p.col_corr = pm.col_corr();
+    p.b_symmetric = pm.symmetric();
+    p.ldc = M;
+    const int64_t offset = (n * R + r0) * M + gi * Mg;
+    if (out.c_i32) {
+      p.c_i32 = out.c_i32 + offset;
+    } else {
+      p.y_f32 = out.y_f32 + offset;
+      p.row_scale = row_scale;
+      p.col_scale = col_scale.data() + gi * NP;
+      p.bias = out.bias ? bias.data() + gi * NP : nullptr;
+    }
+    k.w8a8.run(p, 0, rows, 0, panels);
+  };
+  const int64_t tasks = g.batch * G * blocks;
+  if (tasks == 1 || threads == 1 || macs < kMinParallelMacs) run_serially(tasks, task);
+  else parallel_for(tasks, task);
+}
+
+// NHWC rows (batch, R, M) -> NCHW (batch, M, R), through `f(value) -> output` per element.
+template <typename In, typename Out, typename F>
+void nhwc_to_nchw(const In* src, int64_t batch, int64_t R, int64_t M, Out* dst, const F& f) {
+  const int64_t blocks = (R + 63) / 64;
+  auto task = [&](int64_t t) {
+    const int64_t n = t / blocks, r0 = (t % blocks) * 64, r1 = std::min(R, r0 + 64);
+    const In* s = src + n * R * M;
+    Out* d = dst + n * M * R;
+    for (int64_t m0 = 0; m0 < M; m0 += 16) {
+      const int64_t m1 = std::min(M, m0 + 16);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t m = m0; m < m1; ++m) d[m * R + r] = f(s[r * M + m]);
+    }
+  };
+  const int64_t tasks = batch * blocks;
+  if (get_num_threads() == 1 || static_cast<double>(batch) * R * M < 262144.0) run_serially(tasks, task);
+  else parallel_for(tasks, task);
+}
+
+void check_bias_finite(const float* bias, int64_t n) {
+  if (bias == nullptr) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(bias[i])) throw std::invalid_argument("bias holds NaN or Inf values");
+}
+
+}  // namespace
+
+void conv_integer(const void* x, ElemType x_type, int32_t x_zero, const PackedConvWeight& w,
+                  const ConvGeometry& g, int32_t* y) {
+  check_conv_geometry(g, w);
+  const int64_t R = g.out_height() * g.out_width(), M = g.out_channels;
+  if (g.batch == 0) return;
+  NhwcInput in = integer_input(x, x_type, x_zero, g, w);
+  auto* rows = static_cast<int32_t*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(int32_t)));
+  ConvOutput out;
+  out.c_i32 = rows;
+  run_conv(in, w, g, out);
+  nhwc_to_nchw(rows, g.batch, R, M, y, [](int32_t v) { return v; });
+}
+
+void qlinear_conv(const void* x, ElemType x_type, int32_t x_zero, const PackedConvWeight& w,
+                  const ConvGeometry& g, const int32_t* bias, const float* multiplier,
+                  int32_t y_zero, QType y_type, void* y) {
+  check_conv_geometry(g, w);
+  if (y_type != QType::uint8 && y_type != QType::int8) throw std::invalid_argument("y must be uint8 or int8");
+  const int32_t qmin = qtype_min(y_type), qmax = qtype_max(y_type);
+  if (y_zero < qmin || y_zero > qmax)
+    throw std::invalid_argument("y_zero_point " + std::to_string(y_zero) + " is outside the range of y's type");
+  const int64_t R = g.out_height() * g.out_width(), M = g.out_channels;
+  if (g.batch == 0) return;
+  NhwcInput in = integer_input(x, x_type, x_zero, g, w);
+  Scratch& s = scratch();
+  auto* rows = static_cast<int32_t*>(s.out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(int32_t)));
+  ConvOutput out;
+  out.c_i32 = rows;
+  run_conv(in, w, g, out);
+  // acc + bias (int32, wrapping as the reference's int32 arithmetic), then the requantization
+  // kernel per NHWC row, with one multiplier per channel.
+  auto* q = static_cast<uint8_t*>(s.ab.reserve(static_cast<size_t>(std::max<int64_t>(1, g.batch * R * M))));
+  const KernelTable& k = kernels();
+  parallel_rows(g.batch * R, M, 65536.0, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int32_t* acc = rows + r * M;
+      if (bias)
+        for (int64_t m = 0; m < M; ++m)
+          acc[m] = static_cast<int32_t>(static_cast<uint32_t>(acc[m]) + static_cast<uint32_t>(bias[m]));
+      k.requantize_run(acc, M, multiplier, true, y_zero, qmin, qmax, q + r * M);
+    }
+  });
+  nhwc_to_nchw(q, g.batch, R, M, static_cast<uint8_t*>(y), [](uint8_t v) { return v; });
+}
+
+void conv_float(const float* x, const ConvActivation& act, const PackedConvWeight& w,
+                const ConvGeometry& g, const float* col_scale, const float* bias, float clamp_lo,
+                float clamp_hi, float* y) {
+  check_conv_geometry(g, w);
+  const int64_t max_depth = w.symmetric() ? kLinearMaxDepth : kLinearMaxDepthAsymmetric;
+  if (w.depth() > max_depth)
+    throw std::invalid_argument("the weight's depth (in_channels / group * kernel size = " + std::to_string(w.depth()) +
+                                ") exceeds " + std::to_string(max_depth) +
+                                ", the largest with an exact int32 accumulator");
+  if (std::isnan(clamp_lo) || std::isnan(clamp_hi) || clamp_lo > clamp_hi)
+    throw std::invalid_argument("clamp bounds must be ordered and not NaN");
+  check_bias_finite(bias, g.out_channels);
+  const int64_t R = g.out_height() * g.out_width(), M = g.out_channels;
+  if (g.batch == 0) return;
+  NhwcInput in = float_input(x, act, g, w);
+  auto* rows = static_cast<float*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(float)));
+  ConvOutput out;
+  out.y_f32 = rows;
+  out.col_scale = col_scale;
+  out.bias = bias;
+  run_conv(in, w, g, out);
+  nhwc_to_nchw(rows, g.batch, R, M, y, [clamp_lo, clamp_hi](float v) { return std::min(std::max(v, clamp_lo), clamp_hi); });
+}
+
+}  // namespace lowbit
