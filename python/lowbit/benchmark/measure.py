@@ -13,6 +13,7 @@ import numpy as np
 
 from .data import make_weight
 from .methods import METHODS, Bench, missing_requirements
+from .methods_conv import ALL_CONV_METHODS, conv_missing_requirements, conv_shape_of
 from .timing import MIN_SECONDS, cold_copies, time_calls
 
 
@@ -41,6 +42,29 @@ def measure_many(method: str, Ms: Sequence[int], K: int, N: int, threads: int, c
                             **bench.info})
         except Exception as e:   # one bad M must not lose the others
             results.append({"M": M, "status": "error", "error": describe_error(e)})
+    return results
+
+
+def measure_conv(method: str, shape: str, batches: Sequence[int], threads: int, repeats: int,
+                 min_seconds: float = MIN_SECONDS) -> list[dict[str, Any]]:
+    """The conv suite's measure_many: sets the method up once for a layer shape (its spec or
+    id, see methods_conv.conv_shape) or a model name, and times it at each batch size, in this
+    process. The check's fields (rel_err, int_check, inexact) join each row."""
+    spec = ALL_CONV_METHODS[method]
+    missing = conv_missing_requirements(method)
+    if missing:
+        raise ModuleNotFoundError(f"{', '.join(missing)} not installed")
+    bench = spec.setup(conv_shape_of(method, shape), threads)
+    results = []
+    for batch in batches:
+        try:
+            check, samples = _check_and_time(bench, batch, repeats, min_seconds)
+            fields = check if isinstance(check, dict) else {"check": check}
+            results.append({"batch": batch, "status": "ok", "seconds": statistics.median(samples),
+                            "n_samples": len(samples), "min_seconds": min(samples),
+                            **fields, **bench.info})
+        except Exception as e:   # one bad batch must not lose the others
+            results.append({"batch": batch, "status": "error", "error": describe_error(e)})
     return results
 
 
@@ -79,7 +103,7 @@ def measure_pack(K: int, N: int, threads: int, repeats: int,
 
 
 def _check_and_time(bench: Bench, M: int, repeats: int,
-                    min_seconds: float) -> tuple[str, list[float]]:
+                    min_seconds: float) -> tuple[Any, list[float]]:
     calls = bench.calls(M)
     with bench.context():
         check = bench.check(M, calls[0]())   # a wrong result is an error row, not a timing

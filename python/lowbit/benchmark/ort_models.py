@@ -143,3 +143,71 @@ def nbits_sessions(models: Callable[[int], Any], copies: int, threads: int) -> l
             onnx.save(models(i), path)
             sessions.append(_ort_session(path, threads, copies > 1, None))
     return sessions
+
+
+# ----------------------------------------------------------------------------- convolutions
+# `shape` is a methods_conv.ConvShape (C, H, W, k, stride, pad, groups); the batch stays symbolic.
+
+
+def _conv_attrs(shape: Any) -> dict[str, Any]:
+    p, s = shape.pad, shape.stride
+    return {"kernel_shape": [shape.k, shape.k], "strides": [s, s], "pads": [p, p, p, p],
+            "dilations": [1, 1], "group": shape.groups}
+
+
+def _conv_model(node: Any, shape: Any, x_type: int, y_type: int, initializers: list[Any]) -> Any:
+    from onnx import helper
+    return _onnx_model([node],
+                       [helper.make_tensor_value_info("X", x_type, ["N", shape.C, shape.H, shape.W])],
+                       [helper.make_tensor_value_info("Y", y_type, None)], initializers)
+
+
+def conv_float_model(w: np.ndarray, b: np.ndarray, shape: Any) -> Any:
+    """Y = Conv(X, W, B): float32, W (M, C / group, k, k) and B initializers."""
+    from onnx import TensorProto, helper, numpy_helper
+    node = helper.make_node("Conv", ["X", "W", "B"], ["Y"], **_conv_attrs(shape))
+    return _conv_model(node, shape, TensorProto.FLOAT, TensorProto.FLOAT,
+                       [numpy_helper.from_array(np.ascontiguousarray(w), "W"),
+                        numpy_helper.from_array(b, "B")])
+
+
+def conv_integer_model(q: np.ndarray, x_zero: int, shape: Any) -> Any:
+    """Y = ConvInteger(X, W, x_zero_point): uint8 X, int8 W initializer (zero point 0), int32 Y."""
+    from onnx import TensorProto, helper, numpy_helper
+    node = helper.make_node("ConvInteger", ["X", "W", "x_zero_point"], ["Y"], **_conv_attrs(shape))
+    return _conv_model(node, shape, TensorProto.UINT8, TensorProto.INT32,
+                       [numpy_helper.from_array(np.ascontiguousarray(q), "W"),
+                        numpy_helper.from_array(np.array(x_zero, np.uint8), "x_zero_point")])
+
+
+def qlinear_conv_model(q: np.ndarray, w_scale: np.ndarray, bias: np.ndarray, x_scale: float,
+                       x_zero: int, y_scale: float, y_zero: int, shape: Any) -> Any:
+    """Y = QLinearConv(X, ...): uint8 X (x_scale, x_zero), int8 W per output channel (w_scale,
+    zero points 0), int32 B, uint8 Y (y_scale, y_zero); everything but X an initializer."""
+    from onnx import TensorProto, helper, numpy_helper
+    M = q.shape[0]
+    names = ["X", "x_scale", "x_zero_point", "W", "w_scale", "w_zero_point", "y_scale",
+             "y_zero_point", "B"]
+    node = helper.make_node("QLinearConv", names, ["Y"], **_conv_attrs(shape))
+    values = {"x_scale": np.array(x_scale, np.float32), "x_zero_point": np.array(x_zero, np.uint8),
+              "W": np.ascontiguousarray(q), "w_scale": np.ascontiguousarray(w_scale, np.float32),
+              "w_zero_point": np.zeros(M, np.int8), "y_scale": np.array(y_scale, np.float32),
+              "y_zero_point": np.array(y_zero, np.uint8),
+              "B": np.ascontiguousarray(bias, np.int32)}
+    return _conv_model(node, shape, TensorProto.UINT8, TensorProto.UINT8,
+                       [numpy_helper.from_array(v, k) for k, v in values.items()])
+
+
+def conv_sessions(model: Any, threads: int) -> tuple[Any, dict[str, Any]]:
+    """One session for a one-node conv model, and its saved and optimized node types (ONNX
+    Runtime may rewrite a conv, e.g. to its NHWC contrib ops)."""
+    import onnx
+    import onnxruntime as ort
+    ort.set_default_logger_severity(3)
+    with tempfile.TemporaryDirectory(prefix="lowbit_bench_") as tmp:
+        model_path, optimized_path = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "opt.onnx")
+        onnx.save(model, model_path)
+        session = _ort_session(model_path, threads, False, optimized_path)
+        info = {"ort_nodes": _op_types(onnx.load(model_path)),
+                "ort_optimized_nodes": _op_types(onnx.load(optimized_path))}
+    return session, info

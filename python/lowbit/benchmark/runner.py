@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 import warnings
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from .measure import PACK_KINDS, describe_error, measure_many, measure_pack
+from .measure import PACK_KINDS, describe_error, measure_conv, measure_many, measure_pack
 from .methods import METHODS, PEERS, method_available, missing_requirements
+from .methods_conv import ALL_CONV_METHODS, conv_missing_requirements
 from .report import fmt, to_markdown
 from .timing import DRAM_PROBE_BYTES, DRAM_PROBE_REPEATS, MIN_SECONDS, dram_bandwidth
 
@@ -106,6 +107,65 @@ def run_method_subprocess(method: str, M: int, K: int, N: int, threads: int, col
     return run_method_batch(method, [M], K, N, threads, cold, repeats)[0]
 
 
+def _conv_row(method: str, shape: str, batch: int, threads: int,
+              result: dict[str, Any]) -> dict[str, Any]:
+    return {"method": method, "shape": shape, "batch": batch, "threads": threads, **result}
+
+
+def run_conv_batch(method: str, shape: str, batches: Sequence[int], threads: int, repeats: int,
+                   min_seconds: float = MIN_SECONDS,
+                   timeout: float = WORKER_TIMEOUT) -> list[dict[str, Any]]:
+    """The conv suite's run_method_batch: one worker subprocess times `method` on one layer
+    shape (a methods_conv shape id or spec) or model name at every batch size."""
+    missing = conv_missing_requirements(method)
+    if missing:
+        return [_conv_row(method, shape, b, threads,
+                          {"status": "skipped", "error": f"{', '.join(missing)} not installed"})
+                for b in batches]
+    args = ["--worker", "--method", method, "--conv", shape, "--M", ",".join(map(str, batches)),
+            "--threads", str(threads), "--repeats", str(repeats), "--min-seconds", str(min_seconds)]
+    try:
+        results = _run_worker(args, threads, timeout)
+    except Exception as e:
+        results = [{"batch": b, "status": "error", "error": describe_error(e)} for b in batches]
+    return [_conv_row(method, shape, r.pop("batch"), threads, r) for r in results]
+
+
+def run_conv_grid(shapes: Sequence[str], batches: Sequence[int], threads_list: Sequence[int],
+                  methods: Sequence[str], repeats: int, min_seconds: float = MIN_SECONDS,
+                  progress: bool = True, rounds: int = 1, models: Sequence[str] = (),
+                  model_methods: Sequence[str] = (),
+                  model_batches: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Rows for every (threads, shape, method, batch), one worker per (threads, shape, method),
+    then the whole-model rows for every (threads, model, model method, model batch). rounds > 1:
+    as run_grid (method order rotated, each point's median round kept)."""
+    unknown = [m for m in list(methods) + list(model_methods) if m not in ALL_CONV_METHODS]
+    if unknown:
+        raise ValueError(f"unknown conv methods {unknown}; known: {list(ALL_CONV_METHODS)}")
+    all_rows: list[dict[str, Any]] = []
+    for r in range(rounds):
+        def rotated(names: Sequence[str]) -> list[str]:
+            k = r % len(names) if names else 0
+            return list(names[k:]) + list(names[:k])
+        jobs = [(m, shape, tuple(batches), t) for t in threads_list for shape in shapes
+                for m in rotated(methods)]
+        if model_batches:
+            jobs += [(m, model, tuple(model_batches), t) for t in threads_list for model in models
+                     for m in rotated(model_methods)]
+        for n, (method, shape, job_batches, t) in enumerate(jobs, 1):
+            start = time.perf_counter()
+            batch = run_conv_batch(method, shape, job_batches, t, repeats, min_seconds)
+            all_rows += batch
+            errors = sorted({row["error"] for row in batch if row.get("status") != "ok"})
+            _progress(f"[round {r + 1}/{rounds}: {n}/{len(jobs)}] {method} {shape} threads={t}: "
+                      f"{time.perf_counter() - start:.1f} s {'; '.join(errors)}", progress)
+    return median_of_rounds(all_rows, key=_conv_key) if rounds > 1 else all_rows
+
+
+def _conv_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("method"), row.get("shape"), row.get("batch"), row.get("threads"))
+
+
 def run_dram_subprocess(threads: int, nbytes: int = DRAM_PROBE_BYTES,
                         repeats: int = DRAM_PROBE_REPEATS) -> dict[str, Any]:
     """A "dram_read" row: measure_dram_bandwidth() in a subprocess with `threads` threads."""
@@ -178,14 +238,20 @@ def run_grid(Ms: Sequence[int], shapes: Sequence[Shape], threads_list: Sequence[
     return median_of_rounds(all_rows) if rounds > 1 else all_rows
 
 
-def median_of_rounds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per point: the round with the median time (the highest bandwidth for the DRAM
-    probe, as its best case is the machine's bandwidth); all rounds' values kept alongside."""
+def _linear_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("method"), row.get("M"), row.get("K"), row.get("N"), row.get("threads"),
+            row.get("cold", False))
+
+
+def median_of_rounds(rows: Sequence[dict[str, Any]],
+                     key: Callable[[dict[str, Any]], tuple[Any, ...]] = _linear_key
+                     ) -> list[dict[str, Any]]:
+    """One row per point (`key`: the int8/int4 grid's by default): the round with the median
+    time (the highest bandwidth for the DRAM probe, as its best case is the machine's
+    bandwidth); all rounds' values kept alongside."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        key = (row.get("method"), row.get("M"), row.get("K"), row.get("N"), row.get("threads"),
-               row.get("cold", False))
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(key(row), []).append(row)
     merged = []
     for group in groups.values():
         ok = [row for row in group if row.get("status") == "ok"]
@@ -250,6 +316,13 @@ def _worker_main(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, An
             lowbit.set_num_threads(args.threads)
         gbps, source = dram_bandwidth(args.bytes, args.repeats)
         return {"status": "ok", "gbps": gbps, "source": source}
+    if args.conv:
+        try:
+            return measure_conv(args.method, args.conv, _int_list(args.M), args.threads,
+                                args.repeats, args.min_seconds)
+        except Exception as e:
+            return [{"batch": b, "status": "error", "error": describe_error(e)}
+                    for b in _int_list(args.M)]
     try:
         return measure_many(args.method, _int_list(args.M), args.K, args.N, args.threads,
                             args.cold, args.repeats, args.min_seconds)
@@ -262,7 +335,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dram", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pack", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument("--method", choices=list(METHODS) + list(ALL_CONV_METHODS),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--conv", default=None, help=argparse.SUPPRESS)   # conv shape / model
     parser.add_argument("--M", default="1", help=argparse.SUPPRESS)
     parser.add_argument("--K", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--N", type=int, default=0, help=argparse.SUPPRESS)

@@ -21,6 +21,7 @@ from . import safetensors as _safetensors
 from .._core.checks import QTYPES
 from .._core.nibbles import pack_nibbles, unpack_nibbles
 from .safetensors import is_int
+from ..nn.conv import ACTIVATIONS, CONV_TYPES, conv_class
 from ..nn.embedding import QuantizedEmbedding
 from ..nn.models import FUNCTIONS, Embedding, Linear, Model, Sequential, function_name
 from ..nn.linear import SCHEMES, QuantizedLinear
@@ -34,6 +35,7 @@ _SUFFIXES = {
     "embedding": ("qweight", "scale"),
     "float_linear": ("weight", "bias"),
     "float_embedding": ("weight",),
+    "conv": ("qweight", "scale", "zero_point", "bias", "input_scale", "input_zero_point"),
 }
 MAX_MODEL_DEPTH = 64   # nested lowbit.nn models in one file
 FORMAT = "lowbit"
@@ -80,6 +82,25 @@ def encode_linear(name: str, layer: QuantizedLinear, out: Tensors) -> dict[str, 
     return meta
 
 
+def encode_conv(name: str, layer: Any, out: Tensors) -> dict[str, Any]:
+    """A lowbit.nn.QuantizedConv2d / Conv1d: its quantized weight (one value per byte, 4-bit
+    values too), per-channel scales and zero points, bias, static parameters and geometry (also
+    the state_dict of lowbit.torch's conv layers, with name '')."""
+    p = key_prefix(name)
+    qt = layer.qtensor()
+    out[p + "qweight"] = np.ascontiguousarray(qt.data)
+    out[p + "scale"] = np.ascontiguousarray(qt.scale, np.float32)
+    out[p + "zero_point"] = np.ascontiguousarray(qt.zero_point)
+    if layer.bias is not None:
+        out[p + "bias"] = layer.bias
+    if layer.scheme == "static":
+        out[p + "input_scale"] = layer.input_scale
+        out[p + "input_zero_point"] = layer.input_zero_point
+    return {"kind": "conv", "dtype": qt.dtype, "shape": list(qt.data.shape),
+            "bits": layer.bits, "scheme": layer.scheme, "bias": layer.bias is not None,
+            **layer.geometry()}
+
+
 def _encode_packed(name: str, pw: PackedWeight, out: Tensors) -> dict[str, Any]:
     meta = _encode_qtensor(key_prefix(name), pw.qtensor(), out)
     meta.update(kind="packed_weight", bits=pw.bits, mode=pw.mode)
@@ -103,7 +124,7 @@ def _encode_float(name: str, layer: Any, out: Tensors) -> dict[str, Any]:
     return {"kind": "float_linear", "bias": layer.bias is not None}
 
 
-LAYER_TYPES = (QuantizedLinear, PackedWeight, QuantizedEmbedding, Linear, Embedding)
+LAYER_TYPES = (QuantizedLinear, PackedWeight, QuantizedEmbedding, Linear, Embedding, *CONV_TYPES)
 
 
 def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[str, Any]]:
@@ -120,6 +141,8 @@ def encode(objects: Mapping[str, Any]) -> tuple[Tensors, dict[str, str], dict[st
         part: Tensors = {}
         if isinstance(obj, QuantizedLinear):
             layers[name] = encode_linear(name, obj, part)
+        elif isinstance(obj, CONV_TYPES):
+            layers[name] = encode_conv(name, obj, part)
         elif isinstance(obj, PackedWeight):
             layers[name] = _encode_packed(name, obj, part)
         elif isinstance(obj, QuantizedEmbedding):
@@ -326,6 +349,19 @@ def _is_scheme(v: Any) -> bool:
     return isinstance(v, str) and v in SCHEMES
 
 
+def _is_int_list(v: Any, lengths: tuple[int, ...], minimum: int) -> bool:
+    return (isinstance(v, list) and len(v) in lengths
+            and all(is_int(d) and d >= minimum for d in v))
+
+
+def _is_conv_shape(v: Any) -> bool:
+    return _is_int_list(v, (3, 4), 1)
+
+
+def _is_activation(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v in ACTIVATIONS)
+
+
 _QTENSOR_FIELDS = {"dtype": _is_qtype, "axis": _is_axis, "group_size": _is_group,
                    "shape": _is_shape2, "nibbles": _is_bool, "bits": _is_bits, "mode": _is_mode}
 # Every field each kind of layer record must have, with its check: a file is input, and a
@@ -336,6 +372,12 @@ LAYER_FIELDS: dict[str, dict[str, Any]] = {
     "embedding": {"bits": _is_bits, "group_size": _is_group, "shape": _is_shape2},
     "float_linear": {"bias": _is_bool},
     "float_embedding": {},
+    "conv": {"dtype": _is_qtype, "shape": _is_conv_shape, "bits": _is_bits,
+             "scheme": lambda v: v in ("dynamic", "static"), "bias": _is_bool,
+             "stride": lambda v: _is_int_list(v, (1, 2), 1),
+             "pads": lambda v: _is_int_list(v, (2, 4), 0),
+             "dilation": lambda v: _is_int_list(v, (1, 2), 1),
+             "groups": lambda v: is_int(v) and v >= 1, "activation": _is_activation},
 }
 
 
@@ -435,6 +477,8 @@ def decode_layer(name: str, meta: dict[str, Any], t: Tensors) -> Any:
                       else None)
     if kind == "float_embedding":
         return Embedding(np.array(t[p + "weight"]))
+    if kind == "conv":
+        return _decode_conv(p, meta, t)
     qt = _qtensor(name, meta, t)
     if kind == "packed_weight":
         return pack_weight(qt, bits=meta["bits"], mode=meta["mode"])
@@ -450,6 +494,33 @@ def decode_layer(name: str, meta: dict[str, Any], t: Tensors) -> Any:
     if layer.scheme != meta["scheme"]:
         raise ValueError(f"its record says scheme {meta['scheme']!r}, but its weight and "
                          f"tensors make a {layer.scheme!r} layer")
+    return layer
+
+
+def _decode_conv(p: str, meta: dict[str, Any], t: Tensors) -> Any:
+    shape = tuple(meta["shape"])
+    spatial = len(shape) - 2
+    if not (len(meta["stride"]) == len(meta["dilation"]) == spatial
+            and len(meta["pads"]) == 2 * spatial):
+        raise ValueError(f"stride, dilation and pads do not match a {spatial}-D convolution")
+    storage = QTYPES[meta["dtype"]][0]
+    q, scale, zero = t[p + "qweight"], t[p + "scale"], t[p + "zero_point"]
+    if q.shape != shape or q.dtype != storage or zero.dtype != storage:
+        raise ValueError(f"weight of shape {q.shape} / dtype {q.dtype} does not match the "
+                         f"recorded {shape} / {meta['dtype']}")
+    qt = QTensor(np.array(q), np.array(scale, np.float32), np.array(zero), meta["dtype"], 0,
+                 None)
+    bias = t[p + "bias"] if meta["bias"] else None
+    static = p + "input_scale" in t or p + "input_zero_point" in t
+    layer = conv_class(spatial)(
+        qt, bias, stride=tuple(meta["stride"]), padding=tuple(meta["pads"]),
+        dilation=tuple(meta["dilation"]), groups=meta["groups"],
+        input_scale=t[p + "input_scale"] if static else None,
+        input_zero_point=np.array(t[p + "input_zero_point"]) if static else None,
+        activation=meta["activation"])
+    if layer.scheme != meta["scheme"] or layer.bits != meta["bits"]:
+        raise ValueError(f"its record says scheme {meta['scheme']!r} / {meta['bits']} bits, "
+                         f"but its tensors make a {layer.scheme!r} {layer.bits}-bit layer")
     return layer
 
 

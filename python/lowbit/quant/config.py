@@ -169,6 +169,98 @@ class QuantConfig:
         dtype, symmetric = self.weight_format()
         return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=self.clip_search)
 
+    # How the convolution kernels quantize a conv layer's input under this config
+    # (lowbit.nn.QuantizedConv2d): "images_uint8" (per image, DynamicQuantizeLinear's rule over
+    # the whole image), "static" (the calibrated per-tensor scale and zero point), or None (the
+    # config has no convolution kernel: conv_plan refuses).
+    conv_activation: ClassVar[Optional[str]] = "images_uint8"
+
+    def conv_plan(self, out_channels: int, fan_in: int) -> LayerPlan:
+        """Which convolutions the config's kernels take (fan_in = in_channels / groups *
+        kernel elements, the depth of each output's exact int32 sum): raises UnsupportedLayer
+        with the reason for one they cannot.
+
+        Parameters
+        ----------
+        out_channels, fan_in
+            The convolution weight's output channels and the size of one output channel's
+            filter.
+
+        Returns
+        -------
+        LayerPlan
+            group_size None (convolution weights are per output channel).
+
+        Raises
+        ------
+        UnsupportedLayer
+            (a ValueError) An empty weight, a fan_in past the exact int32 depth limit of the
+            int8 kernels (lower for asymmetric weights), or a config without convolution
+            kernels.
+        """
+        if self.conv_activation is None:
+            raise UnsupportedLayer(f"{type(self).__name__} has no convolution kernel: "
+                                   "convolutions run with int8 activations (use "
+                                   "Int8DynamicConfig, Int4DynamicConfig or Int8StaticConfig)")
+        if out_channels == 0 or fan_in == 0:
+            raise UnsupportedLayer(f"empty weight ({out_channels} x {fan_in})")
+        symmetric = self.weight_format()[1]
+        limit = (_C.LINEAR_MAX_DEPTH if symmetric else _C.LINEAR_MAX_DEPTH_ASYMMETRIC)
+        if fan_in > limit:
+            raise UnsupportedLayer(
+                f"the filter size (in_channels / groups x kernel elements = {fan_in}) exceeds "
+                f"the exact int32 depth limit {limit} of the int8 kernels "
+                f"({'symmetric' if symmetric else 'asymmetric'} weights)")
+        return LayerPlan(None)
+
+    def describe_conv(self) -> str:
+        """One line saying what the config does to a convolution, e.g. "int8 conv (int8
+        weights per output channel, uint8 activations per image)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+            It reads the config's fields.
+        """
+        dtype, symmetric = self.weight_format()
+        if self.conv_activation == "static":
+            act = f"{self.observer.dtype} activations per tensor"  # type: ignore[attr-defined]
+        else:
+            act = "uint8 activations per image"
+        kind = "" if symmetric else " asymmetric"
+        return f"{dtype} conv ({dtype}{kind} weights per output channel, {act})"
+
+    def quantize_conv_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        """The quantized convolution weight PTQ stores (and QAT rounds to), from the float32
+        weight flattened to (out_channels, fan_in): per output channel along axis 0. 8-bit
+        configs: their linear rule (`quantize_weight`), which is per output channel.
+
+        Parameters
+        ----------
+        w
+            float32 (out_channels, fan_in).
+        plan
+            What `conv_plan` returned.
+
+        Returns
+        -------
+        QTensor
+            Per output channel (axis 0) or, with a static config's per-tensor weight
+            observer, per tensor.
+
+        Raises
+        ------
+        TypeError
+            w is not float32.
+        ValueError
+            NaN/Inf in w.
+        """
+        return self.quantize_weight(w, plan)
+
     def pack(self, weight: QTensor) -> PackedWeight:
         """The quantized weight packed for the config's kernels.
 
@@ -274,6 +366,33 @@ class _Int4Config(QuantConfig):
         return quantize(w, dtype, symmetric=symmetric, axis=1, group_size=plan.group_size,
                         clip_search=self.clip_search)
 
+    def quantize_conv_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        """4-bit convolution weights: per output channel (max|w| / 7, or the full range with a
+        zero point), not per group (group_size applies to linears). The convolution kernels
+        compute them as int8 values (the int8 conv kernels, uint8 activations per image).
+
+        Parameters
+        ----------
+        w
+            float32 (out_channels, fan_in).
+        plan
+            What `conv_plan` returned.
+
+        Returns
+        -------
+        QTensor
+            int4 (symmetric) or uint4 values per output channel (axis 0).
+
+        Raises
+        ------
+        TypeError
+            w is not float32.
+        ValueError
+            NaN/Inf in w.
+        """
+        dtype, symmetric = self.weight_format()
+        return quantize(w, dtype, symmetric=symmetric, axis=0, clip_search=self.clip_search)
+
 
 @dataclass(frozen=True)
 class Int8DynamicConfig(QuantConfig):
@@ -355,6 +474,7 @@ class Int8WeightOnlyConfig(QuantConfig):
     scheme: ClassVar[str] = "weight_only"
     mode: ClassVar[Optional[str]] = "weight_only"
     activation: ClassVar[str] = "float"
+    conv_activation: ClassVar[Optional[str]] = None
     group_size: ClassVar[Optional[int]] = None
 
     def plan(self, out_features: int, in_features: int) -> LayerPlan:
@@ -429,6 +549,7 @@ class Int4WeightOnlyConfig(_Int4Config):
     scheme: ClassVar[str] = "weight_only"
     mode: ClassVar[Optional[str]] = "weight_only"
     activation: ClassVar[str] = "float"
+    conv_activation: ClassVar[Optional[str]] = None
 
     def describe(self) -> str:
         """One line for conversion summaries, e.g. "int4 weight-only (groups of 128, float32
@@ -541,6 +662,7 @@ class Int8StaticConfig(QuantConfig):
     group_size: ClassVar[Optional[int]] = None
     calibrated: ClassVar[bool] = True
     activation: ClassVar[str] = "static"
+    conv_activation: ClassVar[Optional[str]] = "static"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 @dataclass
 class Replaced:
     name: str
-    kind: str                   # "linear", "embedding", "observed", "fake_quant"
-    shape: tuple[int, int]      # (out_features, in_features) or (rows, dim)
+    kind: str                   # "linear", "conv", "embedding", "observed", "fake_quant"
+    shape: tuple[int, ...]      # (out_features, in_features), (rows, dim) or a conv weight's
     config: str
     bytes_before: int
     bytes_after: int
@@ -104,10 +104,10 @@ class ConversionSummary:
                  f"-> {after / 2**20:.2f} MiB"]
         width = max([len(r.name) for r in self.replaced] + [len(s.name) for s in self.skipped]
                     + [len(k.name or "(model)") for k in self.kept] + [4])
-        shape_width = max([len(f"{r.shape[0]}x{r.shape[1]}") for r in self.replaced] + [1])
+        shape_width = max([len("x".join(map(str, r.shape))) for r in self.replaced] + [1])
         for r in self.replaced:
             note = f"  [{r.note}]" if r.note else ""
-            shape = f"{r.shape[0]}x{r.shape[1]}".ljust(shape_width)
+            shape = "x".join(map(str, r.shape)).ljust(shape_width)
             lines.append(f"  + {r.name.ljust(width)}  {shape}  {r.config}{note}")
         for s in self.skipped:
             lines.append(f"  - {s.name.ljust(width)}  skipped: {s.reason}")

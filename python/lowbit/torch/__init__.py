@@ -17,6 +17,7 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
 from ._threads import _enable_by_default, use_torch_threads
 from .calibrate import ObservedLinear, prepare
+from .conv import QuantizedConv1d, QuantizedConv2d
 from .embedding import QuantizedEmbedding
 from .finalize import convert
 from .layers import QuantizedLinear
@@ -32,5 +33,5 @@ _enable_by_default()
 _adapters.register("io", TorchIO())
 _adapters.register("report", TorchReport())
 
-__all__ = ["use_torch_threads", "QuantizedLinear", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
+__all__ = ["use_torch_threads", "QuantizedLinear", "QuantizedConv2d", "QuantizedConv1d", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
            "convert", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]

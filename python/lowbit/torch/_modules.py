@@ -53,8 +53,11 @@ def find(model: nn.Module, kinds: tuple[type, ...], filter_fn: Optional[FilterFn
 def _kept_reason(module: nn.Module, embedding_reason: str) -> str:
     if isinstance(module, nn.Linear):
         return "an nn.Linear that filter_fn did not select"
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return "an nn.Conv that filter_fn (or the config) did not select"
     if isinstance(module, nn.modules.conv._ConvNd):
-        return "lowbit has no convolution kernel (only nn.Linear and nn.Embedding are converted)"
+        return (f"a {type(module).__name__}: lowbit converts nn.Conv1d and nn.Conv2d (no 3-D or "
+                "transposed convolution kernels)")
     if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
         return ("lowbit has no recurrent kernel: torch's RNN op reads these weights itself "
                 "(only nn.Linear and nn.Embedding are converted)")

@@ -281,3 +281,91 @@ LIB.define("embedding(Tensor indices, Tensor qweight, Tensor scale, int bits, in
 LIB.impl("embedding", _embedding_checked, "CPU")
 torch.library.register_fake("lowbit::embedding", _embedding_fake, lib=LIB)
 EMBEDDING_OP = torch.ops.lowbit.embedding.default
+
+
+# ---- the convolution -----------------------------------------------------------------------------
+#
+#   lowbit::conv_w8a8(x, packed, scale, bias, weight_shape, weight_type, params, dynamic,
+#                     input_scale, input_zero_point, input_type, clamp_lo, clamp_hi)
+#
+# x is 4-D NCHW (the 1-D layers pass a height of 1); weight_shape is (out_channels,
+# in_channels / groups, groups, kernel_h, kernel_w); params the kernel's geometry (stride_h,
+# stride_w, dilation_h, dilation_w, pad_top, pad_left, pad_bottom, pad_right). `packed` holds
+# a PackedConvWeight's bytes (`storage()`), viewed in place by the kernel.
+
+CONV_ARGS = ("Tensor x, Tensor packed, Tensor scale, Tensor? bias, int[] weight_shape, "
+             "int weight_type, int[] params, bool dynamic, float input_scale, "
+             "int input_zero_point, int input_type, float clamp_lo, float clamp_hi")
+
+
+def conv_out_shape(x_shape: Any, weight_shape: Any, params: Any) -> tuple[int, ...]:
+    """(N, M, H_out, W_out) of a 4-D convolution (ConvGeometry::out_height / out_width)."""
+    n, _, h, w = x_shape
+    m, _, _, kh, kw = weight_shape
+    sh, sw, dh, dw, pt, pl, pb, pr = params
+    return (n, m, (h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
+            (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
+
+
+def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch.Tensor],
+             params: Any, activation: tuple[Any, ...]) -> torch.Tensor:
+    """The float convolution on a 4-D x (float32, bfloat16 or float16; widened exactly, the
+    result rounded once to x's dtype): lowbit._C.conv_float with the weight `view` (a
+    PackedConvWeight), the per-channel `scale` and `activation` = (dynamic, input_scale,
+    input_zero_point, input_type, clamp_lo, clamp_hi). One implementation behind the operator
+    and the layers' eager calls."""
+    xf = x.detach()
+    if xf.dtype is not _F32:
+        xf = _widen(xf)
+    if not xf.is_contiguous():
+        xf = xf.contiguous()
+    if not xf.is_cpu:
+        raise ValueError(f"x must be on the CPU, got {xf.device}")
+    b = None
+    if bias is not None:
+        b = bias.detach()
+        if b.dtype is not _F32 or not b.is_cpu:
+            raise TypeError(f"bias must be a CPU float32 tensor, got {b.dtype} on {b.device}")
+        b = b.contiguous().numpy()
+    dynamic, s, z, t, lo, hi = activation
+    y = torch.from_numpy(_C.conv_float(xf.numpy(), view, params, dynamic, s, z,
+                                       _C.QType(t), scale, b, lo, hi))
+    return y if x.dtype is _F32 else y.to(x.dtype)
+
+
+def conv_view(packed: torch.Tensor, weight_shape: Any, weight_type: int) -> Any:
+    """A PackedConvWeight over a uint8 tensor's bytes (nothing copied; it checks the size)."""
+    m, cg, groups, kh, kw = (int(v) for v in weight_shape)
+    return _C.conv_weight_view(packed.numpy(), _C.ElemType(weight_type), m, cg, groups, kh, kw)
+
+
+def _conv_checked(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
+                  bias: Optional[torch.Tensor], weight_shape: list[int], weight_type: int,
+                  params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
+                  input_type: int, clamp_lo: float, clamp_hi: float) -> torch.Tensor:
+    if len(weight_shape) != 5 or len(params) != 8:
+        raise ValueError("weight_shape must have 5 values and params 8")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    packed = _tensor(packed, _U8, packed.numel(), "packed")
+    scale = _tensor(scale, _F32, int(weight_shape[0]), "scale")
+    if bias is not None:
+        bias = _tensor(bias, _F32, int(weight_shape[0]), "bias")
+    view = conv_view(packed, weight_shape, weight_type)
+    return conv_run(x, view, scale.numpy(), bias, list(params),
+                    (dynamic, input_scale, input_zero_point, input_type, clamp_lo, clamp_hi))
+
+
+def _conv_fake(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
+               bias: Optional[torch.Tensor], weight_shape: list[int], weight_type: int,
+               params: list[int], *rest: Any) -> torch.Tensor:
+    dtype = x.dtype if x.dtype in FLOATS else _F32
+    return x.new_empty(conv_out_shape(x.shape, weight_shape, params), dtype=dtype)
+
+
+LIB.define(f"conv_w8a8({CONV_ARGS}) -> Tensor")
+LIB.impl("conv_w8a8", _conv_checked, "CPU")
+torch.library.register_fake("lowbit::conv_w8a8", _conv_fake, lib=LIB)
+torch.library.register_autograd("lowbit::conv_w8a8", _no_backward("conv_w8a8"),
+                                setup_context=_no_context, lib=LIB)
+CONV_OP = torch.ops.lowbit.conv_w8a8.default

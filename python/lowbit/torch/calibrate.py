@@ -3,7 +3,7 @@ ObservedLinear, which computes in float and records its input's range."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,8 @@ from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reas
 from .layers import QuantizedLinear, float_weight
 from ..quant.summary import ConversionSummary, Replaced, Skipped
 from ._kinds import prepared_layer
+from .conv import conv_skip_reason
+from .fuse import CONVS, ConvPattern, conv_patterns, remove_fused
 
 
 @prepared_layer
@@ -170,14 +172,21 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
     if not isinstance(config, Mapping):
         _static_config("", config)   # a wrong config fails before anything is looked at
     linears = find(model, (nn.Linear,), filter_fn)
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layers to prepare")
-    plans = [(name, module, *_static_config(name, config)) for name, module in linears]
+    convs = find(model, CONVS, filter_fn)
+    if not linears and not convs:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear, nn.Conv1d or nn.Conv2d "
+                         "layers to prepare")
+    plans = [(name, module, *_static_config(name, config)) for name, module in linears + convs]
+    patterns = conv_patterns(model) if convs else {}
+    fused: list[ConvPattern] = []
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare")
     configs = {name: (cfg, why) for name, _, cfg, why in plans}
 
     def build(name: str, module: nn.Module) -> Optional[nn.Module]:
+        if isinstance(module, CONVS):
+            return _prepare_conv(model, name, module, *configs[name], summary,
+                                 patterns.get(name), fused)
         assert isinstance(module, nn.Linear)
         cfg, why = configs[name]
         reason = linear_skip_reason(name, module, parents)
@@ -200,7 +209,44 @@ def prepare(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn] 
                                          cfg.describe(), size, size))
         return ObservedLinear(module, cfg, name)
 
-    swap_modules(model, linears, build, progress, "lowbit prepare")
-    summary.kept = kept_float(model, handled_ids(model, linears),
+    swap_modules(model, linears + convs, build, progress, "lowbit prepare")
+    for pattern in fused:   # computed inside the ObservedConv now
+        remove_fused(model, pattern)
+    summary.kept = kept_float(model, handled_ids(model, linears + convs),
                               "an nn.Embedding: prepare converts nn.Linear layers only")
     return summary
+
+
+def prepared_conv_plan(model: nn.Module, name: str, module: nn.Module, cfg: Any, why: str,
+                       summary: ConversionSummary, pattern: Optional[ConvPattern]
+                       ) -> tuple[Optional[Any], ConvPattern]:
+    """The plan of one conv for prepare / prepare_qat (None: skipped, the reason recorded in
+    `summary`), and its fusion pattern."""
+    import numpy as np
+    reason = conv_skip_reason(module) or (None if cfg is not None else (why or "no config"))
+    plan = None
+    if reason is None:
+        float_weight(module, name)
+        w = module.weight
+        try:
+            plan = cfg.conv_plan(int(w.shape[0]), int(np.prod(w.shape[1:])))
+        except UnsupportedLayer as e:
+            reason = str(e)
+    if reason:
+        summary.skipped.append(Skipped(name, reason))
+    return plan, pattern or ConvPattern(name)
+
+
+def _prepare_conv(model: nn.Module, name: str, module: nn.Module, cfg: Any, why: str,
+                  summary: ConversionSummary, pattern: Optional[ConvPattern],
+                  fused: list[ConvPattern]) -> Optional[nn.Module]:
+    from .conv_prepared import ObservedConv
+    plan, pattern = prepared_conv_plan(model, name, module, cfg, why, summary, pattern)
+    if plan is None:
+        return None
+    norm = model.get_submodule(pattern.norm) if pattern.norm else None
+    size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+    summary.replaced.append(Replaced(name, "observed", tuple(module.weight.shape),
+                                     cfg.describe_conv(), size, size, pattern.note(model)))
+    fused.append(pattern)
+    return ObservedConv(module, cfg, name, norm, pattern.activation)

@@ -154,3 +154,12 @@ def fake_quantize_rows_symmetric(x: torch.Tensor) -> torch.Tensor:
     """The W4A8 kernel's activations: int8 per row, scale max|x| / 127 (1 for a zero row),
     values in [-127, 127]."""
     return _fake_quantize_rows(x, "rows_int8_symmetric")
+
+
+def fake_quantize_images_dynamic(x: torch.Tensor) -> torch.Tensor:
+    """The convolution kernels' dynamic activations: DynamicQuantizeLinear (uint8) per image
+    (over all of an image's channels and positions, x's first axis the batch); the image's
+    scale and zero point are constants for the gradient."""
+    images = x.reshape(x.shape[0], -1) if x.dim() else x.reshape(1, 1)
+    scale, zero, qmin, qmax = row_qparams(images.detach(), "rows_uint8")
+    return FakeQuantize.apply(images, scale, zero, qmin, qmax, 1.0).reshape(x.shape)

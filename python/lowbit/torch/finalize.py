@@ -7,6 +7,7 @@ from torch import nn
 
 from ._modules import finish, named_modules_all, swap_modules
 from .calibrate import ObservedLinear
+from .conv_prepared import FakeQuantConv, ObservedConv
 from .qat import FakeQuantLinear
 from ..quant.summary import ConversionSummary, Replaced
 
@@ -36,11 +37,11 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
         changes).
     """
     found = [(n, m) for n, m in named_modules_all(model)
-             if isinstance(m, (ObservedLinear, FakeQuantLinear))]
+             if isinstance(m, (ObservedLinear, FakeQuantLinear, ObservedConv, FakeQuantConv))]
     if not found:
         raise ValueError(f"{type(model).__name__} has no layers prepared by prepare() or "
                          "prepare_qat(): nothing to convert")
-    unobserved = sorted({n for n, m in found if isinstance(m, ObservedLinear)
+    unobserved = sorted({n for n, m in found if isinstance(m, (ObservedLinear, ObservedConv))
                          and not m.observer.observed})
     if unobserved:
         raise ValueError(f"calibration never reached {len(unobserved)} layer(s): "
@@ -51,6 +52,10 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
     def build(name: str, module: nn.Module) -> nn.Module:
         new = module.to_quantized(name)  # type: ignore[operator]
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+        if isinstance(module, (ObservedConv, FakeQuantConv)):
+            summary.replaced.append(Replaced(name, "conv", tuple(module.weight.shape),
+                                             module.config.describe_conv(), size, new.nbytes))
+            return new
         summary.replaced.append(Replaced(name, "linear", (module.out_features,
                                                           module.in_features),
                                          module.config.describe(), size,  # type: ignore[union-attr]

@@ -15,9 +15,11 @@ from ..io.format import decode, key_prefix
 from ._kinds import prepared_types
 from ._modules import finish, named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
+from .conv import QuantizedConv1d, QuantizedConv2d
 from .layers import QuantizedLinear
+from ..nn.conv import CONV_TYPES as NUMPY_CONV_TYPES
 
-LOWBIT_MODULES = (QuantizedLinear, QuantizedEmbedding)
+LOWBIT_MODULES = (QuantizedLinear, QuantizedEmbedding, QuantizedConv2d)
 
 
 def tensor_to_numpy(t: torch.Tensor) -> Any:
@@ -31,7 +33,7 @@ def numpy_objects(objects: dict[str, Any]) -> dict[str, Any]:
     """A user's dict with lowbit.torch layers or tensors in it -> NumPy-side objects."""
     out: dict[str, Any] = {}
     for name, obj in objects.items():
-        if isinstance(obj, QuantizedLinear):
+        if isinstance(obj, (QuantizedLinear, QuantizedConv2d)):
             out[name] = obj.numpy_layer()
         elif isinstance(obj, QuantizedEmbedding):
             out[name] = obj.table
@@ -53,7 +55,8 @@ def module_objects(model: nn.Module) -> tuple[dict[str, Any], tuple[str, ...]]:
             raise ValueError(f"layer {name!r} ({type(module).__name__}) was prepared but not "
                              "converted: call lowbit.torch.convert(model) before saving")
         if isinstance(module, LOWBIT_MODULES) and name not in objects:
-            objects[name] = (module.numpy_layer() if isinstance(module, QuantizedLinear)
+            objects[name] = (module.numpy_layer()
+                             if isinstance(module, (QuantizedLinear, QuantizedConv2d))
                              else module.table)
             prefixes.append(key_prefix(name))
     for key, value in model.state_dict().items():
@@ -110,6 +113,22 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
             raise ValueError(f"{where}: bias {'present' if obj.bias is not None else 'absent'} "
                              "in the file but not in the model")
         return QuantizedLinear(obj, "loaded", name or None)
+    if isinstance(obj, NUMPY_CONV_TYPES):
+        want = nn.Conv1d if obj.spatial == 1 else nn.Conv2d
+        lowbit_cls = QuantizedConv1d if obj.spatial == 1 else QuantizedConv2d
+        if not (isinstance(target, want) or type(target) is lowbit_cls):
+            raise ValueError(f"{where} is a quantized {obj.kind} in the file but a "
+                             f"{type(target).__name__} in the model")
+        mine = (target.out_channels, target.in_channels, tuple(target.kernel_size),
+                int(target.groups))
+        theirs = (obj.out_channels, obj.in_channels, obj.kernel_size, obj.groups)
+        if mine != theirs:
+            raise ValueError(f"{where}: the file's convolution is (out_channels, in_channels, "
+                             f"kernel_size, groups) {theirs}, the model's {mine}")
+        if (target.bias is not None) != (obj.bias is not None):
+            raise ValueError(f"{where}: bias {'present' if obj.bias is not None else 'absent'} "
+                             "in the file but not in the model")
+        return lowbit_cls(obj, "loaded", name or None)
     if isinstance(obj, NumpyQuantizedEmbedding):
         if not isinstance(target, (nn.Embedding, QuantizedEmbedding)):
             raise ValueError(f"{where} is a quantized embedding in the file but a "

@@ -23,6 +23,9 @@ from ._modules import (FilterFn, find, handled_ids, kept_float, linear_skip_reas
 from .layers import QuantizedLinear, float_weight
 from ..quant.summary import ConversionSummary, Replaced, Skipped
 from ._kinds import prepared_layer
+from .calibrate import prepared_conv_plan
+from .conv_prepared import FakeQuantConv
+from .fuse import CONVS, ConvPattern, conv_patterns, remove_fused
 
 TINY_SCALE = 1e-12   # a learnable scale is kept above this (lowbit scales must be > 0)
 
@@ -394,12 +397,33 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
         raise TypeError(f"prepare_qat takes an nn.Module, got {type(model).__name__}")
     learnable_scales = check_bool(learnable_scales, "learnable_scales")
     linears = find(model, (nn.Linear,), filter_fn)
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layers to prepare for QAT")
+    convs = find(model, CONVS, filter_fn)
+    if not linears and not convs:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear, nn.Conv1d or nn.Conv2d "
+                         "layers to prepare for QAT")
+    patterns = conv_patterns(model) if convs else {}
+    fused: list[ConvPattern] = []
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("prepare_qat")
 
     def build(name: str, module: nn.Module) -> Optional[nn.Module]:
+        if isinstance(module, CONVS):
+            cfg, why = config_for(name, config)
+            plan, pattern = prepared_conv_plan(model, name, module, cfg, why, summary,
+                                               patterns.get(name))
+            if plan is None:
+                return None
+            if module.weight.dtype != torch.float32:
+                raise TypeError(f"layer {name!r}: QAT trains float32 weights, got "
+                                f"{module.weight.dtype}")
+            norm = model.get_submodule(pattern.norm) if pattern.norm else None
+            size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+            note = "; ".join(filter(None, [pattern.note(model), "learnable_scales apply to "
+                                           "linears only" if learnable_scales else ""]))
+            summary.replaced.append(Replaced(name, "fake_quant", tuple(module.weight.shape),
+                                             cfg.describe_conv(), size, size, note))
+            fused.append(pattern)
+            return FakeQuantConv(module, cfg, plan, name, norm, pattern.activation)
         assert isinstance(module, nn.Linear)
         reason = linear_skip_reason(name, module, parents)
         cfg, why = (None, reason) if reason else config_for(name, config)
@@ -421,7 +445,9 @@ def prepare_qat(model: nn.Module, config: ConfigSpec, filter_fn: Optional[Filter
                                          cfg.describe(), size, size, plan.note))
         return new
 
-    swap_modules(model, linears, build, progress, "lowbit prepare_qat")
-    summary.kept = kept_float(model, handled_ids(model, linears),
+    swap_modules(model, linears + convs, build, progress, "lowbit prepare_qat")
+    for pattern in fused:   # trained inside the FakeQuantConv now
+        remove_fused(model, pattern)
+    summary.kept = kept_float(model, handled_ids(model, linears + convs),
                               "an nn.Embedding: prepare_qat converts nn.Linear layers only")
     return summary

@@ -5,6 +5,7 @@ import math
 import warnings
 from typing import Any, Iterable, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,8 @@ from ._modules import (FilterFn, find, finish, handled_ids, kept_float, linear_s
                        named_modules_all, swap_modules, tied_weights)
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
+from .conv import QuantizedConv2d, conv_geometry, conv_skip_reason, quantized_conv_class
+from .fuse import CONVS, ConvPattern, conv_patterns, fold_norm, remove_fused
 from .layers import QuantizedLinear, float_weight
 from .summary import ConversionSummary, Replaced, Skipped
 
@@ -80,7 +83,7 @@ def _observed_rows(model: nn.Module, names: list[tuple[str, nn.Module]], example
 
 
 def _no_layers_error(model: nn.Module, filtered: bool, embeddings: bool) -> ValueError:
-    what = "nn.Linear" + (" or nn.Embedding" if embeddings else "")
+    what = "nn.Linear, nn.Conv1d, nn.Conv2d" + (" or nn.Embedding" if embeddings else "")
     if filtered:
         return ValueError(f"filter_fn rejected every {what} layer of {type(model).__name__}: "
                           "nothing to quantize")
@@ -154,33 +157,41 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         raise ValueError(f"{type(config).__name__} needs calibration: prepare(model, config), run "
                          "representative data through the model, then convert(model)")
     linears = find(model, (nn.Linear,), filter_fn)
+    convs = find(model, CONVS, filter_fn)
     embs = find(model, (nn.Embedding,), filter_fn) if embeddings else []
-    if not linears and not embs:
-        unfiltered = find(model, (nn.Linear,), None) + (
+    if not linears and not embs and not convs:
+        unfiltered = find(model, (nn.Linear,) + CONVS, None) + (
             find(model, (nn.Embedding,), None) if embeddings else [])
         raise _no_layers_error(model, filter_fn is not None and bool(unfiltered), embeddings)
+    patterns = conv_patterns(model) if convs else {}
+    fused: list[ConvPattern] = []
     rows: dict[str, int] = {}
     if skip_slower and example_inputs is not None:
         rows = _observed_rows(model, linears, example_inputs)
     parents = dict(named_modules_all(model))
     summary = ConversionSummary("quantize_")
     ties = tied_weights(model, linears + embs)
-    weight_bytes = {name: m.weight.nbytes for name, m in linears + embs}
+    weight_bytes = {name: m.weight.nbytes for name, m in linears + convs + embs}
 
     def build(name: str, module: nn.Module) -> Optional[nn.Module]:
         if isinstance(module, nn.Linear):
             return convert_linear(name, module, config, parents, summary, skip_slower,
                                   rows.get(name, example_batch_size))
+        if isinstance(module, CONVS):
+            return convert_conv(model, name, module, config, summary, patterns.get(name),
+                                fused)
         return convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
 
-    swap_modules(model, linears + embs, build, progress, "lowbit quantize_")
+    swap_modules(model, linears + convs + embs, build, progress, "lowbit quantize_")
+    for pattern in fused:   # the folded BatchNorms and fused activations leave the model
+        remove_fused(model, pattern)
     untied = note_ties(summary, ties, weight_bytes)
     if untied:
         warnings.warn(f"quantize_ untied {untied}, which shared one weight Parameter: each "
                       "converted module now holds its own quantized copy, and a module kept "
                       "float keeps the float weight (print the returned summary for the "
                       "notes)", UserWarning, stacklevel=2)
-    summary.kept = kept_float(model, handled_ids(model, linears + embs),
+    summary.kept = kept_float(model, handled_ids(model, linears + convs + embs),
                               "an nn.Embedding: pass embeddings=True to quantize it"
                               if not embeddings else "an nn.Embedding that filter_fn did not "
                               "select")
@@ -275,6 +286,40 @@ def convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
                                              "out_features to a multiple of 64"]))
     summary.replaced.append(Replaced(name, "linear", (module.out_features, module.in_features),
                                      cfg.describe(), before, new.nbytes, note))
+    return new
+
+
+def convert_conv(model: nn.Module, name: str, module: nn.Module, config: ConfigSpec,
+                 summary: ConversionSummary, pattern: Optional[ConvPattern],
+                 fused: list[ConvPattern]) -> Optional[QuantizedConv2d]:
+    """One nn.Conv1d / nn.Conv2d's lowbit layer under `config` (None: kept, with the reason in
+    `summary`), with the BatchNorm of its pattern folded in and its activation fused; the
+    pattern goes to `fused` once the conv is converted (its modules leave the model then)."""
+    reason = conv_skip_reason(module)
+    cfg, why = (None, reason) if reason else config_for(name, config)
+    if cfg is None:
+        summary.skipped.append(Skipped(name, why or "no config"))
+        return None
+    if cfg.calibrated:
+        raise ValueError(f"layer {name!r}: {type(cfg).__name__} needs calibration; use prepare() "
+                         "and convert()")
+    w, b = float_weight(module, name)
+    try:
+        cfg.conv_plan(int(w.shape[0]), int(np.prod(w.shape[1:])))
+    except UnsupportedLayer as e:
+        summary.skipped.append(Skipped(name, str(e)))
+        return None
+    pattern = pattern or ConvPattern(name)
+    if pattern.norm is not None:
+        w, b = fold_norm(w, b, model.get_submodule(pattern.norm))
+    cls = quantized_conv_class(module)
+    layer = cls.numpy_type.from_config(w, b, cfg, activation=pattern.activation,
+                                       **conv_geometry(module))
+    new = cls(layer, cfg.describe_conv(), name, dtype=module.weight.dtype)
+    before = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+    summary.replaced.append(Replaced(name, "conv", tuple(module.weight.shape), cfg.describe_conv(),
+                                     before, new.nbytes, pattern.note(model)))
+    fused.append(pattern)
     return new
 
 
