@@ -71,6 +71,8 @@ void avx2_entries(KernelTable& t) {
   t.w4f32 = {avx2::w4f32, 2};
   t.w8f32 = {avx2::w8f32, 3};
   t.dwconv = avx2::dwconv;
+  t.transpose8 = avx2::transpose8;
+  t.transpose32 = avx2::transpose32;
 }
 // AVX-VNNI CPUs run the AVX2 kernels with their own int8 GEMM.
 void avxvnni_entries(KernelTable& t) { t.w8a8 = {avxvnni::w8a8, 6}; }
@@ -149,6 +151,8 @@ void scalar_entries(KernelTable& t) {
   t.w4f32 = {scalar::w4f32, 1};
   t.w8f32 = {scalar::w8f32, 1};
   t.dwconv = scalar::dwconv;
+  t.transpose8 = scalar::transpose8;
+  t.transpose32 = scalar::transpose32;
 }
 
 // In order of preference, best last; a row's base comes before it.

@@ -182,6 +182,12 @@ using W4Fn = void (*)(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_
 using W8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
                          int64_t panel_begin, int64_t panel_end);
 using DwConvFn = void (*)(const DwConvProblem& p, int64_t oh_begin, int64_t oh_end);
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols (the NCHW <-> NHWC layout
+// changes of the convolutions; bits moved, never changed).
+using Transpose8Fn = void (*)(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols, uint8_t* dst,
+                              int64_t ld_dst);
+using Transpose32Fn = void (*)(const uint32_t* src, int64_t ld_src, int64_t rows, int64_t cols,
+                               uint32_t* dst, int64_t ld_dst);
 
 // A GEMM entry: the kernel and its row step. A kernel computes MR rows at a time (a register
 // or tile block) and handles any remainder itself; drivers that split rows over threads give
@@ -216,6 +222,8 @@ struct KernelTable {
   GemmEntry<W4Fn> w4f32;
   GemmEntry<W8F32Fn> w8f32;
   DwConvFn dwconv = nullptr;         // depthwise convolution (conv_ops.cpp)
+  Transpose8Fn transpose8 = nullptr;    // byte block transpose (conv_ops.cpp: NCHW -> NHWC)
+  Transpose32Fn transpose32 = nullptr;  // 32-bit block transpose (conv_ops.cpp: NHWC -> NCHW)
 };
 
 }  // namespace lowbit

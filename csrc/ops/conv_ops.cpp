@@ -73,18 +73,28 @@ Scratch& scratch() {
   return s;
 }
 
-// Transposes image n's C x HW bytes (chw, xor flip) into the NHWC buffer.
+// Transposes image n's C x HW bytes (chw, xor flip) into the NHWC buffer, in blocks of 64
+// pixels (the block's C source rows stay in L1): the transpose kernel for one input channel per
+// channel slot, a byte loop when a depthwise channel multiplier > 1 repeats each byte; bytes
+// past C * mult (to the buffer's row stride) hold the zero point.
 void chw_to_nhwc(const uint8_t* chw, uint8_t flip, int64_t C, int64_t HW, int64_t mult, int64_t stride,
                  uint8_t zero, uint8_t* dst) {
+  const KernelTable& k = kernels();
   const int64_t used = C * mult;
   for (int64_t p0 = 0; p0 < HW; p0 += 64) {
     const int64_t p1 = std::min(HW, p0 + 64);
-    for (int64_t c = 0; c < C; ++c) {
-      const uint8_t* src = chw + c * HW;
+    if (mult == 1) {
+      k.transpose8(chw + p0, HW, C, p1 - p0, dst + p0 * stride, stride);
+      if (flip)
+        for (int64_t p = p0; p < p1; ++p)
+          for (int64_t c = 0; c < C; ++c) dst[p * stride + c] ^= flip;
+    } else {
       for (int64_t p = p0; p < p1; ++p) {
-        const uint8_t v = static_cast<uint8_t>(src[p] ^ flip);
-        uint8_t* d = dst + p * stride + c * mult;
-        for (int64_t r = 0; r < mult; ++r) d[r] = v;
+        uint8_t* d = dst + p * stride;
+        for (int64_t c = 0; c < C; ++c) {
+          const uint8_t v = static_cast<uint8_t>(chw[c * HW + p] ^ flip);
+          for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = v;
+        }
       }
     }
     if (stride > used)
@@ -284,10 +294,19 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
           const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
           for (int64_t j = 0; j < g.kernel_w; ++j, dst += Cg) {
             const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-            if (ih >= 0 && ih < g.height && iw >= 0 && iw < g.width)
+            const bool inside = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
+            if (Cg <= 16) {   // a first layer's 1-4 channels: a library call per tap costs more
+              if (inside) {
+                const uint8_t* src = image + (ih * g.width + iw) * in.stride + gi * Cg;
+                for (int64_t c = 0; c < Cg; ++c) dst[c] = src[c];
+              } else {
+                for (int64_t c = 0; c < Cg; ++c) dst[c] = static_cast<uint8_t>(zero);
+              }
+            } else if (inside) {
               std::memcpy(dst, image + (ih * g.width + iw) * in.stride + gi * Cg, static_cast<size_t>(Cg));
-            else
+            } else {
               std::memset(dst, zero, static_cast<size_t>(Cg));
+            }
           }
         }
         std::memset(dst, 0, static_cast<size_t>(KP - K));
@@ -331,6 +350,8 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
 }
 
 // NHWC rows (batch, R, M) -> NCHW (batch, M, R), through `f(value) -> output` per element.
+// Tiles of 64 pixels x 16 channels: the tile's 64 source rows stay in L1 while each channel's
+// 64 outputs are written contiguously.
 template <typename In, typename Out, typename F>
 void nhwc_to_nchw(const In* src, int64_t batch, int64_t R, int64_t M, Out* dst, const F& f) {
   const int64_t blocks = (R + 63) / 64;
@@ -340,9 +361,31 @@ void nhwc_to_nchw(const In* src, int64_t batch, int64_t R, int64_t M, Out* dst, 
     Out* d = dst + n * M * R;
     for (int64_t m0 = 0; m0 < M; m0 += 16) {
       const int64_t m1 = std::min(M, m0 + 16);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t m = m0; m < m1; ++m) d[m * R + r] = f(s[r * M + m]);
+      for (int64_t m = m0; m < m1; ++m) {
+        Out* out = d + m * R;
+        const In* in = s + m;
+        for (int64_t r = r0; r < r1; ++r) out[r] = f(in[r * M]);
+      }
     }
+  };
+  const int64_t tasks = batch * blocks;
+  if (get_num_threads() == 1 || static_cast<double>(batch) * R * M < 262144.0) run_serially(tasks, task);
+  else parallel_for(tasks, task);
+}
+
+// The same for 32-bit values (int32 sums, float outputs) on the transpose kernel, `prep` first
+// applied in place to each tile of NHWC rows (the float output's clamp).
+template <typename T, typename F>
+void nhwc_to_nchw32(T* src, int64_t batch, int64_t R, int64_t M, T* dst, const F& prep) {
+  static_assert(sizeof(T) == 4, "32-bit values");
+  const KernelTable& k = kernels();
+  const int64_t blocks = (R + 63) / 64;
+  auto task = [&](int64_t t) {
+    const int64_t n = t / blocks, r0 = (t % blocks) * 64, r1 = std::min(R, r0 + 64);
+    T* s = src + (n * R + r0) * M;
+    prep(s, (r1 - r0) * M);
+    k.transpose32(reinterpret_cast<const uint32_t*>(s), M, r1 - r0, M,
+                  reinterpret_cast<uint32_t*>(dst + n * M * R + r0), R);
   };
   const int64_t tasks = batch * blocks;
   if (get_num_threads() == 1 || static_cast<double>(batch) * R * M < 262144.0) run_serially(tasks, task);
@@ -367,7 +410,7 @@ void conv_integer(const void* x, ElemType x_type, int32_t x_zero, const PackedCo
   ConvOutput out;
   out.c_i32 = rows;
   run_conv(in, w, g, out);
-  nhwc_to_nchw(rows, g.batch, R, M, y, [](int32_t v) { return v; });
+  nhwc_to_nchw32(rows, g.batch, R, M, y, [](int32_t*, int64_t) {});
 }
 
 void qlinear_conv(const void* x, ElemType x_type, int32_t x_zero, const PackedConvWeight& w,
@@ -423,7 +466,12 @@ void conv_float(const float* x, const ConvActivation& act, const PackedConvWeigh
   out.col_scale = col_scale;
   out.bias = bias;
   run_conv(in, w, g, out);
-  nhwc_to_nchw(rows, g.batch, R, M, y, [clamp_lo, clamp_hi](float v) { return std::min(std::max(v, clamp_lo), clamp_hi); });
+  const bool clamped = clamp_lo > -std::numeric_limits<float>::infinity() ||
+                       clamp_hi < std::numeric_limits<float>::infinity();
+  nhwc_to_nchw32(rows, g.batch, R, M, y, [clamped, clamp_lo, clamp_hi](float* v, int64_t n) {
+    if (clamped)
+      for (int64_t i = 0; i < n; ++i) v[i] = std::min(std::max(v[i], clamp_lo), clamp_hi);
+  });
 }
 
 }  // namespace lowbit
