@@ -4,7 +4,8 @@
 docs/ keeps one result file per machine class: the class is the lowbit path that ran
 (`lowbit.cpu_info()["isa"]`: amx, avx512vnni, avx2, ...), so a run writes docs/bench_<isa>.md
 (machine info, CPU flags and tables), docs/bench_<isa>.png (GOPS vs M) and docs/bench_<isa>.json
-(machine info and every raw row); the int4 suite docs/bench_int4_<isa>.*. --out-name picks
+(machine info and every raw row); the int4 suite docs/bench_int4_<isa>.*, the conv suite
+docs/bench_conv_<isa>.* (µs per call by shape, batch and threads). --out-name picks
 another name. Each measurement runs in its own subprocess (see python/lowbit/benchmark/). Peers
 that are not installed are skipped with a note.
 
@@ -13,6 +14,8 @@ that are not installed are skipped with a note.
     python bench/compare.py --quick            # fewer M and shapes, for a first look
     python bench/compare.py --threads 1 --methods lowbit_linear,ort_dynamic --out-dir /tmp/b
     python bench/compare.py --suite int4       # 4-bit weights: docs/bench_int4_<isa>.md
+    python bench/compare.py --suite conv       # MobileNetV2 convolutions: docs/bench_conv_<isa>.md
+    python bench/compare.py --suite conv --quick --conv-shapes dw144_s1,16-16-8x8-k3-g16
     python bench/compare.py --tile-peak build/bench/amx_peak \
         --kernel-bench build/bench/bench_kernels   # also the tdpbusd peak and C++ kernel numbers
 """
@@ -35,7 +38,7 @@ from typing import Any, Optional, Sequence
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "python" / "lowbit" / "benchmark"
 
-SUITES = ("int8", "int4")
+SUITES = ("int8", "int4", "conv")
 FULL_MS = (1, 4, 16, 64, 256)
 FULL_SHAPES = ((384, 1536), (1536, 384), (4096, 4096), (4096, 11008))
 FULL_COLD_SHAPES = ((4096, 4096), (4096, 11008))
@@ -47,6 +50,8 @@ INT4_QUICK_SHAPES = ((4096, 4096),)
 PACK_SHAPES = ((4096, 4096), (4096, 11008))  # pack_weight GB/s (int8 suite)
 QUICK_PACK_SHAPES = ((4096, 4096),)
 FULL_REPEATS, QUICK_REPEATS = 10, 3
+CONV_BATCHES, QUICK_CONV_BATCHES = (1, 8), (1,)
+MODEL_BATCHES = (1, 64)           # the conv suite's whole model (digits CNN)
 VERSIONED = ("numpy", "torch", "torchao", "onnxruntime", "onnx", "matplotlib", "lowbit")
 # /proc/cpuinfo flags that decide which lowbit path can run
 LOWBIT_FLAGS = ("amx_tile", "amx_int8", "amx_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
@@ -84,6 +89,34 @@ METHOD_NOTES = {
                   "bfloat16 activations and scales (its fast path), float32 casts included",
     "ort_nbits_f32": "ONNX Runtime `MatMulNBits` (com.microsoft), accuracy_level 0: float32 compute",
     "ort_nbits_int8": "ONNX Runtime `MatMulNBits`, accuracy_level 4: int8-quantized activations",
+    # the conv suite
+    "lowbit_conv": "`layer(x)`, layer = `lowbit.nn.QuantizedConv2d.from_float(w, b, stride, "
+                   "padding, dilation=1, groups)` (or, where that class doesn't exist yet, the "
+                   "calls it wraps: `_C.conv_float(x, _C.pack_conv(q, groups, None), ...)` on "
+                   "per-channel int8 q): float32 NCHW in, per-image dynamic uint8 activations, "
+                   "per-output-channel int8 weights, float32 NCHW out",
+    "lowbit_conv_integer": "`_C.conv_integer(x_u8, x_zero, packed, params)` (what "
+                           "`lowbit.conv_integer` runs, on a pre-packed weight): uint8 input "
+                           "quantized beforehand (untimed) x int8 -> exact int32, ConvInteger's "
+                           "work",
+    "torch_f32_conv": "`nn.Conv2d` in float32 (oneDNN) under `torch.inference_mode()`, "
+                      "`torch.set_num_threads(threads)`",
+    "torch_ao_conv": "PyTorch static quantization, engine `x86`: QuantStub -> Conv2d -> "
+                     "DeQuantStub, `prepare` with `get_default_qconfig(\"x86\")` (7-bit "
+                     "activations: reduce_range), calibrated on the input, `convert`; the whole "
+                     "module timed (quantize + quantized conv + dequantize: float in and out)",
+    "torch_ao_qconv": "the same converted module's quantized conv alone, on an input "
+                      "quantized beforehand (untimed): quint8 in, quint8 out",
+    "ort_qlinearconv": "ONNX Runtime one-node QLinearConv: uint8 input quantized beforehand "
+                       "(untimed, per tensor), int8 per-channel weight initializer, int32 bias, "
+                       "uint8 output",
+    "ort_convinteger": "ONNX Runtime one-node ConvInteger: uint8 input quantized beforehand "
+                       "(untimed), int8 weight initializer -> int32",
+    "ort_conv_f32": "ONNX Runtime one-node float32 Conv",
+    "torch_digits_f32": "the digits CNN in float32 PyTorch, under `torch.inference_mode()`",
+    "lowbit_digits": "the same model after `lowbit.torch.quantize_(model, "
+                     "lowbit.Int8DynamicConfig())` (skipped while lowbit.torch.QuantizedConv2d "
+                     "doesn't exist)",
 }
 
 
@@ -123,13 +156,30 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
+def parse_optional_ints(text: str) -> list[int]:
+    """'1,64' -> [1, 64]; 'none' -> []."""
+    return [] if text.strip().lower() == "none" else parse_ints(text)
+
+
+def parse_conv_shapes(text: str) -> list[str]:
+    """Conv layer shapes as the harness names them (ids or specs, checked); 'none' -> []."""
+    if text.strip().lower() == "none":
+        return []
+    harness = sys.modules.get("lowbit_benchmark") or load_harness()
+    try:
+        return [harness.conv_shape(item).id for item in text.split(",") if item.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark lowbit against NumPy, PyTorch and ONNX Runtime; writes "
                     "bench.md, bench.png and bench.json.")
     parser.add_argument("--suite", choices=SUITES, default="int8",
                         help="int8: 8-bit weights (docs/bench.md); int4: 4-bit weights, group "
-                             "sizes 32 and 128 (docs/bench_int4.md)")
+                             "sizes 32 and 128 (docs/bench_int4.md); conv: MobileNetV2 "
+                             "convolutions and a small CNN (docs/bench_conv_<isa>.md)")
     parser.add_argument("--quick", action="store_true",
                         help=f"M in {QUICK_MS}, (K,N) in {QUICK_SHAPES}, cold {QUICK_COLD_SHAPES}, "
                              f"{QUICK_REPEATS} repeats")
@@ -164,6 +214,16 @@ def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"minimum timed calls per point (default: {FULL_REPEATS}, "
                              f"--quick: {QUICK_REPEATS}); sampling also lasts >= 0.2 s")
+    parser.add_argument("--conv-shapes", type=parse_conv_shapes, default=None,
+                        help="conv suite: layer shapes, built-in ids or C-M-HxW-kK[-sS][-pP][-gG] "
+                             "specs, comma-separated, or 'none' (default: all built-in shapes; "
+                             "--quick: a subset)")
+    parser.add_argument("--batches", type=parse_ints, default=None,
+                        help=f"conv suite: batch sizes (default: {','.join(map(str, CONV_BATCHES))}"
+                             f"; --quick: {','.join(map(str, QUICK_CONV_BATCHES))})")
+    parser.add_argument("--model-batches", type=parse_optional_ints, default=None,
+                        help="conv suite: the digits CNN's batch sizes, or 'none' to skip it "
+                             f"(default: {','.join(map(str, MODEL_BATCHES))})")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the grid this many times (method order rotated) and keep each "
                              "point's median round: use 3 on a shared, noisy machine")
@@ -171,9 +231,36 @@ def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def suite_methods(suite: str, method_names: Sequence[str]) -> list[str]:
+    if suite == "conv":   # the harness's conv registry (layer and whole-model methods)
+        conv = (sys.modules.get("lowbit_benchmark") or load_harness()).ALL_CONV_METHODS
+        return [m for m in method_names if m in conv]
     if suite == "int8":
         return [m for m in method_names if "_g" not in m]   # the 4-bit methods end in _g<size>
     return ["numpy_f32"] + [m for m in method_names if "_g" in m]
+
+
+def resolve_conv_config(args: argparse.Namespace, harness: ModuleType) -> dict[str, Any]:
+    names = list(harness.ALL_CONV_METHODS)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else names
+    unknown = [m for m in methods if m not in names]
+    if unknown or not methods:
+        raise SystemExit(f"unknown or no conv methods {unknown}; choose from {', '.join(names)}")
+    if args.conv_shapes is not None:
+        shapes = list(args.conv_shapes)
+    else:
+        shapes = list(harness.QUICK_CONV_SHAPES) if args.quick else \
+            [s.id for s in harness.CONV_SHAPES]
+    return {
+        "suite": "conv",
+        "shapes": shapes,
+        "batches": args.batches or list(QUICK_CONV_BATCHES if args.quick else CONV_BATCHES),
+        "threads": args.threads,
+        "methods": [m for m in methods if m in harness.CONV_METHODS],
+        "models": [harness.methods_conv.DIGITS_MODEL],
+        "model_methods": [m for m in methods if m in harness.MODEL_METHODS],
+        "model_batches": list(MODEL_BATCHES if args.model_batches is None else args.model_batches),
+        "repeats": args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS),
+    }
 
 
 def resolve_config(args: argparse.Namespace, method_names: Sequence[str]) -> dict[str, Any]:
@@ -321,6 +408,56 @@ def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
     return "\n".join(lines)
 
 
+def conv_api_note(rows: Sequence[dict[str, Any]]) -> str:
+    apis = sorted({str(r["api"]) for r in rows if r.get("method") == "lowbit_conv" and r.get("api")})
+    return f" (this run: `{'`, `'.join(apis)}`)" if apis else ""
+
+
+def conv_report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
+                rows: Sequence[dict[str, Any]], plotted: bool, stem: str) -> str:
+    title = (f"# lowbit benchmark: convolutions on {info['cpu']} (lowbit path "
+             f"{machine_class(info)}), measured {info['date'].split(' ')[0]}")
+    lines = [title, "",
+             f"Generated by `{info['command']}`. Median time per call in microseconds, each "
+             f"(method, shape, threads) in its own subprocess (weights built once, every batch "
+             f"size timed there); at least {config['repeats']} timed calls and 0.2 s per point, "
+             "after warm-up; every method's first output checked before timing. Inputs are "
+             "float32 NCHW (seeded normal), weights seeded He-scaled; ratios compare methods "
+             "measured in this one run."
+             + (f" The grid ran {config['rounds']} times (method order rotated); each point is "
+                "its median round." if config.get("rounds", 1) > 1 else ""), "",
+             "## Machine", ""] + machine_markdown(info) + ["", "## Methods", ""]
+    for m in config["methods"] + config["model_methods"]:
+        note = method_note(m) + (conv_api_note(rows) if m == "lowbit_conv" else "")
+        lines.append(f"- **{m}**: {note}")
+    lines += ["", "## Results", "", harness.conv_to_markdown(rows)]
+    if plotted:
+        lines += [f"![lowbit_conv's speed ratio against each peer, per shape]({stem}.png)", ""]
+    return "\n".join(lines)
+
+
+def conv_main(harness: ModuleType, args: argparse.Namespace) -> int:
+    config = resolve_conv_config(args, harness)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = harness.run_conv_grid(config["shapes"], config["batches"], config["threads"],
+                                 config["methods"], config["repeats"], rounds=args.rounds,
+                                 models=config["models"], model_methods=config["model_methods"],
+                                 model_batches=config["model_batches"])
+    config["rounds"] = args.rounds
+    info = machine_info(harness, rows)
+    info["seconds"] = round(time.perf_counter() - start, 1)
+    stem = args.out_name or "bench_conv_" + machine_class(info)
+    plotted = bool(config["methods"]) and harness.plot_conv(rows, str(args.out_dir / f"{stem}.png"))
+    (args.out_dir / f"{stem}.md").write_text(conv_report(harness, config, info, rows, plotted, stem))
+    with open(args.out_dir / f"{stem}.json", "w") as f:
+        json.dump({"machine": info, "config": config, "rows": rows}, f, indent=1)
+    print(harness.conv_to_markdown(rows))
+    print(f"wrote {args.out_dir}/{stem}.md, {stem}.json{f', {stem}.png' if plotted else ''} "
+          f"({info['seconds']:.0f} s)", file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------------- C++ programs
 
 
@@ -406,7 +543,9 @@ def result_parts(config: dict[str, Any], rows: Sequence[dict[str, Any]], stem: s
 def main(argv: Optional[Sequence[str]] = None) -> int:
     harness = load_harness()
     method_names = list(harness.METHODS)
-    args = build_parser(method_names).parse_args(argv)
+    args = build_parser(method_names + list(harness.ALL_CONV_METHODS)).parse_args(argv)
+    if args.suite == "conv":
+        return conv_main(harness, args)
     config = resolve_config(args, method_names)
     args.out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -404,6 +404,7 @@ class CNN(nn.Module):
         self.conv1 = nn.Conv2d(1, 4, 3)
         self.conv2 = nn.Conv2d(4, 4, 3)
         self.norm = nn.BatchNorm2d(4)
+        self.up = nn.ConvTranspose2d(4, 4, 2)   # lowbit converts Conv1d/Conv2d only
         self.rnn = nn.LSTM(4, 8)
         self.bag = nn.EmbeddingBag(10, 4)
         self.tok = nn.Embedding(10, 4)
@@ -416,20 +417,22 @@ class CNN(nn.Module):
 def test_item15_summary_lists_weight_holding_modules_kept_float():
     model = CNN()
     summary = quantize_(model, Int8DynamicConfig(), progress=False)
-    assert summary.replaced_names == ["fc"] and summary.skipped == []
+    # the convs are converted (conv2 with the BatchNorm folded in: it became an Identity)
+    assert summary.replaced_names == ["conv1", "conv2", "fc"] and summary.skipped == []
+    assert isinstance(model.norm, nn.Identity)
     kept = {k.name: (k.kind, k.reason) for k in summary.kept}
-    assert set(kept) == {"conv1", "conv2", "rnn", "bag", "tok"}   # not the BatchNorm
-    assert "convolution" in kept["conv1"][1] and kept["rnn"][0] == "LSTM"
+    assert set(kept) == {"up", "rnn", "bag", "tok"}   # not the BatchNorm
+    assert "ConvTranspose2d" in kept["up"][1] and kept["rnn"][0] == "LSTM"
     assert "recurrent" in kept["rnn"][1] and "EmbeddingBag" in kept["bag"][1]
     assert "embeddings=True" in kept["tok"][1]
     text = str(summary)
-    assert "1 replaced, 0 skipped, 5 other weight-holding module(s) kept float" in text
-    assert "conv2" in text and "Conv2d kept float" in text
+    assert "3 replaced, 0 skipped, 4 other weight-holding module(s) kept float" in text
+    assert "up" in text and "ConvTranspose2d kept float" in text
     with_tables = quantize_(CNN(), Int8DynamicConfig(), embeddings=True, progress=False)
     assert "tok" not in with_tables.kept_names and "tok" in with_tables.replaced_names
     for fn, config in ((prepare, Int8StaticConfig()), (prepare_qat, Int8DynamicConfig())):
         s = fn(CNN(), config, progress=False)
-        assert {"conv1", "conv2", "rnn", "bag", "tok"} == set(s.kept_names)
+        assert {"up", "rnn", "bag", "tok"} == set(s.kept_names)
 
 
 # ---- item 16: tied weights -------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_embeddings_option():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="no nn.Linear layers.*ReLU"):
+    with pytest.raises(ValueError, match="no nn.Linear, nn.Conv1d or nn.Conv2d layers.*ReLU"):
         quantize_(nn.Sequential(nn.ReLU(), nn.Tanh()), Int8DynamicConfig())
     with pytest.raises(ValueError, match="filter_fn rejected"):
         quantize_(Net(), Int8DynamicConfig(), filter_fn=lambda m, n: False)
@@ -141,7 +141,7 @@ def test_warns_when_every_layer_is_skipped():
         warnings.simplefilter("error")   # one layer replaced: no warning
         s = quantize_(nn.Sequential(nn.Linear(63, 8), nn.Linear(8, 8)), Int4DynamicConfig(8))
     assert s.replaced_names == ["1"]
-    with pytest.raises(ValueError, match="no nn.Linear layers"):   # nothing to convert at all
+    with pytest.raises(ValueError, match="no nn.Linear, nn.Conv1d or nn.Conv2d layers"):   # nothing to convert at all
         quantize_(nn.Sequential(nn.ReLU()), Int4DynamicConfig(32))
 
 

@@ -468,7 +468,18 @@ class QuantizedConv2d:
         return self.compute(x, self.bias)
 
     def geometry(self) -> dict[str, Any]:
-        """The convolution's attributes as plain values (what lowbit.save records)."""
+        """The convolution's attributes as plain values (what lowbit.save records).
+
+        Returns
+        -------
+        dict
+            ``stride``, ``pads`` (ONNX order: all begins, then all ends) and ``dilation`` as
+            lists of ints, ``groups`` an int, ``activation`` None, "relu" or "relu6".
+
+        Raises
+        ------
+        Nothing: the attributes were checked when the layer was built.
+        """
         return {"stride": list(self.stride), "pads": list(self.pads),
                 "dilation": list(self.dilation), "groups": self.groups,
                 "activation": self.activation}

@@ -131,7 +131,8 @@ def _onnx_node_symbolic(g: Any, inputs: Any, spec: Any) -> Any:
     """lowbit::onnx_node for the TorchScript exporter: the ONNX node its spec names."""
     from torch.onnx import symbolic_helper
     node = json.loads(symbolic_helper._maybe_get_const(spec, "s"))
-    attrs = {f"{k}_{_ATTR_KINDS[type(v)]}": v for k, v in node["attrs"].items()}
+    attrs = {f"{k}_{_ATTR_KINDS[type(v[0] if isinstance(v, list) else v)]}": v
+             for k, v in node["attrs"].items()}
     name = f"{node['domain']}::{node['op']}" if node["domain"] else node["op"]
     values = symbolic_helper._unpack_list(inputs)[:node["inputs"]]
     out = g.op(name, *values, **attrs)
@@ -328,3 +329,51 @@ def embedding_graph(layer: Any, indices: torch.Tensor) -> torch.Tensor:
         return embedding_rows(F.embedding(idx, layer.qweight), F.embedding(idx, layer.scale),
                               layer.bits, layer.embedding_dim, layer.table.group_size or 0,
                               _split_nibbles)
+
+
+# ---- convolutions -----------------------------------------------------------------------------
+
+def conv_graph(layer: Any, x4: torch.Tensor) -> torch.Tensor:
+    """A lowbit conv layer (lowbit.torch.QuantizedConv2d / Conv1d, on its 4-D input) as standard
+    ONNX: Pad with 0.0 (which quantizes to the zero point exactly, so the padded taps add 0 as
+    in the kernels, and ConvInteger's own x_zero_point can stay per tensor), the activations
+    quantized per image (dynamic: the kernels' DynamicQuantizeLinear per image written out, as
+    the linear's per row; static: QuantizeLinear with the calibrated parameters), ConvInteger
+    (int32, unpadded), for dynamic layers minus zero point x the filter's sum per channel
+    (exact in int32), then the float epilogue (Cast, Mul, Add: about an ulp from the kernels'
+    fma) and the fused activation (Relu / Clip)."""
+    qt = layer.qtensor()
+    w4 = qt.data if qt.data.ndim == 4 else qt.data[:, :, None, :]
+    zw = qt.zero_point.reshape(-1)
+    sh, sw, dh, dw, top, left, bottom, right = (int(v) for v in layer._params)
+    xp = torch.nn.functional.pad(x4, (left, right, top, bottom)) \
+        if top or left or bottom or right else x4
+    n, m = x4.shape[0], w4.shape[0]
+    out_shape = (n, m, (xp.shape[2] - dh * (w4.shape[2] - 1) - 1) // sh + 1,
+                 (xp.shape[3] - dw * (w4.shape[3] - 1) - 1) // sw + 1)
+    attrs = {"strides": [sh, sw], "dilations": [dh, dw], "group": int(layer.groups)}
+    channel = (1, -1, 1, 1)
+    if layer.input_scale is None:
+        sa, za, qmin, qmax = fq.row_qparams(x4.reshape(n, -1), "rows_uint8")
+        sa, za = sa.reshape(-1, 1, 1, 1), za.reshape(-1, 1, 1, 1)
+        q = fq.quantized_values(xp, sa, za, qmin, qmax).to(torch.uint8)
+        inputs = [q, _const(w4)] + ([_const(np.zeros((), np.uint8)), _const(zw)] if zw.any() else [])
+        acc = onnx_node("ConvInteger", inputs, dtype=_I32, shape=out_shape, **attrs)
+        filter_sum = (w4.astype(np.int64) - zw.reshape(-1, 1, 1, 1)).sum(axis=(1, 2, 3))
+        acc = acc - za.to(_I32) * _const(filter_sum.astype(np.int32).reshape(channel))
+        scale = sa * _const(qt.scale.reshape(channel))
+    else:
+        s = np.float32(layer.input_scale)
+        zero = np.asarray(layer.input_zero_point).reshape(())
+        q = onnx_node("QuantizeLinear", [xp, _const(np.array(s)), _const(zero)],
+                      dtype=_TORCH_INT8S[zero.dtype], shape=tuple(xp.shape))
+        inputs = [q, _const(w4), _const(zero)] + ([_const(zw)] if zw.any() else [])
+        acc = onnx_node("ConvInteger", inputs, dtype=_I32, shape=out_shape, **attrs)
+        scale = _const((s * qt.scale).astype(np.float32).reshape(channel))
+    bias = None if layer.bias is None else layer.bias.reshape(channel)
+    y = _int8_epilogue(acc, scale, bias)
+    if layer.activation == "relu":
+        return torch.relu(y)
+    if layer.activation == "relu6":
+        return torch.clamp(y, 0.0, 6.0)
+    return y

@@ -20,6 +20,7 @@ from ..quant.config import Int8DynamicConfig, QuantConfig
 from ..qtensor import QTensor
 from ._guards import WeightInfo, layer_label, refuse_script
 from ._kinds import lowbit_layer
+from ._onnx import conv_graph, exporting as onnx_exporting
 from ._ops import CONV_OP, conv_run, conv_view, eager
 from .layers import (FORMAT_KEY, _NoBackward, check_input, decode_format, device_check,
                      encode_format, format_mismatch, keep_layout, state_array, with_layer_name)
@@ -217,7 +218,17 @@ class QuantizedConv2d(nn.Module):
         return int(self._packed.numel() + self._scale.nbytes + 4 * self.out_channels)
 
     def qtensor(self) -> QTensor:
-        """The quantized weight (per output channel), unpacked from this module's bytes."""
+        """The quantized weight (per output channel), unpacked from this module's bytes.
+
+        Returns
+        -------
+        lowbit.QTensor
+            (out_channels, in_channels / groups, kernel...) of the layer's weight dtype, axis 0.
+
+        Raises
+        ------
+        Nothing: the bytes were checked when the module was built or loaded.
+        """
         storage = _storage(self.weight_dtype)
         data = self._view.unpack()
         if self.numpy_type.spatial == 1:
@@ -246,8 +257,17 @@ class QuantizedConv2d(nn.Module):
                                activation=self.activation)
 
     def dequantized_weight(self) -> torch.Tensor:
-        """A float32 copy of the weight the layer computes with (out_channels, in_channels /
-        groups, kernel...)."""
+        """A float32 copy of the weight the layer computes with.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 (out_channels, in_channels / groups, kernel...): (q - zero) * scale.
+
+        Raises
+        ------
+        Nothing: the bytes were checked when the module was built or loaded.
+        """
         qt = self.qtensor()
         shape = (-1,) + (1,) * (qt.data.ndim - 1)
         w = (qt.data.astype(np.float32) - qt.zero_point.astype(np.float32).reshape(shape)) \
@@ -308,7 +328,9 @@ class QuantizedConv2d(nn.Module):
         x4 = x.unsqueeze(0) if unbatched else x
         if n == 1:
             x4 = x4.unsqueeze(2)
-        if eager(x):
+        if onnx_exporting():   # standard quantized ONNX operators (lowbit/torch/_onnx.py)
+            y = conv_graph(self, x4)
+        elif eager(x):
             try:
                 if x.requires_grad and torch.is_grad_enabled():
                     y = _NoBackward.apply(x4, self._run, self._label)

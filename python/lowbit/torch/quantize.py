@@ -83,7 +83,8 @@ def _observed_rows(model: nn.Module, names: list[tuple[str, nn.Module]], example
 
 
 def _no_layers_error(model: nn.Module, filtered: bool, embeddings: bool) -> ValueError:
-    what = "nn.Linear, nn.Conv1d, nn.Conv2d" + (" or nn.Embedding" if embeddings else "")
+    what = ("nn.Linear, nn.Conv1d, nn.Conv2d or nn.Embedding" if embeddings
+            else "nn.Linear, nn.Conv1d or nn.Conv2d")
     if filtered:
         return ValueError(f"filter_fn rejected every {what} layer of {type(model).__name__}: "
                           "nothing to quantize")
@@ -182,7 +183,9 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
                                 fused)
         return convert_embedding(name, module, embedding_bits, embedding_group_size, summary)
 
-    swap_modules(model, linears + convs + embs, build, progress, "lowbit quantize_")
+    order = {name: i for i, (name, _) in enumerate(named_modules_all(model))}
+    targets = sorted(linears + convs + embs, key=lambda item: order.get(item[0], len(order)))
+    swap_modules(model, targets, build, progress, "lowbit quantize_")   # in model order
     for pattern in fused:   # the folded BatchNorms and fused activations leave the model
         remove_fused(model, pattern)
     untied = note_ties(summary, ties, weight_bytes)
