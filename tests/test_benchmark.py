@@ -119,3 +119,23 @@ def test_compare_writes_one_file_per_machine_class(tmp_path, monkeypatch):
     assert (tmp_path / "bench_other.md").exists() and seen["pack_shapes"] == []
     assert compare.main(args + ["--suite", "int4", "--methods", "numpy_f32"]) == 0
     assert (tmp_path / f"bench_int4_{isa}.md").exists() and seen["pack_shapes"] == []
+
+
+def test_conv_suite_on_a_tiny_shape(tmp_path):
+    """bench/compare.py --suite conv end to end (real workers) on one tiny layer shape: the
+    exactness check of lowbit_conv_integer against the int64 convolution passes and the files
+    are written."""
+    compare = bench_module("compare")
+    args = ["--suite", "conv", "--out-dir", str(tmp_path), "--threads", "1", "--quick",
+            "--conv-shapes", "8-8-6x6-k3-p1-g8,4-6-5x5-k3", "--batches", "1,2", "--repeats", "1",
+            "--methods", "lowbit_conv,lowbit_conv_integer", "--model-batches", "none",
+            "--out-name", "conv_tiny"]
+    assert compare.main(args) == 0
+    data = json.loads((tmp_path / "conv_tiny.json").read_text())
+    rows = data["rows"]
+    assert {r["method"] for r in rows} == {"lowbit_conv", "lowbit_conv_integer"}
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows), rows
+    text = (tmp_path / "conv_tiny.md").read_text()
+    assert "int exact" in text and "convolutions on" in text
+    with pytest.raises(SystemExit):
+        compare.main(args[:-2] + ["--conv-shapes", "3-3-bad"])
