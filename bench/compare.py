@@ -256,7 +256,7 @@ def resolve_conv_config(args: argparse.Namespace, harness: ModuleType) -> dict[s
         "batches": args.batches or list(QUICK_CONV_BATCHES if args.quick else CONV_BATCHES),
         "threads": args.threads,
         "methods": [m for m in methods if m in harness.CONV_METHODS],
-        "models": [harness.methods_conv.DIGITS_MODEL],
+        "models": [harness.DIGITS_MODEL],
         "model_methods": [m for m in methods if m in harness.MODEL_METHODS],
         "model_batches": list(MODEL_BATCHES if args.model_batches is None else args.model_batches),
         "repeats": args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS),

@@ -355,6 +355,29 @@ def test_lowbit_save_and_load_of_a_cnn(tmp_path, rng):
     loaded = lowbit.load(path, skeleton)
     with torch.no_grad():
         assert_bits_equal(loaded(x).numpy(), q(x).numpy())
+    # an unfused float skeleton: the file names the fused BatchNorm / ReLU modules
+    assert q[0].fused_modules == ("1", "2") and q[3].fused_modules == ("4",)
+    plain = lowbit.load(path, _small_cnn(torch))
+    assert isinstance(plain[1], torch.nn.Identity) and isinstance(plain[4], torch.nn.Identity)
+    assert plain[0].fused_modules == ("1", "2")
+    with torch.no_grad():
+        assert_bits_equal(plain(x).numpy(), q(x).numpy())
+    # static PTQ (fused at prepare) records them too
+    st = _small_cnn(torch)
+    lt.prepare(st, lowbit.Int8StaticConfig())
+    with torch.no_grad():
+        st(x)
+    lt.convert(st)
+    lowbit.save(st, tmp_path / "static.lowbit")
+    back = lowbit.load(tmp_path / "static.lowbit", _small_cnn(torch))
+    with torch.no_grad():
+        assert_bits_equal(back(x).numpy(), st(x).numpy())
+    # a skeleton with something else where a fused module was: refused, model untouched
+    other = _small_cnn(torch)
+    other[1] = torch.nn.Tanh()
+    with pytest.raises(ValueError, match="fused module '1'"):
+        lowbit.load(path, other)
+    assert isinstance(other[0], torch.nn.Conv2d)
 
 
 def test_skip_reasons(rng):

@@ -96,9 +96,12 @@ def encode_conv(name: str, layer: Any, out: Tensors) -> dict[str, Any]:
     if layer.scheme == "static":
         out[p + "input_scale"] = layer.input_scale
         out[p + "input_zero_point"] = layer.input_zero_point
-    return {"kind": "conv", "dtype": qt.dtype, "shape": list(qt.data.shape),
+    meta = {"kind": "conv", "dtype": qt.dtype, "shape": list(qt.data.shape),
             "bits": layer.bits, "scheme": layer.scheme, "bias": layer.bias is not None,
             **layer.geometry()}
+    if getattr(layer, "fused_modules", ()):
+        meta["fused"] = list(layer.fused_modules)
+    return meta
 
 
 def _encode_packed(name: str, pw: PackedWeight, out: Tensors) -> dict[str, Any]:
@@ -521,6 +524,10 @@ def _decode_conv(p: str, meta: dict[str, Any], t: Tensors) -> Any:
     if layer.scheme != meta["scheme"] or layer.bits != meta["bits"]:
         raise ValueError(f"its record says scheme {meta['scheme']!r} / {meta['bits']} bits, "
                          f"but its tensors make a {layer.scheme!r} {layer.bits}-bit layer")
+    fused = meta.get("fused", [])
+    if not (isinstance(fused, list) and all(isinstance(n, str) and n for n in fused)):
+        raise ValueError(f"its 'fused' record must be a list of module names, got {fused!r}")
+    layer.fused_modules = tuple(fused)
     return layer
 
 

@@ -176,6 +176,9 @@ class QuantizedConv2d:
             if b.shape != (m,):
                 raise ValueError(f"bias must have shape ({m},), got {b.shape}")
             self.bias = b
+        # Names of the float modules (BatchNorm, ReLU) lowbit.torch's conversions fused into this
+        # layer: lowbit.save records them, lowbit.load puts nn.Identity there in a skeleton.
+        self.fused_modules: tuple[str, ...] = ()
         # the kernel's geometry: (stride_h, stride_w, dil_h, dil_w, top, left, bottom, right)
         if n == 2:
             self._params = [*self.stride, *self.dilation, *self.pads]

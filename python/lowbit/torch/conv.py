@@ -22,8 +22,8 @@ from ._guards import WeightInfo, layer_label, refuse_script
 from ._kinds import lowbit_layer
 from ._onnx import conv_graph, exporting as onnx_exporting
 from ._ops import CONV_OP, conv_run, conv_view, eager
-from .layers import (FORMAT_KEY, _NoBackward, check_input, decode_format, device_check,
-                     encode_format, format_mismatch, keep_layout, state_array, with_layer_name)
+from .layers import (FORMAT_KEY, _NoBackward, apply_on_cpu, check_input, decode_format,
+                     encode_format, format_mismatch, state_array, with_layer_name)
 
 
 def conv_float_weight(conv: nn.Module, name: str = "") -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -101,6 +101,7 @@ class QuantizedConv2d(nn.Module):
         self.lowbit_name = name
         self.dtype = dtype
         self.padding_mode = "zeros"
+        self.fused_modules: tuple[str, ...] = tuple(layer.fused_modules)
         bias = None if layer.bias is None else torch.from_numpy(layer.bias.copy())
         self.register_buffer("bias", bias)
         self._take(layer)
@@ -250,11 +251,13 @@ class QuantizedConv2d(nn.Module):
             A bias buffer someone replaced by one of another dtype or shape, or with NaN/Inf.
         """
         bias = None if self.bias is None else self.bias.detach().cpu().numpy()
-        return self.numpy_type(self.qtensor(), bias, stride=self.stride, padding=self.pads,
-                               dilation=self.dilation, groups=self.groups,
-                               input_scale=self.input_scale,
-                               input_zero_point=self.input_zero_point,
-                               activation=self.activation)
+        layer = self.numpy_type(self.qtensor(), bias, stride=self.stride, padding=self.pads,
+                                dilation=self.dilation, groups=self.groups,
+                                input_scale=self.input_scale,
+                                input_zero_point=self.input_zero_point,
+                                activation=self.activation)
+        layer.fused_modules = tuple(self.__dict__.get("fused_modules", ()))
+        return layer
 
     def dequantized_weight(self) -> torch.Tensor:
         """A float32 copy of the weight the layer computes with.
@@ -290,11 +293,7 @@ class QuantizedConv2d(nn.Module):
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
                ) -> "QuantizedConv2d":
-        dtype = device_check(self, fn, self._label)
-        if dtype is not None:
-            self.dtype = dtype
-        super()._apply(keep_layout(fn), recurse)
-        return self
+        return apply_on_cpu(self, fn, recurse)
 
     # ---- computing ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -459,7 +458,7 @@ def _storage(dtype: str) -> Any:
 
 
 def _conv_format(meta: dict[str, Any]) -> dict[str, Any]:
-    return {"format": "lowbit", **{k: v for k, v in meta.items() if k != "bias"}}
+    return {"format": "lowbit", **{k: v for k, v in meta.items() if k not in ("bias", "fused")}}
 
 
 CONV_MODULES = {1: QuantizedConv1d, 2: QuantizedConv2d}

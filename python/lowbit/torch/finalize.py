@@ -53,6 +53,7 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
         new = module.to_quantized(name)  # type: ignore[operator]
         size = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
         if isinstance(module, (ObservedConv, FakeQuantConv)):
+            new.fused_modules = tuple(module.__dict__.get("fused_modules", ()))
             summary.replaced.append(Replaced(name, "conv", tuple(module.weight.shape),
                                              module.config.describe_conv(), size, new.nbytes))
             return new

@@ -144,10 +144,15 @@ def fold_norm(w: np.ndarray, b: Optional[np.ndarray], norm: nn.Module
 
 def remove_fused(model: nn.Module, pattern: ConvPattern) -> None:
     """Puts nn.Identity where the pattern's BatchNorm and activation modules were (their work
-    is now the quantized conv's)."""
+    is now the quantized conv's), and records their names on the conv module
+    (`fused_modules`: lowbit.save writes them, so lowbit.load can do the same to an unfused
+    float skeleton)."""
     from ._modules import set_submodule
     for name in pattern.fused_names():
         set_submodule(model, name, nn.Identity())
+    conv = model.get_submodule(pattern.conv)
+    conv.fused_modules = tuple(conv.__dict__.get("fused_modules", ())) + tuple(
+        pattern.fused_names())
 
 
 def torch_activation(activation: Optional[str], x: torch.Tensor) -> torch.Tensor:

@@ -142,6 +142,29 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
                      "(load it without a model)")
 
 
+_FUSABLE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Identity)
+
+
+def _fused_modules(layers: dict[str, Any], objects: dict[str, Any],
+                   modules: dict[str, nn.Module], path: str) -> list[str]:
+    """The skeleton's modules the file's conv layers fused (each a BatchNorm, ReLU, ReLU6 or
+    already an nn.Identity), checked."""
+    out: list[str] = []
+    for layer in layers:
+        for name in getattr(objects[layer], "fused_modules", ()):
+            target = modules.get(name)
+            if target is None:
+                raise ValueError(f"{path!r}: layer {layer!r} fused module {name!r}, which the "
+                                 "model lacks")
+            if not isinstance(target, _FUSABLE):
+                raise ValueError(f"{path!r}: layer {layer!r} fused module {name!r} (a BatchNorm "
+                                 f"or ReLU when it was saved), but the model has a "
+                                 f"{type(target).__name__} there")
+            if not isinstance(target, nn.Identity):
+                out.append(name)
+    return out
+
+
 def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict[str, str],
                    layers: dict[str, Any], path: str, buffers: tuple[str, ...] = ()
                    ) -> nn.Module:
@@ -155,7 +178,10 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
         if name not in modules:
             raise ValueError(f"{path!r}: layer {name!r} is in the file but not in the model")
         new_modules[name] = _replacement(name, modules[name], objects[name], path)
-    prefixes = tuple(key_prefix(n) for n in layers)
+    # the modules the file's convs had fused (BatchNorm, ReLU): an unfused float skeleton
+    # still holds them; they become nn.Identity as in the saved model
+    fused = _fused_modules(layers, objects, modules, path)
+    prefixes = tuple(key_prefix(n) for n in list(layers) + fused)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     extra = {k: v for k, v in non_persistent_buffers(model).items()
              if not (prefixes and k.startswith(prefixes)) and k not in state}
@@ -181,6 +207,8 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
     _check_meta(model, prefixes, floats, path)
     for name, new in new_modules.items():
         set_submodule(model, name, new)
+    for name in fused:
+        set_submodule(model, name, nn.Identity())
     loaded = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in floats.items()}
     # A skeleton built on the meta device has no storage to copy into (load_state_dict's copy
     # would be a no-op with a warning): its tensors are replaced by the loaded ones (assign),

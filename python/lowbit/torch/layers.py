@@ -134,6 +134,19 @@ def packed_buffer(pw: PackedWeight) -> torch.Tensor:
     return t
 
 
+def apply_on_cpu(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor],
+                 recurse: bool) -> Any:
+    """nn.Module._apply for lowbit's packed layers (QuantizedLinear, the conv layers): another
+    device raises (device_check), a dtype cast only changes what `.weight.dtype` reports. The
+    packed tensors are attributes, which _apply leaves alone; the bias buffer (which
+    share_memory_ gives new memory) is read from _buffers on every call."""
+    dtype = device_check(module, fn, module._label)
+    if dtype is not None:
+        module.dtype = dtype
+    nn.Module._apply(module, keep_layout(fn), recurse)
+    return module
+
+
 def device_check(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor],
                  label: Callable[[], str]) -> Optional[torch.dtype]:
     """What a `module._apply(fn)` (model.to, .cuda(), .half(), to_empty) asks of a lowbit
@@ -346,13 +359,7 @@ class QuantizedLinear(nn.Module):
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
                ) -> "QuantizedLinear":
-        dtype = device_check(self, fn, self._label)
-        if dtype is not None:
-            self.dtype = dtype
-        # the packed tensors are attributes, which _apply leaves alone; the bias buffer (which
-        # share_memory_ gives new memory) is read from _buffers on every call
-        super()._apply(keep_layout(fn), recurse)
-        return self
+        return apply_on_cpu(self, fn, recurse)
 
     @classmethod
     def from_float(cls, linear: nn.Linear, config: Optional[QuantConfig] = None, *,

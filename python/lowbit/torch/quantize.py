@@ -253,13 +253,10 @@ def _nothing_replaced(model: nn.Module, summary: ConversionSummary, shown: int =
             + (f"; and {rest} other reason(s) (print the returned summary)" if rest > 0 else ""))
 
 
-def convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
-                   parents: dict[str, nn.Module], summary: ConversionSummary,
-                   skip_slower: bool, rows: int) -> Optional[QuantizedLinear]:
-    """One nn.Linear's lowbit layer under `config` (None: kept, with the reason in `summary`);
-    `parents` maps at least the module's parent name to the parent. quantize_ and lowbit.hf's
-    quantize-while-loading both convert through it, so they give the same layers."""
-    reason = linear_skip_reason(name, module, parents)
+def _dynamic_config(name: str, reason: Optional[str], config: ConfigSpec,
+                    summary: ConversionSummary) -> Optional[QuantConfig]:
+    """The config quantize_ applies to layer `name` (None: skipped, with `reason` or the
+    config's own in `summary`); a static config is an error here (it needs prepare/convert)."""
     cfg, why = (None, reason) if reason else config_for(name, config)
     if cfg is None:
         summary.skipped.append(Skipped(name, why or "no config"))
@@ -267,6 +264,18 @@ def convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
     if cfg.calibrated:
         raise ValueError(f"layer {name!r}: {type(cfg).__name__} needs calibration; use prepare() "
                          "and convert()")
+    return cfg
+
+
+def convert_linear(name: str, module: nn.Linear, config: ConfigSpec,
+                   parents: dict[str, nn.Module], summary: ConversionSummary,
+                   skip_slower: bool, rows: int) -> Optional[QuantizedLinear]:
+    """One nn.Linear's lowbit layer under `config` (None: kept, with the reason in `summary`);
+    `parents` maps at least the module's parent name to the parent. quantize_ and lowbit.hf's
+    quantize-while-loading both convert through it, so they give the same layers."""
+    cfg = _dynamic_config(name, linear_skip_reason(name, module, parents), config, summary)
+    if cfg is None:
+        return None
     w, b = float_weight(module, name)
     try:
         plan = cfg.plan(module.out_features, module.in_features)
@@ -298,14 +307,9 @@ def convert_conv(model: nn.Module, name: str, module: nn.Module, config: ConfigS
     """One nn.Conv1d / nn.Conv2d's lowbit layer under `config` (None: kept, with the reason in
     `summary`), with the BatchNorm of its pattern folded in and its activation fused; the
     pattern goes to `fused` once the conv is converted (its modules leave the model then)."""
-    reason = conv_skip_reason(module)
-    cfg, why = (None, reason) if reason else config_for(name, config)
+    cfg = _dynamic_config(name, conv_skip_reason(module), config, summary)
     if cfg is None:
-        summary.skipped.append(Skipped(name, why or "no config"))
         return None
-    if cfg.calibrated:
-        raise ValueError(f"layer {name!r}: {type(cfg).__name__} needs calibration; use prepare() "
-                         "and convert()")
     w, b = float_weight(module, name)
     try:
         cfg.conv_plan(int(w.shape[0]), int(np.prod(w.shape[1:])))
