@@ -21,8 +21,10 @@ import time
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-skimage_data = pytest.importorskip("skimage.data")
+from conftest import importorskip  # noqa: E402  (LOWBIT_REQUIRE_OPTIONAL=1: fail, not skip)
+
+torch = importorskip("torch")
+skimage_data = importorskip("skimage.data")
 from torch import nn  # noqa: E402
 
 import lowbit  # noqa: E402
@@ -34,7 +36,7 @@ from _mtcnn_nets import (NETS, detect, facenet_data_dir, imresample, iou, load_n
 DATA_DIR = facenet_data_dir()
 if DATA_DIR is None:
     if importlib.util.find_spec("facenet_pytorch") is None:
-        pytest.importorskip("facenet_pytorch")   # absent: the usual optional-dependency skip
+        importorskip("facenet_pytorch")   # absent: the usual optional-dependency skip
     pytest.skip("facenet_pytorch is installed without its data/{pnet,rnet,onet}.pt",
                 allow_module_level=True)
 
