@@ -12,14 +12,21 @@ from conftest import fma_f32, importorskip, wrap_int32
 def ref_conv_i64(x, xz, w, wz, group, strides, dil, pads):
     """int64 conv of (x - xz) and (w - wz[m]) over NCHW, pads [top, left, bottom, right]."""
     n, c, h, wd = x.shape
-    m, cg, kh, kw = w.shape
     xp = np.full((n, c, h + pads[0] + pads[2], wd + pads[1] + pads[3]), xz, np.int64)
     xp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + wd] = x
     xp -= xz
     wc = w.astype(np.int64) - np.asarray(wz, np.int64).reshape(-1, 1, 1, 1)
+    return conv_padded(xp, wc, group, strides, dil)
+
+
+def conv_padded(xp, wc, group, strides, dil):
+    """The convolution of an already padded NCHW xp with wc (M, C / group, kh, kw), in their
+    dtype (int64: exact; float64: the float reference of tests/test_conv_layers.py)."""
+    n = xp.shape[0]
+    m, cg, kh, kw = wc.shape
     oh = (xp.shape[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1
     ow = (xp.shape[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
-    y = np.zeros((n, m, oh, ow), np.int64)
+    y = np.zeros((n, m, oh, ow), np.result_type(xp, wc))
     mg = m // group
     for g in range(group):
         for i in range(kh):

@@ -16,7 +16,7 @@ import lowbit
 from lowbit.nn import QuantizedConv1d, QuantizedConv2d
 from conftest import (assert_bits_equal, fma_f32, importorskip, ref_dynamic_params,
                       ref_quantize_linear)
-from test_conv import ref_conv_i64
+from test_conv import conv_padded, ref_conv_i64
 
 F32 = np.float32
 CLAMPS = {None: (-np.inf, np.inf), "relu": (0.0, np.inf), "relu6": (0.0, 6.0)}
@@ -60,21 +60,9 @@ def ref_layer(layer, x):
 def conv_f64(x, w, b, stride, pads, dilation, groups):
     """float64 convolution (2-D) as a float reference for accuracy checks."""
     n, c, h, wd = x.shape
-    m, cg, kh, kw = w.shape
     xp = np.zeros((n, c, h + pads[0] + pads[2], wd + pads[1] + pads[3]))
     xp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + wd] = x
-    oh = (xp.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (xp.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    y = np.zeros((n, m, oh, ow))
-    mg = m // groups
-    for g in range(groups):
-        for i in range(kh):
-            for j in range(kw):
-                patch = xp[:, g * cg:(g + 1) * cg,
-                           i * dilation[0]:i * dilation[0] + stride[0] * (oh - 1) + 1:stride[0],
-                           j * dilation[1]:j * dilation[1] + stride[1] * (ow - 1) + 1:stride[1]]
-                y[:, g * mg:(g + 1) * mg] += np.einsum("nchw,mc->nmhw", patch,
-                                                       w[g * mg:(g + 1) * mg, :, i, j])
+    y = conv_padded(xp, np.asarray(w, np.float64), groups, stride, dilation)
     return y + (0 if b is None else b.reshape(1, -1, 1, 1))
 
 

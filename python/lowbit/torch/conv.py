@@ -23,7 +23,7 @@ from ._kinds import lowbit_layer
 from ._onnx import conv_graph, exporting as onnx_exporting
 from ._ops import CONV_OP, conv_run, conv_view, eager
 from .layers import (FORMAT_KEY, _NoBackward, apply_on_cpu, check_input, decode_format,
-                     encode_format, format_mismatch, state_array, with_layer_name)
+                     format_mismatch, state_array, with_layer_name, write_quantized_state)
 
 
 def conv_float_weight(conv: nn.Module, name: str = "") -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -358,12 +358,7 @@ class QuantizedConv2d(nn.Module):
     def _save_to_state_dict(self, destination: dict[str, Any], prefix: str,
                             keep_vars: bool) -> None:
         tensors, meta = self._quantized_state()
-        for key in ("qweight", "scale", "zero_point"):
-            destination[prefix + key] = torch.from_numpy(tensors.pop(key).copy())
-        super()._save_to_state_dict(destination, prefix, keep_vars)   # the bias buffer
-        for key, value in tensors.items():   # a static layer's input_scale, input_zero_point
-            destination[prefix + key] = torch.from_numpy(np.array(value))
-        destination[prefix + FORMAT_KEY] = encode_format(_conv_format(meta))
+        write_quantized_state(self, destination, prefix, keep_vars, tensors, _conv_format(meta))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               local_metadata: dict[str, Any], strict: bool,

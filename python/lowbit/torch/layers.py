@@ -147,6 +147,22 @@ def apply_on_cpu(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor],
     return module
 
 
+def write_quantized_state(module: nn.Module, destination: dict[str, Any], prefix: str,
+                          keep_vars: bool, tensors: dict[str, np.ndarray],
+                          fmt: dict[str, Any]) -> None:
+    """_save_to_state_dict of lowbit's packed layers (QuantizedLinear, the conv layers):
+    `qweight`, `scale`, `zero_point`, the module's own buffers (the bias), the rest of
+    `tensors` (a static layer's input_scale / input_zero_point) and the `format` record. Copies:
+    some arrays are the layer's own (a weight-only int8 weight, a static input scale), and
+    editing a state_dict must not change the packed layer behind it."""
+    for key in ("qweight", "scale", "zero_point"):
+        destination[prefix + key] = torch.from_numpy(np.array(tensors.pop(key)))
+    nn.Module._save_to_state_dict(module, destination, prefix, keep_vars)   # the bias buffer
+    for key, value in tensors.items():
+        destination[prefix + key] = torch.from_numpy(np.array(value))
+    destination[prefix + FORMAT_KEY] = encode_format(fmt)
+
+
 def device_check(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor],
                  label: Callable[[], str]) -> Optional[torch.dtype]:
     """What a `module._apply(fn)` (model.to, .cuda(), .half(), to_empty) asks of a lowbit
@@ -515,17 +531,10 @@ class QuantizedLinear(nn.Module):
 
     def _save_to_state_dict(self, destination: dict[str, Any], prefix: str,
                             keep_vars: bool) -> None:
-        # Copies: some of these arrays are the layer's own (a weight-only int8 weight, a static
-        # input scale), and editing a state_dict must not change the packed layer behind it.
         tensors, meta = self._quantized_state()
-        for key in ("qweight", "scale", "zero_point"):
-            destination[prefix + key] = torch.from_numpy(tensors.pop(key).copy())
-        super()._save_to_state_dict(destination, prefix, keep_vars)   # the bias buffer
-        for key, value in tensors.items():   # a static layer's input_scale, input_zero_point
-            destination[prefix + key] = torch.from_numpy(value.copy())
         # bits, scheme, mode, group size, dtype: the tensors alone cannot tell two group sizes
         # with the same number of groups apart (32 and 40 for 96 inputs)
-        destination[prefix + FORMAT_KEY] = encode_format(_format_of(meta))
+        write_quantized_state(self, destination, prefix, keep_vars, tensors, _format_of(meta))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               local_metadata: dict[str, Any], strict: bool,
