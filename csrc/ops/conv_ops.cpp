@@ -184,6 +184,43 @@ NhwcInput float_input(const float* x, const ConvActivation& act, const ConvGeome
   return in;
 }
 
+// An input already quantized (an integer chain): NHWC uint8 rows of in_channels bytes. The
+// GEMM path reads them in place; the depthwise kernels want rows of padded_channels() bytes
+// (a channel multiplier expanded), so they get a copy.
+NhwcInput chained_input(const ConvSource& src, const ConvGeometry& g, const PackedConvWeight& w) {
+  if (!(std::isfinite(src.scale) && src.scale > 0.0f))
+    throw std::invalid_argument("input scale must be finite and > 0");
+  if (src.zero < 0 || src.zero > 255)
+    throw std::invalid_argument("input zero point " + std::to_string(src.zero) + " is outside 0..255");
+  NhwcInput in;
+  in.stride = input_stride(g, w);
+  in.scale.assign(static_cast<size_t>(g.batch), src.scale);
+  in.zeros.assign(static_cast<size_t>(g.batch), src.zero);
+  const int64_t C = g.in_channels, P = g.batch * g.height * g.width;
+  if (in.stride == C) {
+    in.data = src.x_nhwc;
+    return in;
+  }
+  const int64_t mult = w.depthwise() ? g.out_channels / g.in_channels : 1;
+  auto* buf = static_cast<uint8_t*>(scratch().nhwc.reserve(static_cast<size_t>(std::max<int64_t>(1, P * in.stride))));
+  const uint8_t zero = static_cast<uint8_t>(src.zero);
+  parallel_rows(P, in.stride, 262144.0, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const uint8_t* s = src.x_nhwc + p * C;
+      uint8_t* d = buf + p * in.stride;
+      if (mult == 1) {
+        std::memcpy(d, s, static_cast<size_t>(C));
+      } else {
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = s[c];
+      }
+      std::memset(d + C * mult, zero, static_cast<size_t>(in.stride - C * mult));
+    }
+  });
+  in.data = buf;
+  return in;
+}
+
 struct ConvOutput {
   int32_t* c_i32 = nullptr;   // NHWC rows of out_channels
   float* y_f32 = nullptr;
@@ -445,9 +482,9 @@ void qlinear_conv(const void* x, ElemType x_type, int32_t x_zero, const PackedCo
   nhwc_to_nchw(q, g.batch, R, M, static_cast<uint8_t*>(y), [](uint8_t v) { return v; });
 }
 
-void conv_float(const float* x, const ConvActivation& act, const PackedConvWeight& w,
-                const ConvGeometry& g, const float* col_scale, const float* bias, float clamp_lo,
-                float clamp_hi, float* y) {
+void conv_float_chain(const ConvSource& x, const PackedConvWeight& w, const ConvGeometry& g,
+                      const float* col_scale, const float* bias, float clamp_lo, float clamp_hi,
+                      const ConvSink& y) {
   check_conv_geometry(g, w);
   const int64_t max_depth = w.symmetric() ? kLinearMaxDepth : kLinearMaxDepthAsymmetric;
   if (w.depth() > max_depth)
@@ -456,10 +493,18 @@ void conv_float(const float* x, const ConvActivation& act, const PackedConvWeigh
                                 ", the largest with an exact int32 accumulator");
   if (std::isnan(clamp_lo) || std::isnan(clamp_hi) || clamp_lo > clamp_hi)
     throw std::invalid_argument("clamp bounds must be ordered and not NaN");
+  if (y.y_nhwc) {
+    if (!(std::isfinite(y.scale) && y.scale > 0.0f))
+      throw std::invalid_argument("output scale must be finite and > 0");
+    if (y.zero < 0 || y.zero > 255)
+      throw std::invalid_argument("output zero point " + std::to_string(y.zero) + " is outside 0..255");
+  }
   check_bias_finite(bias, g.out_channels);
   const int64_t R = g.out_height() * g.out_width(), M = g.out_channels;
   if (g.batch == 0) return;
-  NhwcInput in = float_input(x, act, g, w);
+  if ((x.x == nullptr) == (x.x_nhwc == nullptr)) throw std::invalid_argument("exactly one input (float or quantized)");
+  if ((y.y == nullptr) == (y.y_nhwc == nullptr)) throw std::invalid_argument("exactly one output (float or quantized)");
+  NhwcInput in = x.x_nhwc ? chained_input(x, g, w) : float_input(x.x, x.act, g, w);
   auto* rows = static_cast<float*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(float)));
   ConvOutput out;
   out.y_f32 = rows;
@@ -468,10 +513,39 @@ void conv_float(const float* x, const ConvActivation& act, const PackedConvWeigh
   run_conv(in, w, g, out);
   const bool clamped = clamp_lo > -std::numeric_limits<float>::infinity() ||
                        clamp_hi < std::numeric_limits<float>::infinity();
-  nhwc_to_nchw32(rows, g.batch, R, M, y, [clamped, clamp_lo, clamp_hi](float* v, int64_t n) {
+  auto clamp = [clamped, clamp_lo, clamp_hi](float* v, int64_t n) {
     if (clamped)
       for (int64_t i = 0; i < n; ++i) v[i] = std::min(std::max(v[i], clamp_lo), clamp_hi);
+  };
+  if (y.y) {
+    nhwc_to_nchw32(rows, g.batch, R, M, y.y, clamp);
+    return;
+  }
+  // The next layer's quantization, on the NHWC rows as they are (elementwise: the layout does
+  // not change a value).
+  const KernelTable& k = kernels();
+  const QuantRun params{&y.scale, &y.zero, false};
+  std::atomic<bool> finite{true};
+  parallel_rows(g.batch * R, M, 262144.0, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r += 64) {
+      const int64_t n = (std::min(r1, r + 64) - r) * M;
+      clamp(rows + r * M, n);
+      if (!k.quantize_run(rows + r * M, n, params, 0, 255, y.y_nhwc + r * M)) finite.store(false);
+    }
   });
+  if (!finite.load())
+    throw std::invalid_argument("the output holds NaN or Inf values; they cannot be quantized for the next layer");
+}
+
+void conv_float(const float* x, const ConvActivation& act, const PackedConvWeight& w,
+                const ConvGeometry& g, const float* col_scale, const float* bias, float clamp_lo,
+                float clamp_hi, float* y) {
+  ConvSource src;
+  src.x = x;
+  src.act = act;
+  ConvSink sink;
+  sink.y = y;
+  conv_float_chain(src, w, g, col_scale, bias, clamp_lo, clamp_hi, sink);
 }
 
 }  // namespace lowbit

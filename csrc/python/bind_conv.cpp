@@ -20,13 +20,14 @@ namespace {
 
 using Params = std::array<int64_t, 8>;
 
-ConvGeometry geometry(const py::array& x, const PackedConvWeight& w, const Params& p) {
-  if (x.ndim() != 4) throw py::value_error("x must be 4-D (N, C, H, W)");
+// x NCHW, or NHWC (an integer chain's quantized activations) when nhwc.
+ConvGeometry geometry(const py::array& x, const PackedConvWeight& w, const Params& p, bool nhwc = false) {
+  if (x.ndim() != 4) throw py::value_error(nhwc ? "x must be 4-D (N, H, W, C)" : "x must be 4-D (N, C, H, W)");
   ConvGeometry g;
   g.batch = x.shape(0);
-  g.in_channels = x.shape(1);
-  g.height = x.shape(2);
-  g.width = x.shape(3);
+  g.in_channels = x.shape(nhwc ? 3 : 1);
+  g.height = x.shape(nhwc ? 1 : 2);
+  g.width = x.shape(nhwc ? 2 : 3);
   g.out_channels = w.out_channels();
   g.groups = w.groups();
   g.kernel_h = w.kernel_h();
@@ -112,11 +113,25 @@ py::array qlinear_conv(const py::array& x, int32_t x_zero, const PackedConvWeigh
   return y;
 }
 
-py::array_t<float> conv_float(const py::array& x, const PackedConvWeight& w, const Params& p, bool dynamic,
-                              float in_scale, int32_t in_zero, QType in_type, const py::array& col_scale,
-                              const py::object& bias, float clamp_lo, float clamp_hi) {
-  const float* xd = checked_data<float>(x, "x", "float32");
-  const ConvGeometry g = geometry(x, w, p);
+// x: float32 NCHW, quantized per the activation arguments; or uint8 NHWC (an integer chain):
+// activations already quantized with the static (in_scale, in_zero, in_type), int8 ones
+// shifted by 128. out_scale None: float32 NCHW out; else uint8 NHWC, quantized with (out_scale,
+// out_zero, out_type) likewise shifted (ConvSink).
+py::array conv_float(const py::array& x, const PackedConvWeight& w, const Params& p, bool dynamic,
+                     float in_scale, int32_t in_zero, QType in_type, const py::array& col_scale,
+                     const py::object& bias, float clamp_lo, float clamp_hi, const py::object& out_scale,
+                     int32_t out_zero, QType out_type) {
+  const bool chained_in = has_dtype<uint8_t>(x);
+  const void* xd = chained_in ? static_cast<const void*>(checked_data<uint8_t>(x, "x", "uint8"))
+                              : static_cast<const void*>(checked_data<float>(x, "x", "float32"));
+  const ConvGeometry g = geometry(x, w, p, chained_in);
+  if (chained_in && dynamic) throw py::value_error("quantized (uint8) input needs a static activation");
+  auto shifted = [](int32_t zero, QType type, const char* what) {
+    if (type != QType::uint8 && type != QType::int8) throw py::value_error(std::string(what) + " type must be uint8 or int8");
+    if (zero < qtype_min(type) || zero > qtype_max(type))
+      throw py::value_error(std::string(what) + " zero point " + std::to_string(zero) + " is outside its type's range");
+    return zero + (type == QType::int8 ? 128 : 0);
+  };
   const float* sd = checked_data<float>(col_scale, "weight scale", "float32");
   if (col_scale.size() != g.out_channels) throw py::value_error("weight scale must have out_channels values");
   const float* bd = nullptr;
@@ -125,16 +140,35 @@ py::array_t<float> conv_float(const py::array& x, const PackedConvWeight& w, con
     bd = checked_data<float>(b, "bias", "float32");
     if (b.size() != g.out_channels) throw py::value_error("bias must have out_channels values");
   }
-  ConvActivation act;
-  act.dynamic = dynamic;
-  act.scale = in_scale;
-  act.zero = in_zero;
-  act.type = in_type;
-  py::array_t<float> y = nchw_output<float>(g);
-  float* yd = y.mutable_data();
+  ConvSource src;
+  if (chained_in) {
+    src.x_nhwc = static_cast<const uint8_t*>(xd);
+    src.scale = in_scale;
+    src.zero = shifted(in_zero, in_type, "input");
+  } else {
+    src.x = static_cast<const float*>(xd);
+    src.act.dynamic = dynamic;
+    src.act.scale = in_scale;
+    src.act.zero = in_zero;
+    src.act.type = in_type;
+  }
+  ConvSink sink;
+  py::array y;
+  if (out_scale.is_none()) {
+    py::array_t<float> yf = nchw_output<float>(g);
+    sink.y = yf.mutable_data();
+    y = yf;
+  } else {
+    sink.scale = out_scale.cast<float>();
+    sink.zero = shifted(out_zero, out_type, "output");
+    py::array_t<uint8_t> yq({static_cast<py::ssize_t>(g.batch), static_cast<py::ssize_t>(g.out_height()),
+                             static_cast<py::ssize_t>(g.out_width()), static_cast<py::ssize_t>(g.out_channels)});
+    sink.y_nhwc = yq.mutable_data();
+    y = yq;
+  }
   {
     py::gil_scoped_release release;
-    lowbit::conv_float(xd, act, w, g, sd, bd, clamp_lo, clamp_hi, yd);
+    lowbit::conv_float_chain(src, w, g, sd, bd, clamp_lo, clamp_hi, sink);
   }
   return y;
 }
@@ -178,7 +212,8 @@ void bind_conv(py::module_& m) {
         py::arg("bias"), py::arg("multiplier"), py::arg("y_zero_point"), py::arg("y_type"));
   m.def("conv_float", &conv_float, py::arg("x"), py::arg("w"), py::arg("params"), py::arg("dynamic"),
         py::arg("in_scale"), py::arg("in_zero"), py::arg("in_type"), py::arg("col_scale"), py::arg("bias"),
-        py::arg("clamp_lo"), py::arg("clamp_hi"));
+        py::arg("clamp_lo"), py::arg("clamp_hi"), py::arg("out_scale") = py::none(), py::arg("out_zero") = 0,
+        py::arg("out_type") = QType::uint8);
 }
 
 }  // namespace bindings

@@ -572,6 +572,66 @@ void test_conv(std::mt19937& gen, lowbit::Isa isa, const ConvCase& cc, const std
   lowbit::conv_float(xf.data(), act, *sym, g, scale.data(), bias.data(), 0.0f, 6.0f, want.data());
   lowbit::set_active_isa(isa);
   check(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, tag + " conv_float matches scalar");
+
+  // The integer chain: a static first layer (this geometry) quantizing its output for the next
+  // (a 3x3 over its M channels, depthwise when M allows it), against the float output
+  // quantized by the static input path, as scalar computes it: the same bytes, the same
+  // second-layer output.
+  lowbit::ConvActivation st;
+  st.dynamic = false;
+  st.scale = 0.02f;
+  st.zero = 131;
+  const float next_scale = 0.013f;
+  const int32_t next_zero = std::uniform_int_distribution<int>(0, 255)(gen);
+  lowbit::ConvSource src;
+  src.x = xf.data();
+  src.act = st;
+  std::vector<uint8_t> mid(static_cast<size_t>(cc.n * OH * OW * cc.m)), mid_want(mid.size());
+  lowbit::ConvSink to_u8;
+  to_u8.y_nhwc = mid.data();
+  to_u8.scale = next_scale;
+  to_u8.zero = next_zero;
+  lowbit::conv_float_chain(src, *sym, g, scale.data(), bias.data(), -1.0f, 3.0f, to_u8);
+  lowbit::set_active_isa(lowbit::Isa::scalar);
+  lowbit::conv_float(xf.data(), st, *sym, g, scale.data(), bias.data(), -1.0f, 3.0f, want.data());
+  lowbit::set_active_isa(isa);
+  bool same = true;
+  for (int64_t n = 0; n < cc.n; ++n)
+    for (int64_t m = 0; m < cc.m; ++m)
+      for (int64_t r = 0; r < OH * OW; ++r) {
+        const float v = want[static_cast<size_t>((n * cc.m + m) * OH * OW + r)];
+        const float q = std::min(255.0f, std::max(0.0f, std::nearbyint(v / next_scale) + static_cast<float>(next_zero)));
+        same &= mid[static_cast<size_t>((n * OH * OW + r) * cc.m + m)] == static_cast<uint8_t>(q);
+      }
+  check(same, tag + " conv_float_chain quantizes for the next layer");
+  if (OH < 3 || OW < 3) return;
+  const bool dw = cc.m % 2 == 0;
+  lowbit::ConvGeometry g2;
+  g2.batch = cc.n; g2.in_channels = cc.m; g2.height = OH; g2.width = OW;
+  g2.out_channels = dw ? cc.m * 2 : 5; g2.groups = dw ? cc.m : 1; g2.kernel_h = 3; g2.kernel_w = 3;
+  g2.pad_top = 1; g2.pad_left = 0; g2.pad_bottom = 1; g2.pad_right = 1;
+  auto w2 = random_bytes<int8_t>(gen, static_cast<size_t>(g2.out_channels * (cc.m / g2.groups) * 9), -128, 127);
+  auto p2 = lowbit::PackedConvWeight::pack(w2.data(), lowbit::ElemType::int8, g2.out_channels, cc.m / g2.groups,
+                                           g2.groups, 3, 3, nullptr, 0);
+  std::vector<float> s2(static_cast<size_t>(g2.out_channels), 0.003f);
+  const size_t out2 = static_cast<size_t>(cc.n * g2.out_channels * g2.out_height() * g2.out_width());
+  std::vector<float> chained(out2), unchained(out2);
+  lowbit::ConvSource from_u8;
+  from_u8.x_nhwc = mid.data();
+  from_u8.scale = next_scale;
+  from_u8.zero = next_zero;
+  lowbit::ConvSink to_f32;
+  to_f32.y = chained.data();
+  lowbit::conv_float_chain(from_u8, *p2, g2, s2.data(), nullptr, 0.0f, 6.0f, to_f32);
+  lowbit::ConvActivation st2;
+  st2.dynamic = false;
+  st2.scale = next_scale;
+  st2.zero = next_zero;
+  lowbit::set_active_isa(lowbit::Isa::scalar);
+  lowbit::conv_float(want.data(), st2, *p2, g2, s2.data(), nullptr, 0.0f, 6.0f, unchained.data());
+  lowbit::set_active_isa(isa);
+  check(std::memcmp(chained.data(), unchained.data(), out2 * sizeof(float)) == 0,
+        tag + " a chained second conv (" + (dw ? "depthwise x2" : "gemm") + ") matches float in between");
 }
 
 int main(int argc, char** argv) {

@@ -131,4 +131,39 @@ void conv_float(const float* x, const ConvActivation& act, const PackedConvWeigh
                 const ConvGeometry& g, const float* col_scale, const float* bias, float clamp_lo,
                 float clamp_hi, float* y);
 
+// The integer chain (two static layers in a row, the second the first's only reader): the
+// activation passed between them is quantized once, by the first, with the second's scale and
+// zero point, and stays NHWC. Its bytes are uint8 in every case (int8 activations are stored
+// shifted by 128, with the zero point shifted too: the kernels' own domain), (batch, height,
+// width, channels) row-major.
+//
+// The input of a float convolution: float32 NCHW `x`, quantized per `act` (conv_float), or,
+// when x_nhwc is set, activations already quantized with (scale, zero) in the uint8 domain.
+struct ConvSource {
+  const float* x = nullptr;
+  ConvActivation act;
+  const uint8_t* x_nhwc = nullptr;
+  float scale = 1.0f;
+  int32_t zero = 0;
+};
+
+// Its output: float32 NCHW `y`, or, when y_nhwc is set, the float result (after the clamp)
+// quantized as a static layer quantizes its float input: q = saturate(round_half_even(y /
+// scale) + zero) to [0, 255] by the quantize_run kernel, zero in the uint8 domain. These are
+// the bytes the next layer would have made from the float output, so a chain gives the same
+// bits as the two layers called one after the other on float tensors.
+struct ConvSink {
+  float* y = nullptr;
+  uint8_t* y_nhwc = nullptr;
+  float scale = 1.0f;
+  int32_t zero = 0;
+};
+
+// conv_float from any source to any sink (the checks of conv_float, and of the sink's scale
+// (finite, > 0) and zero (0..255)). Throws std::invalid_argument when a quantized output value
+// would be NaN/Inf.
+void conv_float_chain(const ConvSource& x, const PackedConvWeight& w, const ConvGeometry& g,
+                      const float* col_scale, const float* bias, float clamp_lo, float clamp_hi,
+                      const ConvSink& y);
+
 }  // namespace lowbit

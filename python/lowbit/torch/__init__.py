@@ -5,6 +5,7 @@ never imports it).
 - quantize_(model, config, ...): replace nn.Linear (and nn.Embedding) layers in place
 - prepare(model, Int8StaticConfig(...)) -> run data -> convert(model): static PTQ
 - prepare_qat(model, config) -> train -> convert(model): QAT with fake quantization
+- chain(model, enable): consecutive static convs hand each other uint8 (convert does it)
 - model_nbytes(model): parameter + buffer bytes plus lowbit's packed weights
 - use_torch_threads(enabled): lowbit's kernels run on PyTorch's OpenMP threads (on by default)
 """
@@ -17,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
 from ._threads import _enable_by_default, use_torch_threads
 from .calibrate import ObservedLinear, prepare
+from .chain import chain
 from .conv import QuantizedConv1d, QuantizedConv2d
 from .embedding import QuantizedEmbedding
 from .finalize import convert
@@ -34,4 +36,4 @@ _adapters.register("io", TorchIO())
 _adapters.register("report", TorchReport())
 
 __all__ = ["use_torch_threads", "QuantizedLinear", "QuantizedConv2d", "QuantizedConv1d", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
-           "convert", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]
+           "convert", "chain", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]

@@ -333,7 +333,8 @@ def embedding_graph(layer: Any, indices: torch.Tensor) -> torch.Tensor:
 
 # ---- convolutions -----------------------------------------------------------------------------
 
-def conv_graph(layer: Any, x4: torch.Tensor) -> torch.Tensor:
+def conv_graph(layer: Any, x4: torch.Tensor, chain_out: Optional[torch.Tensor] = None
+               ) -> torch.Tensor:
     """A lowbit conv layer (lowbit.torch.QuantizedConv2d / Conv1d, on its 4-D input) as standard
     ONNX: Pad with 0.0 (which quantizes to the zero point exactly, so the padded taps add 0 as
     in the kernels, and ConvInteger's own x_zero_point can stay per tensor), the activations
@@ -341,12 +342,18 @@ def conv_graph(layer: Any, x4: torch.Tensor) -> torch.Tensor:
     the linear's per row; static: QuantizeLinear with the calibrated parameters), ConvInteger
     (int32, unpadded), for dynamic layers minus zero point x the filter's sum per channel
     (exact in int32), then the float epilogue (Cast, Mul, Add: about an ulp from the kernels'
-    fma) and the fused activation (Relu / Clip)."""
+    fma) and the fused activation (Relu / Clip). In an integer chain (lowbit.torch.chain) a
+    uint8 x is the previous layer's QuantizeLinear output (Pad with the zero point, no
+    QuantizeLinear here), and a layer with `chain_out` ends with the next layer's
+    QuantizeLinear (uint8: int8 activations shifted by 128, as the kernels hand them over)."""
     qt = layer.qtensor()
     w4 = qt.data if qt.data.ndim == 4 else qt.data[:, :, None, :]
     zw = qt.zero_point.reshape(-1)
     sh, sw, dh, dw, top, left, bottom, right = (int(v) for v in layer._params)
-    xp = torch.nn.functional.pad(x4, (left, right, top, bottom)) \
+    chained_in = x4.dtype == torch.uint8
+    chain_in = layer.chain_qparams() if chained_in else None
+    pad_value = float(chain_in[1]) if chain_in else 0.0
+    xp = torch.nn.functional.pad(x4, (left, right, top, bottom), value=pad_value) \
         if top or left or bottom or right else x4
     n, m = x4.shape[0], w4.shape[0]
     out_shape = (n, m, (xp.shape[2] - dh * (w4.shape[2] - 1) - 1) // sh + 1,
@@ -365,15 +372,24 @@ def conv_graph(layer: Any, x4: torch.Tensor) -> torch.Tensor:
     else:
         s = np.float32(layer.input_scale)
         zero = np.asarray(layer.input_zero_point).reshape(())
-        q = onnx_node("QuantizeLinear", [xp, _const(np.array(s)), _const(zero)],
-                      dtype=_TORCH_INT8S[zero.dtype], shape=tuple(xp.shape))
+        if chain_in:
+            q, zero = xp, np.asarray(chain_in[1], np.uint8).reshape(())
+        else:
+            q = onnx_node("QuantizeLinear", [xp, _const(np.array(s)), _const(zero)],
+                          dtype=_TORCH_INT8S[zero.dtype], shape=tuple(xp.shape))
         inputs = [q, _const(w4), _const(zero)] + ([_const(zw)] if zw.any() else [])
         acc = onnx_node("ConvInteger", inputs, dtype=_I32, shape=out_shape, **attrs)
         scale = _const((s * qt.scale).astype(np.float32).reshape(channel))
     bias = None if layer.bias is None else layer.bias.reshape(channel)
     y = _int8_epilogue(acc, scale, bias)
     if layer.activation == "relu":
-        return torch.relu(y)
-    if layer.activation == "relu6":
-        return torch.clamp(y, 0.0, 6.0)
-    return y
+        y = torch.relu(y)
+    elif layer.activation == "relu6":
+        y = torch.clamp(y, 0.0, 6.0)
+    if chain_out is None:
+        return y
+    # the values are the next layer's (a tensor it shares, so read in the graph, not here)
+    out_scale = chain_out[0].to(torch.float32)
+    out_zero = chain_out[1].to(torch.uint8)
+    return onnx_node("QuantizeLinear", [y, out_scale, out_zero], dtype=torch.uint8,
+                     shape=tuple(y.shape))

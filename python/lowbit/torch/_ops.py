@@ -286,16 +286,22 @@ EMBEDDING_OP = torch.ops.lowbit.embedding.default
 # ---- the convolution -----------------------------------------------------------------------------
 #
 #   lowbit::conv_w8a8(x, packed, scale, bias, weight_shape, weight_type, params, dynamic,
-#                     input_scale, input_zero_point, input_type, clamp_lo, clamp_hi)
+#                     input_scale, input_zero_point, input_type, clamp_lo, clamp_hi, chain_out)
 #
-# x is 4-D NCHW (the 1-D layers pass a height of 1); weight_shape is (out_channels,
-# in_channels / groups, groups, kernel_h, kernel_w); params the kernel's geometry (stride_h,
-# stride_w, dilation_h, dilation_w, pad_top, pad_left, pad_bottom, pad_right). `packed` holds
-# a PackedConvWeight's bytes (`storage()`), viewed in place by the kernel.
+# x is 4-D NCHW (the 1-D layers pass a height of 1): float32 / bfloat16 / float16, or uint8,
+# an integer chain's activations (the previous static layer's output, already quantized with
+# this layer's input_scale and input_zero_point, int8 ones shifted by 128; any strides, read
+# as NHWC). weight_shape is (out_channels, in_channels / groups, groups, kernel_h, kernel_w);
+# params the kernel's geometry (stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left,
+# pad_bottom, pad_right). `packed` holds a PackedConvWeight's bytes (`storage()`), viewed in
+# place by the kernel. chain_out: None (float output in x's dtype, float32 for uint8 x) or
+# the next layer's (scale, zero point in the uint8 domain) as a float64 tensor of 2: then the
+# output is uint8, (N, M, H_out, W_out) in channels_last memory (NHWC, as the kernels write it).
 
 CONV_ARGS = ("Tensor x, Tensor packed, Tensor scale, Tensor? bias, int[] weight_shape, "
              "int weight_type, int[] params, bool dynamic, float input_scale, "
-             "int input_zero_point, int input_type, float clamp_lo, float clamp_hi")
+             "int input_zero_point, int input_type, float clamp_lo, float clamp_hi, "
+             "Tensor? chain_out")
 
 
 def conv_out_shape(x_shape: Any, weight_shape: Any, params: Any) -> tuple[int, ...]:
@@ -308,19 +314,25 @@ def conv_out_shape(x_shape: Any, weight_shape: Any, params: Any) -> tuple[int, .
 
 
 def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch.Tensor],
-             params: Any, activation: tuple[Any, ...]) -> torch.Tensor:
+             params: Any, activation: tuple[Any, ...],
+             chain_out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The float convolution on a 4-D x (float32, bfloat16 or float16; widened exactly, the
-    result rounded once to x's dtype): lowbit._C.conv_float with the weight `view` (a
-    PackedConvWeight), the per-channel `scale` and `activation` = (dynamic, input_scale,
-    input_zero_point, input_type, clamp_lo, clamp_hi). One implementation behind the operator
-    and the layers' eager calls."""
+    result rounded once to x's dtype; or uint8, an integer chain's input): lowbit._C.conv_float
+    with the weight `view` (a PackedConvWeight), the per-channel `scale` and `activation` =
+    (dynamic, input_scale, input_zero_point, input_type, clamp_lo, clamp_hi); chain_out as the
+    operator's. One implementation behind the operator and the layers' eager calls."""
     xf = x.detach()
-    if xf.dtype is not _F32:
-        xf = _widen(xf)
-    if not xf.is_contiguous():
-        xf = xf.contiguous()
     if not xf.is_cpu:
         raise ValueError(f"x must be on the CPU, got {xf.device}")
+    if xf.dtype is _U8:
+        xf = xf.permute(0, 2, 3, 1)   # NHWC: no copy when x came from the previous layer
+        if not xf.is_contiguous():
+            xf = xf.contiguous()
+    else:
+        if xf.dtype is not _F32:
+            xf = _widen(xf)
+        if not xf.is_contiguous():
+            xf = xf.contiguous()
     b = None
     if bias is not None:
         b = bias.detach()
@@ -328,9 +340,14 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
             raise TypeError(f"bias must be a CPU float32 tensor, got {b.dtype} on {b.device}")
         b = b.contiguous().numpy()
     dynamic, s, z, t, lo, hi = activation
+    if chain_out is not None:
+        out_scale, out_zero = (float(v) for v in chain_out.tolist())
+        y = _C.conv_float(xf.numpy(), view, params, dynamic, s, z, _C.QType(t), scale, b, lo, hi,
+                          out_scale, int(out_zero), _C.QType.uint8)
+        return torch.from_numpy(y).permute(0, 3, 1, 2)
     y = torch.from_numpy(_C.conv_float(xf.numpy(), view, params, dynamic, s, z,
                                        _C.QType(t), scale, b, lo, hi))
-    return y if x.dtype is _F32 else y.to(x.dtype)
+    return y if x.dtype is _F32 or x.dtype is _U8 else y.to(x.dtype)
 
 
 def conv_view(packed: torch.Tensor, weight_shape: Any, weight_type: int) -> Any:
@@ -342,7 +359,8 @@ def conv_view(packed: torch.Tensor, weight_shape: Any, weight_type: int) -> Any:
 def _conv_checked(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
                   bias: Optional[torch.Tensor], weight_shape: list[int], weight_type: int,
                   params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
-                  input_type: int, clamp_lo: float, clamp_hi: float) -> torch.Tensor:
+                  input_type: int, clamp_lo: float, clamp_hi: float,
+                  chain_out: Optional[torch.Tensor]) -> torch.Tensor:
     if len(weight_shape) != 5 or len(params) != 8:
         raise ValueError("weight_shape must have 5 values and params 8")
     if x.dim() != 4:
@@ -351,16 +369,25 @@ def _conv_checked(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
     scale = _tensor(scale, _F32, int(weight_shape[0]), "scale")
     if bias is not None:
         bias = _tensor(bias, _F32, int(weight_shape[0]), "bias")
+    if chain_out is not None:
+        chain_out = _tensor(chain_out, torch.float64, 2, "chain_out")
     view = conv_view(packed, weight_shape, weight_type)
     return conv_run(x, view, scale.numpy(), bias, list(params),
-                    (dynamic, input_scale, input_zero_point, input_type, clamp_lo, clamp_hi))
+                    (dynamic, input_scale, input_zero_point, input_type, clamp_lo, clamp_hi),
+                    chain_out)
 
 
 def _conv_fake(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
                bias: Optional[torch.Tensor], weight_shape: list[int], weight_type: int,
-               params: list[int], *rest: Any) -> torch.Tensor:
+               params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
+               input_type: int, clamp_lo: float, clamp_hi: float,
+               chain_out: Optional[torch.Tensor]) -> torch.Tensor:
+    shape = conv_out_shape(x.shape, weight_shape, params)
+    if chain_out is not None:
+        n, m, h, w = shape
+        return x.new_empty((n, h, w, m), dtype=_U8).permute(0, 3, 1, 2)
     dtype = x.dtype if x.dtype in FLOATS else _F32
-    return x.new_empty(conv_out_shape(x.shape, weight_shape, params), dtype=dtype)
+    return x.new_empty(shape, dtype=dtype)
 
 
 LIB.define(f"conv_w8a8({CONV_ARGS}) -> Tensor")

@@ -143,6 +143,16 @@ class QuantizedConv2d(nn.Module):
                                                  int(zp), int(in_type), lo, hi)
         else:
             self._activation = (True, 1.0, 0, int(_C.QType.uint8), lo, hi)
+        chain_in = self.__dict__.get("_chain_in")
+        if chain_in is not None:
+            # the previous layer holds this very tensor: a load_state_dict that changes this
+            # layer's input parameters changes what it quantizes to as well
+            qparams = self.chain_qparams()
+            if qparams is None:
+                raise ValueError(f"{self._label()} is the second layer of an integer chain; it "
+                                 "cannot become dynamic (lowbit.torch.chain(model, False) "
+                                 "first)")
+            chain_in.copy_(torch.tensor(qparams, dtype=torch.float64))
         self._refresh()
 
     def _refresh(self) -> None:
@@ -317,7 +327,15 @@ class QuantizedConv2d(nn.Module):
             x on another device, of another rank or channel count; a kernel larger than the
             padded input; NaN/Inf in x.
         """
-        check_input(x, self._label)
+        chain_in = self.__dict__.get("_chain_in")
+        if chain_in is not None and isinstance(x, torch.Tensor) and x.dtype is torch.uint8:
+            if x.device.type != "cpu":
+                raise ValueError(f"{self._label()} runs on the CPU; got an input on {x.device}")
+        else:
+            check_input(x, self._label)
+        chain_out = self.__dict__.get("_chain_out")
+        if chain_out is not None and x.dtype is not torch.float32 and x.dtype is not torch.uint8:
+            chain_out = None   # a half-precision model: the next layer rounds its float input
         n = self.numpy_type.spatial
         if x.dim() not in (n + 1, n + 2) or x.shape[-n - 1] != self.in_channels:
             raise ValueError(f"{self._label()}: x must have shape (N, {self.in_channels}, "
@@ -328,25 +346,35 @@ class QuantizedConv2d(nn.Module):
         if n == 1:
             x4 = x4.unsqueeze(2)
         if onnx_exporting():   # standard quantized ONNX operators (lowbit/torch/_onnx.py)
-            y = conv_graph(self, x4)
+            y = conv_graph(self, x4, chain_out)
         elif eager(x):
             try:
                 if x.requires_grad and torch.is_grad_enabled():
                     y = _NoBackward.apply(x4, self._run, self._label)
                 else:
-                    y = self._run(x4)
+                    y = self._run(x4, chain_out)
             except (TypeError, ValueError) as e:
                 raise with_layer_name(e, self._label()) from None
         else:
             y = CONV_OP(x4, self._packed, self._scale, self.bias, self._weight_shape,
-                        self._weight_type, self._params, *self._activation)
+                        self._weight_type, self._params, *self._activation, chain_out)
         if n == 1:
             y = y.squeeze(2)
         return y.squeeze(0) if unbatched else y
 
-    def _run(self, x4: torch.Tensor) -> torch.Tensor:
+    def _run(self, x4: torch.Tensor, chain_out: Optional[torch.Tensor] = None) -> torch.Tensor:
         return conv_run(x4, self._view, self._scale_np, self.bias, self._params,
-                        self._activation)
+                        self._activation, chain_out)
+
+    # ---- the integer chain (lowbit.torch.chain) ---------------------------------------------
+    def chain_qparams(self) -> Optional[tuple[float, int]]:
+        """A static layer's input (scale, zero point in the uint8 domain: int8 zero points
+        shifted by 128), as the previous layer of an integer chain quantizes for it; None for a
+        dynamic layer."""
+        if self._activation[0]:
+            return None
+        _, scale, zero, qtype, _, _ = self._activation
+        return float(scale), int(zero) + (128 if qtype == int(_C.QType.int8) else 0)
 
     # ---- state_dict ---------------------------------------------------------------------------
     def _quantized_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -424,7 +452,12 @@ class QuantizedConv2d(nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, pads={self.pads}, dilation={self.dilation}, "
                 f"groups={self.groups}, bias={self.bias is not None}, "
-                f"weight={self.weight_dtype}, scheme={self.scheme}{act}")
+                f"weight={self.weight_dtype}, scheme={self.scheme}{act}{self._chain_repr()}")
+
+    def _chain_repr(self) -> str:
+        links = [f"{key}={self.__dict__[key]!r}" for key in ("chain_from", "chain_to")
+                 if key in self.__dict__]
+        return "".join(", " + link for link in links)
 
 
 @lowbit_layer

@@ -7,12 +7,14 @@ from torch import nn
 
 from ._modules import finish, named_modules_all, swap_modules
 from .calibrate import ObservedLinear
+from .chain import chain
 from .conv_prepared import FakeQuantConv, ObservedConv
 from .qat import FakeQuantLinear
 from ..quant.summary import ConversionSummary, Replaced
 
 
-def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionSummary:
+def convert(model: nn.Module, *, progress: Optional[bool] = None,
+            integer_chain: bool = True) -> ConversionSummary:
     """Replaces every ObservedLinear (static PTQ: activation scale and zero point frozen from
     its observer) and FakeQuantLinear (QAT: the weights it rounds to, its activation
     parameters) by a lowbit QuantizedLinear, in place.
@@ -23,6 +25,10 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
         A model prepared by prepare() or prepare_qat().
     progress
         As in quantize_.
+    integer_chain
+        Link consecutive static convolutions so they hand each other uint8 activations
+        (lowbit.torch.chain: the same outputs bit for bit, less work); the summary's notes say
+        where each chain returns to float. False: every conv returns float.
 
     Returns
     -------
@@ -32,10 +38,14 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
 
     Raises
     ------
+    TypeError
+        integer_chain is not a bool.
     ValueError
         No prepared layers; an observer saw no data (all such layers named, before anything
         changes).
     """
+    if not isinstance(integer_chain, bool):
+        raise TypeError(f"integer_chain must be a bool, got {type(integer_chain).__name__}")
     found = [(n, m) for n, m in named_modules_all(model)
              if isinstance(m, (ObservedLinear, FakeQuantLinear, ObservedConv, FakeQuantConv))]
     if not found:
@@ -65,4 +75,8 @@ def convert(model: nn.Module, *, progress: Optional[bool] = None) -> ConversionS
 
     swap_modules(model, found, build, progress, "lowbit convert")
     finish(model)
+    notes = chain(model, integer_chain)
+    for entry in summary.replaced:
+        if entry.name in notes:
+            entry.note = "; ".join(filter(None, [entry.note, notes[entry.name]]))
     return summary

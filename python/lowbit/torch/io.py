@@ -13,6 +13,7 @@ from ..nn.embedding import QuantizedEmbedding as NumpyQuantizedEmbedding
 from ..io.safetensors import dtype_code
 from ..io.format import decode, key_prefix
 from ._kinds import prepared_types
+from .chain import chain
 from ._modules import finish, named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
 from .conv import QuantizedConv1d, QuantizedConv2d
@@ -229,6 +230,7 @@ def restore_module(model: nn.Module, tensors: dict[str, np.ndarray], codes: dict
             with torch.no_grad():
                 buffer.copy_(loaded[key])
     finish(model)
+    chain(model)   # the integer chains of lowbit.torch.convert, linked again
     return model
 
 
