@@ -51,7 +51,7 @@ PACK_SHAPES = ((4096, 4096), (4096, 11008))  # pack_weight GB/s (int8 suite)
 QUICK_PACK_SHAPES = ((4096, 4096),)
 FULL_REPEATS, QUICK_REPEATS = 10, 3
 CONV_BATCHES, QUICK_CONV_BATCHES = (1, 8), (1,)
-MODEL_BATCHES = (1, 64)           # the conv suite's whole model (digits CNN)
+MODEL_BATCHES = (1, 64)           # the conv suite's whole models (harness.MODELS)
 VERSIONED = ("numpy", "torch", "torchao", "onnxruntime", "onnx", "matplotlib", "lowbit")
 # /proc/cpuinfo flags that decide which lowbit path can run
 LOWBIT_FLAGS = ("amx_tile", "amx_int8", "amx_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
@@ -113,10 +113,15 @@ METHOD_NOTES = {
     "ort_convinteger": "ONNX Runtime one-node ConvInteger: uint8 input quantized beforehand "
                        "(untimed), int8 weight initializer -> int32",
     "ort_conv_f32": "ONNX Runtime one-node float32 Conv",
-    "torch_digits_f32": "the digits CNN in float32 PyTorch, under `torch.inference_mode()`",
-    "lowbit_digits": "the same model after `lowbit.torch.quantize_(model, "
-                     "lowbit.Int8DynamicConfig())` (skipped while lowbit.torch.QuantizedConv2d "
-                     "doesn't exist)",
+    "torch_model_f32": "the whole model in float32 PyTorch, under `torch.inference_mode()`",
+    "lowbit_model_dynamic": "the same model after `lowbit.torch.quantize_(model, "
+                            "lowbit.Int8DynamicConfig())` (Conv + BN fused first)",
+    "lowbit_model_static": "the same model after `lowbit.torch.prepare(model, "
+                           "lowbit.Int8StaticConfig())`, calibration on 4 seeded batches of 8 "
+                           "(not the timed inputs) and `convert(model)`: consecutive static convs "
+                           "hand uint8 to each other (integer chain)",
+    "lowbit_model_static_unchained": "as lowbit_model_static with `convert(model, "
+                                     "integer_chain=False)`: every conv returns float",
 }
 
 
@@ -256,7 +261,7 @@ def resolve_conv_config(args: argparse.Namespace, harness: ModuleType) -> dict[s
         "batches": args.batches or list(QUICK_CONV_BATCHES if args.quick else CONV_BATCHES),
         "threads": args.threads,
         "methods": [m for m in methods if m in harness.CONV_METHODS],
-        "models": [harness.DIGITS_MODEL],
+        "models": list(harness.MODELS),
         "model_methods": [m for m in methods if m in harness.MODEL_METHODS],
         "model_batches": list(MODEL_BATCHES if args.model_batches is None else args.model_batches),
         "repeats": args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS),

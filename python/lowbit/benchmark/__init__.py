@@ -22,8 +22,8 @@ from .data import SEED, make_a, make_weight, make_x, quantize_per_channel, weigh
 from .measure import (lowbit_linear, lowbit_matmul_integer, measure_many, numpy_f32, ort_dynamic,
                       ort_matmul_integer, torch_dynamic)
 from .methods import METHODS, PEERS, Bench, Method, method_available, missing_requirements
-from .methods_conv import (ALL_CONV_METHODS, CONV_METHODS, CONV_SHAPES, DIGITS_MODEL,
-                           MODEL_METHODS, QUICK_CONV_SHAPES, ConvShape, conv_shape)
+from .methods_conv import (ALL_CONV_METHODS, CONV_METHODS, CONV_SHAPES, DIGITS_MODEL, MBV2_MODEL,
+                           MODEL_METHODS, MODELS, QUICK_CONV_SHAPES, ConvShape, conv_shape)
 from .report import conv_to_markdown, plot, plot_conv, to_markdown
 from .runner import (RESULT_MARKER, default_threads, main, run_conv_batch, run_conv_grid,
                      run_dram_subprocess, run_grid, run_method_batch, run_method_subprocess,
@@ -36,8 +36,8 @@ __all__ = [
     "lowbit_linear", "lowbit_matmul_integer", "measure_many", "numpy_f32", "ort_dynamic",
     "ort_matmul_integer", "torch_dynamic",
     "METHODS", "PEERS", "Bench", "Method", "method_available", "missing_requirements",
-    "ALL_CONV_METHODS", "CONV_METHODS", "CONV_SHAPES", "DIGITS_MODEL", "MODEL_METHODS",
-    "QUICK_CONV_SHAPES",
+    "ALL_CONV_METHODS", "CONV_METHODS", "CONV_SHAPES", "DIGITS_MODEL", "MBV2_MODEL",
+    "MODEL_METHODS", "MODELS", "QUICK_CONV_SHAPES",
     "ConvShape", "conv_shape",
     "conv_to_markdown", "plot", "plot_conv", "to_markdown",
     "RESULT_MARKER", "default_threads", "main", "run_conv_batch", "run_conv_grid",

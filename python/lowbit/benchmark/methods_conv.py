@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -499,7 +500,18 @@ def _setup_ort_qlinearconv(shape: ConvShape, threads: int) -> Bench:
 # ----------------------------------------------------------------------------- whole model
 
 DIGITS_MODEL = "digits_cnn"
-DIGITS_INPUT = (1, 8, 8)   # scikit-learn's 8x8 digits
+MBV2_MODEL = "mbv2_blocks"
+MODELS = (DIGITS_MODEL, MBV2_MODEL)
+MODEL_INPUTS = {DIGITS_MODEL: (1, 8, 8),       # scikit-learn's 8x8 digits
+                MBV2_MODEL: (3, 112, 112)}
+MODEL_DESCRIPTIONS = {
+    DIGITS_MODEL: "Conv2d(1, 16, 3, pad 1) + ReLU, Conv2d(16, 32, 3, pad 1) + ReLU, 2x2 max pool, "
+                  "Linear(512, 10) on 1x8x8 inputs (scikit-learn digits' size)",
+    MBV2_MODEL: "MobileNetV2's stem and first inverted-residual blocks on 3x112x112: Conv2d(3, 16, 3, "
+                "stride 2) + BN + ReLU6, then blocks (expand 1x1 + BN + ReLU6, depthwise 3x3 + BN + "
+                "ReLU6, project 1x1 + BN; a residual add where the shape allows) 16->24 s2, 24->24, "
+                "24->32 s2, 32->32, then global average pool and Linear(32, 10)",
+}
 
 
 def _digits_cnn(torch: Any) -> Any:
@@ -512,36 +524,94 @@ def _digits_cnn(torch: Any) -> Any:
                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10)).eval()
 
 
-def make_digits_x(batch: int) -> np.ndarray:
-    rng = np.random.default_rng([SEED, 5, batch])
-    return rng.random((batch,) + DIGITS_INPUT, dtype=np.float32)   # pixels in [0, 1)
+def _mbv2_blocks(torch: Any) -> Any:
+    """MODEL_DESCRIPTIONS[MBV2_MODEL], seeded random weights and BatchNorm statistics."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c_in: int, c_out: int, stride: int, expand: int = 6) -> None:
+            super().__init__()
+            h = c_in * expand
+            self.body = nn.Sequential(
+                nn.Conv2d(c_in, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                nn.Conv2d(h, h, 3, stride=stride, padding=1, groups=h, bias=False),
+                nn.BatchNorm2d(h), nn.ReLU6(),
+                nn.Conv2d(h, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+            self.residual = stride == 1 and c_in == c_out
+
+        def forward(self, x: Any) -> Any:
+            y = self.body(x)
+            return x + y if self.residual else y
+
+    torch.manual_seed(SEED)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
+                        nn.ReLU6(), Block(16, 24, 2), Block(24, 24, 1), Block(24, 32, 2),
+                        Block(32, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net.eval()
 
 
-def _digits_reference(torch: Any, batch: int) -> np.ndarray:
+def _build_model(torch: Any, model: str) -> Any:
+    if model == DIGITS_MODEL:
+        return _digits_cnn(torch)
+    if model == MBV2_MODEL:
+        return _mbv2_blocks(torch)
+    raise ValueError(f"unknown model {model!r}")
+
+
+def make_model_x(model: str, batch: int, stream: int = 5) -> np.ndarray:
+    rng = np.random.default_rng([SEED, stream, batch, MODELS.index(model)])
+    if model == DIGITS_MODEL:
+        return rng.random((batch,) + MODEL_INPUTS[model], dtype=np.float32)   # pixels in [0, 1)
+    return rng.standard_normal((batch,) + MODEL_INPUTS[model], dtype=np.float32)
+
+
+def _model_reference(torch: Any, model: str, batch: int) -> np.ndarray:
     with torch.inference_mode():
-        return _digits_cnn(torch).double()(torch.from_numpy(make_digits_x(batch)).double()).numpy()
+        net = _build_model(torch, model).double()
+        return net(torch.from_numpy(make_model_x(model, batch)).double()).numpy()
 
 
-def _setup_model(quantized: bool, model: str, threads: int) -> Bench:
-    if model != DIGITS_MODEL:
-        raise ValueError(f"unknown model {model!r}")
+def _setup_model(scheme: Optional[str], model: str, threads: int) -> Bench:
+    """scheme None: the float32 model; "dynamic": quantize_ with Int8DynamicConfig;
+    "static" / "static_unchained": prepare with Int8StaticConfig, calibrated on 4 seeded
+    batches of 8 (not the timed inputs), convert with integer_chain on / off."""
     torch = _import_torch(threads)
-    net = _digits_cnn(torch)
+    net = _build_model(torch, model)
     info: dict[str, Any] = {}
-    if quantized:
+    if scheme is not None:
         lb = _import_lowbit(threads)
         import lowbit.torch as lbt
         if not hasattr(lbt, "QuantizedConv2d"):
             raise ModuleNotFoundError("lowbit.torch.QuantizedConv2d does not exist yet: "
                                       "quantize_ would leave the convolutions float")
-        lbt.quantize_(net, lb.Int8DynamicConfig())
-        info = {"isa": lb.get_isa(), "lowbit_modules": sorted(
-            {type(m).__name__ for m in net.modules() if type(m).__module__.startswith("lowbit")})}
+        if scheme == "dynamic":
+            lbt.quantize_(net, lb.Int8DynamicConfig())
+        else:
+            if scheme == "static_unchained" and "integer_chain" not in inspect.signature(
+                    lbt.convert).parameters:
+                raise ModuleNotFoundError("lowbit.torch.convert has no integer_chain yet")
+            lbt.prepare(net, lb.Int8StaticConfig())
+            with torch.inference_mode():
+                for i in range(4):
+                    net(torch.from_numpy(make_model_x(model, 8, stream=100 + i)))
+            kw = {"integer_chain": False} if scheme == "static_unchained" else {}
+            summary = lbt.convert(net, **kw)
+            info["chain_links"] = sum("uint8 to" in r.note for r in summary.replaced)
+        info.update({"isa": lb.get_isa(), "lowbit_modules": sorted(
+            {type(m).__name__ for m in net.modules() if type(m).__module__.startswith("lowbit")})})
 
     def calls(batch: int) -> list[Call]:
-        return [functools.partial(net, torch.from_numpy(make_digits_x(batch)))]
+        return [functools.partial(net, torch.from_numpy(make_model_x(model, batch)))]
 
-    return Bench(calls, lambda batch, y: float_check(_digits_reference(torch, batch), y.numpy()),
+    return Bench(calls, lambda batch, y: float_check(_model_reference(torch, model, batch),
+                                                     y.numpy()),
                  context=torch.inference_mode, info=info)
 
 
@@ -558,10 +628,15 @@ CONV_METHODS: dict[str, ConvMethod] = {m.name: m for m in (
     ConvMethod("ort_convinteger", ("onnxruntime", "onnx"), _setup_ort_convinteger),
     ConvMethod("ort_conv_f32", ("onnxruntime", "onnx"), _setup_ort_conv_f32),
 )}
-# The whole-model methods: their "shape" is a model name (DIGITS_MODEL).
+# The whole-model methods: their "shape" is a model name (MODELS).
 MODEL_METHODS: dict[str, ConvMethod] = {m.name: m for m in (
-    ConvMethod("torch_digits_f32", ("torch",), functools.partial(_setup_model, False), model=True),
-    ConvMethod("lowbit_digits", ("torch",), functools.partial(_setup_model, True), model=True),
+    ConvMethod("torch_model_f32", ("torch",), functools.partial(_setup_model, None), model=True),
+    ConvMethod("lowbit_model_dynamic", ("torch",), functools.partial(_setup_model, "dynamic"),
+               model=True),
+    ConvMethod("lowbit_model_static", ("torch",), functools.partial(_setup_model, "static"),
+               model=True),
+    ConvMethod("lowbit_model_static_unchained", ("torch",),
+               functools.partial(_setup_model, "static_unchained"), model=True),
 )}
 ALL_CONV_METHODS: dict[str, ConvMethod] = {**CONV_METHODS, **MODEL_METHODS}
 
@@ -576,7 +651,9 @@ CONV_COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lowbit_conv_integer", ("ort_convinteger",)),
 )
 MODEL_COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("lowbit_digits", ("torch_digits_f32",)),
+    ("lowbit_model_dynamic", ("torch_model_f32",)),
+    ("lowbit_model_static", ("torch_model_f32",)),
+    ("lowbit_model_static", ("lowbit_model_static_unchained",)),
 )
 CONV_TARGET = 1.5   # the issue's target: lowbit_conv at least this much faster than every peer
 

@@ -13,7 +13,8 @@ from .measure import PACK_KINDS
 from .methods import COMPARISONS, METHODS, NUMPY_RATIOS
 from .methods_conv import (ALL_CONV_METHODS, CONV_COMPARISONS, CONV_FLOAT_PEERS, CONV_METHODS,
                            CONV_PEERS,
-                           CONV_TARGET, MODEL_COMPARISONS, MODEL_METHODS, ConvShape, conv_shape)
+                           CONV_TARGET, MODEL_COMPARISONS, MODEL_DESCRIPTIONS, MODEL_METHODS, ConvShape,
+                           conv_shape)
 from .timing import COLD_FACTOR, l3_cache_bytes
 
 
@@ -409,13 +410,14 @@ def conv_to_markdown(rows: Sequence[dict[str, Any]]) -> str:
                   "the exact real value's rounding). Relative errors above "
                   "0.05 or a differing integer result mark the method "
                   f"{INEXACT_MARK} inexact on this CPU.", ""] + _correctness_table(layer, CONV_METHODS) + [""]
-    if model:
-        lines += ["### Whole model: digits CNN", "",
-                  "Conv2d(1, 16, 3, pad 1) + ReLU, Conv2d(16, 32, 3, pad 1) + ReLU, 2x2 max pool, "
-                  "Linear(512, 10) on 1x8x8 inputs (scikit-learn digits' size); seeded random "
-                  "weights. µs per call (median); rel_err against the float64 model.", ""]
-        for threads in sorted({r["threads"] for r in model}):
-            part = [dict(r, shape=f"batch {r['batch']}") for r in model if r["threads"] == threads]
+    for name in dict.fromkeys(r["shape"] for r in model):
+        lines += [f"### Whole model: {name}", "",
+                  f"{MODEL_DESCRIPTIONS.get(name, name)}; seeded random weights. µs per call "
+                  "(median); rel_err against the float64 model.", ""]
+        rows_m = [r for r in model if r["shape"] == name]
+        for threads in sorted({r["threads"] for r in rows_m}):
+            part = [dict(r, shape=f"batch {r['batch']}") for r in rows_m
+                    if r["threads"] == threads]
             lines += [f"{threads} thread{'s' if threads > 1 else ''}:", ""]
             lines += _conv_table(part, MODEL_METHODS, MODEL_COMPARISONS, "batch")
             errs = [f"{r['method']} batch {r['batch']}: {fmt(r.get('rel_err'), '.2g')}"

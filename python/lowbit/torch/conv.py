@@ -368,9 +368,19 @@ class QuantizedConv2d(nn.Module):
 
     # ---- the integer chain (lowbit.torch.chain) ---------------------------------------------
     def chain_qparams(self) -> Optional[tuple[float, int]]:
-        """A static layer's input (scale, zero point in the uint8 domain: int8 zero points
-        shifted by 128), as the previous layer of an integer chain quantizes for it; None for a
-        dynamic layer."""
+        """The input quantization an integer chain's previous layer writes for this layer.
+
+        Returns
+        -------
+        tuple of (float, int) or None
+            A static layer's input scale and zero point in the uint8 domain (an int8 zero point
+            shifted by 128, since the chain hands over uint8); None for a dynamic layer, which
+            quantizes each input itself and so cannot be chained into.
+
+        Raises
+        ------
+        Nothing: every layer answers.
+        """
         if self._activation[0]:
             return None
         _, scale, zero, qtype, _, _ = self._activation
