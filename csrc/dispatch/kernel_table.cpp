@@ -95,6 +95,7 @@ void avx512vnni_entries(KernelTable& t) {
   t.w4f32 = {avx512vnni::w4f32, 4};
   t.w8f32 = {avx512vnni::w8f32, 4};
   t.dwconv = avx512vnni::dwconv;
+  t.transpose32 = avx512vnni::transpose32;
 }
 // The tile unit takes the w8a8 and w4a8 GEMMs at 32 rows a step (small M falls back inside).
 void amx_entries(KernelTable& t) {

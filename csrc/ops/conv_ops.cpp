@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -226,7 +228,29 @@ struct ConvOutput {
   float* y_f32 = nullptr;
   const float* col_scale = nullptr;   // out_channels (float output)
   const float* bias = nullptr;        // out_channels or null
+  // The call's last step (transpose to NCHW, requantization, the next layer's quantization)
+  // on a finished run of NHWC rows: image n, output pixels [r0, r1), every channel. run_conv
+  // calls it on the thread that computed those rows, right after, while they are in L1/L2
+  // (a separate pass over the whole NHWC buffer read it back from memory: conv outputs are
+  // megabytes). Elementwise or a transpose: the bits do not depend on the split.
+  std::function<void(int64_t n, int64_t r0, int64_t r1)> finish;
 };
+
+// Output pixels per task: about this many bytes of NHWC output rows, so a task's rows are
+// still in L2 when `finish` reads them.
+constexpr int64_t kOutBlockBytes = 96 * 1024;
+
+// `finish` over every image in blocks of 64 pixels, in parallel (the grouped GEMM path, where
+// a task computes one group's channels only).
+void finish_all(const ConvOutput& out, int64_t batch, int64_t R, int64_t M) {
+  const int64_t blocks = (R + 63) / 64;
+  auto task = [&](int64_t t) {
+    const int64_t n = t / blocks, r0 = (t % blocks) * 64;
+    out.finish(n, r0, std::min(R, r0 + 64));
+  };
+  if (get_num_threads() == 1 || static_cast<double>(batch) * R * M < 262144.0) run_serially(batch * blocks, task);
+  else parallel_for(batch * blocks, task);
+}
 
 // Runs the convolution on an NHWC input into NHWC rows (batch * OH * OW of out_channels).
 void run_conv(const NhwcInput& in, const PackedConvWeight& w,
@@ -248,7 +272,15 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
     std::vector<uint8_t> zero_rows(static_cast<size_t>(CP * g.batch));
     for (int64_t n = 0; n < g.batch; ++n)
       std::memset(zero_rows.data() + n * CP, zeros[static_cast<size_t>(n)], static_cast<size_t>(CP));
-    const int64_t row_tasks = threads == 1 || macs < kMinParallelMacs ? 1 : std::min<int64_t>(OH, 4LL * threads);
+    // Blocks of output rows of about kOutBlockBytes (and at least 4 per thread when parallel).
+    // Each block a multiple of q rows where that keeps a block's first pixel a multiple of 16
+    // (aligned destination lines for the transpose).
+    const int64_t by_size = (OH * OW * M * 4 + kOutBlockBytes - 1) / kOutBlockBytes;
+    const int64_t wanted = std::min<int64_t>(
+        OH, std::max<int64_t>(by_size, threads == 1 || macs < kMinParallelMacs ? 1 : 4LL * threads));
+    const int64_t q = 16 / std::gcd<int64_t>(OW, 16);
+    const int64_t block_rows = round_up((OH + wanted - 1) / wanted, q);
+    const int64_t row_tasks = (OH + block_rows - 1) / block_rows;
     auto task = [&](int64_t t) {
       const int64_t n = t / row_tasks, rt = t % row_tasks;
       DwConvProblem p;
@@ -281,7 +313,9 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
         p.col_scale = col_scale.data();
         p.bias = out.bias ? bias.data() : nullptr;
       }
-      k.dwconv(p, OH * rt / row_tasks, OH * (rt + 1) / row_tasks);
+      const int64_t oh0 = rt * block_rows, oh1 = std::min(OH, oh0 + block_rows);
+      k.dwconv(p, oh0, oh1);
+      out.finish(n, oh0 * OW, oh1 * OW);
     };
     const int64_t tasks = g.batch * row_tasks;
     if (tasks == 1 || threads == 1 || macs < kMinParallelMacs) run_serially(tasks, task);
@@ -295,7 +329,13 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
   const int64_t mr = k.w8a8.mr;
   // Pixels per task: an A block of about 128 KB (it stays in L2 while the group's panels pass),
   // a whole number of the kernel's row steps.
-  const int64_t block = std::max<int64_t>(mr, std::min<int64_t>(round_up(std::max<int64_t>(1, 131072 / KP), mr), round_up(R, mr)));
+  // With one group, also at most about kOutBlockBytes of output (at least 64 pixels), so
+  // `finish` reads the task's rows from L2; a multiple of 16 pixels too (the transposes' tile:
+  // aligned destination lines).
+  const int64_t step = std::lcm<int64_t>(mr, 16);
+  int64_t target = std::max<int64_t>(1, 131072 / KP);
+  if (G == 1) target = std::min(target, std::max<int64_t>(64, kOutBlockBytes / (4 * M)));
+  const int64_t block = std::max<int64_t>(step, std::min<int64_t>(round_up(target, step), round_up(R, step)));
   const int64_t blocks = (R + block - 1) / block;
   const bool direct = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
                       g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0 &&
@@ -306,6 +346,11 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
     if (out.col_scale) std::copy(out.col_scale + gi * Mg, out.col_scale + (gi + 1) * Mg, col_scale.begin() + gi * NP);
     if (out.bias) std::copy(out.bias + gi * Mg, out.bias + (gi + 1) * Mg, bias.begin() + gi * NP);
   }
+  // One group whose channels fill the NHWC rows, no dilation along W: a kernel row's taps are
+  // tap_run contiguous input bytes.
+  const bool contiguous_taps = G == 1 && g.dilation_w == 1 && Cg == in.stride;
+  const int64_t tap_run = g.kernel_w * Cg;
+  const uint8_t* in_end = in.data + g.batch * HW * in.stride;
   auto task = [&](int64_t t) {
     const int64_t b = t % blocks, gi = (t / blocks) % G, n = t / (blocks * G);
     const int64_t r0 = b * block, rows = std::min(R, r0 + block) - r0;
@@ -323,12 +368,26 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
       a = image + r0 * in.stride;
       lda = in.stride;
     } else {
-      auto* rows_a = static_cast<uint8_t*>(a_buf.reserve(static_cast<size_t>(rows * KP)));
+      // 16 bytes of slack: a kernel row is copied 16 bytes at a time below.
+      auto* rows_a = static_cast<uint8_t*>(a_buf.reserve(static_cast<size_t>(rows * KP + 16)));
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t oh = (r0 + r) / OW, ow = (r0 + r) % OW;
         uint8_t* dst = rows_a + r * KP;
+        const int64_t iw0 = ow * g.stride_w - g.pad_left;
+        const bool w_inside = contiguous_taps && iw0 >= 0 && iw0 + g.kernel_w <= g.width;
         for (int64_t i = 0; i < g.kernel_h; ++i) {
           const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+          if (w_inside && ih >= 0 && ih < g.height) {
+            // The kernel row's taps are one run of the input row. A run of up to 16 bytes (a
+            // first layer's 3 x 1-5 channels) as one 16-byte copy: its overhang is
+            // overwritten by the next run, or lands in the row's K padding (cleared below) or
+            // the next A row (written after this one) or the slack.
+            const uint8_t* src = image + (ih * g.width + iw0) * in.stride;
+            if (tap_run <= 16 && src + 16 <= in_end) std::memcpy(dst, src, 16);
+            else std::memcpy(dst, src, static_cast<size_t>(tap_run));
+            dst += tap_run;
+            continue;
+          }
           for (int64_t j = 0; j < g.kernel_w; ++j, dst += Cg) {
             const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
             const bool inside = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
@@ -380,53 +439,22 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
       p.bias = out.bias ? bias.data() + gi * NP : nullptr;
     }
     k.w8a8.run(p, 0, rows, 0, panels);
+    if (G == 1) out.finish(n, r0, r0 + rows);
   };
   const int64_t tasks = g.batch * G * blocks;
   if (tasks == 1 || threads == 1 || macs < kMinParallelMacs) run_serially(tasks, task);
   else parallel_for(tasks, task);
+  if (G > 1) finish_all(out, g.batch, R, M);
 }
 
-// NHWC rows (batch, R, M) -> NCHW (batch, M, R), through `f(value) -> output` per element.
-// Tiles of 64 pixels x 16 channels: the tile's 64 source rows stay in L1 while each channel's
-// 64 outputs are written contiguously.
-template <typename In, typename Out, typename F>
-void nhwc_to_nchw(const In* src, int64_t batch, int64_t R, int64_t M, Out* dst, const F& f) {
-  const int64_t blocks = (R + 63) / 64;
-  auto task = [&](int64_t t) {
-    const int64_t n = t / blocks, r0 = (t % blocks) * 64, r1 = std::min(R, r0 + 64);
-    const In* s = src + n * R * M;
-    Out* d = dst + n * M * R;
-    for (int64_t m0 = 0; m0 < M; m0 += 16) {
-      const int64_t m1 = std::min(M, m0 + 16);
-      for (int64_t m = m0; m < m1; ++m) {
-        Out* out = d + m * R;
-        const In* in = s + m;
-        for (int64_t r = r0; r < r1; ++r) out[r] = f(in[r * M]);
-      }
-    }
-  };
-  const int64_t tasks = batch * blocks;
-  if (get_num_threads() == 1 || static_cast<double>(batch) * R * M < 262144.0) run_serially(tasks, task);
-  else parallel_for(tasks, task);
+// Image n's NHWC rows [r0, r1) (of M channels, R pixels per image) -> NCHW, by the transpose
+// kernels (bits moved only).
+void rows_to_nchw32(const void* src, int64_t n, int64_t r0, int64_t r1, int64_t R, int64_t M, void* dst) {
+  kernels().transpose32(static_cast<const uint32_t*>(src) + (n * R + r0) * M, M, r1 - r0, M,
+                        static_cast<uint32_t*>(dst) + n * M * R + r0, R);
 }
-
-// The same for 32-bit values (int32 sums, float outputs) on the transpose kernel, `prep` first
-// applied in place to each tile of NHWC rows (the float output's clamp).
-template <typename T, typename F>
-void nhwc_to_nchw32(T* src, int64_t batch, int64_t R, int64_t M, T* dst, const F& prep) {
-  static_assert(sizeof(T) == 4, "32-bit values");
-  const KernelTable& k = kernels();
-  const int64_t blocks = (R + 63) / 64;
-  auto task = [&](int64_t t) {
-    const int64_t n = t / blocks, r0 = (t % blocks) * 64, r1 = std::min(R, r0 + 64);
-    T* s = src + (n * R + r0) * M;
-    prep(s, (r1 - r0) * M);
-    k.transpose32(reinterpret_cast<const uint32_t*>(s), M, r1 - r0, M,
-                  reinterpret_cast<uint32_t*>(dst + n * M * R + r0), R);
-  };
-  const int64_t tasks = batch * blocks;
-  if (get_num_threads() == 1 || static_cast<double>(batch) * R * M < 262144.0) run_serially(tasks, task);
-  else parallel_for(tasks, task);
+void rows_to_nchw8(const uint8_t* src, int64_t n, int64_t r0, int64_t r1, int64_t R, int64_t M, uint8_t* dst) {
+  kernels().transpose8(src + (n * R + r0) * M, M, r1 - r0, M, dst + n * M * R + r0, R);
 }
 
 void check_bias_finite(const float* bias, int64_t n) {
@@ -446,8 +474,8 @@ void conv_integer(const void* x, ElemType x_type, int32_t x_zero, const PackedCo
   auto* rows = static_cast<int32_t*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(int32_t)));
   ConvOutput out;
   out.c_i32 = rows;
+  out.finish = [&](int64_t n, int64_t r0, int64_t r1) { rows_to_nchw32(rows, n, r0, r1, R, M, y); };
   run_conv(in, w, g, out);
-  nhwc_to_nchw32(rows, g.batch, R, M, y, [](int32_t*, int64_t) {});
 }
 
 void qlinear_conv(const void* x, ElemType x_type, int32_t x_zero, const PackedConvWeight& w,
@@ -463,23 +491,23 @@ void qlinear_conv(const void* x, ElemType x_type, int32_t x_zero, const PackedCo
   NhwcInput in = integer_input(x, x_type, x_zero, g, w);
   Scratch& s = scratch();
   auto* rows = static_cast<int32_t*>(s.out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(int32_t)));
-  ConvOutput out;
-  out.c_i32 = rows;
-  run_conv(in, w, g, out);
   // acc + bias (int32, wrapping as the reference's int32 arithmetic), then the requantization
-  // kernel per NHWC row, with one multiplier per channel.
+  // kernel per NHWC row, with one multiplier per channel, then the byte transpose.
   auto* q = static_cast<uint8_t*>(s.ab.reserve(static_cast<size_t>(std::max<int64_t>(1, g.batch * R * M))));
   const KernelTable& k = kernels();
-  parallel_rows(g.batch * R, M, 65536.0, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
+  ConvOutput out;
+  out.c_i32 = rows;
+  out.finish = [&](int64_t n, int64_t r0, int64_t r1) {
+    for (int64_t r = n * R + r0; r < n * R + r1; ++r) {
       int32_t* acc = rows + r * M;
       if (bias)
         for (int64_t m = 0; m < M; ++m)
           acc[m] = static_cast<int32_t>(static_cast<uint32_t>(acc[m]) + static_cast<uint32_t>(bias[m]));
       k.requantize_run(acc, M, multiplier, true, y_zero, qmin, qmax, q + r * M);
     }
-  });
-  nhwc_to_nchw(q, g.batch, R, M, static_cast<uint8_t*>(y), [](uint8_t v) { return v; });
+    rows_to_nchw8(q, n, r0, r1, R, M, static_cast<uint8_t*>(y));
+  };
+  run_conv(in, w, g, out);
 }
 
 void conv_float_chain(const ConvSource& x, const PackedConvWeight& w, const ConvGeometry& g,
@@ -506,33 +534,36 @@ void conv_float_chain(const ConvSource& x, const PackedConvWeight& w, const Conv
   if ((y.y == nullptr) == (y.y_nhwc == nullptr)) throw std::invalid_argument("exactly one output (float or quantized)");
   NhwcInput in = x.x_nhwc ? chained_input(x, g, w) : float_input(x.x, x.act, g, w);
   auto* rows = static_cast<float*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(float)));
-  ConvOutput out;
-  out.y_f32 = rows;
-  out.col_scale = col_scale;
-  out.bias = bias;
-  run_conv(in, w, g, out);
   const bool clamped = clamp_lo > -std::numeric_limits<float>::infinity() ||
                        clamp_hi < std::numeric_limits<float>::infinity();
   auto clamp = [clamped, clamp_lo, clamp_hi](float* v, int64_t n) {
     if (clamped)
       for (int64_t i = 0; i < n; ++i) v[i] = std::min(std::max(v[i], clamp_lo), clamp_hi);
   };
-  if (y.y) {
-    nhwc_to_nchw32(rows, g.batch, R, M, y.y, clamp);
-    return;
-  }
-  // The next layer's quantization, on the NHWC rows as they are (elementwise: the layout does
-  // not change a value).
   const KernelTable& k = kernels();
   const QuantRun params{&y.scale, &y.zero, false};
   std::atomic<bool> finite{true};
-  parallel_rows(g.batch * R, M, 262144.0, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r += 64) {
-      const int64_t n = (std::min(r1, r + 64) - r) * M;
-      clamp(rows + r * M, n);
-      if (!k.quantize_run(rows + r * M, n, params, 0, 255, y.y_nhwc + r * M)) finite.store(false);
-    }
-  });
+  ConvOutput out;
+  out.y_f32 = rows;
+  out.col_scale = col_scale;
+  out.bias = bias;
+  if (y.y) {
+    out.finish = [&](int64_t n, int64_t r0, int64_t r1) {
+      clamp(rows + (n * R + r0) * M, (r1 - r0) * M);
+      rows_to_nchw32(rows, n, r0, r1, R, M, y.y);
+    };
+  } else {
+    // The next layer's quantization, on the NHWC rows as they are (elementwise: the layout
+    // does not change a value).
+    out.finish = [&](int64_t n, int64_t r0, int64_t r1) {
+      for (int64_t r = n * R + r0; r < n * R + r1; r += 64) {
+        const int64_t count = (std::min(n * R + r1, r + 64) - r) * M;
+        clamp(rows + r * M, count);
+        if (!k.quantize_run(rows + r * M, count, params, 0, 255, y.y_nhwc + r * M)) finite.store(false);
+      }
+    };
+  }
+  run_conv(in, w, g, out);
   if (!finite.load())
     throw std::invalid_argument("the output holds NaN or Inf values; they cannot be quantized for the next layer");
 }

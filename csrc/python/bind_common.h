@@ -5,7 +5,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <string>
+#include <vector>
 
 #include "lowbit/types.h"
 
@@ -23,6 +27,31 @@ void bind_packed(py::module_& m);    // PackedMatrix, PackedInt4Matrix and their
 void bind_gemm(py::module_& m);      // matmul_integer and the linear layers
 void bind_conv(py::module_& m);      // the convolutions and their packed weight
 void bind_raw(py::module_& m);       // packed views over foreign memory, linears on addresses
+
+// A C-contiguous output array with 64-byte aligned data (lowbit's own allocation, freed with
+// the array). NumPy's allocator aligns to 16 bytes; aligned rows let a kernel write an output
+// too large for the caches with non-temporal stores (the AMX kernels, the AVX-512 transpose).
+template <typename T>
+py::array_t<T> aligned_array(const std::vector<py::ssize_t>& shape) {
+  size_t count = 1;
+  for (py::ssize_t d : shape) count *= static_cast<size_t>(d);
+  const size_t bytes = (std::max<size_t>(count * sizeof(T), 1) + 63) / 64 * 64;
+  void* data = std::aligned_alloc(64, bytes);
+  if (data == nullptr) throw std::bad_alloc();
+  py::capsule owner(data, [](void* q) { std::free(q); });
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t stride = sizeof(T);
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= shape[i];
+  }
+  return py::array_t<T>(shape, strides, static_cast<T*>(data), owner);
+}
+
+template <typename T>
+py::array_t<T> aligned_output(int64_t M, int64_t N) {
+  return aligned_array<T>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+}
 
 // By value, not by object identity: an unpickled or deep-copied array carries an equal but
 // distinct dtype object. Equivalence also requires native byte order.

@@ -46,8 +46,8 @@ ConvGeometry geometry(const py::array& x, const PackedConvWeight& w, const Param
 
 template <typename T>
 py::array_t<T> nchw_output(const ConvGeometry& g) {
-  return py::array_t<T>({static_cast<py::ssize_t>(g.batch), static_cast<py::ssize_t>(g.out_channels),
-                         static_cast<py::ssize_t>(g.out_height()), static_cast<py::ssize_t>(g.out_width())});
+  return aligned_array<T>({static_cast<py::ssize_t>(g.batch), static_cast<py::ssize_t>(g.out_channels),
+                          static_cast<py::ssize_t>(g.out_height()), static_cast<py::ssize_t>(g.out_width())});
 }
 
 std::shared_ptr<PackedConvWeight> pack_conv(const py::array& w, int64_t groups, const py::object& zp) {

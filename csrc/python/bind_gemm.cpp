@@ -25,20 +25,6 @@ const float* optional_bias(const py::object& bias, int64_t n) {
   return data;
 }
 
-// An (M, N) output array with 64-byte aligned data (lowbit's own allocation, freed with the
-// array). NumPy's allocator aligns to 16 bytes; aligned rows let a kernel write an output too
-// large for the caches with non-temporal stores (the AMX kernels do).
-template <typename T>
-py::array_t<T> aligned_output(int64_t M, int64_t N) {
-  const size_t bytes = (std::max<size_t>(static_cast<size_t>(M) * static_cast<size_t>(N) * sizeof(T), 1) + 63) / 64 * 64;
-  void* data = std::aligned_alloc(64, bytes);
-  if (data == nullptr) throw std::bad_alloc();
-  py::capsule owner(data, [](void* q) { std::free(q); });
-  return py::array_t<T>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)},
-                        {static_cast<py::ssize_t>(N * sizeof(T)), static_cast<py::ssize_t>(sizeof(T))},
-                        static_cast<T*>(data), owner);
-}
-
 py::array_t<int32_t> matmul_integer(const py::array& a, const py::object& a_zp,
                                     const lowbit::PackedMatrix& b) {
   const ElemType type = elem_type_of(a, "a", false);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dispatch/kernel_table.h"
 #include "lowbit/lowbit.h"
 
 namespace {
@@ -507,6 +508,30 @@ void test_pack_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::str
   }
 }
 
+// The block transposes (conv's NCHW <-> NHWC) move every element to its place: whole tiles,
+// ragged edges in both directions, source and destination strides wider than the block.
+void test_transposes(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  const lowbit::KernelTable& k = lowbit::kernels_for(isa);
+  for (int64_t rows : {1, 7, 8, 15, 16, 17, 63, 64, 65, 130})
+    for (int64_t cols : {1, 8, 9, 16, 31, 144, 150}) {
+      const int64_t ld_src = cols + 3, ld_dst = rows + 5;
+      auto s8 = random_bytes<uint8_t>(gen, rows * ld_src, 0, 255);
+      std::vector<uint8_t> d8(static_cast<size_t>(cols * ld_dst), 7), w8 = d8;
+      std::vector<uint32_t> s32(s8.size()), d32(d8.size(), 7u), w32(d8.size(), 7u);
+      for (size_t i = 0; i < s8.size(); ++i) s32[i] = static_cast<uint32_t>(gen());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          w8[c * ld_dst + r] = s8[r * ld_src + c];
+          w32[c * ld_dst + r] = s32[r * ld_src + c];
+        }
+      k.transpose8(s8.data(), ld_src, rows, cols, d8.data(), ld_dst);
+      k.transpose32(s32.data(), ld_src, rows, cols, d32.data(), ld_dst);
+      const std::string shape = " " + std::to_string(rows) + "x" + std::to_string(cols);
+      check(d8 == w8, tag + " transpose8" + shape);
+      check(d32 == w32, tag + " transpose32" + shape);
+    }
+}
+
 std::vector<lowbit::Isa> isas_under_test() {
   const char* env = std::getenv("LOWBIT_ISA");
   if (env != nullptr && *env != '\0') return {lowbit::active_isa()};  // throws if unsupported
@@ -677,6 +702,7 @@ int main(int argc, char** argv) {
       test_matmul_plain_b_edges(gen, tag + "/t" + std::to_string(threads));
     }
     test_linear_static_contract(gen, isa, tag);
+    test_transposes(gen, isa, tag);
     test_linear_weight_only_contract(gen, isa, tag);
     test_elementwise_matches_scalar(gen, isa, tag);
     for (int threads : {1, 2, 3}) {

@@ -80,8 +80,16 @@ void transpose8(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols, 
 void transpose32(const uint32_t* src, int64_t ld_src, int64_t rows, int64_t cols, uint32_t* dst,
                  int64_t ld_dst) {
   const int64_t rf = rows / 8 * 8, cf = cols / 8 * 8;
-  for (int64_t r0 = 0; r0 < rf; r0 += 8)
-    for (int64_t c0 = 0; c0 < cf; c0 += 8) tile32x8(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
+  // Blocks of 64 source rows, and in a block all of a destination row's 64 words before the
+  // next 8 rows: each destination line is written whole while it is in L1. (Rows outside,
+  // columns inside wrote every line in 32-byte halves far apart in time: conv's NHWC -> NCHW
+  // output, 64 pixels x 144 channels, took 5x the time of a copy.)
+  for (int64_t rb = 0; rb < rf; rb += 64) {
+    const int64_t re = std::min(rf, rb + 64);
+    for (int64_t c0 = 0; c0 < cf; c0 += 8)
+      for (int64_t r0 = rb; r0 < re; r0 += 8)
+        tile32x8(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
+  }
   edge(src, ld_src, 0, rf, cf, cols, dst, ld_dst);
   edge(src, ld_src, rf, rows, 0, cols, dst, ld_dst);
 }
