@@ -107,6 +107,13 @@ METHOD_NOTES = {
                      "module timed (quantize + quantized conv + dequantize: float in and out)",
     "torch_ao_qconv": "the same converted module's quantized conv alone, on an input "
                       "quantized beforehand (untimed): quint8 in, quint8 out",
+    "lowbit_qlinear_conv": "`_C.qlinear_conv` (what `lowbit.qlinear_conv` runs) on the "
+                           "pre-packed weight, the operands of ort_qlinearconv: uint8 NCHW in "
+                           "(quantized beforehand, untimed), int32 bias, uint8 NCHW out",
+    "lowbit_conv_chain": "one layer of lowbit's integer chain (`_C.conv_float` with uint8 input "
+                         "and an output scale, as a chained static `lowbit.torch.QuantizedConv2d` "
+                         "runs it): uint8 NHWC in (ort_qlinearconv's input, transposed "
+                         "beforehand), float epilogue quantized to uint8 NHWC out",
     "ort_qlinearconv": "ONNX Runtime one-node QLinearConv: uint8 input quantized beforehand "
                        "(untimed, per tensor), int8 per-channel weight initializer, int32 bias, "
                        "uint8 output",

@@ -75,18 +75,18 @@ Scratch& scratch() {
   return s;
 }
 
-// Transposes image n's C x HW bytes (chw, xor flip) into the NHWC buffer, in blocks of 64
-// pixels (the block's C source rows stay in L1): the transpose kernel for one input channel per
-// channel slot, a byte loop when a depthwise channel multiplier > 1 repeats each byte; bytes
-// past C * mult (to the buffer's row stride) hold the zero point.
-void chw_to_nhwc(const uint8_t* chw, uint8_t flip, int64_t C, int64_t HW, int64_t mult, int64_t stride,
+// Transposes P pixels of C channel rows (`ld` bytes apart; xor flip) into NHWC rows, in
+// blocks of 64 pixels (the block's C source rows stay in L1): the transpose kernel for one
+// input channel per channel slot, a byte loop when a depthwise channel multiplier > 1 repeats
+// each byte; bytes past C * mult (to the buffer's row stride) hold the zero point.
+void chw_to_nhwc(const uint8_t* chw, int64_t ld, uint8_t flip, int64_t C, int64_t P, int64_t mult, int64_t stride,
                  uint8_t zero, uint8_t* dst) {
   const KernelTable& k = kernels();
   const int64_t used = C * mult;
-  for (int64_t p0 = 0; p0 < HW; p0 += 64) {
-    const int64_t p1 = std::min(HW, p0 + 64);
+  for (int64_t p0 = 0; p0 < P; p0 += 64) {
+    const int64_t p1 = std::min(P, p0 + 64);
     if (mult == 1) {
-      k.transpose8(chw + p0, HW, C, p1 - p0, dst + p0 * stride, stride);
+      k.transpose8(chw + p0, ld, C, p1 - p0, dst + p0 * stride, stride);
       if (flip)
         for (int64_t p = p0; p < p1; ++p)
           for (int64_t c = 0; c < C; ++c) dst[p * stride + c] ^= flip;
@@ -94,7 +94,7 @@ void chw_to_nhwc(const uint8_t* chw, uint8_t flip, int64_t C, int64_t HW, int64_
       for (int64_t p = p0; p < p1; ++p) {
         uint8_t* d = dst + p * stride;
         for (int64_t c = 0; c < C; ++c) {
-          const uint8_t v = static_cast<uint8_t>(chw[c * HW + p] ^ flip);
+          const uint8_t v = static_cast<uint8_t>(chw[c * ld + p] ^ flip);
           for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = v;
         }
       }
@@ -102,6 +102,23 @@ void chw_to_nhwc(const uint8_t* chw, uint8_t flip, int64_t C, int64_t HW, int64_
     if (stride > used)
       for (int64_t p = p0; p < p1; ++p) std::memset(dst + p * stride + used, zero, static_cast<size_t>(stride - used));
   }
+}
+
+// Pixels per block of the input conversion: its C quantized rows (C x block bytes) fit in
+// about 32 KB, so they are still in L1 for the transpose; at least 64, a multiple of 64.
+int64_t pixel_block(int64_t C) { return std::max<int64_t>(64, std::min<int64_t>(1024, 32768 / std::max<int64_t>(C, 1)) / 64 * 64); }
+
+// fn(n, p0, p1) over every image's pixel blocks, in parallel once there is enough work (so a
+// single image uses every thread too).
+template <typename Fn>
+void for_pixel_blocks(int64_t batch, int64_t HW, int64_t block, double bytes_per_pixel, const Fn& fn) {
+  const int64_t blocks = (HW + block - 1) / block;
+  auto task = [&](int64_t t) {
+    const int64_t n = t / blocks, p0 = (t % blocks) * block;
+    fn(n, p0, std::min(HW, p0 + block));
+  };
+  if (get_num_threads() == 1 || static_cast<double>(batch) * HW * bytes_per_pixel < 65536.0) run_serially(batch * blocks, task);
+  else parallel_for(batch * blocks, task);
 }
 
 int64_t input_stride(const ConvGeometry& g, const PackedConvWeight& w) {
@@ -124,9 +141,9 @@ NhwcInput integer_input(const void* x, ElemType x_type, int32_t x_zero, const Co
   const int64_t mult = w.depthwise() ? g.out_channels / g.in_channels : 1;
   auto* buf = static_cast<uint8_t*>(scratch().nhwc.reserve(static_cast<size_t>(std::max<int64_t>(1, g.batch * HW * in.stride))));
   const auto* src = static_cast<const uint8_t*>(x);
-  parallel_rows(g.batch, C * HW, 65536.0, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      chw_to_nhwc(src + n * C * HW, flip, C, HW, mult, in.stride, static_cast<uint8_t>(zero), buf + n * HW * in.stride);
+  for_pixel_blocks(g.batch, HW, pixel_block(C), static_cast<double>(C), [&](int64_t n, int64_t p0, int64_t p1) {
+    chw_to_nhwc(src + n * C * HW + p0, HW, flip, C, p1 - p0, mult, in.stride, static_cast<uint8_t>(zero),
+                buf + (n * HW + p0) * in.stride);
   });
   in.data = buf;
   return in;
@@ -151,35 +168,44 @@ NhwcInput float_input(const float* x, const ConvActivation& act, const ConvGeome
                                   " is outside the range of the activation type");
   }
   auto* buf = static_cast<uint8_t*>(scratch().nhwc.reserve(static_cast<size_t>(std::max<int64_t>(1, g.batch * HW * in.stride))));
-  // Images are quantized one by one (dynamic: each with its own range, so an image's result
-  // does not depend on the rest of the batch) into a per-task CHW buffer, then transposed.
+  // Dynamic: each image's own range (an image's result does not depend on the rest of the
+  // batch), from min_max over chunks of the image in parallel (min and max are exact in any
+  // order). Then per block of pixels: each channel's run quantized into a small buffer
+  // (elementwise: the same bytes as one pass over the image) and transposed while in L1.
   std::atomic<bool> finite{true};
-  parallel_rows(g.batch, image, 65536.0, [&](int64_t n0, int64_t n1) {
-    thread_local ScratchBuffer chw_buf;
-    auto* chw = static_cast<uint8_t*>(chw_buf.reserve(static_cast<size_t>(std::max<int64_t>(1, image))));
-    for (int64_t n = n0; n < n1; ++n) {
-      const float* src = x + n * image;
-      float scale = act.scale;
-      int32_t zero = act.zero + (act.type == QType::int8 ? 128 : 0);
-      if (act.dynamic) {
-        float mn = 0.0f, mx = 0.0f;
-        if (!k.min_max(src, image, &mn, &mx)) {
+  std::vector<int32_t>& zeros = in.zeros;
+  for (int64_t n = 0; n < g.batch; ++n)
+    zeros[static_cast<size_t>(n)] = act.zero + (act.type == QType::int8 ? 128 : 0);
+  if (act.dynamic) {
+    const int64_t chunk = 65536, chunks = (image + chunk - 1) / chunk;
+    std::vector<float> lo(static_cast<size_t>(g.batch * chunks), 0.0f), hi(lo.size(), 0.0f);
+    parallel_rows(g.batch * chunks, chunk, 131072.0, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n = t / chunks, c0 = (t % chunks) * chunk, len = std::min(image, c0 + chunk) - c0;
+        if (!k.min_max(x + n * image + c0, len, &lo[static_cast<size_t>(t)], &hi[static_cast<size_t>(t)]))
           finite.store(false);
-          continue;
-        }
-        mn = std::min(mn, 0.0f);
-        mx = std::max(mx, 0.0f);
-        range_params(&mn, &mx, 1, QType::uint8, false, &scale, &zero);
       }
-      const QuantRun params{&scale, &zero, false};
-      if (!k.quantize_run(src, image, params, 0, 255, chw)) {
-        finite.store(false);
-        continue;
+    });
+    if (!finite.load()) throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
+    for (int64_t n = 0; n < g.batch; ++n) {
+      float mn = 0.0f, mx = 0.0f;   // the range always holds 0
+      for (int64_t c = 0; c < chunks; ++c) {
+        mn = std::min(mn, lo[static_cast<size_t>(n * chunks + c)]);
+        mx = std::max(mx, hi[static_cast<size_t>(n * chunks + c)]);
       }
-      in.scale[static_cast<size_t>(n)] = scale;
-      in.zeros[static_cast<size_t>(n)] = zero;
-      chw_to_nhwc(chw, 0, C, HW, mult, in.stride, static_cast<uint8_t>(zero), buf + n * HW * in.stride);
+      range_params(&mn, &mx, 1, QType::uint8, false, &in.scale[static_cast<size_t>(n)], &zeros[static_cast<size_t>(n)]);
     }
+  }
+  const int64_t block = pixel_block(C);
+  for_pixel_blocks(g.batch, HW, block, 4.0 * static_cast<double>(C), [&](int64_t n, int64_t p0, int64_t p1) {
+    thread_local ScratchBuffer chw_buf;
+    auto* chw = static_cast<uint8_t*>(chw_buf.reserve(static_cast<size_t>(C * block)));
+    const float scale = in.scale[static_cast<size_t>(n)];
+    const int32_t zero = zeros[static_cast<size_t>(n)];
+    const QuantRun params{&scale, &zero, false};
+    for (int64_t c = 0; c < C; ++c)
+      if (!k.quantize_run(x + n * image + c * HW + p0, p1 - p0, params, 0, 255, chw + c * block)) finite.store(false);
+    chw_to_nhwc(chw, block, 0, C, p1 - p0, mult, in.stride, static_cast<uint8_t>(zero), buf + (n * HW + p0) * in.stride);
   });
   if (!finite.load()) throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
   in.data = buf;

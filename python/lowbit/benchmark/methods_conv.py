@@ -322,6 +322,79 @@ def _setup_lowbit_conv_integer(shape: ConvShape, threads: int) -> Bench:
     return Bench(calls, check, info={"isa": lb.get_isa()})
 
 
+def _qlinear_state(shape: ConvShape, batch: int, wscale: np.ndarray, b: np.ndarray
+                   ) -> tuple[np.ndarray, float, int, float, int]:
+    """The QLinearConv operands of ort_qlinearconv: uint8 input, (x scale, zero), and the uint8
+    output's (scale, zero) over the float output's range."""
+    xq, xs, xz = quantize_input_u8(make_conv_x(shape, batch))
+    ys, yz = output_qparams(float_reference(shape, batch))
+    return xq, xs, xz, ys, yz
+
+
+def _setup_lowbit_qlinear_conv(shape: ConvShape, threads: int) -> Bench:
+    """`_C.qlinear_conv` (what `lowbit.qlinear_conv` runs) on the pre-packed weight: the
+    operands of ort_qlinearconv (uint8 NCHW in, int32 bias, uint8 NCHW out)."""
+    lb = _import_lowbit(threads)
+    from lowbit._core import _C
+    w, b = make_conv_weight(shape)
+    q, wscale = quantize_conv_weight(w)
+    packed = _C.pack_conv(q, shape.groups, None)
+    params = conv_params(shape)
+    state: dict[int, Any] = {}
+
+    def calls(batch: int) -> list[Call]:
+        xq, xs, xz, ys, yz = _qlinear_state(shape, batch, wscale, b)
+        bias_q = np.rint(b.astype(np.float64) / (xs * wscale.astype(np.float64))).astype(np.int32)
+        mult = (np.float32(xs) * wscale / np.float32(ys)).astype(np.float32)
+        state[batch] = (xq, xz, yz, bias_q, mult)
+        return [functools.partial(_C.qlinear_conv, xq, xz, packed, params, bias_q, mult, yz,
+                                  _C.QType.uint8)]
+
+    def check(batch: int, out: Any) -> dict[str, Any]:
+        xq, xz, yz, bias_q, mult = state[batch]
+        ys = output_qparams(float_reference(shape, batch))[0]
+        acc = conv_reference(xq.astype(np.float64) - xz, q, shape) + bias_q.reshape(1, -1, 1, 1)
+        note, ok = requantized_check(acc * mult.astype(np.float64).reshape(1, -1, 1, 1) + yz, out)
+        y = (np.asarray(out, np.float64) - yz) * ys
+        return _combine(rel_err(y, float_reference(shape, batch)), note, ok)
+
+    return Bench(calls, check, info={"isa": lb.get_isa()})
+
+
+def _setup_lowbit_conv_chain(shape: ConvShape, threads: int) -> Bench:
+    """One layer of lowbit's integer chain (`_C.conv_float` with a uint8 input and an output
+    scale, what a chained static `lowbit.torch.QuantizedConv2d` runs): uint8 NHWC in (the
+    input of ort_qlinearconv, transposed beforehand), the float epilogue quantized with the
+    output's (scale, zero) of ort_qlinearconv, uint8 NHWC out."""
+    lb = _import_lowbit(threads)
+    from lowbit._core import _C
+    w, b = make_conv_weight(shape)
+    q, wscale = quantize_conv_weight(w)
+    packed = _C.pack_conv(q, shape.groups, None)
+    params = conv_params(shape)
+    state: dict[int, Any] = {}
+
+    def calls(batch: int) -> list[Call]:
+        xq, xs, xz, ys, yz = _qlinear_state(shape, batch, wscale, b)
+        x_nhwc = np.ascontiguousarray(xq.transpose(0, 2, 3, 1))
+        state[batch] = (xq, xs, xz, ys, yz)
+        return [functools.partial(_C.conv_float, x_nhwc, packed, params, False, xs, xz,
+                                  _C.QType.uint8, wscale, b, -math.inf, math.inf, ys, yz,
+                                  _C.QType.uint8)]
+
+    def check(batch: int, out: Any) -> dict[str, Any]:
+        xq, xs, xz, ys, yz = state[batch]
+        acc = conv_reference(xq.astype(np.float64) - xz, q, shape)
+        real = (acc * (np.float64(np.float32(xs)) * wscale.astype(np.float64)).reshape(1, -1, 1, 1)
+                + b.astype(np.float64).reshape(1, -1, 1, 1)) / ys + yz
+        got = np.asarray(out).transpose(0, 3, 1, 2)
+        note, ok = requantized_check(real, got)
+        y = (got.astype(np.float64) - yz) * ys
+        return _combine(rel_err(y, float_reference(shape, batch)), note, ok)
+
+    return Bench(calls, check, info={"isa": lb.get_isa()})
+
+
 # ----------------------------------------------------------------------------- PyTorch
 
 
@@ -621,6 +694,8 @@ def _setup_model(scheme: Optional[str], model: str, threads: int) -> Bench:
 CONV_METHODS: dict[str, ConvMethod] = {m.name: m for m in (
     ConvMethod("lowbit_conv", (), _setup_lowbit_conv),
     ConvMethod("lowbit_conv_integer", (), _setup_lowbit_conv_integer),
+    ConvMethod("lowbit_qlinear_conv", (), _setup_lowbit_qlinear_conv),
+    ConvMethod("lowbit_conv_chain", (), _setup_lowbit_conv_chain),
     ConvMethod("torch_f32_conv", ("torch",), _setup_torch_f32),
     ConvMethod("torch_ao_conv", ("torch",), functools.partial(_setup_torch_ao, False)),
     ConvMethod("torch_ao_qconv", ("torch",), functools.partial(_setup_torch_ao, True)),
@@ -649,6 +724,8 @@ CONV_COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lowbit_conv", CONV_PEERS),
     ("lowbit_conv", CONV_FLOAT_PEERS),
     ("lowbit_conv_integer", ("ort_convinteger",)),
+    ("lowbit_qlinear_conv", ("ort_qlinearconv", "torch_ao_qconv")),
+    ("lowbit_conv_chain", ("ort_qlinearconv", "torch_ao_qconv")),
 )
 MODEL_COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lowbit_model_dynamic", ("torch_model_f32",)),
