@@ -51,7 +51,13 @@ bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t q
   const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax));
   bool finite = true;
-  for (int64_t i = 0; i < n; i += 16) {
+  int64_t i = 0;
+  // Whole vectors: 16-byte stores (a masked byte store per 16 values cost a quarter of the
+  // time); the masked tail as before.
+  for (; i + 16 <= n; i += 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm512_cvtepi32_epi8(quantize16(x, i, 0xffff, p, lo, hi, &finite)));
+  if (i < n) {
     const __mmask16 m = tail_mask(n - i);
     _mm512_mask_cvtepi32_storeu_epi8(out + i, m, quantize16(x, i, m, p, lo, hi, &finite));
   }
@@ -149,7 +155,22 @@ void requantize_run(const int32_t* acc, int64_t n, const float* multiplier, bool
   const __m512d lo = _mm512_set1_pd(qmin), hi = _mm512_set1_pd(qmax);
   const __m512d z = _mm512_set1_pd(zero);
   const __m512d m_scalar = _mm512_set1_pd(multiplier[0]);
-  for (int64_t i = 0; i < n; i += 8) {
+  // 16 values a step, unmasked, one 16-byte store (a masked byte store per 8 values was half
+  // the time); the same double arithmetic per lane as the tail below.
+  auto eight = [&](const int32_t* a_ptr, const float* m_ptr) {
+    const __m512d a = _mm512_cvtepi32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a_ptr)));
+    const __m512d mult = per_element ? _mm512_cvtps_pd(_mm256_loadu_ps(m_ptr)) : m_scalar;
+    __m512d v = _mm512_add_pd(_mm512_roundscale_pd(_mm512_mul_pd(a, mult), kRound), z);
+    return _mm512_cvtpd_epi32(_mm512_min_pd(_mm512_max_pd(v, lo), hi));
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const float* m_ptr = per_element ? multiplier + i : multiplier;
+    const __m256i q0 = eight(acc + i, m_ptr), q1 = eight(acc + i + 8, per_element ? m_ptr + 8 : m_ptr);
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(q));
+  }
+  for (; i < n; i += 8) {
     const __mmask8 m = static_cast<__mmask8>(n - i >= 8 ? 0xff : (1u << (n - i)) - 1u);
     const __m512d a = _mm512_cvtepi32_pd(_mm256_maskz_loadu_epi32(m, acc + i));
     const __m512d mult =
