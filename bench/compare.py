@@ -121,6 +121,10 @@ METHOD_NOTES = {
                        "(untimed), int8 weight initializer -> int32",
     "ort_conv_f32": "ONNX Runtime one-node float32 Conv",
     "torch_model_f32": "the whole model in float32 PyTorch, under `torch.inference_mode()`",
+    "torch_model_f32_cl": "torch_model_f32 with the model and its input in "
+                          "`torch.channels_last` memory (PyTorch's advice for CNNs on CPUs)",
+    "lowbit_model_static_cl": "lowbit_model_static on a `torch.channels_last` input (the first "
+                              "conv reads it as NHWC, no transpose)",
     "lowbit_model_dynamic": "the same model after `lowbit.torch.quantize_(model, "
                             "lowbit.Int8DynamicConfig())` (Conv + BN fused first)",
     "lowbit_model_static": "the same model after `lowbit.torch.prepare(model, "

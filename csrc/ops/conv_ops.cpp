@@ -149,7 +149,7 @@ NhwcInput integer_input(const void* x, ElemType x_type, int32_t x_zero, const Co
   return in;
 }
 
-NhwcInput float_input(const float* x, const ConvActivation& act, const ConvGeometry& g,
+NhwcInput float_input(const float* x, bool x_nhwc, const ConvActivation& act, const ConvGeometry& g,
                       const PackedConvWeight& w) {
   const KernelTable& k = kernels();
   NhwcInput in;
@@ -197,16 +197,43 @@ NhwcInput float_input(const float* x, const ConvActivation& act, const ConvGeome
     }
   }
   const int64_t block = pixel_block(C);
-  for_pixel_blocks(g.batch, HW, block, 4.0 * static_cast<double>(C), [&](int64_t n, int64_t p0, int64_t p1) {
-    thread_local ScratchBuffer chw_buf;
-    auto* chw = static_cast<uint8_t*>(chw_buf.reserve(static_cast<size_t>(C * block)));
-    const float scale = in.scale[static_cast<size_t>(n)];
-    const int32_t zero = zeros[static_cast<size_t>(n)];
-    const QuantRun params{&scale, &zero, false};
-    for (int64_t c = 0; c < C; ++c)
-      if (!k.quantize_run(x + n * image + c * HW + p0, p1 - p0, params, 0, 255, chw + c * block)) finite.store(false);
-    chw_to_nhwc(chw, block, 0, C, p1 - p0, mult, in.stride, static_cast<uint8_t>(zero), buf + (n * HW + p0) * in.stride);
-  });
+  if (x_nhwc) {
+    // NHWC float: a block's pixels are one run; quantized straight into the rows when they are
+    // the rows (stride C, no channel multiplier), else into a small buffer and spread out.
+    const bool direct = in.stride == C && mult == 1;
+    for_pixel_blocks(g.batch, HW, block, 4.0 * static_cast<double>(C), [&](int64_t n, int64_t p0, int64_t p1) {
+      const float scale = in.scale[static_cast<size_t>(n)];
+      const int32_t zero = zeros[static_cast<size_t>(n)];
+      const QuantRun params{&scale, &zero, false};
+      const float* src = x + (n * HW + p0) * C;
+      uint8_t* dst = buf + (n * HW + p0) * in.stride;
+      if (direct) {
+        if (!k.quantize_run(src, (p1 - p0) * C, params, 0, 255, dst)) finite.store(false);
+        return;
+      }
+      thread_local ScratchBuffer q_buf;
+      auto* q = static_cast<uint8_t*>(q_buf.reserve(static_cast<size_t>(C * block)));
+      if (!k.quantize_run(src, (p1 - p0) * C, params, 0, 255, q)) finite.store(false);
+      for (int64_t p = 0; p < p1 - p0; ++p) {
+        uint8_t* d = dst + p * in.stride;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = q[p * C + c];
+        if (in.stride > C * mult)
+          std::memset(d + C * mult, static_cast<uint8_t>(zero), static_cast<size_t>(in.stride - C * mult));
+      }
+    });
+  } else {
+    for_pixel_blocks(g.batch, HW, block, 4.0 * static_cast<double>(C), [&](int64_t n, int64_t p0, int64_t p1) {
+      thread_local ScratchBuffer chw_buf;
+      auto* chw = static_cast<uint8_t*>(chw_buf.reserve(static_cast<size_t>(C * block)));
+      const float scale = in.scale[static_cast<size_t>(n)];
+      const int32_t zero = zeros[static_cast<size_t>(n)];
+      const QuantRun params{&scale, &zero, false};
+      for (int64_t c = 0; c < C; ++c)
+        if (!k.quantize_run(x + n * image + c * HW + p0, p1 - p0, params, 0, 255, chw + c * block)) finite.store(false);
+      chw_to_nhwc(chw, block, 0, C, p1 - p0, mult, in.stride, static_cast<uint8_t>(zero), buf + (n * HW + p0) * in.stride);
+    });
+  }
   if (!finite.load()) throw std::invalid_argument("input holds NaN or Inf values; they cannot be quantized");
   in.data = buf;
   return in;
@@ -570,8 +597,11 @@ void conv_float_chain(const ConvSource& x, const PackedConvWeight& w, const Conv
   if (g.batch == 0) return;
   if ((x.x == nullptr) == (x.x_nhwc == nullptr)) throw std::invalid_argument("exactly one input (float or quantized)");
   if ((y.y == nullptr) == (y.y_nhwc == nullptr)) throw std::invalid_argument("exactly one output (float or quantized)");
-  NhwcInput in = x.x_nhwc ? chained_input(x, g, w) : float_input(x.x, x.act, g, w);
-  auto* rows = static_cast<float*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(float)));
+  NhwcInput in = x.x_nhwc ? chained_input(x, g, w) : float_input(x.x, x.float_nhwc, x.act, g, w);
+  // An NHWC float output is the kernels' rows themselves.
+  auto* rows = y.y && y.float_nhwc
+                   ? y.y
+                   : static_cast<float*>(scratch().out.reserve(static_cast<size_t>(g.batch * R * M) * sizeof(float)));
   const bool clamped = clamp_lo > -std::numeric_limits<float>::infinity() ||
                        clamp_hi < std::numeric_limits<float>::infinity();
   auto clamp = [clamped, clamp_lo, clamp_hi](float* v, int64_t n) {
@@ -588,7 +618,7 @@ void conv_float_chain(const ConvSource& x, const PackedConvWeight& w, const Conv
   if (y.y) {
     out.finish = [&](int64_t n, int64_t r0, int64_t r1) {
       clamp(rows + (n * R + r0) * M, (r1 - r0) * M);
-      rows_to_nchw32(rows, n, r0, r1, R, M, y.y);
+      if (!y.float_nhwc) rows_to_nchw32(rows, n, r0, r1, R, M, y.y);
     };
   } else {
     // The next layer's quantization, on the NHWC rows as they are (elementwise: the layout

@@ -139,9 +139,12 @@ void conv_float(const float* x, const ConvActivation& act, const PackedConvWeigh
 //
 // The input of a float convolution: float32 NCHW `x`, quantized per `act` (conv_float), or,
 // when x_nhwc is set, activations already quantized with (scale, zero) in the uint8 domain.
+// float_nhwc: x is float32 NHWC (batch, height, width, channels) row-major instead (a
+// channels_last tensor): the same values, so the same quantized bytes, with no transpose.
 struct ConvSource {
   const float* x = nullptr;
   ConvActivation act;
+  bool float_nhwc = false;
   const uint8_t* x_nhwc = nullptr;
   float scale = 1.0f;
   int32_t zero = 0;
@@ -152,8 +155,11 @@ struct ConvSource {
 // scale) + zero) to [0, 255] by the quantize_run kernel, zero in the uint8 domain. These are
 // the bytes the next layer would have made from the float output, so a chain gives the same
 // bits as the two layers called one after the other on float tensors.
+// float_nhwc: the float output y is NHWC (batch, out_height, out_width, out_channels), the
+// rows the kernels write, so nothing is transposed.
 struct ConvSink {
   float* y = nullptr;
+  bool float_nhwc = false;
   uint8_t* y_nhwc = nullptr;
   float scale = 1.0f;
   int32_t zero = 0;

@@ -651,10 +651,12 @@ def _model_reference(torch: Any, model: str, batch: int) -> np.ndarray:
         return net(torch.from_numpy(make_model_x(model, batch)).double()).numpy()
 
 
-def _setup_model(scheme: Optional[str], model: str, threads: int) -> Bench:
+def _setup_model(scheme: Optional[str], model: str, threads: int,
+                 channels_last: bool = False) -> Bench:
     """scheme None: the float32 model; "dynamic": quantize_ with Int8DynamicConfig;
     "static" / "static_unchained": prepare with Int8StaticConfig, calibrated on 4 seeded
-    batches of 8 (not the timed inputs), convert with integer_chain on / off."""
+    batches of 8 (not the timed inputs), convert with integer_chain on / off. channels_last:
+    the model (float: its parameters too) and the timed input in torch.channels_last memory."""
     torch = _import_torch(threads)
     net = _build_model(torch, model)
     info: dict[str, Any] = {}
@@ -680,11 +682,17 @@ def _setup_model(scheme: Optional[str], model: str, threads: int) -> Bench:
         info.update({"isa": lb.get_isa(), "lowbit_modules": sorted(
             {type(m).__name__ for m in net.modules() if type(m).__module__.startswith("lowbit")})})
 
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+
     def calls(batch: int) -> list[Call]:
-        return [functools.partial(net, torch.from_numpy(make_model_x(model, batch)))]
+        x = torch.from_numpy(make_model_x(model, batch))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return [functools.partial(net, x)]
 
     return Bench(calls, lambda batch, y: float_check(_model_reference(torch, model, batch),
-                                                     y.numpy()),
+                                                     y.contiguous().numpy()),
                  context=torch.inference_mode, info=info)
 
 
@@ -706,12 +714,16 @@ CONV_METHODS: dict[str, ConvMethod] = {m.name: m for m in (
 # The whole-model methods: their "shape" is a model name (MODELS).
 MODEL_METHODS: dict[str, ConvMethod] = {m.name: m for m in (
     ConvMethod("torch_model_f32", ("torch",), functools.partial(_setup_model, None), model=True),
+    ConvMethod("torch_model_f32_cl", ("torch",),
+               functools.partial(_setup_model, None, channels_last=True), model=True),
     ConvMethod("lowbit_model_dynamic", ("torch",), functools.partial(_setup_model, "dynamic"),
                model=True),
     ConvMethod("lowbit_model_static", ("torch",), functools.partial(_setup_model, "static"),
                model=True),
     ConvMethod("lowbit_model_static_unchained", ("torch",),
                functools.partial(_setup_model, "static_unchained"), model=True),
+    ConvMethod("lowbit_model_static_cl", ("torch",),
+               functools.partial(_setup_model, "static", channels_last=True), model=True),
 )}
 ALL_CONV_METHODS: dict[str, ConvMethod] = {**CONV_METHODS, **MODEL_METHODS}
 
@@ -731,6 +743,8 @@ MODEL_COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lowbit_model_dynamic", ("torch_model_f32",)),
     ("lowbit_model_static", ("torch_model_f32",)),
     ("lowbit_model_static", ("lowbit_model_static_unchained",)),
+    ("lowbit_model_static_cl", ("torch_model_f32_cl",)),
+    ("lowbit_model_static", ("torch_model_f32", "torch_model_f32_cl")),
 )
 CONV_TARGET = 1.5   # the issue's target: lowbit_conv at least this much faster than every peer
 

@@ -297,11 +297,26 @@ EMBEDDING_OP = torch.ops.lowbit.embedding.default
 # place by the kernel. chain_out: None (float output in x's dtype, float32 for uint8 x) or
 # the next layer's (scale, zero point in the uint8 domain) as a float64 tensor of 2: then the
 # output is uint8, (N, M, H_out, W_out) in channels_last memory (NHWC, as the kernels write it).
+# A float x in channels_last memory (and not also contiguous) gives a channels_last float
+# output, as torch's own conv does: the kernels read and write NHWC rows, so neither side is
+# transposed; any other float x a contiguous (NCHW) one. The chain keeps the model's layout:
+# a uint8 output of a layer whose input was channels_last (or itself such a uint8 tensor) is
+# the NHWC rows as an (N, H_out, W_out, M) contiguous tensor, and a layer given that returns a
+# channels_last float output; otherwise the uint8 output is (N, M, H_out, W_out) in
+# channels_last memory and the float output after it contiguous. chained_nhwc tells the two
+# apart (the tensor only ever goes from one lowbit layer to the next).
 
 CONV_ARGS = ("Tensor x, Tensor packed, Tensor scale, Tensor? bias, int[] weight_shape, "
              "int weight_type, int[] params, bool dynamic, float input_scale, "
              "int input_zero_point, int input_type, float clamp_lo, float clamp_hi, "
              "Tensor? chain_out")
+
+
+def chained_nhwc(x: torch.Tensor, in_channels: int) -> bool:
+    """A uint8 chain input given as (N, H, W, C) contiguous rows (its producer ran on a
+    channels_last input) rather than (N, C, H, W) in channels_last memory."""
+    return (x.dim() == 4 and x.is_contiguous() and x.shape[3] == in_channels
+            and not (x.shape[1] == in_channels and x.stride(1) == 1))
 
 
 def conv_out_shape(x_shape: Any, weight_shape: Any, params: Any) -> tuple[int, ...]:
@@ -324,14 +339,20 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
     xf = x.detach()
     if not xf.is_cpu:
         raise ValueError(f"x must be on the CPU, got {xf.device}")
+    nhwc = False
     if xf.dtype is _U8:
-        xf = xf.permute(0, 2, 3, 1)   # NHWC: no copy when x came from the previous layer
-        if not xf.is_contiguous():
-            xf = xf.contiguous()
+        nhwc = chained_nhwc(xf, view.group_channels * view.groups)
+        if not nhwc:
+            xf = xf.permute(0, 2, 3, 1)   # NHWC: no copy when x came from the previous layer
+            if not xf.is_contiguous():
+                xf = xf.contiguous()
     else:
         if xf.dtype is not _F32:
-            xf = _widen(xf)
-        if not xf.is_contiguous():
+            xf = _widen(xf)           # keeps the memory format
+        nhwc = channels_last_only(xf)
+        if nhwc:
+            xf = xf.permute(0, 2, 3, 1)   # a contiguous NHWC view: no copy
+        elif not xf.is_contiguous():
             xf = xf.contiguous()
     b = None
     if bias is not None:
@@ -343,11 +364,19 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
     if chain_out is not None:
         out_scale, out_zero = (float(v) for v in chain_out.tolist())
         y = _C.conv_float(xf.numpy(), view, params, dynamic, s, z, _C.QType(t), scale, b, lo, hi,
-                          out_scale, int(out_zero), _C.QType.uint8)
-        return torch.from_numpy(y).permute(0, 3, 1, 2)
+                          out_scale, int(out_zero), _C.QType.uint8, nhwc=nhwc)
+        return torch.from_numpy(y) if nhwc else torch.from_numpy(y).permute(0, 3, 1, 2)
     y = torch.from_numpy(_C.conv_float(xf.numpy(), view, params, dynamic, s, z,
-                                       _C.QType(t), scale, b, lo, hi))
+                                       _C.QType(t), scale, b, lo, hi, nhwc=nhwc))
+    if nhwc:
+        y = y.permute(0, 3, 1, 2)     # (N, M, H, W) in channels_last memory
     return y if x.dtype is _F32 or x.dtype is _U8 else y.to(x.dtype)
+
+
+def channels_last_only(x: torch.Tensor) -> bool:
+    """x (4-D) is in channels_last memory and not also contiguous (a size-1 channel or spatial
+    extent makes both true: then the contiguous layout is taken)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def conv_view(packed: torch.Tensor, weight_shape: Any, weight_type: int) -> Any:
@@ -382,11 +411,20 @@ def _conv_fake(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
                params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
                input_type: int, clamp_lo: float, clamp_hi: float,
                chain_out: Optional[torch.Tensor]) -> torch.Tensor:
-    shape = conv_out_shape(x.shape, weight_shape, params)
+    if x.dtype is _U8:
+        nhwc = chained_nhwc(x, int(weight_shape[1]) * int(weight_shape[2]))
+        logical = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if nhwc else x.shape
+    else:
+        nhwc = x.dtype in FLOATS and channels_last_only(x)
+        logical = x.shape
+    shape = conv_out_shape(logical, weight_shape, params)
     if chain_out is not None:
         n, m, h, w = shape
-        return x.new_empty((n, h, w, m), dtype=_U8).permute(0, 3, 1, 2)
+        y = x.new_empty((n, h, w, m), dtype=_U8)
+        return y if nhwc else y.permute(0, 3, 1, 2)
     dtype = x.dtype if x.dtype in FLOATS else _F32
+    if nhwc:
+        return x.new_empty(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
     return x.new_empty(shape, dtype=dtype)
 
 

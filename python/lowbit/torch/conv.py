@@ -21,7 +21,7 @@ from ..qtensor import QTensor
 from ._guards import WeightInfo, layer_label, refuse_script
 from ._kinds import lowbit_layer
 from ._onnx import conv_graph, exporting as onnx_exporting
-from ._ops import CONV_OP, conv_run, conv_view, eager
+from ._ops import CONV_OP, chained_nhwc, conv_run, conv_view, eager
 from .layers import (FORMAT_KEY, _NoBackward, apply_on_cpu, check_input, decode_format,
                      format_mismatch, state_array, with_layer_name, write_quantized_state)
 
@@ -328,7 +328,9 @@ class QuantizedConv2d(nn.Module):
             padded input; NaN/Inf in x.
         """
         chain_in = self.__dict__.get("_chain_in")
-        if chain_in is not None and isinstance(x, torch.Tensor) and x.dtype is torch.uint8:
+        n = self.numpy_type.spatial
+        chained = chain_in is not None and isinstance(x, torch.Tensor) and x.dtype is torch.uint8
+        if chained:
             if x.device.type != "cpu":
                 raise ValueError(f"{self._label()} runs on the CPU; got an input on {x.device}")
         else:
@@ -336,8 +338,9 @@ class QuantizedConv2d(nn.Module):
         chain_out = self.__dict__.get("_chain_out")
         if chain_out is not None and x.dtype is not torch.float32 and x.dtype is not torch.uint8:
             chain_out = None   # a half-precision model: the next layer rounds its float input
-        n = self.numpy_type.spatial
-        if x.dim() not in (n + 1, n + 2) or x.shape[-n - 1] != self.in_channels:
+        if n == 2 and chained and chained_nhwc(x, self.in_channels):
+            pass   # the previous layer's NHWC rows (it ran on a channels_last input)
+        elif x.dim() not in (n + 1, n + 2) or x.shape[-n - 1] != self.in_channels:
             raise ValueError(f"{self._label()}: x must have shape (N, {self.in_channels}, "
                              f"{'H, W' if n == 2 else 'L'}) or be unbatched, got "
                              f"{tuple(x.shape)}")
@@ -345,6 +348,8 @@ class QuantizedConv2d(nn.Module):
         x4 = x.unsqueeze(0) if unbatched else x
         if n == 1:
             x4 = x4.unsqueeze(2)
+            if not chained and not x4.is_contiguous():
+                x4 = x4.contiguous()   # (N, C, 1, L): never read as channels_last
         if onnx_exporting():   # standard quantized ONNX operators (lowbit/torch/_onnx.py)
             y = conv_graph(self, x4, chain_out)
         elif eager(x):
