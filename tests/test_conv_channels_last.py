@@ -29,7 +29,7 @@ CONFIGS = {"dynamic": lowbit.Int8DynamicConfig(), "static": lowbit.Int8StaticCon
 
 
 def _quantized(conv, config, x):
-    model = nn.Sequential(conv, nn.ReLU())
+    model = conv if isinstance(conv, nn.Sequential) else nn.Sequential(conv, nn.ReLU())
     if isinstance(config, lowbit.Int8StaticConfig):
         lt.prepare(model, config)
         with torch.no_grad():
@@ -124,3 +124,53 @@ def test_conv1d_on_a_transposed_input(rng):
     model = _quantized(conv, lowbit.Int8DynamicConfig(), x.contiguous())
     with torch.no_grad():
         assert torch.equal(model(x), model(x.contiguous()))
+
+
+def test_a_channels_last_model(rng):
+    """A conv converted from a channels_last weight returns channels_last for any input, as
+    nn.Conv2d does; .to(memory_format=...) on the converted model sets or clears that, a
+    dtype or copy conversion leaves it; the bits never change."""
+    conv = nn.Conv2d(1, 8, 3, padding=1)
+    x = torch.from_numpy(rng.standard_normal((4, 1, 8, 8)).astype(np.float32))
+    plain = _quantized(conv, lowbit.Int8DynamicConfig(), x)
+    with torch.no_grad():
+        want = plain(x)
+    float_cl = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU()).to(memory_format=CL)
+    float_cl[0].load_state_dict(conv.state_dict())
+    lt.quantize_(float_cl, lowbit.Int8DynamicConfig())
+    layer = float_cl[0]
+    assert layer.channels_last and "channels_last=True" in repr(layer)
+    with torch.no_grad():
+        assert float_cl(x).stride() == conv(x.contiguous()).to(memory_format=CL).stride()
+        assert_bits_equal(float_cl(x).contiguous().numpy(), want.numpy())
+        compiled = torch.compile(float_cl, fullgraph=True)(x)
+        assert compiled.is_contiguous(memory_format=CL)
+        assert torch.equal(compiled, want)
+    float_cl.to(torch.bfloat16)
+    assert layer.channels_last
+    float_cl.to(memory_format=torch.contiguous_format)
+    assert not layer.channels_last
+    with torch.no_grad():
+        assert float_cl(x).is_contiguous()
+    plain.to(memory_format=CL)
+    assert plain[0].channels_last
+    with torch.no_grad():
+        y = plain(x)
+    assert y.is_contiguous(memory_format=CL) and torch.equal(y, want)
+
+
+def test_load_takes_the_models_layout(rng, tmp_path):
+    """lowbit.load into a channels_last float model gives channels_last layers, into a
+    contiguous one contiguous layers (the file holds no layout: the values are the same)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    x = torch.from_numpy(rng.standard_normal((2, 3, 7, 7)).astype(np.float32))
+    quantized = _quantized(model, lowbit.Int8DynamicConfig(), x)
+    path = tmp_path / "m.lowbit"
+    lowbit.save(quantized, path)
+    skeleton = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    loaded = lowbit.load(path, skeleton.to(memory_format=CL))
+    loaded_plain = lowbit.load(path, nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    with torch.no_grad():
+        y, y_cl, y_plain = quantized(x), loaded(x), loaded_plain(x)
+    assert y_cl.is_contiguous(memory_format=CL) and y_plain.is_contiguous()
+    assert torch.equal(y_cl, y) and torch.equal(y_plain, y)

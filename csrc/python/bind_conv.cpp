@@ -116,12 +116,14 @@ py::array qlinear_conv(const py::array& x, int32_t x_zero, const PackedConvWeigh
 // x: float32 NCHW, quantized per the activation arguments; or uint8 NHWC (an integer chain):
 // activations already quantized with the static (in_scale, in_zero, in_type), int8 ones
 // shifted by 128. out_scale None: float32 NCHW out; else uint8 NHWC, quantized with (out_scale,
-// out_zero, out_type) likewise shifted (ConvSink). nhwc: a float32 x is NHWC (N, H, W, C) and
-// a float32 output NHWC (N, H_out, W_out, M) too (channels_last tensors: nothing transposed).
+// out_zero, out_type) likewise shifted (ConvSink). nhwc: a float32 x is NHWC (N, H, W, C);
+// out_nhwc (default: nhwc): a float32 output is NHWC (N, H_out, W_out, M) (channels_last
+// tensors: nothing transposed).
 py::array conv_float(const py::array& x, const PackedConvWeight& w, const Params& p, bool dynamic,
                      float in_scale, int32_t in_zero, QType in_type, const py::array& col_scale,
                      const py::object& bias, float clamp_lo, float clamp_hi, const py::object& out_scale,
-                     int32_t out_zero, QType out_type, bool nhwc) {
+                     int32_t out_zero, QType out_type, bool nhwc, const py::object& out_nhwc_arg) {
+  const bool out_nhwc = out_nhwc_arg.is_none() ? nhwc : out_nhwc_arg.cast<bool>();
   const bool chained_in = has_dtype<uint8_t>(x);
   const void* xd = chained_in ? static_cast<const void*>(checked_data<uint8_t>(x, "x", "uint8"))
                               : static_cast<const void*>(checked_data<float>(x, "x", "float32"));
@@ -158,11 +160,11 @@ py::array conv_float(const py::array& x, const PackedConvWeight& w, const Params
   py::array y;
   if (out_scale.is_none()) {
     py::array_t<float> yf =
-        nhwc ? aligned_array<float>({static_cast<py::ssize_t>(g.batch), static_cast<py::ssize_t>(g.out_height()),
+        out_nhwc ? aligned_array<float>({static_cast<py::ssize_t>(g.batch), static_cast<py::ssize_t>(g.out_height()),
                                      static_cast<py::ssize_t>(g.out_width()), static_cast<py::ssize_t>(g.out_channels)})
              : nchw_output<float>(g);
     sink.y = yf.mutable_data();
-    sink.float_nhwc = nhwc;
+    sink.float_nhwc = out_nhwc;
     y = yf;
   } else {
     sink.scale = out_scale.cast<float>();
@@ -219,7 +221,7 @@ void bind_conv(py::module_& m) {
   m.def("conv_float", &conv_float, py::arg("x"), py::arg("w"), py::arg("params"), py::arg("dynamic"),
         py::arg("in_scale"), py::arg("in_zero"), py::arg("in_type"), py::arg("col_scale"), py::arg("bias"),
         py::arg("clamp_lo"), py::arg("clamp_hi"), py::arg("out_scale") = py::none(), py::arg("out_zero") = 0,
-        py::arg("out_type") = QType::uint8, py::arg("nhwc") = false);
+        py::arg("out_type") = QType::uint8, py::arg("nhwc") = false, py::arg("out_nhwc") = py::none());
 }
 
 }  // namespace bindings

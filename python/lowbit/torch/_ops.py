@@ -286,7 +286,8 @@ EMBEDDING_OP = torch.ops.lowbit.embedding.default
 # ---- the convolution -----------------------------------------------------------------------------
 #
 #   lowbit::conv_w8a8(x, packed, scale, bias, weight_shape, weight_type, params, dynamic,
-#                     input_scale, input_zero_point, input_type, clamp_lo, clamp_hi, chain_out)
+#                     input_scale, input_zero_point, input_type, clamp_lo, clamp_hi, chain_out,
+#                     channels_last)
 #
 # x is 4-D NCHW (the 1-D layers pass a height of 1): float32 / bfloat16 / float16, or uint8,
 # an integer chain's activations (the previous static layer's output, already quantized with
@@ -297,9 +298,12 @@ EMBEDDING_OP = torch.ops.lowbit.embedding.default
 # place by the kernel. chain_out: None (float output in x's dtype, float32 for uint8 x) or
 # the next layer's (scale, zero point in the uint8 domain) as a float64 tensor of 2: then the
 # output is uint8, (N, M, H_out, W_out) in channels_last memory (NHWC, as the kernels write it).
-# A float x in channels_last memory (and not also contiguous) gives a channels_last float
+# A float x whose strides are channels_last's (like_channels_last) gives a channels_last float
 # output, as torch's own conv does: the kernels read and write NHWC rows, so neither side is
-# transposed; any other float x a contiguous (NCHW) one. The chain keeps the model's layout:
+# transposed; channels_last True (the layer's float conv had a channels_last weight, or the
+# model was moved with .to(memory_format=torch.channels_last)) gives channels_last outputs for
+# any input, as torch's conv does for such a weight; otherwise another float x gives a
+# contiguous (NCHW) output. The chain keeps the model's layout:
 # a uint8 output of a layer whose input was channels_last (or itself such a uint8 tensor) is
 # the NHWC rows as an (N, H_out, W_out, M) contiguous tensor, and a layer given that returns a
 # channels_last float output; otherwise the uint8 output is (N, M, H_out, W_out) in
@@ -309,7 +313,7 @@ EMBEDDING_OP = torch.ops.lowbit.embedding.default
 CONV_ARGS = ("Tensor x, Tensor packed, Tensor scale, Tensor? bias, int[] weight_shape, "
              "int weight_type, int[] params, bool dynamic, float input_scale, "
              "int input_zero_point, int input_type, float clamp_lo, float clamp_hi, "
-             "Tensor? chain_out")
+             "Tensor? chain_out, bool channels_last=False")
 
 
 def chained_nhwc(x: torch.Tensor, in_channels: int) -> bool:
@@ -330,12 +334,13 @@ def conv_out_shape(x_shape: Any, weight_shape: Any, params: Any) -> tuple[int, .
 
 def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch.Tensor],
              params: Any, activation: tuple[Any, ...],
-             chain_out: Optional[torch.Tensor] = None) -> torch.Tensor:
+             chain_out: Optional[torch.Tensor] = None, channels_last: bool = False) -> torch.Tensor:
     """The float convolution on a 4-D x (float32, bfloat16 or float16; widened exactly, the
     result rounded once to x's dtype; or uint8, an integer chain's input): lowbit._C.conv_float
     with the weight `view` (a PackedConvWeight), the per-channel `scale` and `activation` =
     (dynamic, input_scale, input_zero_point, input_type, clamp_lo, clamp_hi); chain_out as the
-    operator's. One implementation behind the operator and the layers' eager calls."""
+    operator's; channels_last as the operator's. One implementation behind the operator and
+    the layers' eager calls."""
     xf = x.detach()
     if not xf.is_cpu:
         raise ValueError(f"x must be on the CPU, got {xf.device}")
@@ -349,10 +354,9 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
     else:
         if xf.dtype is not _F32:
             xf = _widen(xf)           # keeps the memory format
-        nhwc = channels_last_only(xf)
-        if nhwc:
-            xf = xf.permute(0, 2, 3, 1)   # a contiguous NHWC view: no copy
-        elif not xf.is_contiguous():
+        nhwc = like_channels_last(xf)
+        xf = xf.permute(0, 2, 3, 1) if nhwc else xf   # NHWC rows: a view, no copy
+        if not xf.is_contiguous():
             xf = xf.contiguous()
     b = None
     if bias is not None:
@@ -361,22 +365,36 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
             raise TypeError(f"bias must be a CPU float32 tensor, got {b.dtype} on {b.device}")
         b = b.contiguous().numpy()
     dynamic, s, z, t, lo, hi = activation
+    out_nhwc = nhwc or channels_last
+    in_nhwc = nhwc and xf.dtype is not _U8   # a float input read as NHWC rows
     if chain_out is not None:
         out_scale, out_zero = (float(v) for v in chain_out.tolist())
         y = _C.conv_float(xf.numpy(), view, params, dynamic, s, z, _C.QType(t), scale, b, lo, hi,
-                          out_scale, int(out_zero), _C.QType.uint8, nhwc=nhwc)
-        return torch.from_numpy(y) if nhwc else torch.from_numpy(y).permute(0, 3, 1, 2)
+                          out_scale, int(out_zero), _C.QType.uint8, nhwc=in_nhwc)
+        return torch.from_numpy(y) if out_nhwc else torch.from_numpy(y).permute(0, 3, 1, 2)
     y = torch.from_numpy(_C.conv_float(xf.numpy(), view, params, dynamic, s, z,
-                                       _C.QType(t), scale, b, lo, hi, nhwc=nhwc))
-    if nhwc:
+                                       _C.QType(t), scale, b, lo, hi, nhwc=in_nhwc,
+                                       out_nhwc=out_nhwc))
+    if out_nhwc:
         y = y.permute(0, 3, 1, 2)     # (N, M, H, W) in channels_last memory
     return y if x.dtype is _F32 or x.dtype is _U8 else y.to(x.dtype)
 
 
-def channels_last_only(x: torch.Tensor) -> bool:
-    """x (4-D) is in channels_last memory and not also contiguous (a size-1 channel or spatial
-    extent makes both true: then the contiguous layout is taken)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+def like_channels_last(x: torch.Tensor) -> bool:
+    """x's strides are channels_last's by the rule torch's conv uses to pick its output layout
+    (c10's is_channels_last_strides_2d_s4): size-1 dimensions resolved the way torch resolves
+    them, an ambiguous tensor counting as contiguous (NCHW)."""
+    if x.dim() != 4:
+        return False
+    size, stride = x.shape, x.stride()
+    if stride[1] == 0:
+        return False
+    low = 0
+    for d in (1, 3, 2, 0):
+        if size[d] == 0 or stride[d] < low or (d == 0 and low == stride[1]):
+            return False
+        low = stride[d] * (size[d] if size[d] > 1 else 1)
+    return True
 
 
 def conv_view(packed: torch.Tensor, weight_shape: Any, weight_type: int) -> Any:
@@ -389,7 +407,7 @@ def _conv_checked(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
                   bias: Optional[torch.Tensor], weight_shape: list[int], weight_type: int,
                   params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
                   input_type: int, clamp_lo: float, clamp_hi: float,
-                  chain_out: Optional[torch.Tensor]) -> torch.Tensor:
+                  chain_out: Optional[torch.Tensor], channels_last: bool = False) -> torch.Tensor:
     if len(weight_shape) != 5 or len(params) != 8:
         raise ValueError("weight_shape must have 5 values and params 8")
     if x.dim() != 4:
@@ -403,21 +421,22 @@ def _conv_checked(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
     view = conv_view(packed, weight_shape, weight_type)
     return conv_run(x, view, scale.numpy(), bias, list(params),
                     (dynamic, input_scale, input_zero_point, input_type, clamp_lo, clamp_hi),
-                    chain_out)
+                    chain_out, channels_last)
 
 
 def _conv_fake(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
                bias: Optional[torch.Tensor], weight_shape: list[int], weight_type: int,
                params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
                input_type: int, clamp_lo: float, clamp_hi: float,
-               chain_out: Optional[torch.Tensor]) -> torch.Tensor:
+               chain_out: Optional[torch.Tensor], channels_last: bool = False) -> torch.Tensor:
     if x.dtype is _U8:
         nhwc = chained_nhwc(x, int(weight_shape[1]) * int(weight_shape[2]))
         logical = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if nhwc else x.shape
     else:
-        nhwc = x.dtype in FLOATS and channels_last_only(x)
+        nhwc = x.dtype in FLOATS and like_channels_last(x)
         logical = x.shape
     shape = conv_out_shape(logical, weight_shape, params)
+    nhwc = nhwc or channels_last
     if chain_out is not None:
         n, m, h, w = shape
         y = x.new_empty((n, h, w, m), dtype=_U8)

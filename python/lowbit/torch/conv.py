@@ -21,7 +21,7 @@ from ..qtensor import QTensor
 from ._guards import WeightInfo, layer_label, refuse_script
 from ._kinds import lowbit_layer
 from ._onnx import conv_graph, exporting as onnx_exporting
-from ._ops import CONV_OP, chained_nhwc, conv_run, conv_view, eager
+from ._ops import CONV_OP, chained_nhwc, conv_run, conv_view, eager, like_channels_last
 from .layers import (FORMAT_KEY, _NoBackward, apply_on_cpu, check_input, decode_format,
                      format_mismatch, state_array, with_layer_name, write_quantized_state)
 
@@ -79,6 +79,11 @@ class QuantizedConv2d(nn.Module):
         The module's qualified name, for errors.
     dtype
         The dtype `.weight.dtype` reports (the float model's).
+    channels_last
+        Return float outputs in torch.channels_last memory for any input, as nn.Conv2d does
+        for a channels_last weight (2-D layers only; the `channels_last` attribute, also set
+        and cleared by `.to(memory_format=...)`). A channels_last input gives a channels_last
+        output either way. The values never depend on it.
 
     Raises
     ------
@@ -92,7 +97,7 @@ class QuantizedConv2d(nn.Module):
     _scale: torch.Tensor
 
     def __init__(self, layer: NumpyQuantizedConv2d, config: str = "", name: Optional[str] = None,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, channels_last: bool = False) -> None:
         super().__init__()
         if type(layer) is not self.numpy_type:
             raise TypeError(f"{type(self).__name__} takes a lowbit.nn.{self.numpy_type.__name__}, "
@@ -101,6 +106,10 @@ class QuantizedConv2d(nn.Module):
         self.lowbit_name = name
         self.dtype = dtype
         self.padding_mode = "zeros"
+        # Float outputs in channels_last memory for any input, as nn.Conv2d gives for a
+        # channels_last weight (conversions pass the conv's layout; .to(memory_format=...)
+        # sets it later).
+        self.channels_last = bool(channels_last) and self.numpy_type.spatial == 2
         self.fused_modules: tuple[str, ...] = tuple(layer.fused_modules)
         bias = None if layer.bias is None else torch.from_numpy(layer.bias.copy())
         self.register_buffer("bias", bias)
@@ -168,6 +177,7 @@ class QuantizedConv2d(nn.Module):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("channels_last", False)   # pickled before the setting existed
         super().__setstate__(state)
         self._refresh()
 
@@ -215,7 +225,8 @@ class QuantizedConv2d(nn.Module):
         w, b = conv_float_weight(conv)
         layer = cls.numpy_type.from_config(w, b, cfg, input_qparams=input_qparams,
                                            activation=activation, **conv_geometry(conv))
-        return cls(layer, cfg.describe_conv(), dtype=conv.weight.dtype)
+        return cls(layer, cfg.describe_conv(), dtype=conv.weight.dtype,
+                   channels_last=like_channels_last(conv.weight))
 
     # ---- what it holds ----------------------------------------------------------------------
     @property
@@ -303,7 +314,17 @@ class QuantizedConv2d(nn.Module):
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
                ) -> "QuantizedConv2d":
-        return apply_on_cpu(self, fn, recurse)
+        apply_on_cpu(self, fn, recurse)
+        if self.numpy_type.spatial == 2:
+            # .to(memory_format=...) as nn.Conv2d takes it: what fn makes of a 4-D tensor in
+            # each layout (a dtype or copy conversion keeps both, leaving the setting alone)
+            plain = fn(torch.zeros((1, 2, 2, 2)))
+            last = fn(torch.zeros((1, 2, 2, 2)).contiguous(memory_format=torch.channels_last))
+            if like_channels_last(plain):
+                self.channels_last = True
+            elif last.is_contiguous():
+                self.channels_last = False
+        return self
 
     # ---- computing ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -362,14 +383,15 @@ class QuantizedConv2d(nn.Module):
                 raise with_layer_name(e, self._label()) from None
         else:
             y = CONV_OP(x4, self._packed, self._scale, self.bias, self._weight_shape,
-                        self._weight_type, self._params, *self._activation, chain_out)
+                        self._weight_type, self._params, *self._activation, chain_out,
+                        self.channels_last)
         if n == 1:
             y = y.squeeze(2)
         return y.squeeze(0) if unbatched else y
 
     def _run(self, x4: torch.Tensor, chain_out: Optional[torch.Tensor] = None) -> torch.Tensor:
         return conv_run(x4, self._view, self._scale_np, self.bias, self._params,
-                        self._activation, chain_out)
+                        self._activation, chain_out, self.channels_last)
 
     # ---- the integer chain (lowbit.torch.chain) ---------------------------------------------
     def chain_qparams(self) -> Optional[tuple[float, int]]:
@@ -467,7 +489,8 @@ class QuantizedConv2d(nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, pads={self.pads}, dilation={self.dilation}, "
                 f"groups={self.groups}, bias={self.bias is not None}, "
-                f"weight={self.weight_dtype}, scheme={self.scheme}{act}{self._chain_repr()}")
+                f"weight={self.weight_dtype}, scheme={self.scheme}{act}"
+                f"{', channels_last=True' if self.channels_last else ''}{self._chain_repr()}")
 
     def _chain_repr(self) -> str:
         links = [f"{key}={self.__dict__[key]!r}" for key in ("chain_from", "chain_to")
@@ -485,6 +508,9 @@ class QuantizedConv1d(QuantizedConv2d):
     ----------
     layer, config, name, dtype
         As QuantizedConv2d, with a lowbit.nn.QuantizedConv1d.
+    channels_last
+        Ignored: a 1-D layer's output is always contiguous (3-D tensors have no
+        channels_last).
 
     Raises
     ------

@@ -18,6 +18,7 @@ from ..quant.plan import LayerPlan
 from ..qtensor import QTensor
 from . import fake_quant as fq
 from ._kinds import prepared_layer
+from ._ops import like_channels_last
 from .conv import CONV_MODULES, QuantizedConv2d, conv_geometry
 from .fuse import fold_norm, torch_activation
 from .layers import float_weight
@@ -70,7 +71,8 @@ class _PreparedConv(nn.Module):
         cls = CONV_MODULES[self.spatial]
         layer = cls.numpy_type.from_quantized(qt, bias, self.config, input_qparams=input_qparams,
                                               activation=self.activation, **self.geometry)
-        return cls(layer, self.config.describe_conv(), name, dtype=self.weight.dtype)
+        return cls(layer, self.config.describe_conv(), name, dtype=self.weight.dtype,
+                   channels_last=like_channels_last(self.weight))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

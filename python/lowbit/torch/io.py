@@ -16,6 +16,7 @@ from ._kinds import prepared_types
 from .chain import chain
 from ._modules import finish, named_modules_all, set_submodule
 from .embedding import QuantizedEmbedding
+from ._ops import like_channels_last
 from .conv import QuantizedConv1d, QuantizedConv2d
 from .layers import QuantizedLinear
 from ..nn.conv import CONV_TYPES as NUMPY_CONV_TYPES
@@ -129,7 +130,10 @@ def _replacement(name: str, target: nn.Module, obj: Any, path: str) -> nn.Module
         if (target.bias is not None) != (obj.bias is not None):
             raise ValueError(f"{where}: bias {'present' if obj.bias is not None else 'absent'} "
                              "in the file but not in the model")
-        return lowbit_cls(obj, "loaded", name or None)
+        # the output layout of the module it replaces (a channels_last weight, or setting)
+        channels_last = (target.channels_last if isinstance(target, QuantizedConv2d)
+                         else like_channels_last(target.weight))
+        return lowbit_cls(obj, "loaded", name or None, channels_last=channels_last)
     if isinstance(obj, NumpyQuantizedEmbedding):
         if not isinstance(target, (nn.Embedding, QuantizedEmbedding)):
             raise ValueError(f"{where} is a quantized embedding in the file but a "

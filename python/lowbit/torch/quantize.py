@@ -17,6 +17,7 @@ from ..quant.config import QuantConfig
 from ..quant.config import ConfigSpec, config_for
 from ._modules import (FilterFn, find, finish, handled_ids, kept_float, linear_skip_reason,
                        named_modules_all, swap_modules, tied_weights)
+from ._ops import like_channels_last
 from ._speed import compare
 from .embedding import QuantizedEmbedding, unsupported_embedding_reason
 from .conv import QuantizedConv2d, conv_geometry, conv_skip_reason, quantized_conv_class
@@ -322,7 +323,8 @@ def convert_conv(model: nn.Module, name: str, module: nn.Module, config: ConfigS
     cls = quantized_conv_class(module)
     layer = cls.numpy_type.from_config(w, b, cfg, activation=pattern.activation,
                                        **conv_geometry(module))
-    new = cls(layer, cfg.describe_conv(), name, dtype=module.weight.dtype)
+    new = cls(layer, cfg.describe_conv(), name, dtype=module.weight.dtype,
+              channels_last=like_channels_last(module.weight))
     before = module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
     summary.replaced.append(Replaced(name, "conv", tuple(module.weight.shape), cfg.describe_conv(),
                                      before, new.nbytes, pattern.note(model)))
