@@ -300,3 +300,17 @@ def assert_int_equal(got, expected, msg: str = "") -> None:
 def random_int8(rng, shape, dtype) -> np.ndarray:
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max + 1, size=shape, dtype=np.int64).astype(dtype)
+
+
+def export_onnx(model, x, path, dynamo: bool):
+    """torch.onnx.export of model(x) to path (one input named "x", the exporters' warnings
+    silenced) and the loaded onnx graph."""
+    import warnings
+
+    import onnx
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=dynamo, input_names=["x"])
+    return onnx.load(str(path))
+

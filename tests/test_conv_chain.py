@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lowbit
-from conftest import assert_bits_equal, importorskip
+from conftest import assert_bits_equal, export_onnx, importorskip
 
 torch = importorskip("torch")
 import lowbit.torch as lt  # noqa: E402
@@ -218,9 +218,8 @@ def test_compile_export_copies_and_files_keep_the_chain(tmp_path, rng):
 
 @pytest.mark.parametrize("dynamo", [False, True])
 def test_onnx_export_of_a_chain(tmp_path, rng, dynamo):
-    onnx = importorskip("onnx")
+    importorskip("onnx")
     importorskip("onnxscript" if dynamo else "onnx")
-    import warnings
     from onnx.reference import ReferenceEvaluator
     torch.manual_seed(3)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
@@ -232,10 +231,7 @@ def test_onnx_export_of_a_chain(tmp_path, rng, dynamo):
     with torch.no_grad():
         want = model(x).numpy()
     path = tmp_path / "chain.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=dynamo, input_names=["x"])
-    graph = onnx.load(str(path))
+    graph = export_onnx(model, x, path, dynamo)
     ops = [n.op_type for n in graph.graph.node]
     assert ops.count("ConvInteger") == 3 and ops.count("QuantizeLinear") == 3
     got = ReferenceEvaluator(graph).run(None, {graph.graph.input[0].name: x.numpy()})[0]

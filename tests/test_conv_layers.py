@@ -14,7 +14,7 @@ import pytest
 
 import lowbit
 from lowbit.nn import QuantizedConv1d, QuantizedConv2d
-from conftest import (assert_bits_equal, fma_f32, importorskip, ref_dynamic_params,
+from conftest import (assert_bits_equal, export_onnx, fma_f32, importorskip, ref_dynamic_params,
                       ref_quantize_linear)
 from test_conv import conv_padded, ref_conv_i64
 
@@ -484,9 +484,8 @@ def test_onnx_export_of_a_cnn(tmp_path, rng, scheme, dynamo):
     """ConvInteger graphs: exact under onnx's reference evaluator (up to the epilogue's two
     roundings), and ONNX Runtime where its integer kernels do not saturate on this CPU."""
     torch = _torch()
-    onnx = importorskip("onnx")
+    importorskip("onnx")
     importorskip("onnxscript" if dynamo else "onnx")
-    import warnings
     import lowbit.torch as lt
     from onnx.reference import ReferenceEvaluator
     from test_onnx_export import ort_matmul_integer_saturates
@@ -504,10 +503,7 @@ def test_onnx_export_of_a_cnn(tmp_path, rng, scheme, dynamo):
     with torch.no_grad():
         want = model(x).numpy()
     path = tmp_path / "cnn.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=dynamo, input_names=["x"])
-    graph = onnx.load(str(path))
+    graph = export_onnx(model, x, path, dynamo)
     ops = {n.op_type for n in graph.graph.node}
     assert "ConvInteger" in ops and "MatMulInteger" in ops
     assert not any(n.domain.startswith("lowbit") for n in graph.graph.node)

@@ -297,15 +297,21 @@ def _conv_float(_C: Any, packed: Any, params: list[int], scale: np.ndarray, bias
                          -np.inf, np.inf)
 
 
-def _setup_lowbit_conv_integer(shape: ConvShape, threads: int) -> Bench:
-    """uint8 x int8 -> exact int32 on the pre-packed weight (ConvInteger's work, like
-    ort_convinteger): the same quantized input and weight as the ONNX Runtime methods."""
+def _lowbit_packed(shape: ConvShape, threads: int) -> tuple[Any, Any, np.ndarray, np.ndarray,
+                                                             np.ndarray, Any, list[int]]:
+    """What the lowbit integer methods share: (lowbit, its _C, the float bias, the int8 weight,
+    its per-channel scales, the packed weight, the geometry list)."""
     lb = _import_lowbit(threads)
     from lowbit._core import _C
     w, b = make_conv_weight(shape)
     q, wscale = quantize_conv_weight(w)
-    packed = _C.pack_conv(q, shape.groups, None)
-    params = conv_params(shape)
+    return lb, _C, b, q, wscale, _C.pack_conv(q, shape.groups, None), conv_params(shape)
+
+
+def _setup_lowbit_conv_integer(shape: ConvShape, threads: int) -> Bench:
+    """uint8 x int8 -> exact int32 on the pre-packed weight (ConvInteger's work, like
+    ort_convinteger): the same quantized input and weight as the ONNX Runtime methods."""
+    lb, _C, b, q, wscale, packed, params = _lowbit_packed(shape, threads)
     state: dict[int, tuple[np.ndarray, float, int]] = {}
 
     def calls(batch: int) -> list[Call]:
@@ -334,12 +340,7 @@ def _qlinear_state(shape: ConvShape, batch: int, wscale: np.ndarray, b: np.ndarr
 def _setup_lowbit_qlinear_conv(shape: ConvShape, threads: int) -> Bench:
     """`_C.qlinear_conv` (what `lowbit.qlinear_conv` runs) on the pre-packed weight: the
     operands of ort_qlinearconv (uint8 NCHW in, int32 bias, uint8 NCHW out)."""
-    lb = _import_lowbit(threads)
-    from lowbit._core import _C
-    w, b = make_conv_weight(shape)
-    q, wscale = quantize_conv_weight(w)
-    packed = _C.pack_conv(q, shape.groups, None)
-    params = conv_params(shape)
+    lb, _C, b, q, wscale, packed, params = _lowbit_packed(shape, threads)
     state: dict[int, Any] = {}
 
     def calls(batch: int) -> list[Call]:
@@ -366,12 +367,7 @@ def _setup_lowbit_conv_chain(shape: ConvShape, threads: int) -> Bench:
     scale, what a chained static `lowbit.torch.QuantizedConv2d` runs): uint8 NHWC in (the
     input of ort_qlinearconv, transposed beforehand), the float epilogue quantized with the
     output's (scale, zero) of ort_qlinearconv, uint8 NHWC out."""
-    lb = _import_lowbit(threads)
-    from lowbit._core import _C
-    w, b = make_conv_weight(shape)
-    q, wscale = quantize_conv_weight(w)
-    packed = _C.pack_conv(q, shape.groups, None)
-    params = conv_params(shape)
+    lb, _C, b, q, wscale, packed, params = _lowbit_packed(shape, threads)
     state: dict[int, Any] = {}
 
     def calls(batch: int) -> list[Call]:

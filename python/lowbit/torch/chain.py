@@ -26,6 +26,7 @@ from torch import nn
 
 from ._kinds import lowbit_types
 from .conv import QuantizedConv2d
+from .fuse import sequential_runs
 
 _KEYS = ("_chain_in", "_chain_out", "chain_to", "chain_from")
 
@@ -100,16 +101,10 @@ def _fx_links(model: nn.Module) -> Optional[tuple[dict[str, str], dict[str, str]
 
 
 def _sequential_links(model: nn.Module) -> tuple[dict[str, str], dict[str, str]]:
-    uses: dict[int, int] = {}
-    for _, m in model.named_modules(remove_duplicate=False):
-        uses[id(m)] = uses.get(id(m), 0) + 1
     links: dict[str, str] = {}
     floats: dict[str, str] = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.named_children())
-        prefix = f"{name}." if name else ""
+    uses, runs = sequential_runs(model)
+    for prefix, children in runs:
         for i, (child_name, child) in enumerate(children):
             if not _static(child):
                 continue

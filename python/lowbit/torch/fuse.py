@@ -87,16 +87,23 @@ def _fx_patterns(model: nn.Module) -> Optional[dict[str, ConvPattern]]:
     return found
 
 
-def _sequential_patterns(model: nn.Module) -> dict[str, ConvPattern]:
-    found: dict[str, ConvPattern] = {}
+def sequential_runs(model: nn.Module
+                    ) -> tuple[dict[int, int], list[tuple[str, list[tuple[str, nn.Module]]]]]:
+    """The reading of a model that does not trace (here and in the integer chain): every
+    nn.Sequential's (name prefix, [(child name, child)]) in order, and how many places of the
+    model hold each module (by id; a module used twice is no one's only reader)."""
     uses: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
         uses[id(m)] = uses.get(id(m), 0) + 1
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.named_children())
-        prefix = f"{name}." if name else ""
+    runs = [(f"{name}." if name else "", list(module.named_children()))
+            for name, module in model.named_modules() if isinstance(module, nn.Sequential)]
+    return uses, runs
+
+
+def _sequential_patterns(model: nn.Module) -> dict[str, ConvPattern]:
+    found: dict[str, ConvPattern] = {}
+    uses, runs = sequential_runs(model)
+    for prefix, children in runs:
         for i, (child_name, child) in enumerate(children):
             if not isinstance(child, CONVS) or uses[id(child)] != 1:
                 continue
