@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -31,11 +32,17 @@ void bind_raw(py::module_& m);       // packed views over foreign memory, linear
 // A C-contiguous output array with 64-byte aligned data (lowbit's own allocation, freed with
 // the array). NumPy's allocator aligns to 16 bytes; aligned rows let a kernel write an output
 // too large for the caches with non-temporal stores (the AMX kernels, the AVX-512 transpose).
+// A size that does not fit (an empty operand with a huge result: (2^40, 0) @ (0, 2^40)) is
+// std::bad_alloc (MemoryError), checked before anything is multiplied out.
 template <typename T>
 py::array_t<T> aligned_array(const std::vector<py::ssize_t>& shape) {
-  size_t count = 1;
-  for (py::ssize_t d : shape) count *= static_cast<size_t>(d);
-  const size_t bytes = (std::max<size_t>(count * sizeof(T), 1) + 63) / 64 * 64;
+  const bool empty = std::find(shape.begin(), shape.end(), py::ssize_t{0}) != shape.end();
+  size_t bytes = empty ? 0 : sizeof(T);
+  for (py::ssize_t d : shape)
+    if (d < 0 || (!empty && (__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) ||
+                             bytes > static_cast<size_t>(PTRDIFF_MAX) - 64)))
+      throw std::bad_alloc();
+  bytes = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
   void* data = std::aligned_alloc(64, bytes);
   if (data == nullptr) throw std::bad_alloc();
   py::capsule owner(data, [](void* q) { std::free(q); });
@@ -43,7 +50,9 @@ py::array_t<T> aligned_array(const std::vector<py::ssize_t>& shape) {
   py::ssize_t stride = sizeof(T);
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = stride;
-    stride *= shape[i];
+    // never past the whole size (checked above); an empty array's strides stop growing
+    // where they would overflow (no element is ever addressed)
+    if (i > 0 && __builtin_mul_overflow(stride, shape[i], &stride)) stride = strides[i];
   }
   return py::array_t<T>(shape, strides, static_cast<T*>(data), owner);
 }
