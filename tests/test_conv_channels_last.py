@@ -174,3 +174,10 @@ def test_load_takes_the_models_layout(rng, tmp_path):
         y, y_cl, y_plain = quantized(x), loaded(x), loaded_plain(x)
     assert y_cl.is_contiguous(memory_format=CL) and y_plain.is_contiguous()
     assert torch.equal(y_cl, y) and torch.equal(y_plain, y)
+
+
+def test_channels_last_must_be_a_bool(rng):
+    conv = nn.Conv2d(2, 3, 1)
+    layer = lt.QuantizedConv2d.from_float(conv)
+    with pytest.raises(TypeError, match="channels_last must be True or False"):
+        lt.QuantizedConv2d(layer.numpy_layer(), channels_last="yes")

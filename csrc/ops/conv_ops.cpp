@@ -104,6 +104,23 @@ void chw_to_nhwc(const uint8_t* chw, int64_t ld, uint8_t flip, int64_t C, int64_
   }
 }
 
+// P NHWC rows of C bytes (src, C apart) -> rows of `stride` bytes: each byte repeated `mult`
+// times (a depthwise channel multiplier), the bytes past C * mult the zero point.
+void spread_rows(const uint8_t* src, int64_t P, int64_t C, int64_t mult, int64_t stride, uint8_t zero,
+                 uint8_t* dst) {
+  for (int64_t p = 0; p < P; ++p) {
+    const uint8_t* s = src + p * C;
+    uint8_t* d = dst + p * stride;
+    if (mult == 1) {
+      std::memcpy(d, s, static_cast<size_t>(C));
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = s[c];
+    }
+    std::memset(d + C * mult, zero, static_cast<size_t>(stride - C * mult));
+  }
+}
+
 // Pixels per block of the input conversion: its C quantized rows (C x block bytes) fit in
 // about 32 KB, so they are still in L1 for the transpose; at least 64, a multiple of 64.
 int64_t pixel_block(int64_t C) { return std::max<int64_t>(64, std::min<int64_t>(1024, 32768 / std::max<int64_t>(C, 1)) / 64 * 64); }
@@ -214,13 +231,7 @@ NhwcInput float_input(const float* x, bool x_nhwc, const ConvActivation& act, co
       thread_local ScratchBuffer q_buf;
       auto* q = static_cast<uint8_t*>(q_buf.reserve(static_cast<size_t>(C * block)));
       if (!k.quantize_run(src, (p1 - p0) * C, params, 0, 255, q)) finite.store(false);
-      for (int64_t p = 0; p < p1 - p0; ++p) {
-        uint8_t* d = dst + p * in.stride;
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = q[p * C + c];
-        if (in.stride > C * mult)
-          std::memset(d + C * mult, static_cast<uint8_t>(zero), static_cast<size_t>(in.stride - C * mult));
-      }
+      spread_rows(q, p1 - p0, C, mult, in.stride, static_cast<uint8_t>(zero), dst);
     });
   } else {
     for_pixel_blocks(g.batch, HW, block, 4.0 * static_cast<double>(C), [&](int64_t n, int64_t p0, int64_t p1) {
@@ -260,17 +271,7 @@ NhwcInput chained_input(const ConvSource& src, const ConvGeometry& g, const Pack
   auto* buf = static_cast<uint8_t*>(scratch().nhwc.reserve(static_cast<size_t>(std::max<int64_t>(1, P * in.stride))));
   const uint8_t zero = static_cast<uint8_t>(src.zero);
   parallel_rows(P, in.stride, 262144.0, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const uint8_t* s = src.x_nhwc + p * C;
-      uint8_t* d = buf + p * in.stride;
-      if (mult == 1) {
-        std::memcpy(d, s, static_cast<size_t>(C));
-      } else {
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t r = 0; r < mult; ++r) d[c * mult + r] = s[c];
-      }
-      std::memset(d + C * mult, zero, static_cast<size_t>(in.stride - C * mult));
-    }
+    spread_rows(src.x_nhwc + p0 * C, p1 - p0, C, mult, in.stride, zero, buf + p0 * in.stride);
   });
   in.data = buf;
   return in;
@@ -426,33 +427,28 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t oh = (r0 + r) / OW, ow = (r0 + r) % OW;
         uint8_t* dst = rows_a + r * KP;
+        // Contiguous taps: taps [j_lo, j_hi) of a kernel row fall inside the image.
         const int64_t iw0 = ow * g.stride_w - g.pad_left;
-        const bool w_inside = contiguous_taps && iw0 >= 0 && iw0 + g.kernel_w <= g.width;
-        // Taps [j_lo, j_hi) of a kernel row fall inside the image (contiguous taps only).
         const int64_t j_lo = std::min<int64_t>(g.kernel_w, std::max<int64_t>(0, -iw0));
         const int64_t j_hi = std::max<int64_t>(j_lo, std::min<int64_t>(g.kernel_w, g.width - iw0));
         for (int64_t i = 0; i < g.kernel_h; ++i) {
           const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-          if (w_inside && ih >= 0 && ih < g.height) {
-            // The kernel row's taps are one run of the input row. A run of up to 16 bytes (a
-            // first layer's 3 x 1-5 channels) as one 16-byte copy: its overhang is
-            // overwritten by the next run, or lands in the row's K padding (cleared below) or
-            // the next A row (written after this one) or the slack.
-            const uint8_t* src = image + (ih * g.width + iw0) * in.stride;
-            if (tap_run <= 16 && src + 16 <= in_end) std::memcpy(dst, src, 16);
-            else std::memcpy(dst, src, static_cast<size_t>(tap_run));
-            dst += tap_run;
-            continue;
-          }
           if (contiguous_taps) {
-            // A border pixel: the zero point for the taps outside, one run for those inside.
-            if (ih < 0 || ih >= g.height) {
+            // The zero point for the taps outside, one run of the input row for those inside.
+            // A whole run of up to 16 bytes (a first layer's 3 x 1-5 channels) as one 16-byte
+            // copy: its overhang is overwritten by the next run, or lands in the row's K
+            // padding (cleared below), the next A row (written after this one) or the slack.
+            if (ih < 0 || ih >= g.height || j_hi == j_lo) {   // (no address formed outside)
               std::memset(dst, zero, static_cast<size_t>(tap_run));
+              dst += tap_run;
+              continue;
+            }
+            const uint8_t* src = image + (ih * g.width + iw0 + j_lo) * in.stride;
+            if (j_hi - j_lo == g.kernel_w && tap_run <= 16 && src + 16 <= in_end) {
+              std::memcpy(dst, src, 16);
             } else {
               std::memset(dst, zero, static_cast<size_t>(j_lo * Cg));
-              if (j_hi > j_lo)   // (no address formed for a pixel wholly outside the row)
-                std::memcpy(dst + j_lo * Cg, image + (ih * g.width + iw0 + j_lo) * in.stride,
-                            static_cast<size_t>((j_hi - j_lo) * Cg));
+              std::memcpy(dst + j_lo * Cg, src, static_cast<size_t>((j_hi - j_lo) * Cg));
               std::memset(dst + j_hi * Cg, zero, static_cast<size_t>((g.kernel_w - j_hi) * Cg));
             }
             dst += tap_run;

@@ -344,20 +344,16 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
     xf = x.detach()
     if not xf.is_cpu:
         raise ValueError(f"x must be on the CPU, got {xf.device}")
-    nhwc = False
-    if xf.dtype is _U8:
-        nhwc = chained_nhwc(xf, view.group_channels * view.groups)
-        if not nhwc:
-            xf = xf.permute(0, 2, 3, 1)   # NHWC: no copy when x came from the previous layer
-            if not xf.is_contiguous():
-                xf = xf.contiguous()
-    else:
-        if xf.dtype is not _F32:
-            xf = _widen(xf)           # keeps the memory format
-        nhwc = like_channels_last(xf)
-        xf = xf.permute(0, 2, 3, 1) if nhwc else xf   # NHWC rows: a view, no copy
-        if not xf.is_contiguous():
-            xf = xf.contiguous()
+    if xf.dtype is not _U8 and xf.dtype is not _F32:
+        xf = _widen(xf)               # keeps the memory format
+    nhwc = input_nhwc(xf, view.group_channels * view.groups)
+    # the kernels' NHWC rows: a chain's (N, C, H, W) channels_last uint8 or a channels_last
+    # float tensor permuted (a view, no copy); an (N, H, W, C) hand-over and NCHW floats as
+    # they are
+    if nhwc != (xf.dtype is _U8):
+        xf = xf.permute(0, 2, 3, 1)
+    if not xf.is_contiguous():
+        xf = xf.contiguous()
     b = None
     if bias is not None:
         b = bias.detach()
@@ -378,6 +374,13 @@ def conv_run(x: torch.Tensor, view: Any, scale: np.ndarray, bias: Optional[torch
     if out_nhwc:
         y = y.permute(0, 3, 1, 2)     # (N, M, H, W) in channels_last memory
     return y if x.dtype is _F32 or x.dtype is _U8 else y.to(x.dtype)
+
+
+def input_nhwc(x: torch.Tensor, in_channels: int) -> bool:
+    """x holds NHWC rows in the layout that keeps a chain's layout: a uint8 chain hand-over as
+    (N, H, W, C) (chained_nhwc), or a float tensor whose strides are channels_last's. Its
+    output, float or uint8, is then NHWC too."""
+    return chained_nhwc(x, in_channels) if x.dtype is _U8 else like_channels_last(x)
 
 
 def like_channels_last(x: torch.Tensor) -> bool:
@@ -429,13 +432,10 @@ def _conv_fake(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor,
                params: list[int], dynamic: bool, input_scale: float, input_zero_point: int,
                input_type: int, clamp_lo: float, clamp_hi: float,
                chain_out: Optional[torch.Tensor], channels_last: bool = False) -> torch.Tensor:
-    if x.dtype is _U8:
-        nhwc = chained_nhwc(x, int(weight_shape[1]) * int(weight_shape[2]))
-        logical = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if nhwc else x.shape
-    else:
-        nhwc = x.dtype in FLOATS and like_channels_last(x)
-        logical = x.shape
-    shape = conv_out_shape(logical, weight_shape, params)
+    nhwc = input_nhwc(x, int(weight_shape[1]) * int(weight_shape[2]))
+    chained = x.dtype is _U8 and nhwc   # an (N, H, W, C) hand-over
+    shape = conv_out_shape((x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if chained else x.shape,
+                           weight_shape, params)
     nhwc = nhwc or channels_last
     if chain_out is not None:
         n, m, h, w = shape

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._core import _C
+from .._core.checks import check_bool
 from ..io.format import decode_layer, encode_conv
 from ..nn.conv import QuantizedConv1d as NumpyQuantizedConv1d
 from ..nn.conv import QuantizedConv2d as NumpyQuantizedConv2d
@@ -88,7 +89,7 @@ class QuantizedConv2d(nn.Module):
     Raises
     ------
     TypeError
-        layer is not a NumPy conv layer of this module's rank.
+        layer is not a NumPy conv layer of this module's rank; channels_last is not a bool.
     """
 
     numpy_type: type[NumpyQuantizedConv2d] = NumpyQuantizedConv2d
@@ -109,7 +110,7 @@ class QuantizedConv2d(nn.Module):
         # Float outputs in channels_last memory for any input, as nn.Conv2d gives for a
         # channels_last weight (conversions pass the conv's layout; .to(memory_format=...)
         # sets it later).
-        self.channels_last = bool(channels_last) and self.numpy_type.spatial == 2
+        self.channels_last = check_bool(channels_last, "channels_last") and self.numpy_type.spatial == 2
         self.fused_modules: tuple[str, ...] = tuple(layer.fused_modules)
         bias = None if layer.bias is None else torch.from_numpy(layer.bias.copy())
         self.register_buffer("bias", bias)
