@@ -427,28 +427,33 @@ void run_conv(const NhwcInput& in, const PackedConvWeight& w,
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t oh = (r0 + r) / OW, ow = (r0 + r) % OW;
         uint8_t* dst = rows_a + r * KP;
-        // Contiguous taps: taps [j_lo, j_hi) of a kernel row fall inside the image.
         const int64_t iw0 = ow * g.stride_w - g.pad_left;
+        const bool w_inside = contiguous_taps && iw0 >= 0 && iw0 + g.kernel_w <= g.width;
+        // Taps [j_lo, j_hi) of a kernel row fall inside the image (contiguous taps only).
         const int64_t j_lo = std::min<int64_t>(g.kernel_w, std::max<int64_t>(0, -iw0));
         const int64_t j_hi = std::max<int64_t>(j_lo, std::min<int64_t>(g.kernel_w, g.width - iw0));
         for (int64_t i = 0; i < g.kernel_h; ++i) {
           const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+          if (w_inside && ih >= 0 && ih < g.height) {
+            // The kernel row's taps are one run of the input row. A run of up to 16 bytes (a
+            // first layer's 3 x 1-5 channels) as one 16-byte copy: its overhang is
+            // overwritten by the next run, or lands in the row's K padding (cleared below) or
+            // the next A row (written after this one) or the slack.
+            const uint8_t* src = image + (ih * g.width + iw0) * in.stride;
+            if (tap_run <= 16 && src + 16 <= in_end) std::memcpy(dst, src, 16);
+            else std::memcpy(dst, src, static_cast<size_t>(tap_run));
+            dst += tap_run;
+            continue;
+          }
           if (contiguous_taps) {
-            // The zero point for the taps outside, one run of the input row for those inside.
-            // A whole run of up to 16 bytes (a first layer's 3 x 1-5 channels) as one 16-byte
-            // copy: its overhang is overwritten by the next run, or lands in the row's K
-            // padding (cleared below), the next A row (written after this one) or the slack.
-            if (ih < 0 || ih >= g.height || j_hi == j_lo) {   // (no address formed outside)
+            // A border pixel: the zero point for the taps outside, one run for those inside.
+            if (ih < 0 || ih >= g.height) {
               std::memset(dst, zero, static_cast<size_t>(tap_run));
-              dst += tap_run;
-              continue;
-            }
-            const uint8_t* src = image + (ih * g.width + iw0 + j_lo) * in.stride;
-            if (j_hi - j_lo == g.kernel_w && tap_run <= 16 && src + 16 <= in_end) {
-              std::memcpy(dst, src, 16);
             } else {
               std::memset(dst, zero, static_cast<size_t>(j_lo * Cg));
-              std::memcpy(dst + j_lo * Cg, src, static_cast<size_t>((j_hi - j_lo) * Cg));
+              if (j_hi > j_lo)   // (no address formed for a pixel wholly outside the row)
+                std::memcpy(dst + j_lo * Cg, image + (ih * g.width + iw0 + j_lo) * in.stride,
+                            static_cast<size_t>((j_hi - j_lo) * Cg));
               std::memset(dst + j_hi * Cg, zero, static_cast<size_t>((g.kernel_w - j_hi) * Cg));
             }
             dst += tap_run;
