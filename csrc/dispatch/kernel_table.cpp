@@ -70,6 +70,8 @@ void avx2_entries(KernelTable& t) {
   t.w4a8 = {avx2::w4a8, 2};
   t.w4f32 = {avx2::w4f32, 2};
   t.w8f32 = {avx2::w8f32, 3};
+  t.wf16f32 = {avx2::wf16f32, 3};
+  t.wbf16f32 = {avx2::wbf16f32, 3};
   t.dwconv = avx2::dwconv;
   t.transpose8 = avx2::transpose8;
   t.transpose32 = avx2::transpose32;
@@ -94,6 +96,8 @@ void avx512vnni_entries(KernelTable& t) {
   t.w4a8 = {avx512vnni::w4a8, 4};
   t.w4f32 = {avx512vnni::w4f32, 4};
   t.w8f32 = {avx512vnni::w8f32, 4};
+  t.wf16f32 = {avx512vnni::wf16f32, 6};
+  t.wbf16f32 = {avx512vnni::wbf16f32, 6};
   t.dwconv = avx512vnni::dwconv;
   t.transpose32 = avx512vnni::transpose32;
 }
@@ -126,6 +130,8 @@ void neon_entries(KernelTable& t) {
   t.w4a8 = {neon::w4a8, 2};
   t.w4f32 = {neon::w4f32, 2};
   t.w8f32 = {neon::w8f32, 2};
+  t.wf16f32 = {neon::wf16f32, 2};
+  t.wbf16f32 = {neon::wbf16f32, 2};
   t.dwconv = neon::dwconv;
 }
 // The dot product extension speeds up the integer GEMMs; everything else is plain NEON.
@@ -151,6 +157,8 @@ void scalar_entries(KernelTable& t) {
   t.w4a8 = {scalar::w4a8, 1};
   t.w4f32 = {scalar::w4f32, 1};
   t.w8f32 = {scalar::w8f32, 1};
+  t.wf16f32 = {scalar::wf16f32, 1};
+  t.wbf16f32 = {scalar::wbf16f32, 1};
   t.dwconv = scalar::dwconv;
   t.transpose8 = scalar::transpose8;
   t.transpose32 = scalar::transpose32;

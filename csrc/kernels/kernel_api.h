@@ -106,6 +106,32 @@ struct W8F32Problem {
   int64_t ldy = 0;
 };
 
+// One 16-bit float weight GEMM: float32 activations against float16 (wf16f32) or bfloat16
+// (wbf16f32) weights, widened to float32 exactly in registers (PackedHalfMatrix):
+//   A: M rows of K float32, row stride lda (no padding: the kernels stop at K).
+//   B: panels of 64 columns x KP k, 64 * KP 16-bit values each (zero past K), in the layout of
+//      the weight type (one rule, kernels/half_float.h half_panel_index):
+//        float16:  row-major k rows of 64 columns, KP = K: value (k, c) at k * 64 + c, so one
+//                  row of 16 columns is one 32-byte load for a vcvtph2ps;
+//        bfloat16: k pairs, KP = K rounded up to kBf16PairDepth: value (k, c) at
+//                  (k / 2) * 128 + c * 2 + k % 2, the dword order vdpbf16ps / tdpbf16ps take,
+//                  and widened by a shift (even k) or a mask (odd k).
+// Per output element, in this exact order:
+//   s = 0; for k = 0 .. K-1: s = fma(a[k], float(w[k, n]), s)
+//   y = s + bias[n] (or s)
+// A kernel may keep the running s in y between blocks of k (its y rows hold partial sums until
+// the call returns): float32 stores and loads are exact, so the order above is unchanged.
+constexpr int64_t kBf16PairDepth = 2;
+struct W16F32Problem {
+  int64_t M = 0, N = 0, K = 0, KP = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const uint16_t* b_panels = nullptr;
+  const float* bias = nullptr;        // N or null
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
 // One depthwise convolution (each output channel reads one input channel; a channel multiplier
 // is expanded into the input beforehand), one image, in the layout every ISA path shares:
 //   x: H x W pixels of NHWC uint8, x_stride bytes apart (x_stride >= CP, CP = C rounded up to
@@ -181,6 +207,8 @@ using W4Fn = void (*)(const W4Problem& p, int64_t m_begin, int64_t m_end, int64_
                       int64_t panel_end);
 using W8F32Fn = void (*)(const W8F32Problem& p, int64_t m_begin, int64_t m_end,
                          int64_t panel_begin, int64_t panel_end);
+using W16F32Fn = void (*)(const W16F32Problem& p, int64_t m_begin, int64_t m_end,
+                          int64_t panel_begin, int64_t panel_end);
 using DwConvFn = void (*)(const DwConvProblem& p, int64_t oh_begin, int64_t oh_end);
 // dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols (the NCHW <-> NHWC layout
 // changes of the convolutions; bits moved, never changed).
@@ -221,6 +249,8 @@ struct KernelTable {
   GemmEntry<W4Fn> w4a8;
   GemmEntry<W4Fn> w4f32;
   GemmEntry<W8F32Fn> w8f32;
+  GemmEntry<W16F32Fn> wf16f32;       // float16 weights x float32 activations
+  GemmEntry<W16F32Fn> wbf16f32;      // bfloat16 weights x float32 activations
   DwConvFn dwconv = nullptr;         // depthwise convolution (conv_ops.cpp)
   Transpose8Fn transpose8 = nullptr;    // byte block transpose (conv_ops.cpp: NCHW -> NHWC)
   Transpose32Fn transpose32 = nullptr;  // 32-bit block transpose (conv_ops.cpp: NHWC -> NCHW)

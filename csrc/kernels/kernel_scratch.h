@@ -11,7 +11,8 @@ enum Slot : int {
   amx_a = 0,         // the tile-order copy of A (w8a8_amx, w4a8_amx)
   amx_b = 1,         // a panel of unpacked weights (w4a8_amx)
   plain_b_sums = 2,  // the running sums of the plain-B kernels
-  kSlots = 3,
+  half_b = 3,        // a block of 16-bit float weights widened to float32 (w16f32 kernels)
+  kSlots = 4,
 };
 
 // This thread's scratch for `slot`, at least `bytes`, 64-byte aligned; valid until the next call

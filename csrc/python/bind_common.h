@@ -92,5 +92,12 @@ inline ElemType elem_type_of(const py::array& a, const char* name, bool allow_in
                                                         : " must be int8 or uint8"));
 }
 
+// "float16" / "bfloat16": the 16-bit float weight types (lowbit.PackedWeight's dtype names).
+inline HalfType half_type(const std::string& name) {
+  if (name == "float16") return HalfType::float16;
+  if (name == "bfloat16") return HalfType::bfloat16;
+  throw py::value_error("16-bit float type must be 'float16' or 'bfloat16', got '" + name + "'");
+}
+
 }  // namespace bindings
 }  // namespace lowbit

@@ -164,6 +164,24 @@ py::array_t<float> linear_int4(const py::array& x, const lowbit::PackedInt4Matri
   return y;
 }
 
+py::array_t<float> linear_half(const py::array& x, const lowbit::PackedHalfMatrix& w,
+                               const py::object& bias) {
+  const float* xd = checked_data<float>(x, "x", "float32");
+  if (x.ndim() != 2) throw py::value_error("x must be 2-D");
+  const int64_t M = x.shape(0), K = x.shape(1), N = w.out_features();
+  if (K != w.in_features())
+    throw py::value_error("x has " + std::to_string(K) + " features, the weight expects " +
+                          std::to_string(w.in_features()));
+  const float* bd = optional_bias(bias, N);
+  py::array_t<float> y = aligned_output<float>(M, N);
+  float* yd = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lowbit::linear_half(xd, M, K, w, bd, yd, N);
+  }
+  return y;
+}
+
 }  // namespace
 
 void bind_gemm(py::module_& m) {
@@ -176,6 +194,7 @@ void bind_gemm(py::module_& m) {
   m.def("linear_static", &linear_static, py::arg("x"), py::arg("b"), py::arg("col_scale"),
         py::arg("bias"), py::arg("in_scale"), py::arg("in_zero"), py::arg("in_type"));
   m.def("linear_int4", &linear_int4, py::arg("x"), py::arg("w"), py::arg("mode"), py::arg("bias"));
+  m.def("linear_half", &linear_half, py::arg("x"), py::arg("w"), py::arg("bias"));
   m.attr("LINEAR_MAX_DEPTH") = lowbit::kLinearMaxDepth;
   m.attr("LINEAR_MAX_DEPTH_ASYMMETRIC") = lowbit::kLinearMaxDepthAsymmetric;
 }

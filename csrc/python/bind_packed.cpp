@@ -1,5 +1,6 @@
-// Bindings of the packed weights: PackedMatrix, PackedInt4Matrix and the functions that pack
-// them (pack_matrix, quantize_pack_matrix, quantize_pack_channels, pack_int4).
+// Bindings of the packed weights: PackedMatrix, PackedInt4Matrix, PackedHalfMatrix and the
+// functions that pack them (pack_matrix, quantize_pack_matrix, quantize_pack_channels, pack_int4,
+// pack_half_float, pack_half_bits).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -95,6 +96,27 @@ std::shared_ptr<lowbit::PackedInt4Matrix> pack_int4(const py::array& u, int64_t 
   return lowbit::PackedInt4Matrix::pack(ud, N, K, group_size, sd, zd);
 }
 
+// A 2-D (N, K) float32 weight rounded to `dtype` ("float16" / "bfloat16") and packed.
+std::shared_ptr<lowbit::PackedHalfMatrix> pack_half_float(const py::array& w, const std::string& dtype) {
+  if (!has_dtype<float>(w) || w.ndim() != 2) throw py::type_error("w must be a 2-D float32 array");
+  require_c_contiguous(w, "w");
+  const HalfType type = half_type(dtype);
+  const int64_t N = w.shape(0), K = w.shape(1);
+  const auto* wd = static_cast<const float*>(w.data());
+  py::gil_scoped_release release;
+  return lowbit::PackedHalfMatrix::pack_float(wd, N, K, K, type);
+}
+
+// A 2-D (N, K) uint16 array of `dtype`'s bit patterns, packed as they are.
+std::shared_ptr<lowbit::PackedHalfMatrix> pack_half_bits(const py::array& h, const std::string& dtype) {
+  const uint16_t* hd = checked_data<uint16_t>(h, "h", "uint16");
+  if (h.ndim() != 2) throw py::value_error("16-bit weight patterns must be 2-D (N, K)");
+  const HalfType type = half_type(dtype);
+  const int64_t N = h.shape(0), K = h.shape(1);
+  py::gil_scoped_release release;
+  return lowbit::PackedHalfMatrix::pack_bits(hd, N, K, K, type);
+}
+
 }  // namespace
 
 void bind_packed(py::module_& m) {
@@ -137,6 +159,21 @@ void bind_packed(py::module_& m) {
   m.def("pack_int4", &pack_int4, py::arg("u"), py::arg("group_size"), py::arg("scale"),
         py::arg("zero_point"));
   m.attr("INT4_MAX_GROUP_SIZE") = lowbit::PackedInt4Matrix::kMaxGroupSize;
+  py::class_<lowbit::PackedHalfMatrix, std::shared_ptr<lowbit::PackedHalfMatrix>>(m, "PackedHalfMatrix")
+      .def_property_readonly("in_features", &lowbit::PackedHalfMatrix::in_features)
+      .def_property_readonly("out_features", &lowbit::PackedHalfMatrix::out_features)
+      .def_property_readonly("nbytes", &lowbit::PackedHalfMatrix::nbytes)
+      .def_property_readonly("dtype", [](const lowbit::PackedHalfMatrix& p) {
+        return p.type() == HalfType::bfloat16 ? "bfloat16" : "float16";
+      })
+      .def("unpack", [](const lowbit::PackedHalfMatrix& p) {
+        py::array_t<uint16_t> out({static_cast<py::ssize_t>(p.out_features()),
+                                   static_cast<py::ssize_t>(p.in_features())});
+        p.unpack(out.mutable_data());
+        return out;
+      });
+  m.def("pack_half_float", &pack_half_float, py::arg("w"), py::arg("dtype"));
+  m.def("pack_half_bits", &pack_half_bits, py::arg("h"), py::arg("dtype"));
 }
 
 }  // namespace bindings

@@ -97,6 +97,16 @@ void w4_linear_at(std::uintptr_t x, int64_t M, int64_t K, std::uintptr_t bias, s
   lowbit::linear_int4(at<const float>(x), M, K, *w, mode, at<const float>(bias), at<float>(y), N);
 }
 
+// wf16f32 / wbf16f32: the weight's type is part of the entry's name (its family).
+template <HalfType type>
+void w16_linear_at(std::uintptr_t x, int64_t M, int64_t K, std::uintptr_t bias, std::uintptr_t y,
+                   std::uintptr_t packed, int64_t nbytes, int64_t N) {
+  std::shared_ptr<PackedHalfMatrix> w =
+      PackedHalfMatrix::view(at<const void>(packed), static_cast<size_t>(nbytes), N, K, type);
+  py::gil_scoped_release release;
+  lowbit::linear_half(at<const float>(x), M, K, *w, at<const float>(bias), at<float>(y), N);
+}
+
 // ---- BoundLinear: a linear kernel with its packed weight bound, called with torch tensors ------
 // The eager fast path of lowbit.torch's layers: one call per layer call, no per-call view of the
 // packed bytes and no Python between the layer and the kernel. It reads the tensors through
@@ -148,7 +158,9 @@ py::object float_output(const py::tuple& out_shape, size_t count, const py::obje
   return from_numpy(arr);
 }
 
-enum class BoundFamily : int { w8a8 = 0, w8a8_static = 1, w8f32 = 2, w4a8 = 3, w4f32 = 4 };
+enum class BoundFamily : int {
+  w8a8 = 0, w8a8_static = 1, w8f32 = 2, w4a8 = 3, w4f32 = 4, wf16f32 = 5, wbf16f32 = 6
+};
 
 class BoundLinear {
  public:
@@ -169,6 +181,10 @@ class BoundLinear {
     if (family == BoundFamily::w4a8 || family == BoundFamily::w4f32) {
       w4_ = PackedInt4Matrix::view(at<const void>(data), static_cast<size_t>(nbytes), N, K,
                                    group_size, symmetric);
+    } else if (family == BoundFamily::wf16f32 || family == BoundFamily::wbf16f32) {
+      w16_ = PackedHalfMatrix::view(at<const void>(data), static_cast<size_t>(nbytes), N, K,
+                                    family == BoundFamily::wbf16f32 ? HalfType::bfloat16
+                                                                    : HalfType::float16);
     } else {
       w8_ = w8_view(data, nbytes, type, K, N);
       if (scale_.attr("numel")().cast<int64_t>() != N || scale_.attr("dtype").ptr() != float32_.ptr())
@@ -225,6 +241,10 @@ class BoundLinear {
         case BoundFamily::w4f32:
           lowbit::linear_int4(xd, M, K_, *w4_, Int4Compute::weight_only, bd, yd, N_);
           break;
+        case BoundFamily::wf16f32:
+        case BoundFamily::wbf16f32:
+          lowbit::linear_half(xd, M, K_, *w16_, bd, yd, N_);
+          break;
       }
     }
     return y;
@@ -263,6 +283,7 @@ class BoundLinear {
   QType in_type_;
   std::shared_ptr<PackedMatrix> w8_;
   std::shared_ptr<PackedInt4Matrix> w4_;
+  std::shared_ptr<PackedHalfMatrix> w16_;
   const float* scale_data_ = nullptr;
 };
 
@@ -279,7 +300,13 @@ void bind_raw(py::module_& m) {
                                   group_size, symmetric);
   }, py::arg("packed"), py::arg("out_features"), py::arg("in_features"), py::arg("group_size"),
      py::arg("symmetric"), py::keep_alive<0, 1>());
+  m.def("packed_half_view", [](const py::array& bytes, int64_t N, int64_t K, const std::string& dtype) {
+    return PackedHalfMatrix::view(byte_data(bytes), static_cast<size_t>(bytes.size()), N, K,
+                                  half_type(dtype));
+  }, py::arg("packed"), py::arg("out_features"), py::arg("in_features"), py::arg("dtype"),
+     py::keep_alive<0, 1>());
   m.def("packed_matrix_storage", &storage_array<PackedMatrix>, py::arg("packed"));
+  m.def("packed_half_storage", &storage_array<PackedHalfMatrix>, py::arg("packed"));
   m.def("packed_int4_storage", &storage_array<PackedInt4Matrix>, py::arg("packed"));
   m.def("packed_matrix_bytes", &PackedMatrix::storage_bytes, py::arg("type"), py::arg("in_features"),
         py::arg("out_features"));
@@ -288,7 +315,9 @@ void bind_raw(py::module_& m) {
       .value("w8a8_static", BoundFamily::w8a8_static)
       .value("w8f32", BoundFamily::w8f32)
       .value("w4a8", BoundFamily::w4a8)
-      .value("w4f32", BoundFamily::w4f32);
+      .value("w4f32", BoundFamily::w4f32)
+      .value("wf16f32", BoundFamily::wf16f32)
+      .value("wbf16f32", BoundFamily::wbf16f32);
   py::class_<BoundLinear>(m, "BoundLinear")
       .def(py::init<BoundFamily, py::object, int64_t, int64_t, int, py::object, int64_t, bool, float,
                     int32_t, int, py::dict>(),
@@ -317,6 +346,8 @@ void bind_raw(py::module_& m) {
   m.def("w8a8_static_linear_at", &w8a8_static_linear_at);
   m.def("w4a8_linear_at", &w4_linear_at<Int4Compute::w4a8>);
   m.def("w4f32_linear_at", &w4_linear_at<Int4Compute::weight_only>);
+  m.def("wf16f32_linear_at", &w16_linear_at<HalfType::float16>);
+  m.def("wbf16f32_linear_at", &w16_linear_at<HalfType::bfloat16>);
 }
 
 }  // namespace bindings

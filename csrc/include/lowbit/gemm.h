@@ -68,4 +68,12 @@ enum class Int4Compute : int { w4a8 = 0, weight_only = 1 };
 void linear_int4(const float* x, int64_t M, int64_t ldx, const PackedInt4Matrix& w,
                  Int4Compute mode, const float* bias, float* y, int64_t ldy);
 
+// ---- 16-bit float weights -----------------------------------------------------------------------
+// y[M, N] = x[M, K] @ W.T + bias, W the packed float16 or bfloat16 weight (wf16f32 / wbf16f32),
+// float32 activations. Per element, in this order (every ISA the same bits):
+//   s = 0; for k in 0..K-1: s = fma(x[k], float(w[n, k]), s);  y = s + bias[n] (or s).
+// bias may be null. Throws std::invalid_argument on NaN/Inf in x or bias.
+void linear_half(const float* x, int64_t M, int64_t ldx, const PackedHalfMatrix& w,
+                 const float* bias, float* y, int64_t ldy);
+
 }  // namespace lowbit

@@ -6,7 +6,7 @@
 //   lowbit/types.h     element types (ElemType, QType)
 //   lowbit/runtime.h   ISA paths, threads, the OpenMP hand-off
 //   lowbit/quantize.h  quantization primitives (ONNX semantics)
-//   lowbit/packed.h    packed weights (PackedMatrix, PackedInt4Matrix)
+//   lowbit/packed.h    packed weights (PackedMatrix, PackedInt4Matrix, PackedHalfMatrix)
 //   lowbit/gemm.h      matmul_integer and the linear layers
 //   lowbit/conv.h      convolutions (ConvInteger, QLinearConv, the float layer)
 #pragma once

@@ -141,4 +141,53 @@ class PackedInt4Matrix {
   uint8_t* data_ = nullptr;
 };
 
+// ---- 16-bit floats: PackedHalfMatrix -------------------------------------------------------------
+// An (N x K) weight of float16 or bfloat16 values, packed once into 64-column panels in the
+// layout of its type (kernels/kernel_api.h, W16F32Problem: float16 in k rows, bfloat16 in k pairs),
+// zero past K and past N. No scales: the 16-bit values are the weights. The layout is the same
+// for every ISA.
+class PackedHalfMatrix {
+ public:
+  // A float32 weight w[n * ldw + k] rounded to the type, nearest even (NumPy's astype(float16);
+  // bfloat16 likewise). Throws std::invalid_argument for NaN/Inf in w or a value whose rounding
+  // overflows the type (|w| >= 65520 for float16): a weight would silently become Inf.
+  static std::shared_ptr<PackedHalfMatrix> pack_float(const float* w, int64_t N, int64_t K, int64_t ldw,
+                                                      HalfType type);
+  // 16-bit patterns of the type, h[n * ldw + k], taken as they are (a model already in float16
+  // or bfloat16). Throws std::invalid_argument for NaN/Inf patterns.
+  static std::shared_ptr<PackedHalfMatrix> pack_bits(const uint16_t* h, int64_t N, int64_t K,
+                                                     int64_t ldw, HalfType type);
+  void unpack(uint16_t* out) const;  // the N x K 16-bit patterns, row stride K
+  // A PackedHalfMatrix over packed bytes someone else owns (a copy of another one's storage()),
+  // as PackedMatrix::view. Throws std::invalid_argument unless bytes is storage_bytes(type, N, K)
+  // and data is 64-byte aligned.
+  static std::shared_ptr<PackedHalfMatrix> view(const void* data, size_t bytes, int64_t N, int64_t K,
+                                                HalfType type);
+  static size_t storage_bytes(HalfType type, int64_t N, int64_t K);
+
+  ~PackedHalfMatrix();
+  PackedHalfMatrix(const PackedHalfMatrix&) = delete;
+  PackedHalfMatrix& operator=(const PackedHalfMatrix&) = delete;
+
+  int64_t in_features() const { return K_; }    // K
+  int64_t out_features() const { return N_; }   // N
+  int64_t padded_depth() const { return KP_; }  // k per panel column (bfloat16: K rounded to 2)
+  int64_t panels_count() const { return panels_count_; }
+  HalfType type() const { return type_; }
+  size_t nbytes() const { return storage_bytes_; }
+  const uint16_t* panels() const { return static_cast<const uint16_t*>(storage_); }
+  const void* storage() const { return storage_; }   // nbytes() bytes, 64-byte aligned
+
+ private:
+  PackedHalfMatrix() = default;
+  static std::shared_ptr<PackedHalfMatrix> shape(int64_t N, int64_t K, HalfType type);
+  template <typename Source>
+  static std::shared_ptr<PackedHalfMatrix> pack(int64_t N, int64_t K, HalfType type, Source value);
+  bool owns_storage_ = true;
+  int64_t N_ = 0, K_ = 0, KP_ = 0, panels_count_ = 0;
+  HalfType type_ = HalfType::float16;
+  void* storage_ = nullptr;
+  size_t storage_bytes_ = 0;
+};
+
 }  // namespace lowbit

@@ -12,4 +12,8 @@ enum class QType : int { int8 = 0, uint8 = 1, int4 = 2, uint4 = 3 };
 int32_t qtype_min(QType t);
 int32_t qtype_max(QType t);
 
+// The 16-bit float weight types (PackedHalfMatrix): IEEE binary16 and bfloat16 (the upper half of
+// a float32), both held as their 16-bit patterns.
+enum class HalfType : int { float16 = 0, bfloat16 = 1 };
+
 }  // namespace lowbit
