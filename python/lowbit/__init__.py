@@ -18,8 +18,9 @@ from .qtensor import QTensor, quantize
 from .packed import PackedWeight, pack_weight
 from .packed_ops import linear, matmul_integer
 from .quant import observers
-from .quant.config import (Int4DynamicConfig, Int4WeightOnlyConfig, Int8DynamicConfig,
-                           Int8StaticConfig, Int8WeightOnlyConfig)
+from .quant.config import (BFloat16WeightOnlyConfig, Float16WeightOnlyConfig, Int4DynamicConfig,
+                           Int4WeightOnlyConfig, Int8DynamicConfig, Int8StaticConfig,
+                           Int8WeightOnlyConfig)
 from . import nn
 from .nn.conversion import quantize_weights
 from .io import load, save
@@ -48,6 +49,7 @@ __all__ = [
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
     "qlinear_matmul", "requantize", "conv_integer", "qlinear_conv", "linear", "PackedWeight", "pack_weight", "QTensor",
     "quantize", "nn", "observers", "Int8DynamicConfig", "Int8WeightOnlyConfig",
-    "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "quantize_weights",
+    "Int4WeightOnlyConfig", "Int4DynamicConfig", "Int8StaticConfig", "Float16WeightOnlyConfig",
+    "BFloat16WeightOnlyConfig", "quantize_weights",
     "save", "load", "report",
 ]

@@ -1,4 +1,5 @@
-"""PackedWeight: a weight quantized and packed once for the GEMM kernels (8-bit or 4-bit)."""
+"""PackedWeight: a weight quantized and packed once for the GEMM kernels (8-bit, 4-bit, or
+16-bit floats)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -7,6 +8,7 @@ import numpy as np
 
 from ._core import _C
 from ._core.checks import check_bool, float_array, group_for_axis, kernel_array, scales
+from ._core.halfs import HALF_TYPES, half_type_of, to_bits
 
 if TYPE_CHECKING:
     from .qtensor import QTensor
@@ -18,9 +20,12 @@ INT8_MODES = (None, "weight_only")
 # at run time; w8f32: int8 weights x float32 activations; w4a8, w4f32 likewise for 4 bits).
 FAMILIES = {(8, None): "w8a8", (8, "weight_only"): "w8f32", (4, "w4a8"): "w4a8",
             (4, "weight_only"): "w4f32"}
+# The 16-bit float weights (bits 16, mode "weight_only") by their type: wf16f32 (float16
+# weights x float32 activations) and wbf16f32 (bfloat16 weights).
+HALF_FAMILIES = {"float16": "wf16f32", "bfloat16": "wbf16f32"}
 # How a family computes: activations quantized at run time, or float32 against the weights.
 FAMILY_SCHEMES = {"w8a8": "dynamic", "w8f32": "weight_only", "w4a8": "dynamic",
-                  "w4f32": "weight_only"}
+                  "w4f32": "weight_only", "wf16f32": "weight_only", "wbf16f32": "weight_only"}
 DEFAULT_INT4_GROUP_SIZE = 128
 
 
@@ -36,6 +41,10 @@ class PackedWeight:
     says how `lowbit.linear` computes with it: "w4a8" (activations quantized to int8 per row,
     exact integer group sums) or "weight_only" (float32 activations).
 
+    bits=16: float16 or bfloat16 weights (`dtype`), mode "weight_only": float32 activations
+    against the 16-bit values widened exactly (kernels wf16f32 / wbf16f32); `scale` is 1.0 and
+    `zero_point` 0 (0-d: the values are the weights).
+
     Holds only the packed bytes and the quantization parameters; `qtensor()` rebuilds the
     canonical quantized weight (for saving or inspection).
 
@@ -46,17 +55,17 @@ class PackedWeight:
     ----------
     packed
         The extension's packed matrix (8-bit: (in_features, out_features) panels; 4-bit: the
-        (out_features, in_features) nibbles with their group scales).
+        (out_features, in_features) nibbles with their group scales; 16-bit: the values).
     scale, zero_point
         The quantization parameters as described above (stored read-only).
     dtype
-        "int8" / "uint8" (bits=8) or "int4" / "uint4" (bits=4).
+        "int8" / "uint8" (bits=8), "int4" / "uint4" (bits=4), "float16" / "bfloat16" (bits=16).
     bits
-        8 or 4.
+        8, 4 or 16.
     group_size
         The 4-bit group actually used (None for 8 bits).
     mode
-        8-bit: None or "weight_only"; 4-bit: "w4a8" or "weight_only".
+        8-bit: None or "weight_only"; 4-bit: "w4a8" or "weight_only"; 16-bit: "weight_only".
 
     Raises
     ------
@@ -78,7 +87,7 @@ class PackedWeight:
         self.mode = mode
         # The kernel family that runs this weight ("w8a8", "w8f32", "w4a8", "w4f32"), looked up
         # once here: lowbit.linear reads it on every call.
-        self.family = FAMILIES[(bits, mode)]
+        self.family = HALF_FAMILIES[dtype] if bits == 16 else FAMILIES[(bits, mode)]
         self.in_features = int(packed.in_features)
         self.out_features = int(packed.out_features)
 
@@ -88,13 +97,13 @@ class PackedWeight:
 
     @property
     def symmetric(self) -> bool:
-        return bool(self._packed.symmetric)
+        return True if self.bits == 16 else bool(self._packed.symmetric)
 
     @property
     def nbytes(self) -> int:
         """Bytes held: packed data (padded to the kernel tile, 4-bit scales and zero points
         included) + the per-channel scales of an 8-bit weight."""
-        if self.bits == 4:
+        if self.bits in (4, 16):
             return int(self._packed.nbytes)
         return int(self._packed.nbytes) + self.scale.nbytes
 
@@ -114,6 +123,8 @@ class PackedWeight:
         """
         if self.bits == 4:
             return _C.packed_int4_storage(self._packed)
+        if self.bits == 16:
+            return _C.packed_half_storage(self._packed)
         return _C.packed_matrix_storage(self._packed)
 
     def layout(self) -> dict[str, Any]:
@@ -163,6 +174,8 @@ class PackedWeight:
         if bits == 4:
             packed = _C.packed_int4_view(storage, n, k, layout["group_size"],
                                          layout["symmetric"])
+        elif bits == 16:
+            packed = _C.packed_half_view(storage, n, k, layout["dtype"])
         else:
             etype = _C.ElemType.uint8 if layout["dtype"] == "uint8" else _C.ElemType.int8
             packed = _C.packed_matrix_view(storage, etype, k, n)
@@ -177,8 +190,9 @@ class PackedWeight:
         -------
         QTensor
             (out_features, in_features) data; 8-bit: per channel along axis 0; 4-bit: int4 /
-            uint4 values one per byte, grouped along axis 1 with this weight's group_size.
-            Scales and zero points are copies.
+            uint4 values one per byte, grouped along axis 1 with this weight's group_size;
+            16-bit: the float16 / bfloat16 bit patterns (uint16), per tensor with scale 1.0 and
+            zero point 0. Scales and zero points are copies.
 
         Raises
         ------
@@ -186,6 +200,9 @@ class PackedWeight:
             The packed data was checked when it was packed.
         """
         from .qtensor import QTensor
+        if self.bits == 16:
+            return QTensor(self._packed.unpack(), self.scale.copy(), self.zero_point.copy(),
+                           self.dtype, None, None)
         if self.bits == 4:
             u = self._packed.unpack()
             data = (u.astype(np.int8) - np.int8(8)) if self.dtype == "int4" else u
@@ -195,7 +212,8 @@ class PackedWeight:
         return QTensor(data, self.scale.copy(), self.zero_point.copy(), self.dtype, 0, None)
 
     def dequantize(self) -> np.ndarray:
-        """The float32 weight the kernels compute with: (q - zero_point) * scale.
+        """The float32 weight the kernels compute with: (q - zero_point) * scale (16-bit floats:
+        the values widened exactly).
 
         Returns
         -------
@@ -216,7 +234,7 @@ class PackedWeight:
 
     def __repr__(self) -> str:
         extra = (f", group_size={self.group_size}, mode={self.mode!r}" if self.bits == 4
-                 else f", mode={self.mode!r}" if self.mode else "")
+                 else f", mode={self.mode!r}" if self.mode and self.bits == 8 else "")
         return (f"PackedWeight(out_features={self.out_features}, in_features={self.in_features}, "
                 f"bits={self.bits}, dtype={self.dtype}, symmetric={self.symmetric}{extra})")
 
@@ -227,8 +245,14 @@ def _repack(qt: "QTensor", bits: int, mode: Optional[str]) -> PackedWeight:
 
 def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Optional[int] = None,
                 symmetric: bool = True, mode: Optional[str] = None,
-                clip_search: bool = False) -> PackedWeight:
+                clip_search: bool = False, dtype: Optional[str] = None) -> PackedWeight:
     """Quantizes (if float) and packs an (out_features, in_features) weight.
+
+    dtype="float16" or "bfloat16" (bits 16): the weight rounded to that 16-bit float type
+    (nearest, ties to even; a value that would round to Inf raises) and packed for the
+    weight-only kernels (`lowbit.linear`: float32 activations against the 16-bit values
+    widened exactly, fma in k order, then the bias). A float16 array, an ml_dtypes.bfloat16
+    array or a QTensor of those types is packed as it is (no rounding).
 
     bits=8: a float32 weight is quantized per output channel to int8 (symmetric by default: zero
     point 0, values in [-127, 127]; symmetric=False gives a zero point per channel). A QTensor
@@ -266,6 +290,10 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
         "weight_only".
     clip_search
         Search a clipping range per channel or group (float weights only).
+    dtype
+        None (integer weights, as bits says), or "float16" / "bfloat16": 16-bit float weights
+        (then bits must be 16 or left at its default; group_size, symmetric=False, mode other
+        than None / "weight_only" and clip_search do not apply).
 
     Returns
     -------
@@ -278,7 +306,8 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
         weight is not a float32 array or a QTensor; symmetric / clip_search not a bool;
         group_size not an int.
     ValueError
-        NaN/Inf in weight, a weight that is not 2-D, an odd in_features or group_size for
+        NaN/Inf in weight, a 16-bit float weight value that would round to Inf, an unknown
+        dtype or one that conflicts with bits / group_size / mode / symmetric / clip_search, a weight that is not 2-D, an odd in_features or group_size for
         4-bit, a QTensor of another bit width or layout, unknown bits or mode; a group_size
         for 8 bits, above 2**20, or other than a 4-bit QTensor's; clip_search with a
         QTensor; a QTensor whose scales are not finite and > 0.
@@ -286,8 +315,16 @@ def pack_weight(w: Union[np.ndarray, "QTensor"], bits: int = 8, group_size: Opti
     from .qtensor import QTensor
     symmetric = check_bool(symmetric, "symmetric")
     clip_search = check_bool(clip_search, "clip_search")
+    half = _half_request(w, bits, dtype)
+    if half:
+        if group_size is not None or not symmetric or clip_search or \
+                mode not in (None, "weight_only"):
+            raise ValueError(f"a {half} weight takes no group_size, symmetric=False, "
+                             "clip_search or mode other than 'weight_only'")
+        return _pack_half(w, half)
     if isinstance(bits, bool) or bits not in (4, 8):
-        raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        raise ValueError(f"bits must be 8 or 4 (or 16 with dtype='float16' / 'bfloat16'), "
+                         f"got {bits!r}")
     if not isinstance(w, QTensor):
         if not isinstance(w, np.ndarray):
             raise TypeError(f"weight must be a NumPy float32 array or a QTensor, got {type(w).__name__}")
@@ -404,3 +441,47 @@ def _pack_int4(w: Union[np.ndarray, "QTensor"], group_size: Optional[int], symme
     packed = _C.pack_int4(u, g, scale32, None if np.all(zu == 8) else np.ascontiguousarray(zu))
     return PackedWeight(packed, scale32.copy(), np.array(zero, copy=True), qt.dtype, bits=4,
                         group_size=g, mode=mode)
+
+
+def _half_request(w: Any, bits: Any, dtype: Any) -> str:
+    """The 16-bit float type pack_weight is asked for ("" for integer weights): dtype=, or a
+    QTensor / array of a 16-bit float type with dtype None."""
+    from .qtensor import QTensor
+    if dtype is not None:
+        if not isinstance(dtype, str) or dtype not in HALF_TYPES:
+            raise ValueError(f"dtype must be None, 'float16' or 'bfloat16', got {dtype!r}")
+        if isinstance(bits, bool) or bits not in (8, 16):
+            raise ValueError(f"dtype={dtype!r} packs 16-bit weights: bits must be 16 (or left "
+                             f"at its default), got {bits!r}")
+        return dtype
+    given = (w.dtype if isinstance(w, QTensor) and w.dtype in HALF_TYPES
+             else half_type_of(w.dtype) if isinstance(w, np.ndarray) else "")
+    if isinstance(bits, int) and not isinstance(bits, bool) and bits == 16 and not given:
+        raise ValueError("bits=16 needs dtype='float16' or 'bfloat16'")
+    return given
+
+
+def _pack_half(w: Any, dtype: str) -> PackedWeight:
+    """A 16-bit float PackedWeight of `dtype`: from a QTensor or array of that type (its bits
+    as they are) or a float32 array (rounded, in C++)."""
+    from .qtensor import QTensor
+    if isinstance(w, QTensor):
+        if w.dtype != dtype:
+            raise ValueError(f"a {dtype} pack takes a {dtype} QTensor, got {w.dtype}")
+        if w.data.ndim != 2 or w.data.dtype != np.uint16:
+            raise ValueError(f"a {dtype} QTensor holds 2-D uint16 bit patterns, got "
+                             f"{w.data.dtype} {w.data.shape}")
+        packed = _C.pack_half_bits(np.ascontiguousarray(w.data), dtype)
+    elif not isinstance(w, np.ndarray):
+        raise TypeError(f"weight must be a NumPy array or a QTensor, got {type(w).__name__}")
+    elif w.ndim != 2:
+        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    elif half_type_of(w.dtype):
+        if half_type_of(w.dtype) != dtype:
+            raise ValueError(f"a {half_type_of(w.dtype)} weight cannot be packed as {dtype} "
+                             "without rounding: pass it as float32")
+        packed = _C.pack_half_bits(to_bits(w), dtype)
+    else:
+        packed = _C.pack_half_float(kernel_array(float_array(w, "weight")), dtype)
+    return PackedWeight(packed, np.ones((), np.float32), np.zeros((), np.uint16), dtype,
+                        bits=16, mode="weight_only")

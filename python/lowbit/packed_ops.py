@@ -117,7 +117,9 @@ def linear(x: Any, weight: PackedWeight, bias: Any = None) -> np.ndarray:
     in the kernel epilogue; with mode="weight_only", float32 x against the int8 weights (fma in
     k order, then the channel scale: no activation rounding). 4-bit weights: as the weight's `mode` says, "w4a8" (rows of x
     quantized to int8, symmetric per row; exact int32 sums per group, scaled and summed in
-    float32) or "weight_only" (float32 x against weights dequantized in registers).
+    float32) or "weight_only" (float32 x against weights dequantized in registers). 16-bit
+    float weights (float16 / bfloat16): float32 x against the values widened exactly in
+    registers, fma in k order, then + bias (kernels wf16f32 / wbf16f32).
     x has shape (..., in_features); y has shape (..., out_features).
     NaN/Inf in x or bias raise ValueError.
 
@@ -172,4 +174,6 @@ _LINEAR = {
     "w8f32": lambda x2, w, bias: _C.linear_weight_only(x2, w._packed, w.scale, bias),
     "w4a8": lambda x2, w, bias: _C.linear_int4(x2, w._packed, _C.Int4Compute.w4a8, bias),
     "w4f32": lambda x2, w, bias: _C.linear_int4(x2, w._packed, _C.Int4Compute.weight_only, bias),
+    "wf16f32": lambda x2, w, bias: _C.linear_half(x2, w._packed, bias),
+    "wbf16f32": lambda x2, w, bias: _C.linear_half(x2, w._packed, bias),
 }

@@ -18,9 +18,10 @@ import numpy as np
 from ._core import _C
 from ._core.checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_for_axis,
                            kernel_array, normalize_axis, qtype_name, require_finite)
+from ._core.halfs import HALF_TYPES, widen
 from .ops import dequantize_linear, quantize_linear
 
-_SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
+_SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8, "float16": 0, "bfloat16": 0}
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class QTensor:
     """Quantized tensor. `data` holds one value per element (4-bit values one per byte);
     `scale`/`zero_point` are per tensor (0-d), per channel along `axis` (1-D), or per group of
     `group_size` elements along `axis` (the data's shape with that axis divided into groups).
+
+    16-bit float weights ("float16", "bfloat16": `PackedWeight.qtensor`, and the configs
+    Float16WeightOnlyConfig / BFloat16WeightOnlyConfig) are QTensors too: `data` holds their bit
+    patterns as uint16 (NumPy has no bfloat16), per tensor with scale 1.0 and zero point 0.
 
     Made by `lowbit.quantize` (or `PackedWeight.qtensor`); a QTensor built by hand is taken as
     given, and the functions it is passed to check it.
@@ -41,7 +46,7 @@ class QTensor:
     zero_point
         Zero points of `scale`'s shape, in data's storage dtype.
     dtype
-        "int8", "uint8", "int4" or "uint4".
+        "int8", "uint8", "int4" or "uint4" (or "float16" / "bfloat16", see above).
     axis
         None (per tensor), the per-channel axis, or the grouped axis.
     group_size
@@ -72,7 +77,7 @@ class QTensor:
     def nbytes(self) -> int:
         """Bytes of the quantized representation: data (4-bit values packed two per byte),
         float32 scales, and zero points unless symmetric."""
-        bits = 4 if self.dtype in ("int4", "uint4") else 8
+        bits = 4 if self.dtype in ("int4", "uint4") else 16 if self.dtype in HALF_TYPES else 8
         data_bytes = (self.data.size * bits + 7) // 8
         zp_bytes = 0 if self.symmetric else (self.zero_point.size * bits + 7) // 8
         return data_bytes + self.scale.nbytes + zp_bytes
@@ -94,6 +99,8 @@ class QTensor:
             A hand-built QTensor whose scales are not finite and > 0, or whose shapes do not
             fit its axis and group_size.
         """
+        if self.dtype in HALF_TYPES:
+            return widen(self.data, self.dtype)
         if self.group_size:
             assert self.axis is not None  # quantize() always records the grouped axis
             return dequantize_linear(self.data, self.scale, self.zero_point, axis=self.axis,

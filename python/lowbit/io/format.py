@@ -19,6 +19,7 @@ import numpy as np
 from .._core.version import __version__ as _lowbit_version
 from . import safetensors as _safetensors
 from .._core.checks import QTYPES
+from .._core.halfs import HALF_TYPES
 from .._core.nibbles import pack_nibbles, unpack_nibbles
 from .safetensors import is_int
 from ..nn.conv import ACTIVATIONS, CONV_TYPES, conv_class
@@ -340,6 +341,14 @@ def _is_qtype(v: Any) -> bool:
     return isinstance(v, str) and v in QTYPES
 
 
+def _is_weight_bits(v: Any) -> bool:   # a linear's weight: the integer widths or 16-bit floats
+    return is_int(v) and v in (4, 8, 16)
+
+
+def _is_weight_type(v: Any) -> bool:
+    return isinstance(v, str) and (v in QTYPES or v in HALF_TYPES)
+
+
 def _is_axis(v: Any) -> bool:
     return v is None or (is_int(v) and v in (0, 1))
 
@@ -365,8 +374,9 @@ def _is_activation(v: Any) -> bool:
     return v is None or (isinstance(v, str) and v in ACTIVATIONS)
 
 
-_QTENSOR_FIELDS = {"dtype": _is_qtype, "axis": _is_axis, "group_size": _is_group,
-                   "shape": _is_shape2, "nibbles": _is_bool, "bits": _is_bits, "mode": _is_mode}
+_QTENSOR_FIELDS = {"dtype": _is_weight_type, "axis": _is_axis, "group_size": _is_group,
+                   "shape": _is_shape2, "nibbles": _is_bool, "bits": _is_weight_bits,
+                   "mode": _is_mode}
 # Every field each kind of layer record must have, with its check: a file is input, and a
 # fuzzed one can put any JSON value in any field.
 LAYER_FIELDS: dict[str, dict[str, Any]] = {
@@ -456,6 +466,16 @@ def _qtensor(name: str, meta: dict[str, Any], t: Tensors) -> QTensor:
         data = (u.astype(np.int8) - np.int8(8)) if dtype == "int4" else u
     else:
         data = np.array(q)
+    if dtype in HALF_TYPES:
+        # 16-bit float weights: their bit patterns, per tensor, scale 1 and zero point 0
+        if meta["nibbles"] or data.shape != shape or data.dtype != np.uint16 \
+                or scale.size != 1 or zero.size != 1 or zero.dtype != np.uint16:
+            raise ValueError(f"a {dtype} weight must be uint16 bit patterns of shape {shape} "
+                             f"with one scale and one uint16 zero point, got {data.dtype} "
+                             f"{data.shape}")
+        if float(scale.reshape(())) != 1.0 or int(zero.reshape(())) != 0:
+            raise ValueError(f"a {dtype} weight has scale 1 and zero point 0")
+        return QTensor(data, np.ones((), np.float32), np.zeros((), np.uint16), dtype, None, None)
     storage, lo, hi = QTYPES[dtype]
     if data.shape != shape or data.dtype != storage or zero.dtype != storage:
         raise ValueError(f"weight of shape {data.shape} / dtype {data.dtype} does not match "

@@ -21,6 +21,7 @@ import numpy as np
 
 from .._core import _C
 from .._core.checks import check_bool, group_for_axis
+from .._core.halfs import round_to_half
 from ..ops import quantize_linear
 from ..packed import PackedWeight, pack_weight
 from ..qtensor import QTensor, quantize
@@ -748,8 +749,154 @@ class Int8StaticConfig(QuantConfig):
         return QTensor(data, scale, zero, obs.dtype, obs.axis, None)
 
 
+class _HalfWeightOnlyConfig(QuantConfig):
+    """16-bit float weights (the class's `dtype`), float32 activations: the weight rounded
+    once to the 16-bit type (nearest, ties to even) and packed; the kernels widen it exactly
+    in registers and FMA float32 activations against it in k order, then add the bias (no
+    activation rounding, no scales). Half the bytes of float32."""
+
+    bits: ClassVar[int] = 16
+    scheme: ClassVar[str] = "weight_only"
+    mode: ClassVar[Optional[str]] = "weight_only"
+    activation: ClassVar[str] = "float"
+    conv_activation: ClassVar[Optional[str]] = None
+    group_size: ClassVar[Optional[int]] = None
+    symmetric: ClassVar[bool] = True   # no zero points: the values are the weights
+    dtype: ClassVar[str] = ""
+
+    def plan(self, out_features: int, in_features: int) -> LayerPlan:
+        """Any non-empty shape: float32 accumulation has no depth limit.
+
+        Parameters
+        ----------
+        out_features, in_features
+            The linear layer's weight shape.
+
+        Returns
+        -------
+        LayerPlan
+            group_size None.
+
+        Raises
+        ------
+        UnsupportedLayer
+            (a ValueError) An empty weight.
+        """
+        if out_features == 0 or in_features == 0:
+            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
+        return LayerPlan(None)
+
+    def weight_format(self) -> tuple[str, bool]:
+        """The weight's type and whether it is symmetric.
+
+        Returns
+        -------
+        tuple of (str, bool)
+            (dtype, True).
+
+        Raises
+        ------
+        None
+        """
+        return self.dtype, True
+
+    def quantize_weight(self, w: np.ndarray, plan: LayerPlan) -> QTensor:
+        """The weight rounded to the 16-bit type (nearest, ties to even): a per-tensor QTensor
+        of its bit patterns (uint16), scale 1.0, zero point 0 (the rule PTQ and QAT share).
+
+        Parameters
+        ----------
+        w
+            The float32 (out_features, in_features) weight.
+        plan
+            What `plan` returned.
+
+        Returns
+        -------
+        QTensor
+
+        Raises
+        ------
+        TypeError
+            w is not float32.
+        ValueError
+            NaN/Inf in w, or a value that would round to Inf in the 16-bit type.
+        """
+        if not isinstance(w, np.ndarray) or w.dtype != np.float32:
+            raise TypeError(f"weight must be a float32 NumPy array, got "
+                            f"{getattr(w, 'dtype', type(w).__name__)}")
+        return QTensor(round_to_half(w, self.dtype), np.ones((), np.float32),
+                       np.zeros((), np.uint16), self.dtype, None, None)
+
+    def pack(self, weight: QTensor) -> PackedWeight:
+        """The 16-bit weight packed for the wf16f32 / wbf16f32 kernels.
+
+        Parameters
+        ----------
+        weight
+            A QTensor of this config's dtype, as `quantize_weight` makes it.
+
+        Returns
+        -------
+        PackedWeight
+            bits 16, this config's dtype.
+
+        Raises
+        ------
+        ValueError
+            A QTensor of another type or layout, or holding NaN/Inf patterns.
+        """
+        return pack_weight(weight, dtype=self.dtype)
+
+    def describe(self) -> str:
+        """One line for conversion summaries, e.g. "float16 weight-only (float16 weights,
+        float32 activations)".
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        None
+        """
+        return f"{self.dtype} weight-only ({self.dtype} weights, float32 activations)"
+
+
+@dataclass(frozen=True)
+class Float16WeightOnlyConfig(_HalfWeightOnlyConfig):
+    """float16 (IEEE binary16) weights, float32 activations (kernel family wf16f32): 2x smaller
+    than float32, 10 mantissa bits (relative rounding error <= 2^-11), range +-65504 (a weight
+    beyond it raises rather than becoming Inf).
+
+    Raises
+    ------
+    None
+        The config has no fields.
+    """
+
+    name: ClassVar[str] = "float16_weight_only"
+    dtype: ClassVar[str] = "float16"
+
+
+@dataclass(frozen=True)
+class BFloat16WeightOnlyConfig(_HalfWeightOnlyConfig):
+    """bfloat16 weights (the upper 16 bits of a float32), float32 activations (kernel family
+    wbf16f32): 2x smaller than float32, float32's range, 7 mantissa bits (relative rounding
+    error <= 2^-8). The bytes of a bfloat16 model's weights are kept as they are.
+
+    Raises
+    ------
+    None
+        The config has no fields.
+    """
+
+    name: ClassVar[str] = "bfloat16_weight_only"
+    dtype: ClassVar[str] = "bfloat16"
+
+
 CONFIG_TYPES = (Int8DynamicConfig, Int8WeightOnlyConfig, Int4WeightOnlyConfig, Int4DynamicConfig,
-                Int8StaticConfig)
+                Int8StaticConfig, Float16WeightOnlyConfig, BFloat16WeightOnlyConfig)
 # Each config by its `name` ("int8_dynamic", "int4_weight_only", ...): the one table from a name
 # to a config class (lowbit.hf's LowbitConfig(format=...) reads it).
 CONFIGS_BY_NAME: dict[str, type[QuantConfig]] = {t.name: t for t in CONFIG_TYPES}

@@ -22,6 +22,8 @@ description per family serves both exporters. What each family becomes (LINEAR_G
     w4a8         the per-row symmetric int8 quantization written out, MatMulNBits (4-bit
                  blocks = lowbit's groups) on the integer rows, Mul by the row scale, Add bias
     w4f32        MatMulNBits, Add bias
+    wf16f32      the float16 weight as a constant, Cast to float32, MatMul, Add bias
+    wbf16f32     the bfloat16 weight widened to a float32 constant, MatMul, Add bias
 
 MatMulNBits runs with accuracy_level 0 (float32 arithmetic on the dequantized weight): its
 int8 mode (4) quantizes activations per block, not per row as lowbit does. It needs a block
@@ -296,11 +298,22 @@ def _w4f32(layer: Any, x: torch.Tensor, qt: Any) -> torch.Tensor:
     return _plus_bias(_int4_matmul(layer, x, qt), layer.bias)
 
 
+def _w16f32(layer: Any, x: torch.Tensor, qt: Any) -> torch.Tensor:
+    # float16: the values as a float16 constant (half the bytes), Cast to float32 (exact);
+    # bfloat16: a float32 constant of the values widened exactly (NumPy has no bfloat16 array to
+    # make the constant from, and the TorchScript tracer cannot record a dtype view)
+    if qt.dtype == "float16":
+        w = _const(qt.data.T.view(np.float16)).to(_F32)
+    else:
+        w = _const(qt.dequantize().T)
+    return _plus_bias(torch.matmul(x, w), layer.bias)
+
+
 # How each kernel family is written in ONNX (the families of lowbit/torch/_ops.py's LINEAR):
 # f(layer, x float32, the canonical weight) -> x @ W.T + bias in float32.
 LINEAR_GRAPHS: dict[str, Callable[[Any, torch.Tensor, Any], torch.Tensor]] = {
     "w8a8": _w8a8, "w8a8_static": _w8a8_static, "w8f32": _w8f32, "w4a8": _w4a8,
-    "w4f32": _w4f32}
+    "w4f32": _w4f32, "wf16f32": _w16f32, "wbf16f32": _w16f32}
 
 
 def linear_graph(layer: Any, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ One operator per kernel family, named as everywhere else in lowbit (docs/design.
     lowbit::linear_w8f32(x, packed, scale, bias, in_features, out_features, weight_type)
     lowbit::linear_w4a8(x, packed, bias, in_features, out_features, group_size, symmetric)
     lowbit::linear_w4f32(x, packed, bias, in_features, out_features, group_size, symmetric)
+    lowbit::linear_wf16f32(x, packed, bias, in_features, out_features)
+    lowbit::linear_wbf16f32(x, packed, bias, in_features, out_features)
     lowbit::embedding(indices, qweight, scale, bits, embedding_dim, group_size)
 
 `packed` is the weight's packed bytes (`PackedWeight.storage()`) in a uint8 tensor: the
@@ -112,6 +114,7 @@ W8_ARGS = ("Tensor x, Tensor packed, Tensor scale, Tensor? bias, int in_features
            "int out_features, int weight_type")
 W4_ARGS = ("Tensor x, Tensor packed, Tensor? bias, int in_features, int out_features, "
            "int group_size, bool symmetric")
+W16_ARGS = "Tensor x, Tensor packed, Tensor? bias, int in_features, int out_features"
 
 
 def _w8_weight(packed: torch.Tensor, scale: torch.Tensor, k: int, n: int, weight_type: int
@@ -149,6 +152,16 @@ def _w4_op(kernel: Callable[..., None]) -> Callable[..., torch.Tensor]:
         packed = _tensor(packed, _U8, packed.numel(), "packed")
         return call(kernel, x, bias, in_features, out_features,
                     (packed.data_ptr(), packed.numel(), out_features, group_size, symmetric))
+    return impl
+
+
+def _w16_op(kernel: Callable[..., None]) -> Callable[..., torch.Tensor]:
+    def impl(x: torch.Tensor, packed: torch.Tensor, bias: Optional[torch.Tensor],
+             in_features: int, out_features: int) -> torch.Tensor:
+        # the size is checked against the layout by the kernel's view of the bytes
+        packed = _tensor(packed, _U8, packed.numel(), "packed")
+        return call(kernel, x, bias, in_features, out_features,
+                    (packed.data_ptr(), packed.numel(), out_features))
     return impl
 
 
@@ -198,6 +211,10 @@ def _linear_kernels() -> dict[str, LinearKernel]:
         _register("linear_w8f32", W8_ARGS, _C.w8f32_linear_at, _w8_op(_C.w8f32_linear_at)),
         _register("linear_w4a8", W4_ARGS, _C.w4a8_linear_at, _w4_op(_C.w4a8_linear_at)),
         _register("linear_w4f32", W4_ARGS, _C.w4f32_linear_at, _w4_op(_C.w4f32_linear_at)),
+        _register("linear_wf16f32", W16_ARGS, _C.wf16f32_linear_at,
+                  _w16_op(_C.wf16f32_linear_at)),
+        _register("linear_wbf16f32", W16_ARGS, _C.wbf16f32_linear_at,
+                  _w16_op(_C.wbf16f32_linear_at)),
     ]
     return {k.name[len("linear_"):]: k for k in kernels}
 

@@ -196,7 +196,8 @@ class QuantizedLinear(nn.Module):
     widened exactly and the result rounded once to its dtype).
 
     Computes with one torch custom operator per kernel family (`torch.ops.lowbit.linear_w8a8`,
-    `linear_w8a8_static`, `linear_w8f32`, `linear_w4a8`, `linear_w4f32`; lowbit/torch/_ops.py),
+    `linear_w8a8_static`, `linear_w8f32`, `linear_w4a8`, `linear_w4f32`, `linear_wf16f32`,
+    `linear_wbf16f32`; lowbit/torch/_ops.py),
     so `torch.compile(model, fullgraph=True)`, `torch.export.export` and `torch.jit.trace` see
     the layer as one operator, with the same output as eager calls bit for bit. Eager calls
     run the operator's implementation without the dispatcher.
@@ -279,6 +280,8 @@ class QuantizedLinear(nn.Module):
         lay = self._layout
         if self.bits == 4:
             self._constants: tuple[Any, ...] = (int(lay["group_size"]), bool(lay["symmetric"]))
+        elif self.bits == 16:
+            self._constants = ()   # the family names the 16-bit type; no scales
         else:
             etype = _C.ElemType.uint8 if lay["dtype"] == "uint8" else _C.ElemType.int8
             self._constants = (int(etype),)
@@ -301,7 +304,7 @@ class QuantizedLinear(nn.Module):
         self._host = (self._packed.numpy(), self._scale.numpy(), self._zero_point.numpy())
         packed = self._packed
         consts = self._constants
-        if self.bits == 4:
+        if self.bits in (4, 16):
             self._weight: tuple[Any, ...] = (packed.data_ptr(), packed.numel(),
                                              self.out_features, *consts)
             wtype, static = 0, (0.0, 0, 0)
@@ -330,7 +333,7 @@ class QuantizedLinear(nn.Module):
         """The kernel operator's arguments after x (its schema, lowbit/torch/_ops.py): this
         module's tensors, then plain Python numbers (`_constants`), which tracers record as
         constants."""
-        if self.bits == 4:
+        if self.bits in (4, 16):
             return (self._packed, self.bias, self.in_features, self.out_features,
                     *self._constants)
         return (self._packed, self._scale, self.bias, self.in_features, self.out_features,
