@@ -227,7 +227,8 @@ def test_a_loaded_model_converted_further_still_saves(batch, tmp_path):
 def test_unknown_format_is_a_clear_error(tmp_path):
     known = ", ".join(FORMATS)
     assert set(FORMATS) == {"int8_dynamic", "int8_weight_only", "int4_weight_only",
-                            "int4_dynamic", "int8_static"}
+                            "int4_dynamic", "int8_static", "float16_weight_only",
+                            "bfloat16_weight_only"}
     with pytest.raises(ValueError, match=rf"unknown format 'int3'; lowbit's formats are {known}"):
         LowbitConfig("int3")
     with pytest.raises(ValueError, match=r"layer_formats\['\*\.dense'\]: unknown format 'fp8'"):

@@ -201,6 +201,120 @@ void test_linear_weight_only_contract(std::mt19937& gen, lowbit::Isa isa, const 
   check(ok, tag + " linear_weight_only matches its contract");
 }
 
+// 16-bit float weights, widened here independently of the kernels' helpers.
+float half_value(uint16_t h, lowbit::HalfType type) {
+  if (type == lowbit::HalfType::bfloat16) {
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+  const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  const float mag = exp == 0 ? std::ldexp(static_cast<float>(man), -24)
+                             : std::ldexp(static_cast<float>(man + 1024), exp - 25);
+  return (h & 0x8000) ? -mag : mag;
+}
+
+// linear_half's contract on every path, bit for bit: s = 0; s = fma(x[k], float(w[n, k]), s) in
+// k order; y = s + bias (or s). Random finite patterns (subnormals included), K odd and even (the
+// bfloat16 k pairs), K past the blocked kernels' depth, row counts on both sides of the blocked
+// form, partial panels, strided x rows, 1 and 3 threads; pack / unpack round trips.
+void test_linear_half_contract(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_int_distribution<int> bits(0, 0xffff), expo(-20, 20);
+  lowbit::set_active_isa(isa);
+  for (lowbit::HalfType type : {lowbit::HalfType::float16, lowbit::HalfType::bfloat16}) {
+    const bool bf16 = type == lowbit::HalfType::bfloat16;
+    const std::string name = tag + (bf16 ? " wbf16f32" : " wf16f32");
+    bool ok = true, round_trip = true;
+    for (int64_t K : {1, 2, 3, 64, 129, 300})
+      for (int64_t N : {1, 17, 65, 150}) {
+        std::vector<uint16_t> w(N * K);
+        for (auto& v : w) {
+          if (bf16) {  // finite, magnitudes 2^-20 .. 2^20 plus some subnormals and zeros
+            const int r = bits(gen);
+            const float f = r % 16 == 0 ? std::ldexp(static_cast<float>(r), -140)
+                                        : std::ldexp(d(gen), expo(gen));
+            uint32_t u;
+            std::memcpy(&u, &f, sizeof u);
+            v = static_cast<uint16_t>(u >> 16);
+          } else {
+            do v = static_cast<uint16_t>(bits(gen)); while ((v & 0x7c00) == 0x7c00);
+          }
+        }
+        auto packed = lowbit::PackedHalfMatrix::pack_bits(w.data(), N, K, K, type);
+        std::vector<uint16_t> back(N * K);
+        packed->unpack(back.data());
+        round_trip &= back == w;
+        const int64_t ldx = K + 3;
+        std::vector<float> x(50 * ldx), bias(N);
+        for (auto& v : x) v = bf16 ? d(gen) : d(gen) * 1e-3f;
+        for (auto& v : bias) v = d(gen);
+        for (int threads : {1, 3}) {
+          lowbit::set_num_threads(threads);
+          for (int64_t M : {1, 3, 4, 7, 8, 13, 50})
+            for (bool with_bias : {false, true}) {
+              std::vector<float> y(M * N, -1.0f);
+              lowbit::linear_half(x.data(), M, ldx, *packed, with_bias ? bias.data() : nullptr,
+                                  y.data(), N);
+              for (int64_t m = 0; m < M; ++m)
+                for (int64_t n = 0; n < N; ++n) {
+                  float s = 0.0f;
+                  for (int64_t k = 0; k < K; ++k) s = std::fma(x[m * ldx + k], half_value(w[n * K + k], type), s);
+                  const float want = with_bias ? s + bias[n] : s;
+                  ok &= std::memcmp(&want, &y[m * N + n], sizeof(float)) == 0;
+                }
+            }
+        }
+      }
+    lowbit::set_num_threads(lowbit::default_num_threads());
+    check(round_trip, name + " pack_bits / unpack round trip");
+    check(ok, name + " linear_half matches its contract");
+  }
+}
+
+// float32 -> 16-bit rounding of pack_float: every float16 / bfloat16 pattern and the halfway
+// point above each (ties to even), against the reference widening; overflow and NaN refused.
+void test_half_rounding(const std::string& tag) {
+  for (lowbit::HalfType type : {lowbit::HalfType::float16, lowbit::HalfType::bfloat16}) {
+    const bool bf16 = type == lowbit::HalfType::bfloat16;
+    const uint16_t exp_mask = bf16 ? 0x7f80 : 0x7c00;
+    std::vector<float> w;
+    std::vector<uint16_t> want;
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+      const auto hv = static_cast<uint16_t>(h);
+      if ((hv & exp_mask) == exp_mask) continue;
+      const float v = half_value(hv, type);
+      w.push_back(v);
+      want.push_back(hv);
+      const uint16_t up = static_cast<uint16_t>(hv + 1);   // the next pattern of the same sign
+      if ((up & exp_mask) == exp_mask || (up & 0x7fff) == 0) continue;
+      const double mid = 0.5 * (static_cast<double>(v) + static_cast<double>(half_value(up, type)));
+      const float fm = static_cast<float>(mid);
+      if (static_cast<double>(fm) != mid) continue;   // not representable: no tie to test
+      w.push_back(fm);
+      want.push_back((hv & 1) ? up : hv);   // ties to the even pattern
+    }
+    const auto n = static_cast<int64_t>(w.size());
+    auto packed = lowbit::PackedHalfMatrix::pack_float(w.data(), 1, n, n, type);
+    std::vector<uint16_t> got(n);
+    packed->unpack(got.data());
+    check(got == want, tag + (bf16 ? " bfloat16" : " float16") + " rounding of every value and tie");
+    bool refused = true;
+    for (float bad : {bf16 ? 3.4028235e38f : 65520.0f, std::numeric_limits<float>::quiet_NaN(),
+                      -std::numeric_limits<float>::infinity()}) {
+      try {
+        lowbit::PackedHalfMatrix::pack_float(&bad, 1, 1, 1, type);
+        refused = false;
+      } catch (const std::invalid_argument&) {
+      }
+    }
+    const float largest = bf16 ? 3.3895313892515355e38f : 65519.0f;   // still rounds down
+    auto fine = lowbit::PackedHalfMatrix::pack_float(&largest, 1, 1, 1, type);
+    check(refused && fine->nbytes() > 0, tag + (bf16 ? " bfloat16" : " float16") + " overflow and NaN refused");
+  }
+}
+
 // Every elementwise kernel of an ISA against the scalar path, byte for byte (odd lengths so
 // the vector tails run too), and NaN/Inf detection.
 void test_elementwise_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const std::string& tag) {
@@ -704,6 +818,7 @@ int main(int argc, char** argv) {
     test_linear_static_contract(gen, isa, tag);
     test_transposes(gen, isa, tag);
     test_linear_weight_only_contract(gen, isa, tag);
+    test_linear_half_contract(gen, isa, tag);
     test_elementwise_matches_scalar(gen, isa, tag);
     for (int threads : {1, 2, 3}) {
       lowbit::set_num_threads(threads);
@@ -724,6 +839,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  test_half_rounding("pack_float");
   for (lowbit::Isa isa : isas)
     for (int threads : {1, 2, 3}) {
       lowbit::set_num_threads(threads);

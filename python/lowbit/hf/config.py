@@ -75,7 +75,8 @@ class LowbitConfig(QuantizationConfigMixin):
     ----------
     format
         The lowbit config every converted layer gets, by name: "int8_dynamic" (default,
-        Int8DynamicConfig), "int8_weight_only", "int4_weight_only", "int4_dynamic" (W4A8) or
+        Int8DynamicConfig), "int8_weight_only", "int4_weight_only", "int4_dynamic" (W4A8),
+        "float16_weight_only", "bfloat16_weight_only" (16-bit float weights) or
         "int8_static" (which needs calibration: prepare / convert, so not for quantizing
         while loading).
     group_size, symmetric, clip_search
