@@ -12,7 +12,8 @@ enum Slot : int {
   amx_b = 1,         // a panel of unpacked weights (w4a8_amx)
   plain_b_sums = 2,  // the running sums of the plain-B kernels
   half_b = 3,        // a block of 16-bit float weights widened to float32 (w16f32 kernels)
-  kSlots = 4,
+  half_a = 4,        // the A rows of a blocked w16f32 call at a conflict-free stride
+  kSlots = 5,
 };
 
 // This thread's scratch for `slot`, at least `bytes`, 64-byte aligned; valid until the next call

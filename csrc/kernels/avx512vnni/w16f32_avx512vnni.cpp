@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/isa_kernels.h"
 #include "kernels/kernel_scratch.h"
@@ -20,7 +21,7 @@ namespace lowbit {
 namespace avx512vnni {
 namespace {
 
-constexpr int64_t kPrefetchBytes = 4096;  // ahead of the direct tiles' weight stream
+constexpr int64_t kPrefetchBytes = 512;  // ahead of the direct tiles' weight stream
 constexpr int kDirectRows = 4;
 constexpr int kBlockRows = 6;              // 24 accumulators + 4 weights of the 32 zmm
 constexpr int64_t kBlockDepth = 128;       // k per widened block (even: whole bf16 pairs)
@@ -125,10 +126,25 @@ void widen_block(const uint16_t* b, int64_t k0, int64_t kc, float* block) {
   }
 }
 
+// The lines [first, first + count) of the weight stream a tile asks L2 for while it computes
+// (the next block's, so its widening does not wait on DRAM: the hardware prefetchers stop
+// following the stream during the long compute phases between widenings).
+struct StreamPrefetch {
+  const char* base = nullptr;
+  int64_t count = 0;
+};
+
+// The A rows [m_first, m_end) of a blocked call: row m at a + (m - m_first) * lda.
+struct RowsA {
+  const float* a = nullptr;
+  int64_t lda = 0, m_first = 0, m_end = 0;
+};
+
 template <int MR>
-void block_tile(const W16F32Problem& p, int64_t m0, int64_t panel, const float* block, int64_t k0,
-                int64_t kc) {
-  const float* a = p.a + m0 * p.lda + k0;
+void block_tile(const W16F32Problem& p, const RowsA& rows, int64_t m0, int64_t panel,
+                const float* block, int64_t k0, int64_t kc, StreamPrefetch pf) {
+  const int64_t lda = rows.lda;
+  const float* a = rows.a + (m0 - rows.m_first) * lda + k0;
   __m512 s[MR][4];
   if (k0 == 0) {
 #pragma GCC unroll 6
@@ -144,10 +160,18 @@ void block_tile(const W16F32Problem& p, int64_t m0, int64_t panel, const float* 
       for (int r = 0; r < MR; ++r) s[r][j] = _mm512_maskz_loadu_ps(mask, p.y + (m0 + r) * p.ldy + n0);
     }
   }
+  // The next tile's A rows come from L2 (or further) as separate strided streams the hardware
+  // prefetchers follow poorly: one line of each is asked for every 16 k.
+  const float* next = a + MR * lda;
+  const int next_rows = static_cast<int>(std::min<int64_t>(MR, rows.m_end - m0 - MR));
   for (int64_t k = 0; k < kc; ++k) {
+    if (k < pf.count) _mm_prefetch(pf.base + 64 * k, _MM_HINT_T1);
+    if (k % 16 == 0)
+      for (int r = 0; r < next_rows; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(next + r * lda + k), _MM_HINT_T0);
     const float* bk = block + k * kPanelCols;
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) fma_rows<MR>(_mm512_load_ps(bk + 16 * j), j, a, p.lda, k, s);
+    for (int j = 0; j < 4; ++j) fma_rows<MR>(_mm512_load_ps(bk + 16 * j), j, a, lda, k, s);
   }
   store_rows<MR>(p, m0, panel, k0 + kc < p.K, s);
 }
@@ -158,7 +182,8 @@ void run(const W16F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_b
   using Direct = void (*)(const W16F32Problem&, int64_t, int64_t);
   constexpr Direct kDirect[] = {direct_tile<kBf16, 1>, direct_tile<kBf16, 2>, direct_tile<kBf16, 3>,
                                 direct_tile<kBf16, 4>};
-  using Block = void (*)(const W16F32Problem&, int64_t, int64_t, const float*, int64_t, int64_t);
+  using Block = void (*)(const W16F32Problem&, const RowsA&, int64_t, int64_t, const float*,
+                         int64_t, int64_t, StreamPrefetch);
   constexpr Block kBlock[] = {block_tile<1>, block_tile<2>, block_tile<3>,
                               block_tile<4>, block_tile<5>, block_tile<6>};
   if (m_end - m_begin < kMinBlockRows || p.K == 0) {
@@ -172,14 +197,39 @@ void run(const W16F32Problem& p, int64_t m_begin, int64_t m_end, int64_t panel_b
   }
   auto* block = static_cast<float*>(
       kernel_scratch::reserve(kernel_scratch::half_b, kBlockDepth * kPanelCols * sizeof(float)));
+  // A's rows are read once per panel. At a row stride of a multiple of 4 KB (K = 1024, 4096,
+  // ...) a tile's rows share L1 sets with each other and with the widened block and evict
+  // them; with several panels to amortise it, the rows are copied once at a stride one line
+  // past a multiple of 64 bytes, which spreads them over the sets. Values are only moved.
+  RowsA rows{p.a + m_begin * p.lda, p.lda, m_begin, m_end};
+  if (panel_end - panel_begin >= 4) {
+    const int64_t ld = (p.K + 15) / 16 * 16 + 16;
+    auto* copy = static_cast<float*>(kernel_scratch::reserve(
+        kernel_scratch::half_a, static_cast<size_t>((m_end - m_begin) * ld) * sizeof(float)));
+    for (int64_t m = m_begin; m < m_end; ++m)
+      std::memcpy(copy + (m - m_begin) * ld, p.a + m * p.lda, static_cast<size_t>(p.K) * sizeof(float));
+    rows.a = copy;
+    rows.lda = ld;
+  }
   for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
     const uint16_t* b = p.b_panels + panel * kPanelCols * p.KP;
     for (int64_t k0 = 0; k0 < p.K; k0 += kBlockDepth) {
       const int64_t kc = std::min(kBlockDepth, p.K - k0);
       widen_block<kBf16>(b, k0, kc, block);
-      int64_t m = m_begin;
-      for (; m + kBlockRows <= m_end; m += kBlockRows) kBlock[kBlockRows - 1](p, m, panel, block, k0, kc);
-      if (m < m_end) kBlock[m_end - m - 1](p, m, panel, block, k0, kc);
+      // The next block's bytes follow this one's in memory (the next panel's first block after
+      // a panel's last), kc * 64 values: shared out over this block's tiles, a line per k.
+      const char* next = reinterpret_cast<const char*>(b + (k0 + kc) * kPanelCols);
+      const int64_t lines = kc * kPanelCols * 2 / 64;
+      const int64_t tiles = (m_end - m_begin + kBlockRows - 1) / kBlockRows;
+      const int64_t per_tile = std::min(kc, (lines + tiles - 1) / tiles);
+      int64_t m = m_begin, t = 0;
+      auto share = [&](int64_t tile) {
+        const int64_t first = std::min(lines, tile * per_tile);
+        return StreamPrefetch{next + 64 * first, std::min(per_tile, lines - first)};
+      };
+      for (; m + kBlockRows <= m_end; m += kBlockRows, ++t)
+        kBlock[kBlockRows - 1](p, rows, m, panel, block, k0, kc, share(t));
+      if (m < m_end) kBlock[m_end - m - 1](p, rows, m, panel, block, k0, kc, share(t));
     }
   }
 }
