@@ -14,6 +14,8 @@ that are not installed are skipped with a note.
     python bench/compare.py --quick            # fewer M and shapes, for a first look
     python bench/compare.py --threads 1 --methods lowbit_linear,ort_dynamic --out-dir /tmp/b
     python bench/compare.py --suite int4       # 4-bit weights: docs/bench_int4_<isa>.md
+    python bench/compare.py --suite half --fma-peak build/bench/fma_peak   # 16-bit float weights:
+                                               # docs/bench_half_<isa>.md, with the FMA peak
     python bench/compare.py --suite conv       # MobileNetV2 convolutions: docs/bench_conv_<isa>.md
     python bench/compare.py --suite conv --quick --conv-shapes dw144_s1,16-16-8x8-k3-g16
     python bench/compare.py --tile-peak build/bench/amx_peak \
@@ -38,7 +40,10 @@ from typing import Any, Optional, Sequence
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "python" / "lowbit" / "benchmark"
 
-SUITES = ("int8", "int4", "conv")
+SUITES = ("int8", "int4", "half", "conv")
+# The half suite's methods (methods_half), besides numpy_f32 and int8 weight-only for reference.
+HALF_SUITE = ("numpy_f32", "lowbit_w8_weight_only", "lowbit_f16_weight_only",
+              "lowbit_bf16_weight_only", "torch_bf16_linear", "torch_f16_linear")
 FULL_MS = (1, 4, 16, 64, 256)
 FULL_SHAPES = ((384, 1536), (1536, 384), (4096, 4096), (4096, 11008))
 FULL_COLD_SHAPES = ((4096, 4096), (4096, 11008))
@@ -89,6 +94,15 @@ METHOD_NOTES = {
                   "bfloat16 activations and scales (its fast path), float32 casts included",
     "ort_nbits_f32": "ONNX Runtime `MatMulNBits` (com.microsoft), accuracy_level 0: float32 compute",
     "ort_nbits_int8": "ONNX Runtime `MatMulNBits`, accuracy_level 4: int8-quantized activations",
+    "lowbit_f16_weight_only": "`lb.linear(x, lb.pack_weight(w, dtype=\"float16\"), bias)`: "
+                              "float32 activations x float16 weights widened in registers "
+                              "(Float16WeightOnlyConfig, kernel wf16f32)",
+    "lowbit_bf16_weight_only": "`lb.linear(x, lb.pack_weight(w, dtype=\"bfloat16\"), bias)`: "
+                               "float32 activations x bfloat16 weights (BFloat16WeightOnlyConfig, "
+                               "kernel wbf16f32)",
+    "torch_bf16_linear": "`nn.Linear.to(torch.bfloat16)` called on a bfloat16 input (a bfloat16 "
+                         "model as PyTorch runs it), under `torch.inference_mode()`",
+    "torch_f16_linear": "`nn.Linear.to(torch.float16)` on a float16 input",
     # the conv suite
     "lowbit_conv": "`layer(x)`, layer = `lowbit.nn.QuantizedConv2d.from_float(w, b, stride, "
                    "padding, dilation=1, groups)` (or, where that class doesn't exist yet, the "
@@ -214,6 +228,9 @@ def build_parser(method_names: Sequence[str]) -> argparse.ArgumentParser:
                         help="(K,N) shapes whose pack_weight GB/s are measured, as KxN,KxN, or "
                              f"'none' (default: int8 {PACK_SHAPES}, --quick {QUICK_PACK_SHAPES}; "
                              "int4: none)")
+    parser.add_argument("--fma-peak", type=Path, default=None,
+                        help="a built bench/fma_peak: also measure the float32 FMA peak "
+                             "(vfmadd231ps zmm) at each thread count")
     parser.add_argument("--tile-peak", type=Path, default=None,
                         help="a built bench/amx_peak: also measure the tdpbusd peak at each "
                              "thread count (all threads at once)")
@@ -250,8 +267,10 @@ def suite_methods(suite: str, method_names: Sequence[str]) -> list[str]:
     if suite == "conv":   # the harness's conv registry (layer and whole-model methods)
         conv = (sys.modules.get("lowbit_benchmark") or load_harness()).ALL_CONV_METHODS
         return [m for m in method_names if m in conv]
-    if suite == "int8":
-        return [m for m in method_names if "_g" not in m]   # the 4-bit methods end in _g<size>
+    if suite == "int8":   # the 4-bit methods end in _g<size>; the 16-bit ones are their suite's
+        return [m for m in method_names if "_g" not in m and "f16" not in m]
+    if suite == "half":
+        return [m for m in HALF_SUITE if m in method_names]
     return ["numpy_f32"] + [m for m in method_names if "_g" in m]
 
 
@@ -403,7 +422,8 @@ def machine_markdown(info: dict[str, Any]) -> list[str]:
 
 def report(harness: ModuleType, config: dict[str, Any], info: dict[str, Any],
            rows: Sequence[dict[str, Any]], plotted: set[str], stem: str = "bench") -> str:
-    title = ("# lowbit benchmark" + (": 4-bit weights" if config["suite"] == "int4" else "")
+    title = ("# lowbit benchmark" + {"int4": ": 4-bit weights", "half": ": 16-bit float weights"}
+             .get(config["suite"], "")
              + f" on {info['cpu']} (lowbit path {machine_class(info)}), measured "
              + info["date"].split(" ")[0])
     lines = [title, "",
@@ -491,6 +511,20 @@ def run_tile_peak(binary: Path, threads_list: Sequence[int]) -> list[dict[str, A
     return rows
 
 
+def run_fma_peak(binary: Path, threads_list: Sequence[int]) -> list[dict[str, Any]]:
+    """bench/fma_peak at each thread count (vfmadd231ps zmm, all threads at once)."""
+    rows = []
+    for t in threads_list:
+        try:
+            proc = subprocess.run([str(binary), str(t), "1.0", "512"], capture_output=True,
+                                  text=True, timeout=120)
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+        except Exception as e:
+            row = {"status": "error", "error": f"{type(e).__name__}: {e}"[:300]}
+        rows.append({"threads": t, **row})
+    return rows
+
+
 def run_kernel_bench(binary: Path, bench_filter: str) -> dict[str, Any]:
     """bench/bench_kernels' rows matching the filter: name and GOPS (its counter)."""
     cmd = [str(binary), f"--benchmark_filter={bench_filter}", "--benchmark_format=json"]
@@ -522,6 +556,19 @@ def native_markdown(info: dict[str, Any]) -> list[str]:
             else:
                 lines.append(f"| {r['threads']} | {r.get('error')} | – |")
         lines.append("")
+    fma = info.get("fma_peak")
+    if fma:
+        lines += ["## float32 FMA peak (bench/fma_peak)", "",
+                  "Twelve independent `vfmadd231ps zmm` chains in a loop for 1 s per thread, all "
+                  "threads at once: 2 · 16 flops per FMA.", "",
+                  "| threads | per thread (GFLOPS) | total (GFLOPS) |", "|---:|---:|---:|"]
+        for r in fma:
+            if r.get("status") == "ok":
+                per = ", ".join(f"{v:.0f}" for v in r["per_thread_gflops"])
+                lines.append(f"| {r['threads']} | {per} | {r['total_gflops']:.0f} |")
+            else:
+                lines.append(f"| {r['threads']} | {r.get('error')} | – |")
+        lines.append("")
     kb = info.get("kernel_bench")
     if kb:
         lines += ["## lowbit C++ kernels (bench/bench_kernels, google-benchmark)", "",
@@ -547,7 +594,7 @@ def method_note(method: str) -> str:
 def result_parts(config: dict[str, Any], rows: Sequence[dict[str, Any]], stem: str = "bench"
                  ) -> list[tuple[str, list[dict[str, Any]], str]]:
     """(title, rows, png name) per report section: one for int8, one per group size for int4."""
-    if config["suite"] == "int8":
+    if config["suite"] in ("int8", "half"):
         return [("", list(rows), f"{stem}.png")]
     parts = []
     for g in sorted({int(m.rpartition("_g")[2]) for m in config["methods"] if "_g" in m}):
@@ -573,12 +620,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     info = machine_info(harness, rows)
     if args.tile_peak is not None:
         info["tile_peak"] = run_tile_peak(args.tile_peak, config["threads"])
+    if args.fma_peak is not None:
+        info["fma_peak"] = run_fma_peak(args.fma_peak, config["threads"])
     if args.kernel_bench is not None:
         info["kernel_bench"] = run_kernel_bench(args.kernel_bench, args.kernel_bench_filter)
     info["seconds"] = round(time.perf_counter() - start, 1)
 
-    stem = args.out_name or ("bench_" if config["suite"] == "int8" else "bench_int4_") \
-        + machine_class(info)
+    stem = args.out_name or {"int8": "bench_", "int4": "bench_int4_",
+                             "half": "bench_half_"}[config["suite"]] + machine_class(info)
     plotted = {png for _, part, png in result_parts(config, rows, stem)
                if harness.plot(part, str(args.out_dir / png))}
     (args.out_dir / f"{stem}.md").write_text(report(harness, config, info, rows, plotted, stem))

@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import (check_float, check_int, make_a, make_weight, make_x, quantize_per_channel,
                    weight_copy)
+from .methods_half import HALF_COMPARISONS, HALF_METHODS
 from .methods_int4 import INT4_METHODS, INT4_COMPARISONS
 from .ort_models import float_linear_model, matmul_integer_model, ort_sessions
 from .spec import Bench, Call, Method
@@ -220,6 +221,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ort_matmul_integer", ("onnxruntime", "onnx"), 1, _setup_ort_matmul_integer),
 )}
 METHODS.update(INT4_METHODS)
+METHODS.update(HALF_METHODS)
 PEERS = ("torch_dynamic", "ort_dynamic")        # what lowbit_linear is compared against
 TORCHAO = ("torchao_int8_dynamic", "torchao_int8_dynamic_compiled")
 # Ratio columns of the report: (lowbit method, the peers it is compared against: the best of
@@ -232,7 +234,7 @@ COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lowbit_matmul_integer", ("torch_int_mm",)),
     ("lowbit_matmul_integer_plain_b", ("torch_int_mm",)),
     ("lowbit_matmul_integer_plain_b", ("lowbit_matmul_integer",)),
-) + INT4_COMPARISONS
+) + INT4_COMPARISONS + HALF_COMPARISONS
 # The methods that also get a ratio column against numpy_f32.
 NUMPY_RATIOS = ("lowbit_linear",) + tuple(dict.fromkeys(p for p, _ in INT4_COMPARISONS))
 
