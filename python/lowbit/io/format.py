@@ -18,7 +18,7 @@ import numpy as np
 
 from .._core.version import __version__ as _lowbit_version
 from . import safetensors as _safetensors
-from .._core.checks import QTYPES
+from .._core.checks import NARROW_QTYPES, QTYPES
 from .._core.nibbles import pack_nibbles, unpack_nibbles
 from .safetensors import is_int
 from ..nn.conv import ACTIVATIONS, CONV_TYPES, conv_class
@@ -337,7 +337,7 @@ def _is_bits(v: Any) -> bool:
 
 
 def _is_qtype(v: Any) -> bool:
-    return isinstance(v, str) and v in QTYPES
+    return isinstance(v, str) and v in NARROW_QTYPES   # the saved layers' weight types
 
 
 def _is_axis(v: Any) -> bool:
