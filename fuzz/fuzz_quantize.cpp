@@ -1,6 +1,7 @@
 // quantize_linear / dequantize_linear / dynamic_quantize_linear with random layouts, scale modes,
-// block sizes, zero points and special floats (NaN, Inf, subnormal, ties): every available ISA
-// must store the same bytes as the scalar path, or every path must throw invalid_argument.
+// block sizes, every quantized type (8-, 4- and 16-bit), zero points and special floats (NaN,
+// Inf, subnormal, ties): every available ISA must store the same bytes as the scalar path, or
+// every path must throw invalid_argument.
 #include <algorithm>
 
 #include "fuzz_common.h"
@@ -31,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 1: block = in.range(-2, 0); break;
     default: break;
   }
-  const auto qtype = static_cast<lowbit::QType>(in.range(0, 3));
+  const auto qtype = static_cast<lowbit::QType>(in.range(0, 5));
   const int64_t n = view.outer * view.axis * view.inner;
   const int64_t count = scale_count(view, mode, block);
   const bool with_zero = in.flag();
@@ -47,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const int32_t* zp = with_zero ? zero.data() : nullptr;
 
-  const auto q = fuzz::same_on_every_isa<uint8_t>(x.size(), 0xAA, [&](uint8_t* out) {
+  const size_t bytes = static_cast<size_t>(lowbit::qtype_bytes(qtype));  // 2 for int16 / uint16
+  const auto q = fuzz::same_on_every_isa<uint8_t>(x.size() * bytes, 0xAA, [&](uint8_t* out) {
     lowbit::quantize_linear(x.data(), view, mode, block, scale.data(), zp, qtype, out);
   }, "quantize_linear differs from the scalar path");
   const bool has_non_finite =
@@ -56,8 +58,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 "quantize_linear must throw exactly for NaN/Inf input or a bad block size");
 
   if (!q.threw) {  // dequantize what was stored (int4 values live in int8/uint8 storage)
-    const bool is_signed = qtype == lowbit::QType::int8 || qtype == lowbit::QType::int4;
-    const auto et = is_signed ? lowbit::ElemType::int8 : lowbit::ElemType::uint8;
+    const bool is_signed = lowbit::qtype_min(qtype) < 0;
+    const auto et = bytes == 2 ? (is_signed ? lowbit::ElemType::int16 : lowbit::ElemType::uint16)
+                               : (is_signed ? lowbit::ElemType::int8 : lowbit::ElemType::uint8);
     fuzz::same_on_every_isa<float>(x.size(), -7.0f, [&](float* out) {
       lowbit::dequantize_linear(q.out.data(), et, view, mode, block, scale.data(), zp, out);
     }, "dequantize_linear differs from the scalar path");

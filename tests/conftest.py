@@ -24,8 +24,10 @@ ISAS: list[str] = list(lowbit.cpu_info()["available"])
 # every path lowbit knows: the dispatch table's rows, usable here or not
 ALL_ISAS: tuple[str, ...] = tuple(ISAS) + tuple(lowbit.cpu_info()["unavailable"])
 
-QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15)}
-STORAGE = {"int8": np.int8, "uint8": np.uint8, "int4": np.int8, "uint4": np.uint8}
+QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15),
+          "int16": (-32768, 32767), "uint16": (0, 65535)}
+STORAGE = {"int8": np.int8, "uint8": np.uint8, "int4": np.int8, "uint4": np.uint8,
+           "int16": np.int16, "uint16": np.uint16}
 
 
 # ---------------------------------------------------------------------------------------------

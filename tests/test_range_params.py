@@ -8,7 +8,8 @@ import pytest
 from lowbit.qtensor import _range_to_params
 
 QT = {"int8": (-128, 127, 127, 0), "uint8": (0, 255, 127, 128), "int4": (-8, 7, 7, 0),
-      "uint4": (0, 15, 7, 8)}
+      "uint4": (0, 15, 7, 8), "int16": (-32768, 32767, 32767, 0),
+      "uint16": (0, 65535, 32767, 32768)}
 
 
 def numpy_rule(lo, hi, name, symmetric):

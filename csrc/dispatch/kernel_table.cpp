@@ -61,6 +61,7 @@ std::string missing_amx(const CpuFeatures& f) {
 #if LOWBIT_HAVE_X86_KERNELS
 void avx2_entries(KernelTable& t) {
   t.quantize_run = avx2::quantize_run;
+  t.quantize_run_16 = avx2::quantize_run_16;
   t.dequantize_run = avx2::dequantize_run;
   t.min_max = avx2::min_max;
   t.quantize_row_u8 = avx2::quantize_row_u8;
@@ -84,6 +85,7 @@ void avxvnni_entries(KernelTable& t) { t.w8a8 = {avxvnni::w8a8, 6}; }
 constexpr int64_t kPlainBMaxRowsAvx512 = 12;
 void avx512vnni_entries(KernelTable& t) {
   t.quantize_run = avx512vnni::quantize_run;
+  t.quantize_run_16 = avx512vnni::quantize_run_16;
   t.dequantize_run = avx512vnni::dequantize_run;
   t.min_max = avx512vnni::min_max;
   t.quantize_row_u8 = avx512vnni::quantize_row_u8;
@@ -121,6 +123,7 @@ void amx_emu_entries(KernelTable&) {}
 #if LOWBIT_HAVE_NEON_KERNELS
 void neon_entries(KernelTable& t) {
   t.quantize_run = neon::quantize_run;
+  t.quantize_run_16 = neon::quantize_run_16;
   t.dequantize_run = neon::dequantize_run;
   t.min_max = neon::min_max;
   t.quantize_row_u8 = neon::quantize_row_u8;
@@ -146,6 +149,7 @@ void neondot_entries(KernelTable&) {}
 
 void scalar_entries(KernelTable& t) {
   t.quantize_run = scalar::quantize_run;
+  t.quantize_run_16 = scalar::quantize_run_16;
   t.dequantize_run = scalar::dequantize_run;
   t.min_max = scalar::min_max;
   t.quantize_row_u8 = scalar::quantize_row_u8;

@@ -175,6 +175,10 @@ struct QuantRun {
 
 using QuantizeRunFn = bool (*)(const float* x, int64_t n, QuantRun params, int32_t qmin,
                                int32_t qmax, uint8_t* out);  // false if x holds NaN/Inf
+// The same quantization with 16-bit stores (int16 / uint16 output: the low 16 bits of each
+// clamped int32 value), bit for bit quantize_run's values otherwise.
+using QuantizeRun16Fn = bool (*)(const float* x, int64_t n, QuantRun params, int32_t qmin,
+                                 int32_t qmax, uint16_t* out);  // false if x holds NaN/Inf
 using DequantizeRunFn = void (*)(const void* q, int elem_type, int64_t n, QuantRun params,
                                  float* out);                // elem_type: lowbit::ElemType
 using MinMaxFn = bool (*)(const float* x, int64_t n, float* min, float* max);  // false on NaN/Inf
@@ -237,6 +241,7 @@ struct PlainBEntry {
 // starts from the table of the path it derives from and overrides entries by name.
 struct KernelTable {
   QuantizeRunFn quantize_run = nullptr;
+  QuantizeRun16Fn quantize_run_16 = nullptr;  // int16 / uint16 output
   DequantizeRunFn dequantize_run = nullptr;
   MinMaxFn min_max = nullptr;
   QuantizeRowU8Fn quantize_row_u8 = nullptr;

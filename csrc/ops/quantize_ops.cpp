@@ -23,6 +23,8 @@ int32_t qtype_min(QType t) {
     case QType::uint8: return 0;
     case QType::int4: return -8;
     case QType::uint4: return 0;
+    case QType::int16: return -32768;
+    case QType::uint16: return 0;
   }
   return 0;
 }
@@ -33,9 +35,13 @@ int32_t qtype_max(QType t) {
     case QType::uint8: return 255;
     case QType::int4: return 7;
     case QType::uint4: return 15;
+    case QType::int16: return 32767;
+    case QType::uint16: return 65535;
   }
   return 0;
 }
+
+int64_t qtype_bytes(QType t) { return t == QType::int16 || t == QType::uint16 ? 2 : 1; }
 
 namespace {
 
@@ -106,6 +112,16 @@ void for_each_run(AxisView v, ScaleMode mode, int64_t block, const Fn& fn) {
 
 const char* non_finite_message = "input holds NaN or Inf values; they cannot be quantized";
 
+// The signed type of a type's width (int8 for uint8, int4 for uint4, int16 for uint16).
+QType signed_of(QType t) {
+  switch (t) {
+    case QType::uint8: return QType::int8;
+    case QType::uint4: return QType::int4;
+    case QType::uint16: return QType::int16;
+    default: return t;
+  }
+}
+
 }  // namespace
 
 void quantize_linear(const float* x, AxisView view, ScaleMode mode, int64_t block_size,
@@ -113,13 +129,20 @@ void quantize_linear(const float* x, AxisView view, ScaleMode mode, int64_t bloc
   check_view(view, mode, block_size);
   const KernelTable& k = kernels();
   const int32_t qmin = qtype_min(qtype), qmax = qtype_max(qtype);
+  // 16-bit types have kernels of their own (quantize_run_16: the same float32 formula, 16-bit
+  // stores): int16 and uint16 values are the low 16 bits of the clamped int32, as int8/uint8
+  // values are its low byte.
+  const bool wide = qtype_bytes(qtype) == 2;
   auto* dst = static_cast<uint8_t*>(out);
+  auto* dst16 = static_cast<uint16_t*>(out);
   std::atomic<bool> finite{true};
   for_each_run(view, mode, block_size, [&](const Run& r) {
     const QuantRun params{scale + r.param_index, zero_point ? zero_point + r.param_index : nullptr,
                           r.per_element};
-    if (!k.quantize_run(x + r.offset, r.length, params, qmin, qmax, dst + r.offset))
-      finite.store(false, std::memory_order_relaxed);
+    const float* xr = x + r.offset;
+    const bool ok = wide ? k.quantize_run_16(xr, r.length, params, qmin, qmax, dst16 + r.offset)
+                         : k.quantize_run(xr, r.length, params, qmin, qmax, dst + r.offset);
+    if (!ok) finite.store(false, std::memory_order_relaxed);
   });
   if (!finite.load()) throw std::invalid_argument(non_finite_message);
 }
@@ -129,7 +152,9 @@ void dequantize_linear(const void* q, ElemType qtype, AxisView view, ScaleMode m
                        float* out) {
   check_view(view, mode, block_size);
   const KernelTable& k = kernels();
-  const size_t elem = qtype == ElemType::int32 ? 4 : 1;
+  const size_t elem = qtype == ElemType::int32                                 ? 4
+                      : qtype == ElemType::int16 || qtype == ElemType::uint16 ? 2
+                                                                              : 1;
   const auto* src = static_cast<const uint8_t*>(q);
   for_each_run(view, mode, block_size, [&](const Run& r) {
     const QuantRun params{scale + r.param_index, zero_point ? zero_point + r.param_index : nullptr,
@@ -163,9 +188,10 @@ void range_params(const float* lo, const float* hi, int64_t n, QType type, bool 
                   float* scale, int32_t* zero) {
   if (n < 0) throw std::invalid_argument("negative size");
   const int32_t qmin = qtype_min(type), qmax = qtype_max(type);
-  const bool wide = type == QType::int8 || type == QType::uint8;
-  const float sym_max = wide ? 127.0f : 7.0f;
-  const int32_t sym_zero = type == QType::uint8 ? 128 : type == QType::uint4 ? 8 : 0;
+  // The symmetric range is the signed type's, less its most negative value (+-127, +-7,
+  // +-32767), around the unsigned types' midpoint (128, 8, 32768).
+  const float sym_max = static_cast<float>(-(qtype_min(signed_of(type)) + 1));
+  const int32_t sym_zero = qmin < 0 ? 0 : (qmax + 1) / 2;
   const auto levels = static_cast<float>(qmax - qmin);
   for (int64_t i = 0; i < n; ++i) {
     float s;
@@ -204,6 +230,8 @@ void row_ranges(const float* x, int64_t rows, int64_t cols, float* lo, float* hi
 void requantize(const int32_t* acc, int64_t rows, int64_t cols, const float* multiplier,
                 MultiplierMode mode, int32_t zero_point, QType qtype, void* out) {
   if (rows < 0 || cols < 0) throw std::invalid_argument("negative dimension");
+  if (qtype_bytes(qtype) != 1)
+    throw std::invalid_argument("requantize outputs int8, uint8, int4 or uint4 (16-bit: none)");
   const int32_t qmin = qtype_min(qtype), qmax = qtype_max(qtype);
   if (zero_point < qmin || zero_point > qmax)
     throw std::invalid_argument("zero_point " + std::to_string(zero_point) +

@@ -24,12 +24,16 @@ void bind_enums(py::module_& m) {
   int_enum<ElemType>(m, "ElemType", "Element type of an integer array (lowbit::ElemType)")
       .value("int8", ElemType::int8)
       .value("uint8", ElemType::uint8)
-      .value("int32", ElemType::int32);
+      .value("int32", ElemType::int32)
+      .value("int16", ElemType::int16)
+      .value("uint16", ElemType::uint16);
   int_enum<QType>(m, "QType", "Quantized target type (lowbit::QType)")
       .value("int8", QType::int8)
       .value("uint8", QType::uint8)
       .value("int4", QType::int4)
-      .value("uint4", QType::uint4);
+      .value("uint4", QType::uint4)
+      .value("int16", QType::int16)
+      .value("uint16", QType::uint16);
   int_enum<ScaleMode>(m, "ScaleMode", "Scale layout of quantize_linear (lowbit::ScaleMode)")
       .value("per_tensor", ScaleMode::per_tensor)
       .value("per_axis", ScaleMode::per_axis)

@@ -20,9 +20,24 @@ std::vector<py::ssize_t> shape_of(const py::array& a) {
 }
 
 py::array new_quantized(const std::vector<py::ssize_t>& shape, lowbit::QType qtype) {
-  if (qtype == lowbit::QType::uint8 || qtype == lowbit::QType::uint4)
-    return py::array_t<uint8_t>(shape);
-  return py::array_t<int8_t>(shape);
+  switch (qtype) {
+    case lowbit::QType::uint8:
+    case lowbit::QType::uint4: return py::array_t<uint8_t>(shape);
+    case lowbit::QType::int8:
+    case lowbit::QType::int4: return py::array_t<int8_t>(shape);
+    case lowbit::QType::int16: return py::array_t<int16_t>(shape);
+    case lowbit::QType::uint16: return py::array_t<uint16_t>(shape);
+  }
+  throw py::value_error("unknown quantized type code");
+}
+
+// dequantize_linear's input types: those of elem_type_of (int8, uint8, int32) and int16 / uint16.
+ElemType dequantize_input_type(const py::array& q) {
+  if (has_dtype<int16_t>(q)) return ElemType::int16;
+  if (has_dtype<uint16_t>(q)) return ElemType::uint16;
+  if (has_dtype<int8_t>(q) || has_dtype<uint8_t>(q) || has_dtype<int32_t>(q))
+    return elem_type_of(q, "q", true);
+  throw py::type_error("q must be int8, uint8, int16, uint16 or int32");
 }
 
 int64_t expected_scale_count(lowbit::AxisView v, lowbit::ScaleMode mode, int64_t block) {
@@ -65,16 +80,18 @@ py::array quantize_linear(const py::array& x, int64_t outer, int64_t axis, int64
   const int32_t* zd = optional_zero_points(zp, count);
   py::array out = new_quantized(shape_of(x), qt);
   void* od = out.mutable_data();
-  {
+  try {
     py::gil_scoped_release release;
     lowbit::quantize_linear(xd, view, m, block, sd, zd, qt, od);
+  } catch (const std::invalid_argument&) {  // the layout is checked above: only NaN/Inf remain
+    throw py::value_error("x holds NaN or Inf values; they cannot be quantized");
   }
   return out;
 }
 
 py::array dequantize_linear(const py::array& q, int64_t outer, int64_t axis, int64_t inner,
                             ScaleMode m, int64_t block, const py::array& scale, const py::object& zp) {
-  const ElemType type = elem_type_of(q, "q", true);
+  const ElemType type = dequantize_input_type(q);
   require_c_contiguous(q, "q");
   const lowbit::AxisView view = make_view(q, outer, axis, inner);
   const int64_t count = expected_scale_count(view, m, block);
@@ -131,7 +148,8 @@ py::tuple range_params(const py::array& lo, const py::array& hi, QType qtype, bo
   const float* h = checked_data<float>(hi, "hi", "float32");
   if (lo.size() != hi.size()) throw py::value_error("lo and hi differ in size");
   const int code = static_cast<int>(qtype);
-  if (code < 0 || code > 3) throw py::value_error("unknown quantized type code");
+  if (code < 0 || code > static_cast<int>(QType::uint16))
+    throw py::value_error("unknown quantized type code");
   py::array_t<float> scale(lo.size());
   py::array_t<int32_t> zero(lo.size());
   lowbit::range_params(l, h, lo.size(), qtype, symmetric, scale.mutable_data(), zero.mutable_data());

@@ -10,33 +10,38 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ._core import _C
-from ._core.checks import (QTYPE_CODES, QTYPES, float_array, int8_array, kernel_array,
-                           per_tensor_form, qtype_name, scales, zero_points)
+from ._core.checks import (NARROW_QTYPES, QTYPE_CODES, QTYPES, float_array, int8_array,
+                           is_bfloat16, kernel_array, per_tensor_form, qtype_name, scales,
+                           zero_points)
+from ._core.halfs import bfloat16_bits
 from ._core.layout import scale_layout
 
 ArrayLike = Any
 
 
-# Zero point types whose ONNX output type (int16, uint16, int32) lowbit has no kernels for yet.
-# int64 is not among them: it is what NumPy makes of Python ints (np.array([1, 2])), and ONNX
-# has no int64 quantized type, so such a zero point says nothing about the output type.
-_WIDE_ZERO_POINT_TYPES = ("int16", "uint16", "int32", "uint32")
+# The zero point types that name an ONNX output type: NumPy's integer types of 8, 16 and 32
+# bits. int64 is not among them: it is what NumPy makes of Python ints (np.array([1, 2])), and
+# ONNX has no int64 quantized type, so such a zero point says nothing about the output type.
+_TYPED_ZERO_POINTS = ("int8", "uint8", "int16", "uint16", "int32", "uint32")
 
 
-def _output_qtype(dtype: Any, zero_point: Any, name: str = "zero_point") -> str:
+def _output_qtype(dtype: Any, zero_point: Any, name: str = "zero_point",
+                  supported: tuple[str, ...] = tuple(QTYPES), op: str = "quantize_linear") -> str:
     """ONNX: the output type follows the zero point's type; uint8 when neither is given.
-    A 16- or 32-bit zero point asks for 16- or 32-bit output, which is not implemented yet:
-    TypeError (saturating to uint8 instead would be a silent wrong answer)."""
+    A zero point asking for an output `op` has no kernels for (int32/uint32 anywhere, int16/
+    uint16 where `supported` stops at 8 bits) is a TypeError: saturating to uint8 instead
+    would be a silent wrong answer."""
     if dtype is not None:
-        return qtype_name(dtype)
+        return qtype_name(dtype, supported)
     if isinstance(zero_point, (np.ndarray, np.generic)):
-        if zero_point.dtype in (np.int8, np.uint8):
-            return zero_point.dtype.name
-        if zero_point.dtype.name in _WIDE_ZERO_POINT_TYPES:
-            raise TypeError(f"{name} has dtype {zero_point.dtype}: ONNX takes the output type "
-                            f"from the zero point's, and {zero_point.dtype} output is not "
-                            "supported yet (16- and 32-bit quantization is a later issue); "
-                            "give an int8 or uint8 zero point, or dtype=")
+        zdtype = zero_point.dtype.name
+        if zdtype in _TYPED_ZERO_POINTS:
+            if zdtype in supported:
+                return zdtype
+            typed = [t for t in supported if t in _TYPED_ZERO_POINTS]
+            raise TypeError(f"{name} has dtype {zdtype}: ONNX takes the output type from the "
+                            f"zero point's, and {op} has no {zdtype} output; give a zero point "
+                            f"of dtype {', '.join(typed[:-1])} or {typed[-1]}, or dtype=")
     return "uint8"
 
 
@@ -47,11 +52,12 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
     Parameters
     ----------
     x
-        float32 (or float16, or Python numbers) data.
+        float32 data, or float16 or bfloat16 (an ml_dtypes.bfloat16 array), each widened to
+        float32 exactly, or Python numbers.
     scale
         A scalar or a 1-element 1-D array (per tensor, as ONNX gives either), 1-D along `axis`
         (per axis), or, with block_size > 0, the shape of x with ceil(x.shape[axis] /
-        block_size) along `axis` (blocked).
+        block_size) along `axis` (blocked); float32, or a 16-bit float widened exactly.
     zero_point
         None (0), or the scale's shape (per tensor: a scalar or a 1-element array, in any mix
         with the scale's form).
@@ -62,18 +68,20 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
         0 (default): per tensor or per axis, as the scale's shape says; > 0: blocks of
         block_size consecutive elements along `axis` (the last one may be shorter).
     dtype
-        "int8", "uint8", "int4", "uint4" (4-bit values are returned one per byte in
-        int8/uint8 arrays); default: the zero point's dtype (int8/uint8), else uint8.
+        "int8", "uint8", "int16", "uint16", "int4", "uint4" (4-bit values are returned one per
+        byte in int8/uint8 arrays); default: the zero point's dtype (int8, uint8, int16 or
+        uint16, as ONNX says), else uint8.
 
     Returns
     -------
-    The quantized array, x's shape.
+    The quantized array, x's shape, of the output type's storage dtype (int8, uint8, int16 or
+    uint16).
 
     Raises
     ------
     TypeError
-        x is not float32/float16 data; the zero point is int16/uint16/int32/uint32 and dtype
-        is None (ONNX would give 16- or 32-bit output, not supported yet); a scale or zero
+        x is not float32/float16/bfloat16 data; the zero point is int32/uint32 and dtype is
+        None (ONNX would give 32-bit output, which lowbit has no type for); a scale or zero
         point that is None or not numeric (a zero point must hold integers); axis is not an
         int; dtype is not a type name.
     ValueError
@@ -97,18 +105,21 @@ def quantize_linear(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None
 
 def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = None,
                       axis: int = 1, block_size: int = 0, dtype: Any = None) -> np.ndarray:
-    """x = (q - zero_point) * scale in float32.
+    """x = (q - zero_point) * scale in float32, then rounded once to `dtype`.
 
     Parameters
     ----------
     q
-        A NumPy int8, uint8 or int32 array, or a NumPy scalar of those types (np.int8(5): the
-        result is then 0-d). A Python int has no quantized type and is refused.
+        A NumPy int8, uint8, int16, uint16 or int32 array, or a NumPy scalar of those types
+        (np.int8(5): the result is then 0-d). A Python int has no quantized type and is
+        refused.
     scale, zero_point, axis, block_size
-        As in `quantize_linear` (per tensor: a scalar or a 1-element array); int32 input takes
-        a zero point of 0 (as in ONNX).
+        As in `quantize_linear` (per tensor: a scalar or a 1-element array); the zero point
+        lies in q's type's range; int32 input takes a zero point of 0 (as in ONNX).
     dtype
-        The output type: float32 (default) or float16 (rounded from the float32 result).
+        The output type: None or float32 (default), float16 or bfloat16 (a name, a NumPy type,
+        or ml_dtypes.bfloat16). The 16-bit outputs round the float32 result once, to nearest,
+        ties to even (overflow gives Inf); bfloat16 output is an ml_dtypes.bfloat16 array.
 
     Returns
     -------
@@ -117,23 +128,24 @@ def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = No
     Raises
     ------
     TypeError
-        q is not a NumPy int8/uint8/int32 array or scalar.
+        q is not a NumPy int8/uint8/int16/uint16/int32 array or scalar; dtype is not a type.
     ValueError
         A bad scale or zero point (see `quantize_linear`), or an output dtype other than
-        float32/float16.
+        float32/float16/bfloat16.
+    ImportError
+        dtype bfloat16 without ml_dtypes installed (its NumPy bfloat16 type holds the output).
     """
     if isinstance(q, np.generic):
         q = np.asarray(q)   # a NumPy scalar: 0-d, per tensor
     if not isinstance(q, np.ndarray):
-        raise TypeError(f"q must be a NumPy int8, uint8 or int32 array or scalar, got "
-                        f"{type(q).__name__}"
+        raise TypeError(f"q must be a NumPy int8, uint8, int16, uint16 or int32 array or "
+                        f"scalar, got {type(q).__name__}"
                         + (" (a Python int has no quantized type: e.g. np.int8(q))"
                            if isinstance(q, int) else ""))
-    if q.dtype not in (np.int8, np.uint8, np.int32):
-        raise TypeError(f"q must have dtype int8, uint8 or int32, got {q.dtype}")
-    out_dtype = np.dtype(np.float32 if dtype is None else dtype)
-    if out_dtype not in (np.float32, np.float16):
-        raise ValueError(f"dequantize_linear outputs float32 or float16, not {out_dtype}")
+    if q.dtype not in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
+        raise TypeError(f"q must have dtype int8, uint8, int16, uint16 or int32, got {q.dtype}")
+    out_name = _float_output(dtype)
+    bfloat16 = _bfloat16_dtype() if out_name == "bfloat16" else None   # before any work
     s = per_tensor_form(scales(scale), block_size)
     layout = scale_layout(q.shape, s.shape, axis, block_size)
     zp = None
@@ -146,7 +158,44 @@ def dequantize_linear(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = No
             raise ValueError(f"zero_point shape {zp.shape} differs from scale shape {s.shape}")
     out = _C.dequantize_linear(kernel_array(q), layout.outer, layout.axis, layout.inner,
                                layout.mode, layout.block, s, zp)
-    return out if out_dtype == np.float32 else out.astype(out_dtype)
+    if out_name == "float16":
+        with np.errstate(over="ignore"):   # beyond float16's range the rounding gives Inf
+            return out.astype(np.float16)
+    if bfloat16 is not None:
+        return bfloat16_bits(out).view(bfloat16)
+    return out
+
+
+_FLOAT_OUTPUTS = ("float32", "float16", "bfloat16")
+
+
+def _float_output(dtype: Any) -> str:
+    """dequantize_linear's output type by name: float32 (None), float16 or bfloat16, from a
+    name, a NumPy type or dtype, or ml_dtypes.bfloat16 (the name needs no ml_dtypes)."""
+    if dtype is None:
+        return "float32"
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        return "bfloat16"
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a floating-point type (float32, float16 or bfloat16), "
+                        f"got {dtype!r}") from None
+    name = "bfloat16" if is_bfloat16(out) else out.name
+    if name not in _FLOAT_OUTPUTS:
+        raise ValueError(f"dequantize_linear outputs float32, float16 or bfloat16, not "
+                         f"dtype={dtype!r}")
+    return name
+
+
+def _bfloat16_dtype() -> np.dtype:
+    """ml_dtypes' bfloat16, imported only when asked for (lowbit does not depend on it)."""
+    try:
+        import ml_dtypes
+    except ImportError as e:
+        raise ImportError("dtype='bfloat16': bfloat16 output needs ml_dtypes (NumPy's "
+                          "bfloat16 type): pip install ml_dtypes") from e
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def dynamic_quantize_linear(x: ArrayLike) -> tuple[np.ndarray, np.float32, np.uint8]:
@@ -207,11 +256,12 @@ def requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike = 0,
     ------
     TypeError
         acc is not a NumPy int32 array; a multiplier or zero point that is None or not
-        numeric; an int16/uint16/int32/uint32 zero point with dtype None (no such output
-        yet); dtype is not a type name.
+        numeric; an int16/uint16/int32/uint32 zero point with dtype None (requantize has
+        8- and 4-bit outputs only); dtype is not a type name.
     ValueError
         A multiplier that is not finite and > 0 or does not broadcast to acc; a zero point
-        that is not a single value or lies outside the type's range; an unsupported dtype.
+        that is not a single value or lies outside the type's range; an unsupported dtype
+        (int16 and uint16 included).
     """
     return _requantize(acc, multiplier, zero_point, dtype, "zero_point")
 
@@ -221,7 +271,7 @@ def _requantize(acc: ArrayLike, multiplier: ArrayLike, zero_point: ArrayLike, dt
     """requantize, with the zero point's name for its errors (qlinear_matmul's y_zero_point)."""
     if not isinstance(acc, np.ndarray) or acc.dtype != np.int32:
         raise TypeError("acc must be a NumPy int32 array")
-    name = _output_qtype(dtype, zero_point, zp_name)
+    name = _output_qtype(dtype, zero_point, zp_name, NARROW_QTYPES, "requantize")
     _, lo, hi = QTYPES[name]
     zp = zero_points(zero_point, lo, hi, zp_name)
     if zp.size != 1:
@@ -383,7 +433,8 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
     TypeError
         Wrong dtypes or a missing y_zero_point, the message naming the argument: a or b is
         not a NumPy int8/uint8 array; y_zero_point is None; a scale or zero point that is not
-        numeric; an int16/uint16/int32/uint32 y_zero_point (no such output yet).
+        numeric; an int16/uint16/int32/uint32 y_zero_point (the outputs are int8 and
+        uint8).
     ValueError
         Bad values or shapes, the message naming the argument: shapes that do not multiply
         or broadcast; a scale that is not finite and > 0, or not a scalar / one per row or
@@ -409,7 +460,8 @@ def qlinear_matmul(a: ArrayLike, a_scale: ArrayLike, a_zero_point: ArrayLike, b:
     if not np.all(np.isfinite(multiplier)):
         raise ValueError("a_scale * b_scale / y_scale overflows float32 (y_scale too small)")
     return _requantize(acc, np.asarray(multiplier, dtype=np.float32), y_zero_point,
-                       _output_qtype(None, y_zero_point, "y_zero_point"), "y_zero_point")
+                       _output_qtype(None, y_zero_point, "y_zero_point", NARROW_QTYPES,
+                                     "qlinear_matmul"), "y_zero_point")
 
 
 

@@ -347,8 +347,9 @@ def _pack_int8(w: Union[np.ndarray, "QTensor"], symmetric: bool, clip_search: bo
     if isinstance(w, QTensor):
         qt = w
         if qt.dtype not in ("int8", "uint8"):
-            raise ValueError(f"an 8-bit pack takes an int8/uint8 QTensor, got {qt.dtype} "
-                             "(use bits=4 for int4/uint4)")
+            raise ValueError(f"an 8-bit pack takes an int8/uint8 QTensor, got {qt.dtype}"
+                             + (" (use bits=4 for int4/uint4)" if qt.dtype in ("int4", "uint4")
+                                else ""))
         if qt.group_size is not None or qt.axis not in (None, 0):
             raise ValueError("pack_weight takes a per-tensor or per-output-channel (axis=0) QTensor")
     elif w.size:

@@ -1,9 +1,10 @@
 """QTensor: quantized data with its scale/zero-point bookkeeping, and `quantize` to make one.
 
 Rules (docs/numeric_contract.md):
-- symmetric: zero point 0 (8-bit signed) or the type's midpoint (128 for uint8, 8 for uint4),
-  scale = max|x| / qmax_sym with qmax_sym = 127 (int8/uint8) or 7 (int4/uint4), so values use the
-  restricted range [-127, 127] (or [-7, 7]) around the zero point;
+- symmetric: zero point 0 (signed types) or the type's midpoint (128 for uint8, 8 for uint4,
+  32768 for uint16), scale = max|x| / qmax_sym with qmax_sym = 127 (int8/uint8), 7 (int4/uint4)
+  or 32767 (int16/uint16), so values use the restricted range [-127, 127] (or [-7, 7],
+  [-32767, 32767]) around the zero point;
 - asymmetric: the range [min(0, x_min), max(0, x_max)] maps onto the whole type range;
 - a scale that computes to 0 (all-zero or underflowing range) becomes 1.0;
 - NaN or Inf in x raise ValueError.
@@ -21,12 +22,16 @@ from ._core.checks import (QTYPE_CODES, QTYPES, check_bool, float_array, group_f
 from ._core.halfs import HALF_TYPES, widen
 from .ops import dequantize_linear, quantize_linear
 
-_SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8, "float16": 0, "bfloat16": 0}
+_SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8, "int16": 0, "uint16": 32768,
+                   "float16": 0, "bfloat16": 0}
+_BITS = {"int8": 8, "uint8": 8, "int4": 4, "uint4": 4, "int16": 16, "uint16": 16, "float16": 16,
+         "bfloat16": 16}
 
 
 @dataclass(frozen=True)
 class QTensor:
-    """Quantized tensor. `data` holds one value per element (4-bit values one per byte);
+    """Quantized tensor. `data` holds one value per element (4-bit values one per byte, 16-bit
+    values one per int16/uint16 element);
     `scale`/`zero_point` are per tensor (0-d), per channel along `axis` (1-D), or per group of
     `group_size` elements along `axis` (the data's shape with that axis divided into groups).
 
@@ -40,13 +45,16 @@ class QTensor:
     Parameters
     ----------
     data
-        The quantized values: int8 (int8, int4) or uint8 (uint8, uint4) storage.
+        The quantized values: int8 (int8, int4), uint8 (uint8, uint4), int16 or uint16
+        storage.
     scale
         float32 scales, > 0: 0-d, 1-D along `axis`, or grouped (see above).
     zero_point
         Zero points of `scale`'s shape, in data's storage dtype.
     dtype
-        "int8", "uint8", "int4" or "uint4" (or "float16" / "bfloat16", see above).
+        "int8", "uint8", "int4", "uint4", "int16" or "uint16" (16-bit integer QTensors are
+        for `dequantize` and the ONNX primitives: `pack_weight` and the layers take 8 and 4
+        bits), or "float16" / "bfloat16" (see above).
     axis
         None (per tensor), the per-channel axis, or the grouped axis.
     group_size
@@ -77,7 +85,7 @@ class QTensor:
     def nbytes(self) -> int:
         """Bytes of the quantized representation: data (4-bit values packed two per byte),
         float32 scales, and zero points unless symmetric."""
-        bits = 4 if self.dtype in ("int4", "uint4") else 16 if self.dtype in HALF_TYPES else 8
+        bits = _BITS[self.dtype]
         data_bytes = (self.data.size * bits + 7) // 8
         zp_bytes = 0 if self.symmetric else (self.zero_point.size * bits + 7) // 8
         return data_bytes + self.scale.nbytes + zp_bytes
@@ -93,8 +101,8 @@ class QTensor:
         Raises
         ------
         TypeError
-            A hand-built QTensor whose data is not a NumPy int8/uint8 (or int32) array (see
-            `dequantize_linear`).
+            A hand-built QTensor whose data is not a NumPy int8/uint8/int16/uint16 (or int32)
+            array (see `dequantize_linear`).
         ValueError
             A hand-built QTensor whose scales are not finite and > 0, or whose shapes do not
             fit its axis and group_size.
@@ -193,9 +201,10 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
     Parameters
     ----------
     x
-        float32 (or float16, or Python numbers) data.
+        float32 data (or float16 or bfloat16, widened exactly, or Python numbers).
     dtype
-        "int8" (default), "uint8", "int4" or "uint4" (4-bit values are stored one per byte).
+        "int8" (default), "uint8", "int4", "uint4" (4-bit values are stored one per byte),
+        "int16" or "uint16".
     symmetric
         True (default): the symmetric rule of the module docstring; False: the range
         [min(0, x_min), max(0, x_max)] onto the type's whole range, with a zero point.
@@ -210,15 +219,16 @@ def quantize(x: Any, dtype: Any = "int8", symmetric: bool = True, axis: Optional
     Returns
     -------
     QTensor
-        data in the storage dtype (int8 for int8/int4, uint8 for uint8/uint4), scale
-        (float32) and zero_point of the per-tensor (0-d), per-channel (1-D) or grouped shape,
-        with the axis and group actually used.
+        data in the storage dtype (int8 for int8/int4, uint8 for uint8/uint4, int16, uint16),
+        scale (float32) and zero_point of the per-tensor (0-d), per-channel (1-D) or grouped
+        shape, with the axis and group actually used.
 
     Raises
     ------
     TypeError
-        A non-float32 x (float64 included: cast it first); symmetric / clip_search that is
-        not a bool; an axis that is not an int; a dtype that is not a type name.
+        An x that is not float32/float16/bfloat16 (float64 included: cast it first);
+        symmetric / clip_search that is not a bool; an axis that is not an int; a dtype that
+        is not a type name.
     ValueError
         NaN/Inf in x, bad axis or group_size (out of range, not a positive int, a 0-d x);
         an unsupported dtype; clip_search per tensor.

@@ -71,14 +71,19 @@ void test_matmul(std::mt19937& gen, int64_t M, int64_t K, int64_t N, bool extrem
                 std::to_string(N) + (extreme ? " extreme" : ""));
 }
 
+// T: the storage (uint8_t for the 8- and 4-bit types, uint16_t for int16 / uint16, each value
+// the low bits of the clamped result).
+template <typename T>
 void test_quantize(std::mt19937& gen, lowbit::QType qt, const std::string& tag) {
-  std::normal_distribution<float> d(0.0f, 40.0f);
+  const bool wide = sizeof(T) == 2;
+  // Past both ends of the type's range (saturation), many exact .5 ties in between.
+  std::normal_distribution<float> d(0.0f, wide ? 30000.0f : 40.0f);
   const int64_t n = 1037;
   std::vector<float> x(n);
-  for (auto& v : x) v = std::nearbyint(d(gen)) * 0.5f;  // many exact .5 ties
-  const float scale = 1.0f;
-  const int32_t zp = lowbit::qtype_min(qt) < 0 ? 1 : 7;
-  std::vector<uint8_t> q(n);
+  for (auto& v : x) v = std::nearbyint(d(gen)) * 0.5f;
+  const float scale = wide ? 0.75f : 1.0f;
+  const int32_t zp = lowbit::qtype_min(qt) < 0 ? (wide ? -1234 : 1) : (wide ? 40000 : 7);
+  std::vector<T> q(n);
   lowbit::quantize_linear(x.data(), lowbit::AxisView{1, n, 1}, lowbit::ScaleMode::per_tensor, 0,
                           &scale, &zp, qt, q.data());
   bool ok = true;
@@ -86,7 +91,7 @@ void test_quantize(std::mt19937& gen, lowbit::QType qt, const std::string& tag) 
     float v = std::nearbyint(x[i] / scale) + static_cast<float>(zp);
     v = std::fmin(std::fmax(v, static_cast<float>(lowbit::qtype_min(qt))),
                   static_cast<float>(lowbit::qtype_max(qt)));
-    ok = q[i] == static_cast<uint8_t>(static_cast<int32_t>(v));
+    ok = q[i] == static_cast<T>(static_cast<int32_t>(v));
   }
   check(ok, tag + " quantize qtype=" + std::to_string(static_cast<int>(qt)));
 }
@@ -340,16 +345,39 @@ void test_elementwise_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const s
     });
     ok &= r.first == r.second;
   }
+  // The 16-bit stores: data reaching past both ends of int16 / uint16 (ties included), zero
+  // points across each type's range, per element (per_axis) and broadcast (per_tensor) runs.
+  std::vector<float> x16(n);
+  for (auto& v : x16) v = std::nearbyint(d(gen) * 4096.0f) / 8.0f;
+  for (auto qt : {lowbit::QType::int16, lowbit::QType::uint16}) {
+    auto zp16 = random_bytes<int32_t>(gen, cols, lowbit::qtype_min(qt), lowbit::qtype_max(qt));
+    for (auto mode : {lowbit::ScaleMode::per_axis, lowbit::ScaleMode::per_tensor}) {
+      auto r = both([&] {
+        std::vector<uint16_t> q(n);
+        lowbit::quantize_linear(x16.data(), lowbit::AxisView{rows, cols, 1}, mode, 0, scale.data(),
+                                zp16.data(), qt, q.data());
+        return q;
+      });
+      ok &= r.first == r.second;
+    }
+  }
   auto q8 = random_bytes<int8_t>(gen, n, -128, 127);
+  auto q16 = random_bytes<int16_t>(gen, n, -32768, 32767);   // also read as uint16
+  auto zp16 = random_bytes<int32_t>(gen, cols, -32768, 65535);
   auto acc = random_bytes<int32_t>(gen, n, -3000000, 3000000);
-  for (auto type : {lowbit::ElemType::int8, lowbit::ElemType::uint8, lowbit::ElemType::int32}) {
+  for (auto type : {lowbit::ElemType::int8, lowbit::ElemType::uint8, lowbit::ElemType::int32,
+                    lowbit::ElemType::int16, lowbit::ElemType::uint16}) {
+    const bool sixteen = type == lowbit::ElemType::int16 || type == lowbit::ElemType::uint16;
     const void* src = type == lowbit::ElemType::int32 ? static_cast<const void*>(acc.data())
+                      : sixteen                       ? static_cast<const void*>(q16.data())
                                                       : static_cast<const void*>(q8.data());
+    const int32_t* zero = type == lowbit::ElemType::int32 ? nullptr
+                          : sixteen                       ? zp16.data()
+                                                          : zp.data();
     auto r = both([&] {
       std::vector<float> out(n);
       lowbit::dequantize_linear(src, type, lowbit::AxisView{rows, cols, 1}, lowbit::ScaleMode::per_axis,
-                                0, scale.data(), type == lowbit::ElemType::int32 ? nullptr : zp.data(),
-                                out.data());
+                                0, scale.data(), zero, out.data());
       return out;
     });
     ok &= std::memcmp(r.first.data(), r.second.data(), n * sizeof(float)) == 0;
@@ -391,6 +419,15 @@ void test_elementwise_matches_scalar(std::mt19937& gen, lowbit::Isa isa, const s
       threw = true;
     }
     check(threw, tag + " NaN/Inf at " + std::to_string(bad) + " rejected");
+    threw = false;
+    std::vector<uint16_t> out16(n);
+    try {
+      lowbit::quantize_linear(y.data(), lowbit::AxisView{1, n, 1}, lowbit::ScaleMode::per_tensor, 0,
+                              scale.data(), nullptr, lowbit::QType::int16, out16.data());
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    check(threw, tag + " NaN/Inf at " + std::to_string(bad) + " rejected by the 16-bit kernel");
   }
 }
 
@@ -807,7 +844,9 @@ int main(int argc, char** argv) {
       test_gemm_edges(gen, isa, tag + "/t" + std::to_string(threads));
     }
     for (auto qt : {lowbit::QType::int8, lowbit::QType::uint8, lowbit::QType::int4, lowbit::QType::uint4})
-      test_quantize(gen, qt, tag);
+      test_quantize<uint8_t>(gen, qt, tag);
+    for (auto qt : {lowbit::QType::int16, lowbit::QType::uint16})
+      test_quantize<uint16_t>(gen, qt, tag);
     test_linear_matches_scalar(gen, isa, tag);
     for (int threads : {1, 3}) {
       lowbit::set_num_threads(threads);

@@ -1,5 +1,6 @@
 // AVX2 + FMA elementwise kernels, bit-identical to csrc/kernels/scalar (same float32 division,
 // round half to even, requantization in double). Tails use the same scalar math as the reference.
+// 8- and 16-bit quantization share quantize8 and differ only in the store.
 #include <immintrin.h>
 
 #include <cfloat>
@@ -30,10 +31,17 @@ inline __m128i low_bytes(__m256i v) {
       _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1)));
 }
 
-inline uint8_t quantize_scalar(float x, float scale, int32_t zero, float lo, float hi) {
+// Low 16 bits of each int32 lane (int16 and uint16 values alike), packed into 128 bits.
+inline __m128i low_halves(__m256i v) {
+  const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pick), 0x08));
+}
+
+inline int32_t quantize_scalar(float x, float scale, int32_t zero, float lo, float hi) {
   float v = std::nearbyint(x / scale) + static_cast<float>(zero);
   v = v >= lo ? (v > hi ? hi : v) : lo;  // NaN -> lo: a NaN must never reach the int cast
-  return static_cast<uint8_t>(static_cast<int32_t>(v));
+  return static_cast<int32_t>(v);
 }
 
 // Quantizes 8 floats at i; returns int32 lanes.
@@ -68,7 +76,26 @@ bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t q
   for (; i < n; ++i) {
     const int64_t j = p.per_element ? i : 0;
     finite &= std::isfinite(x[i]);
-    out[i] = quantize_scalar(x[i], p.scale[j], p.zero ? p.zero[j] : 0, flo, fhi);
+    out[i] = static_cast<uint8_t>(
+        quantize_scalar(x[i], p.scale[j], p.zero ? p.zero[j] : 0, flo, fhi));
+  }
+  return finite;
+}
+
+bool quantize_run_16(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
+                     uint16_t* out) {
+  const float flo = static_cast<float>(qmin), fhi = static_cast<float>(qmax);
+  const __m256 lo = _mm256_set1_ps(flo), hi = _mm256_set1_ps(fhi);
+  bool finite = true;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     low_halves(quantize8(x, i, p, lo, hi, &finite)));
+  for (; i < n; ++i) {
+    const int64_t j = p.per_element ? i : 0;
+    finite &= std::isfinite(x[i]);
+    out[i] = static_cast<uint16_t>(
+        quantize_scalar(x[i], p.scale[j], p.zero ? p.zero[j] : 0, flo, fhi));
   }
   return finite;
 }
@@ -80,6 +107,12 @@ inline __m256i load8_as_i32(const int8_t* q) {
 }
 inline __m256i load8_as_i32(const uint8_t* q) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q)));
+}
+inline __m256i load8_as_i32(const int16_t* q) {
+  return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+}
+inline __m256i load8_as_i32(const uint16_t* q) {
+  return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
 }
 inline __m256i load8_as_i32(const int32_t* q) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
@@ -115,6 +148,8 @@ void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* 
     case ElemType::int8: return dequantize_typed(static_cast<const int8_t*>(q), n, p, out);
     case ElemType::uint8: return dequantize_typed(static_cast<const uint8_t*>(q), n, p, out);
     case ElemType::int32: return dequantize_typed(static_cast<const int32_t*>(q), n, p, out);
+    case ElemType::int16: return dequantize_typed(static_cast<const int16_t*>(q), n, p, out);
+    case ElemType::uint16: return dequantize_typed(static_cast<const uint16_t*>(q), n, p, out);
   }
 }
 
@@ -176,7 +211,7 @@ bool quantize_row_u8(const float* x, int64_t k, int64_t kp, uint8_t* out, float*
   int32_t total = 0;
   for (int32_t v : lanes) total += v;
   for (; i < k; ++i) {
-    out[i] = quantize_scalar(x[i], *scale, *zero, 0.0f, 255.0f);
+    out[i] = static_cast<uint8_t>(quantize_scalar(x[i], *scale, *zero, 0.0f, 255.0f));
     total += out[i];
   }
   if (kp > k) std::memset(out + k, 0, static_cast<size_t>(kp - k));

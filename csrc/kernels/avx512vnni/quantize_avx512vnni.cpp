@@ -1,6 +1,6 @@
-// AVX-512 elementwise kernels: quantize, dequantize, min/max, per-row dynamic quantization and
-// requantization. Every result is bit-identical to csrc/kernels/scalar: same float32 division, the
-// same round-half-to-even, requantization in double.
+// AVX-512 elementwise kernels: quantize (8- and 16-bit stores), dequantize, min/max, per-row
+// dynamic quantization and requantization. Every result is bit-identical to csrc/kernels/scalar:
+// same float32 division, the same round-half-to-even, requantization in double.
 #include <immintrin.h>
 
 #include <cfloat>
@@ -64,6 +64,23 @@ bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t q
   return finite;
 }
 
+bool quantize_run_16(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
+                     uint16_t* out) {
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax));
+  bool finite = true;
+  int64_t i = 0;
+  // vpmovdw keeps each lane's low 16 bits (the int16 or uint16 value: lanes are clamped).
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtepi32_epi16(quantize16(x, i, 0xffff, p, lo, hi, &finite)));
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_cvtepi32_storeu_epi16(out + i, m, quantize16(x, i, m, p, lo, hi, &finite));
+  }
+  return finite;
+}
+
 namespace {
 
 template <typename T>
@@ -75,6 +92,14 @@ inline __m512i load_as_i32(const int8_t* q, __mmask16 m) {
 template <>
 inline __m512i load_as_i32(const uint8_t* q, __mmask16 m) {
   return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, q));
+}
+template <>
+inline __m512i load_as_i32(const int16_t* q, __mmask16 m) {
+  return _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, q));
+}
+template <>
+inline __m512i load_as_i32(const uint16_t* q, __mmask16 m) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, q));
 }
 template <>
 inline __m512i load_as_i32(const int32_t* q, __mmask16 m) {
@@ -105,6 +130,8 @@ void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* 
     case ElemType::int8: return dequantize_typed(static_cast<const int8_t*>(q), n, p, out);
     case ElemType::uint8: return dequantize_typed(static_cast<const uint8_t*>(q), n, p, out);
     case ElemType::int32: return dequantize_typed(static_cast<const int32_t*>(q), n, p, out);
+    case ElemType::int16: return dequantize_typed(static_cast<const int16_t*>(q), n, p, out);
+    case ElemType::uint16: return dequantize_typed(static_cast<const uint16_t*>(q), n, p, out);
   }
 }
 

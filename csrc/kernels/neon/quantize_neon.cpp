@@ -20,10 +20,10 @@ inline bool all_finite4(float32x4_t v) {
   return vminvq_u32(ok) != 0;
 }
 
-inline uint8_t quantize_scalar(float x, float scale, int32_t zero, float lo, float hi) {
+inline int32_t quantize_scalar(float x, float scale, int32_t zero, float lo, float hi) {
   float v = std::nearbyint(x / scale) + static_cast<float>(zero);
   v = v >= lo ? (v > hi ? hi : v) : lo;  // NaN -> lo: a NaN must never reach the int cast
-  return static_cast<uint8_t>(static_cast<int32_t>(v));
+  return static_cast<int32_t>(v);
 }
 
 // 4 quantized values (int32 lanes, already clamped) of x[i..i+3].
@@ -86,7 +86,26 @@ bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t q
   for (; i < n; ++i) {
     const int64_t j = p.per_element ? i : 0;
     finite &= std::isfinite(x[i]);
-    out[i] = quantize_scalar(x[i], p.scale[j], p.zero ? p.zero[j] : 0, lo_s, hi_s);
+    out[i] = static_cast<uint8_t>(
+        quantize_scalar(x[i], p.scale[j], p.zero ? p.zero[j] : 0, lo_s, hi_s));
+  }
+  return finite;
+}
+
+bool quantize_run_16(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
+                     uint16_t* out) {
+  const float lo_s = static_cast<float>(qmin), hi_s = static_cast<float>(qmax);
+  const float32x4_t lo = vdupq_n_f32(lo_s), hi = vdupq_n_f32(hi_s);
+  bool finite = true;
+  int64_t i = 0;
+  // vmovn keeps each lane's low 16 bits (the int16 or uint16 value: lanes are clamped).
+  for (; i + 4 <= n; i += 4)
+    vst1_u16(out + i, vmovn_u32(vreinterpretq_u32_s32(quantize4(x, i, p, lo, hi, &finite))));
+  for (; i < n; ++i) {
+    const int64_t j = p.per_element ? i : 0;
+    finite &= std::isfinite(x[i]);
+    out[i] = static_cast<uint16_t>(
+        quantize_scalar(x[i], p.scale[j], p.zero ? p.zero[j] : 0, lo_s, hi_s));
   }
   return finite;
 }
@@ -96,6 +115,8 @@ void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* 
     case ElemType::int8: return dequantize_typed(static_cast<const int8_t*>(q), n, p, out);
     case ElemType::uint8: return dequantize_typed(static_cast<const uint8_t*>(q), n, p, out);
     case ElemType::int32: return dequantize_typed(static_cast<const int32_t*>(q), n, p, out);
+    case ElemType::int16: return dequantize_typed(static_cast<const int16_t*>(q), n, p, out);
+    case ElemType::uint16: return dequantize_typed(static_cast<const uint16_t*>(q), n, p, out);
   }
 }
 

@@ -15,21 +15,37 @@ namespace scalar {
 // NaN input as an error after the run, so the value stored for it does not matter.
 static inline float clampf(float v, float lo, float hi) { return v >= lo ? (v > hi ? hi : v) : lo; }
 
-static inline uint8_t quantize_one(float x, float scale, int32_t zero, float qmin, float qmax) {
+// The zero point's addition is exact wherever the result is not saturated, for the 16-bit types
+// too: an integer sum inside the type's range is a float32 integer; the sums that round (beyond
+// 2^24 in magnitude) stay beyond the range and saturate as the exact sum would.
+static inline int32_t quantize_one(float x, float scale, int32_t zero, float qmin, float qmax) {
   float v = std::nearbyint(x / scale) + static_cast<float>(zero);
-  return static_cast<uint8_t>(static_cast<int32_t>(clampf(v, qmin, qmax)));
+  return static_cast<int32_t>(clampf(v, qmin, qmax));
 }
 
-bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
-                  uint8_t* out) {
+// One loop for every storage width: T is uint8_t (8- and 4-bit types) or uint16_t (16-bit
+// types), each value the low bits of the clamped int32.
+template <typename T>
+static bool quantize_typed(const float* x, int64_t n, const QuantRun& p, int32_t qmin,
+                           int32_t qmax, T* out) {
   const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
   bool finite = true;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t j = p.per_element ? i : 0;
     finite &= std::isfinite(x[i]);
-    out[i] = quantize_one(x[i], p.scale[j], p.zero ? p.zero[j] : 0, lo, hi);
+    out[i] = static_cast<T>(quantize_one(x[i], p.scale[j], p.zero ? p.zero[j] : 0, lo, hi));
   }
   return finite;
+}
+
+bool quantize_run(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
+                  uint8_t* out) {
+  return quantize_typed(x, n, p, qmin, qmax, out);
+}
+
+bool quantize_run_16(const float* x, int64_t n, QuantRun p, int32_t qmin, int32_t qmax,
+                     uint16_t* out) {
+  return quantize_typed(x, n, p, qmin, qmax, out);
 }
 
 template <typename T>
@@ -46,6 +62,8 @@ void dequantize_run(const void* q, int elem_type, int64_t n, QuantRun p, float* 
     case ElemType::int8: return dequantize_typed(static_cast<const int8_t*>(q), n, p, out);
     case ElemType::uint8: return dequantize_typed(static_cast<const uint8_t*>(q), n, p, out);
     case ElemType::int32: return dequantize_typed(static_cast<const int32_t*>(q), n, p, out);
+    case ElemType::int16: return dequantize_typed(static_cast<const int16_t*>(q), n, p, out);
+    case ElemType::uint16: return dequantize_typed(static_cast<const uint16_t*>(q), n, p, out);
   }
 }
 

@@ -95,12 +95,16 @@ class QType(enum.IntEnum):
     uint8 = 1
     int4 = 2
     uint4 = 3
+    int16 = 4
+    uint16 = 5
 
 
 class ElemType(enum.IntEnum):
     int8 = 0
     uint8 = 1
     int32 = 2
+    int16 = 3
+    uint16 = 4
 
 
 class ScaleMode(enum.IntEnum):

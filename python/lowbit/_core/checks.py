@@ -3,9 +3,11 @@ and never a write into the caller's arrays."""
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
+
+from .halfs import is_bfloat16, widen_bfloat16
 
 from . import _C
 
@@ -14,13 +16,20 @@ QTYPES: dict[str, tuple[np.dtype, int, int]] = {
     "uint8": (np.dtype(np.uint8), 0, 255),
     "int4": (np.dtype(np.int8), -8, 7),
     "uint4": (np.dtype(np.uint8), 0, 15),
+    "int16": (np.dtype(np.int16), -32768, 32767),
+    "uint16": (np.dtype(np.uint16), 0, 65535),
 }
+# The types of everything past the ONNX primitives and QTensor (packed weights, layers,
+# observers, saved files, requantize): their kernels take and give 8-bit values, so the
+# 16-bit types are quantize_linear's, dequantize_linear's and lowbit.quantize's only.
+NARROW_QTYPES: tuple[str, ...] = ("int8", "uint8", "int4", "uint4")
 # The C++ enum of each quantized type name (exported from _C, never mirrored by hand).
 QTYPE_CODES = {name: _C.QType.__members__[name] for name in QTYPES}
 
 
-def qtype_name(dtype: Any) -> str:
-    """Normalizes 'int8' | np.int8 | np.dtype('int8') | 'int4' ... to a name in QTYPES."""
+def qtype_name(dtype: Any, supported: Collection[str] = tuple(QTYPES)) -> str:
+    """Normalizes 'int8' | np.int8 | np.dtype('int8') | 'int4' ... to a name in `supported`
+    (every name in QTYPES unless the caller takes fewer)."""
     if isinstance(dtype, str):
         name = dtype.lower()
     else:
@@ -28,8 +37,9 @@ def qtype_name(dtype: Any) -> str:
             name = np.dtype(dtype).name
         except TypeError:
             raise TypeError(f"unknown quantized dtype {dtype!r}") from None
-    if name not in QTYPES:
-        raise ValueError(f"unsupported quantized dtype {dtype!r}; expected one of {sorted(QTYPES)}")
+    if name not in supported:
+        raise ValueError(f"unsupported quantized dtype {dtype!r}; expected one of "
+                         f"{sorted(supported)}")
     return name
 
 
@@ -42,13 +52,16 @@ def kernel_array(a: np.ndarray) -> np.ndarray:
 
 
 def float_array(x: Any, name: str) -> np.ndarray:
-    """float32 input: float32/float16 arrays, or Python numbers/lists. float64 arrays are refused
-    (a silent float64 -> float32 cast would change the quantized values)."""
+    """float32 input: float32/float16/bfloat16 arrays, or Python numbers/lists. float64 arrays
+    are refused (a silent float64 -> float32 cast would change the quantized values); the
+    16-bit floats widen exactly."""
     if isinstance(x, np.ndarray):
         if x.dtype == np.float32:
             return kernel_array(x)
         if x.dtype == np.float16:
             return np.asarray(x, dtype=np.float32, order="C")
+        if is_bfloat16(x.dtype):
+            return widen_bfloat16(x)
         raise TypeError(f"{name} must be a float32 array, got dtype {x.dtype}"
                         + (" (cast it with .astype(np.float32))" if x.dtype.kind == "f" else ""))
     if isinstance(x, (numbers.Real, list, tuple)) and not isinstance(x, bool):
@@ -77,10 +90,13 @@ def per_tensor_form(a: np.ndarray, block_size: int = 0) -> np.ndarray:
 
 
 def scales(scale: Any, name: str = "scale") -> np.ndarray:
-    """Scales as float32; each must be finite and > 0."""
+    """Scales as float32 (16-bit floats, bfloat16 included, widened exactly); each must be
+    finite and > 0."""
     if scale is None:
         raise TypeError(f"{name} must be a floating-point number or array, got None")
     arr = np.asarray(scale)
+    if is_bfloat16(arr.dtype):
+        arr = widen_bfloat16(arr)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a floating-point number or array, got dtype {arr.dtype}")
     arr = kernel_array(np.asarray(arr, dtype=np.float32))

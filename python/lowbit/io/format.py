@@ -18,7 +18,7 @@ import numpy as np
 
 from .._core.version import __version__ as _lowbit_version
 from . import safetensors as _safetensors
-from .._core.checks import QTYPES
+from .._core.checks import NARROW_QTYPES, QTYPES
 from .._core.halfs import HALF_TYPES
 from .._core.nibbles import pack_nibbles, unpack_nibbles
 from .safetensors import is_int
@@ -338,7 +338,7 @@ def _is_bits(v: Any) -> bool:
 
 
 def _is_qtype(v: Any) -> bool:
-    return isinstance(v, str) and v in QTYPES
+    return isinstance(v, str) and v in NARROW_QTYPES   # the saved layers' weight types
 
 
 def _is_weight_bits(v: Any) -> bool:   # a linear's weight: the integer widths or 16-bit floats
@@ -346,7 +346,7 @@ def _is_weight_bits(v: Any) -> bool:   # a linear's weight: the integer widths o
 
 
 def _is_weight_type(v: Any) -> bool:
-    return isinstance(v, str) and (v in QTYPES or v in HALF_TYPES)
+    return isinstance(v, str) and (v in NARROW_QTYPES or v in HALF_TYPES)
 
 
 def _is_axis(v: Any) -> bool:

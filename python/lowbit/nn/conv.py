@@ -18,7 +18,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._core import _C
-from .._core.checks import QTYPES, float_array, require_finite, scales, zero_points
+from .._core.checks import (NARROW_QTYPES, QTYPES, float_array, require_finite, scales,
+                            zero_points)
 from ..quant.config import Int8DynamicConfig, QuantConfig, check_config
 from ..qtensor import QTensor
 from .linear import _input_qparams
@@ -120,7 +121,7 @@ class QuantizedConv2d:
         n = self.spatial
         if not isinstance(weight, QTensor):
             raise TypeError(f"weight must be a lowbit QTensor, got {type(weight).__name__}")
-        if weight.dtype not in QTYPES or weight.group_size is not None \
+        if weight.dtype not in NARROW_QTYPES or weight.group_size is not None \
                 or weight.axis not in (0, None):
             raise ValueError(f"weight must be an int8/uint8/int4/uint4 QTensor per output channel "
                              f"(axis=0) or per tensor, got dtype {weight.dtype!r}, axis "

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._core.checks import (QTYPES, check_bool, float_array, normalize_axis, qtype_name,
-                            require_finite)
+from .._core.checks import (NARROW_QTYPES, QTYPES, check_bool, float_array, normalize_axis,
+                            qtype_name, require_finite)
 from .histogram import RangeHistogram, l2_optimal_range
 
 
@@ -44,7 +44,7 @@ class Observer:
 
     def __init__(self, dtype: str = "uint8", symmetric: bool = False,
                  axis: Optional[int] = None) -> None:
-        self.dtype = qtype_name(dtype)
+        self.dtype = qtype_name(dtype, NARROW_QTYPES)   # what the layers' kernels take
         symmetric = check_bool(symmetric, "symmetric")
         if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
             raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
