@@ -15,7 +15,7 @@ import pytest
 
 import lowbit
 from conftest import F32, QRANGE, STORAGE, assert_bits_equal, assert_int_equal, ref_quantize_linear
-from lowbit.ops import _round_to_bfloat16
+from lowbit._core.halfs import bfloat16_bits as _round_to_bfloat16
 
 QTYPES16 = ["int16", "uint16"]
 OPSET = 21
@@ -397,7 +397,8 @@ def _all_bfloat16(ml_dtypes):
 
 def test_bfloat16_input_widened_exactly(isa, rng):
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    from lowbit._core.checks import float_array, widen_bfloat16
+    from lowbit._core.checks import float_array
+    from lowbit._core.halfs import widen_bfloat16
 
     every = _all_bfloat16(ml_dtypes)
     wide = widen_bfloat16(every)

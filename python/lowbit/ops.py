@@ -11,9 +11,8 @@ import numpy as np
 
 from ._core import _C
 from ._core.checks import (NARROW_QTYPES, QTYPE_CODES, QTYPES, float_array, int8_array,
-                           is_bfloat16, kernel_array, per_tensor_form, qtype_name, scales,
-                           zero_points)
-from ._core.halfs import bfloat16_bits
+                           kernel_array, per_tensor_form, qtype_name, scales, zero_points)
+from ._core.halfs import bfloat16_bits, is_bfloat16
 from ._core.layout import scale_layout
 
 ArrayLike = Any

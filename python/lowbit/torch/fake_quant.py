@@ -15,8 +15,10 @@ import torch
 
 from .._core.checks import QTYPES
 
-SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7}
-SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8}
+# The symmetric ranges of lowbit.qtensor (its module docstring and _SYMMETRIC_ZERO; the C++ rule
+# lowbit::range_params): tests/test_range_params.py holds them to the same bits.
+SYMMETRIC_MAX = {"int8": 127, "uint8": 127, "int4": 7, "uint4": 7, "int16": 32767, "uint16": 32767}
+SYMMETRIC_ZERO = {"int8": 0, "uint8": 128, "int4": 0, "uint4": 8, "int16": 0, "uint16": 32768}
 
 
 class FakeQuantize(torch.autograd.Function):
