@@ -82,6 +82,10 @@ def _lowbit_variants() -> dict[str, tuple[str, Callable[[], Any], bool, int]]:
         "lowbit_mixed": (
             "lowbit mixed: FFN-in int4, rest int8, emb int8",
             lambda: {"*.intermediate.dense": i4(), "*": lowbit.Int8DynamicConfig()}, True, 8),
+        "lowbit_f16": ("lowbit float16 weights", lowbit.Float16WeightOnlyConfig, False, 8),
+        "lowbit_f16_emb8": ("lowbit float16 weights + emb int8", lowbit.Float16WeightOnlyConfig,
+                            True, 8),
+        "lowbit_bf16": ("lowbit bfloat16 weights", lowbit.BFloat16WeightOnlyConfig, False, 8),
     }
 
 

@@ -6,6 +6,8 @@ never imports it).
 - prepare(model, Int8StaticConfig(...)) -> run data -> convert(model): static PTQ
 - prepare_qat(model, config) -> train -> convert(model): QAT with fake quantization
 - chain(model, enable): consecutive static convs hand each other uint8 (convert does it)
+- plan_mixed(model, example_inputs, metric=, budget=): a per-layer format under an accuracy
+  budget, smallest (or fastest) first; quantize_(model, plan) applies it
 - model_nbytes(model): parameter + buffer bytes plus lowbit's packed weights
 - use_torch_threads(enabled): lowbit's kernels run on PyTorch's OpenMP threads (on by default)
 """
@@ -23,6 +25,7 @@ from .conv import QuantizedConv1d, QuantizedConv2d
 from .embedding import QuantizedEmbedding
 from .finalize import convert
 from .layers import QuantizedLinear
+from .mixed import MixedPlan, default_candidates, plan_mixed
 from .qat import FakeQuantLinear, prepare_qat
 from .quantize import model_nbytes, quantize_
 from .io import TorchIO
@@ -36,4 +39,5 @@ _adapters.register("io", TorchIO())
 _adapters.register("report", TorchReport())
 
 __all__ = ["use_torch_threads", "QuantizedLinear", "QuantizedConv2d", "QuantizedConv1d", "QuantizedEmbedding", "quantize_", "prepare", "prepare_qat",
-           "convert", "chain", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes"]
+           "convert", "chain", "ObservedLinear", "FakeQuantLinear", "ConversionSummary", "model_nbytes",
+           "plan_mixed", "MixedPlan", "default_candidates"]
