@@ -141,7 +141,7 @@ class MixedPlan(dict):
                      if self.objective == "bytes" else
                      f"{self.objective}: {self.cost * scale:.1f} {unit} planned vs "
                      f"{self.float_cost * scale:.1f} {unit} float32")
-        lines.append(f"{self.metric}: {self.achieved:.6f} measured (budget {self.budget}); "
+        lines.append(f"{self.metric}: {self.achieved:.6f} measured (budget {self.budget:.6g}); "
                      f"summed layer losses {self.predicted:.2e}")
         return "\n".join(lines)
 
