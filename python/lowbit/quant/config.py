@@ -284,6 +284,33 @@ class QuantConfig:
         return pack_weight(weight, bits=self.bits, mode=self.mode)
 
 
+class _FloatActivationPlan:
+    """The shapes of the float-activation kernels (w8f32, wf16f32, wbf16f32): any non-empty
+    weight, float32 accumulation having no int32 depth limit."""
+
+    def plan(self, out_features: int, in_features: int) -> LayerPlan:
+        """Any non-empty shape: float32 accumulation has no depth limit.
+
+        Parameters
+        ----------
+        out_features, in_features
+            The linear layer's weight shape.
+
+        Returns
+        -------
+        LayerPlan
+            group_size None.
+
+        Raises
+        ------
+        UnsupportedLayer
+            (a ValueError) An empty weight.
+        """
+        if out_features == 0 or in_features == 0:
+            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
+        return LayerPlan(None)
+
+
 class _Int4Config(QuantConfig):
     """4-bit weights per group of `group_size` input features (max|w| / 7, or the full range
     with a zero point per group)."""
@@ -445,7 +472,7 @@ class Int8DynamicConfig(QuantConfig):
 
 
 @dataclass(frozen=True)
-class Int8WeightOnlyConfig(QuantConfig):
+class Int8WeightOnlyConfig(_FloatActivationPlan, QuantConfig):
     """int8 weights per output channel, float32 activations: the layer keeps the packed int8
     weight (4x smaller than float32) and its kernel FMAs float32 activations against weights
     converted to float32 in registers, k in order, then scales each channel (no activation
@@ -477,28 +504,6 @@ class Int8WeightOnlyConfig(QuantConfig):
     activation: ClassVar[str] = "float"
     conv_activation: ClassVar[Optional[str]] = None
     group_size: ClassVar[Optional[int]] = None
-
-    def plan(self, out_features: int, in_features: int) -> LayerPlan:
-        """Any non-empty shape: float32 accumulation has no int32 depth limit.
-
-        Parameters
-        ----------
-        out_features, in_features
-            The linear layer's weight shape.
-
-        Returns
-        -------
-        LayerPlan
-            group_size None.
-
-        Raises
-        ------
-        UnsupportedLayer
-            (a ValueError) An empty weight.
-        """
-        if out_features == 0 or in_features == 0:
-            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
-        return LayerPlan(None)
 
     def describe(self) -> str:
         """One line for conversion summaries, e.g. "int8 weight-only (int8 weights per
@@ -749,7 +754,7 @@ class Int8StaticConfig(QuantConfig):
         return QTensor(data, scale, zero, obs.dtype, obs.axis, None)
 
 
-class _HalfWeightOnlyConfig(QuantConfig):
+class _HalfWeightOnlyConfig(_FloatActivationPlan, QuantConfig):
     """16-bit float weights (the class's `dtype`), float32 activations: the weight rounded
     once to the 16-bit type (nearest, ties to even) and packed; the kernels widen it exactly
     in registers and FMA float32 activations against it in k order, then add the bias (no
@@ -763,28 +768,6 @@ class _HalfWeightOnlyConfig(QuantConfig):
     group_size: ClassVar[Optional[int]] = None
     symmetric: ClassVar[bool] = True   # no zero points: the values are the weights
     dtype: ClassVar[str] = ""
-
-    def plan(self, out_features: int, in_features: int) -> LayerPlan:
-        """Any non-empty shape: float32 accumulation has no depth limit.
-
-        Parameters
-        ----------
-        out_features, in_features
-            The linear layer's weight shape.
-
-        Returns
-        -------
-        LayerPlan
-            group_size None.
-
-        Raises
-        ------
-        UnsupportedLayer
-            (a ValueError) An empty weight.
-        """
-        if out_features == 0 or in_features == 0:
-            raise UnsupportedLayer(f"empty weight ({out_features} x {in_features})")
-        return LayerPlan(None)
 
     def weight_format(self) -> tuple[str, bool]:
         """The weight's type and whether it is symmetric.
