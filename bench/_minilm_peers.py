@@ -85,6 +85,8 @@ def _lowbit_variants() -> dict[str, tuple[str, Callable[[], Any], bool, int]]:
         "lowbit_f16": ("lowbit float16 weights", lowbit.Float16WeightOnlyConfig, False, 8),
         "lowbit_f16_emb8": ("lowbit float16 weights + emb int8", lowbit.Float16WeightOnlyConfig,
                             True, 8),
+        "lowbit_f16_emb16": ("lowbit float16 weights + emb float16",
+                             lowbit.Float16WeightOnlyConfig, True, 16),
         "lowbit_bf16": ("lowbit bfloat16 weights", lowbit.BFloat16WeightOnlyConfig, False, 8),
     }
 

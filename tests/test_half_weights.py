@@ -243,3 +243,53 @@ def test_torch_layer(name: str, tmp_path) -> None:
     qb = copy.deepcopy(model).to(torch.bfloat16)
     lt.quantize_(qb, cfg)
     assert qb(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_float16_embedding_table(tmp_path) -> None:
+    from lowbit.nn import QuantizedEmbedding
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((50, 12)).astype(np.float32)
+    w[3, 4] = 3e-7                     # a float16 subnormal
+    e = QuantizedEmbedding.from_float(w, bits=16)
+    assert e.bits == 16 and e.data.dtype == np.float16 and e.nbytes == 50 * 12 * 2 + 50 * 4
+    idx = np.array([[3, 0], [49, 3]])
+    np.testing.assert_array_equal(e(idx), w.astype(np.float16).astype(np.float32)[idx])
+    with pytest.raises(ValueError, match="group_size"):
+        QuantizedEmbedding.from_float(w, bits=16, group_size=4)
+    big = w.copy()
+    big[0, 0] = 1e6
+    with pytest.raises(ValueError, match="outside the float16 range"):
+        QuantizedEmbedding.from_float(big, bits=16)
+    bad = e.data.copy()
+    bad[1, 1] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        QuantizedEmbedding(bad, e.scale, 16, 12)
+    path = tmp_path / "e.lowbit"
+    lowbit.save({"emb": e}, path)
+    back = lowbit.load(path)["emb"]
+    np.testing.assert_array_equal(back(idx), e(idx))
+
+
+def test_torch_float16_embedding(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    import lowbit.torch as lt
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(100, 24), torch.nn.Linear(24, 8))
+    q = copy.deepcopy(model)
+    lt.quantize_(q, lowbit.Float16WeightOnlyConfig(), embeddings=True, embedding_bits=16)
+    assert q[0].qweight.dtype == torch.float16
+    ii = torch.tensor([[1, 2, 99]])
+    with torch.no_grad():
+        want = model[0].weight.half().float()[ii]
+    assert torch.equal(q[0](ii), want)
+    y = q(ii)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(q, fullgraph=True)(ii), y)
+    assert torch.equal(torch.export.export(q, (ii,)).module()(ii), y)
+    lowbit.save(q, tmp_path / "q.lowbit")
+    assert torch.equal(lowbit.load(tmp_path / "q.lowbit", copy.deepcopy(model))(ii), y)
+    q2 = copy.deepcopy(model)
+    lt.quantize_(q2, lowbit.Float16WeightOnlyConfig(), embeddings=True, embedding_bits=16)
+    q2.load_state_dict(q.state_dict())
+    assert torch.equal(q2(ii), y)
+    assert q.half()[0].qweight.dtype == torch.float16   # .half() keeps the table as it is

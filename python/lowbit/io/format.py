@@ -382,7 +382,7 @@ _QTENSOR_FIELDS = {"dtype": _is_weight_type, "axis": _is_axis, "group_size": _is
 LAYER_FIELDS: dict[str, dict[str, Any]] = {
     "linear": {**_QTENSOR_FIELDS, "scheme": _is_scheme, "bias": _is_bool},
     "packed_weight": _QTENSOR_FIELDS,
-    "embedding": {"bits": _is_bits, "group_size": _is_group, "shape": _is_shape2},
+    "embedding": {"bits": _is_weight_bits, "group_size": _is_group, "shape": _is_shape2},
     "float_linear": {"bias": _is_bool},
     "float_embedding": {},
     "conv": {"dtype": _is_qtype, "shape": _is_conv_shape, "bits": _is_bits,

@@ -151,7 +151,7 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
 
     Embedding tables (a lowbit.nn.Embedding, or an array whose layer name matches
     EMBEDDING_PATTERNS, e.g. 'emb.weight', 'embeddings.word_embeddings.weight') are kept
-    float unless embeddings=True, which makes them QuantizedEmbedding (embedding_bits 8 or 4,
+    float unless embeddings=True, which makes them QuantizedEmbedding (embedding_bits 8, 4 or 16,
     one scale per row or per embedding_group_size values). embeddings='pattern' or a list of patterns names the tables
     instead (and converts them).
 
@@ -187,14 +187,14 @@ def quantize_weights(weights: Mapping[str, Any], config: ConfigSpec,
         Naming the weight: NaN/Inf, a bias given twice or of the wrong shape, a name two
         entries would take, and Int8StaticConfig (each layer needs its own calibration:
         QuantizedLinear.from_config(..., input_qparams=...) or lowbit.torch.prepare/convert).
-        Also: biases for names not in weights; embedding_bits other than 8 or 4.
+        Also: biases for names not in weights; embedding_bits other than 8, 4 or 16.
     """
     biases = {} if biases is None else biases
     unknown = set(biases) - set(weights)
     if unknown:
         raise ValueError(f"biases for names not in weights: {sorted(unknown)}")
-    if embedding_bits not in (4, 8) or isinstance(embedding_bits, bool):
-        raise ValueError(f"embedding_bits must be 8 or 4, got {embedding_bits!r}")
+    if embedding_bits not in (4, 8, 16) or isinstance(embedding_bits, bool):
+        raise ValueError(f"embedding_bits must be 8, 4 or 16, got {embedding_bits!r}")
     table_patterns, convert_tables = _table_rule(embeddings)
     summary = ConversionSummary("quantize_weights")
     converted: dict[str, tuple[str, Any]] = {}   # input key -> (output name, lowbit layer)

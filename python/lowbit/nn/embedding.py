@@ -7,6 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .._core.checks import float_array, group_for_axis
+from .._core.halfs import round_to_half
 from .._core.nibbles import pack_nibbles, unpack_nibbles
 from ..qtensor import quantize
 
@@ -25,7 +26,8 @@ def check_indices(indices: Any, num_embeddings: int) -> np.ndarray:
 
 class QuantizedEmbedding:
     """A (num_embeddings, embedding_dim) table. bits=8: int8 values, symmetric
-    (scale = max|row| / 127); bits=4: int4 values two per byte (scale = max|row| / 7).
+    (scale = max|row| / 127); bits=4: int4 values two per byte (scale = max|row| / 7);
+    bits=16: float16 values (the float32 table rounded once, nearest even) with scales of 1.
     `scale` has shape (num_embeddings, groups): one group per row unless group_size is set.
     Lookup: rows = float32(q[idx]) * scale[idx] (dequantize_linear's arithmetic, zero point 0).
 
@@ -36,11 +38,12 @@ class QuantizedEmbedding:
     ----------
     data
         bits=8: int8 (num_embeddings, embedding_dim); bits=4: uint8 (num_embeddings,
-        embedding_dim // 2), two values q + 8 per byte, the even index in the low nibble.
+        embedding_dim // 2), two values q + 8 per byte, the even index in the low nibble;
+        bits=16: float16 (num_embeddings, embedding_dim), finite.
     scale
         float32 (num_embeddings, groups), finite and > 0.
     bits
-        8 or 4.
+        8, 4 or 16.
     embedding_dim
         Values per row (even for 4 bits).
     group_size
@@ -49,20 +52,21 @@ class QuantizedEmbedding:
     Raises
     ------
     ValueError
-        bits other than 8 or 4; an odd embedding_dim for 4 bits; group_size < 1; data or
-        scale of another dtype or shape; scales that are not finite and > 0.
+        bits other than 8, 4 or 16; an odd embedding_dim for 4 bits; group_size < 1; data or
+        scale of another dtype or shape; scales that are not finite and > 0; a float16 table
+        with NaN/Inf.
     """
 
     def __init__(self, data: np.ndarray, scale: np.ndarray, bits: int, embedding_dim: int,
                  group_size: Optional[int] = None) -> None:
-        if bits not in (4, 8):
-            raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        if bits not in (4, 8, 16):
+            raise ValueError(f"bits must be 8, 4 or 16, got {bits!r}")
         if bits == 4 and embedding_dim % 2:
             raise ValueError(f"4-bit rows need an even embedding_dim, got {embedding_dim}")
         if group_size is not None and int(group_size) < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
         storage_dim = embedding_dim // 2 if bits == 4 else embedding_dim
-        expected = np.int8 if bits == 8 else np.uint8
+        expected = {8: np.int8, 4: np.uint8, 16: np.float16}[bits]
         if data.ndim != 2 or data.dtype != expected or data.shape[1] != storage_dim:
             raise ValueError(f"a {bits}-bit table must be {np.dtype(expected).name} with shape "
                              f"(rows, {storage_dim}), got {data.dtype} {data.shape}")
@@ -73,6 +77,8 @@ class QuantizedEmbedding:
                              f"got {scale.dtype} {scale.shape}")
         if scale.size and not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError("embedding scales must be finite and > 0")
+        if bits == 16 and data.size and not np.all(np.isfinite(data)):
+            raise ValueError("a float16 table must hold finite values")
         self.data = data
         self.scale = scale
         self.bits = bits
@@ -89,10 +95,11 @@ class QuantizedEmbedding:
         weight
             float32 (num_embeddings, embedding_dim).
         bits
-            8 (int8, default) or 4 (int4, two per byte).
+            8 (int8, default), 4 (int4, two per byte) or 16 (float16 values, rounded to
+            nearest even, with scales of 1: 2x smaller than float32).
         group_size
             None (one scale per row) or values per scale, a positive int; larger than
-            embedding_dim: one group per row.
+            embedding_dim: one group per row. Must be None for bits=16.
 
         Returns
         -------
@@ -103,14 +110,15 @@ class QuantizedEmbedding:
         TypeError
             weight is not float32 data; group_size is not an int or None.
         ValueError
-            weight is not 2-D or has no columns; bits other than 8 or 4; an odd
-            embedding_dim for 4 bits; group_size <= 0; NaN/Inf in weight.
+            weight is not 2-D or has no columns; bits other than 8, 4 or 16; an odd
+            embedding_dim for 4 bits; group_size <= 0, or any for 16 bits; NaN/Inf in weight, or
+            a value beyond float16's range for 16 bits.
         """
         w = float_array(weight, "weight")
         if w.ndim != 2:
             raise ValueError(f"an embedding table is 2-D (rows, dim), got shape {w.shape}")
-        if bits not in (4, 8):
-            raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+        if isinstance(bits, bool) or bits not in (4, 8, 16):
+            raise ValueError(f"bits must be 8, 4 or 16, got {bits!r}")
         dim = w.shape[1]
         if dim == 0:
             raise ValueError("embedding_dim must be > 0")
@@ -121,6 +129,12 @@ class QuantizedEmbedding:
             raise TypeError(f"group_size must be an int or None, got {type(group_size).__name__}")
         if group_size is not None and group_size <= 0:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
+        if bits == 16:
+            if group_size is not None:
+                raise ValueError("a float16 table takes no group_size (its values need no scale)")
+            # the weights' float16 rule (lowbit/_core/halfs.py): nearest even, Inf refused
+            data16 = round_to_half(w, "float16").view(np.float16)
+            return cls(data16, np.ones((w.shape[0], 1), np.float32), 16, dim, None)
         # a group longer than the row is one group per row, as everywhere (group_for_axis)
         group_size = None if group_size is None else group_for_axis(int(group_size), dim)
         g = dim if group_size is None else group_size
@@ -139,7 +153,8 @@ class QuantizedEmbedding:
         return int(self.data.nbytes + self.scale.nbytes)
 
     def values(self, rows: np.ndarray) -> np.ndarray:
-        """The signed integer values of the given table rows (int8, one per element).
+        """The stored values of the given table rows (int8 one per element, or float16 for a
+        16-bit table).
 
         Parameters
         ----------
@@ -150,14 +165,14 @@ class QuantizedEmbedding:
         Returns
         -------
         numpy.ndarray
-            int8 (..., embedding_dim).
+            int8 (or float16) (..., embedding_dim).
 
         Raises
         ------
         IndexError
             An index outside the table.
         """
-        if self.bits == 8:
+        if self.bits in (8, 16):
             return self.data[rows]
         return (unpack_nibbles(self.data[rows]).astype(np.int8) - np.int8(8)).astype(np.int8)
 

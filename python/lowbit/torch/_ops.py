@@ -277,11 +277,13 @@ def embedding_run(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Ten
 
 def _embedding_checked(indices: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor,
                        bits: int, embedding_dim: int, group_size: int) -> torch.Tensor:
-    if bits not in (8, 4):
-        raise ValueError(f"bits must be 8 or 4, got {bits}")
-    width = embedding_dim if bits == 8 else embedding_dim // 2
-    if qweight.dim() != 2 or qweight.shape[1] != width or qweight.dtype not in (torch.int8, _U8):
-        raise ValueError(f"qweight must be (num_embeddings, {width}) int8/uint8, got "
+    if bits not in (8, 4, 16):
+        raise ValueError(f"bits must be 8, 4 or 16, got {bits}")
+    width = embedding_dim // 2 if bits == 4 else embedding_dim
+    types = (torch.float16,) if bits == 16 else (torch.int8, _U8)
+    if qweight.dim() != 2 or qweight.shape[1] != width or qweight.dtype not in types:
+        raise ValueError(f"qweight must be (num_embeddings, {width}) "
+                         f"{'float16' if bits == 16 else 'int8/uint8'}, got "
                          f"{qweight.dtype} {tuple(qweight.shape)}")
     if scale.dim() != 2 or scale.shape[0] != qweight.shape[0] or scale.dtype != _F32:
         raise ValueError("scale must be float32 (num_embeddings, groups)")

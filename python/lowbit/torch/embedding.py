@@ -111,7 +111,8 @@ class QuantizedEmbedding(nn.Module):
     @classmethod
     def from_float(cls, embedding: nn.Embedding, bits: int = 8,
                    group_size: Optional[int] = None) -> "QuantizedEmbedding":
-        """bits=8 or 4, one symmetric scale per row (or per `group_size` values of a row).
+        """bits=8 or 4, one symmetric scale per row (or per `group_size` values of a row); or
+        bits=16, float16 values.
 
         Parameters
         ----------
@@ -119,7 +120,7 @@ class QuantizedEmbedding(nn.Module):
             An nn.Embedding on the CPU (float32, bfloat16 or float16 table, widened to float32
             exactly), without max_norm (its table is copied).
         bits
-            8 (default) or 4 (an even embedding_dim).
+            8 (default), 4 (an even embedding_dim) or 16 (float16 values).
         group_size
             None (one scale per row) or values per scale (see
             lowbit.nn.QuantizedEmbedding.from_float).
@@ -135,7 +136,7 @@ class QuantizedEmbedding(nn.Module):
             embedding is not an nn.Embedding; group_size is not an int or None.
         ValueError
             max_norm is set, the weight is not float32 or not on the CPU (the message says
-            which); bits other than 8 or 4; an odd embedding_dim for 4 bits; group_size <= 0;
+            which); bits other than 8, 4 or 16; an odd embedding_dim for 4 bits; group_size <= 0;
             NaN/Inf in the table.
         """
         if not isinstance(embedding, nn.Embedding):

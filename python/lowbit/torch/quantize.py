@@ -113,7 +113,7 @@ def quantize_(model: nn.Module, config: ConfigSpec, filter_fn: Optional[FilterFn
         filter_fn(module, name) -> bool narrows the layers considered.
     embeddings, embedding_bits, embedding_group_size
         embeddings=True also replaces nn.Embedding layers by QuantizedEmbedding (8 or 4 bits,
-        one scale per row or per embedding_group_size values).
+        one scale per row or per embedding_group_size values; or 16: float16 rows).
     skip_slower, example_batch_size, example_inputs
         skip_slower=True times each layer, float and quantized, on this CPU at the rows it will
         see (from one run of `example_inputs` if given: a tuple passed positionally, a dict by
@@ -343,7 +343,8 @@ def convert_embedding(name: str, module: nn.Embedding, bits: int, group_size: Op
         return None
     new = QuantizedEmbedding.from_float(module, bits, group_size)
     new.lowbit_name = name
-    desc = f"int{bits} rows" + (f", groups of {group_size}" if group_size else ", per-row scales")
+    desc = ("float16 rows" if bits == 16 else
+            f"int{bits} rows" + (f", groups of {group_size}" if group_size else ", per-row scales"))
     summary.replaced.append(Replaced(name, "embedding",
                                      (module.num_embeddings, module.embedding_dim), desc,
                                      module.weight.nbytes, new.nbytes))
